@@ -1,0 +1,63 @@
+/*
+ * config - relayq.cf in Postfix main.cf syntax (postconf(5)), the table of
+ * parameters (name, type, default, unit), $name expansion, -o overrides, and
+ * the output of `relayq config`.  Knows no other module.
+ *
+ * Values are expanded lazily and recursively on lookup: $name, ${name},
+ * $(name), ${name?value}, ${name:value}, ${name?{value}}, ${name:{value}},
+ * ${name?{a}:{b}}.  A $name loop is detected at load time and is an error.
+ * Time values take s m h d w; a bare number takes the parameter's default
+ * unit.  Sizes and integers are plain numbers.
+ */
+#ifndef CONFIG_H_INCLUDED
+#define CONFIG_H_INCLUDED
+
+#include <stdio.h>
+
+typedef struct CONFIG CONFIG;
+
+#define CONFIG_DEFAULT_DIR "/etc/relayq"
+
+/*
+ * Load CONFDIR/relayq.cf (confdir NULL: CONFIG_DEFAULT_DIR), then apply the
+ * "name=value" overrides in order.  A missing relayq.cf is not an error only
+ * when allow_missing is set (the CLI on a host without a configuration).
+ * Every value is checked against its type here, so later lookups cannot
+ * fail.  On error returns NULL and puts one line in err (file, line,
+ * parameter, what is accepted).  Unknown parameter names are warnings,
+ * written to stderr as "relayq: warning: FILE, line N: unknown parameter
+ * NAME" and counted (config_warnings()).
+ */
+CONFIG *config_load(const char *confdir, char *const *overrides, int noverrides,
+		            int allow_missing, char *err, size_t errlen);
+void    config_free(CONFIG *cf);
+
+/* Lookups.  name must be a known parameter (else: fatal, a programming error). */
+const char *config_str(const CONFIG *cf, const char *name);	/* expanded */
+long long config_time(const CONFIG *cf, const char *name);	/* seconds */
+long long config_int(const CONFIG *cf, const char *name);
+long long config_size(const CONFIG *cf, const char *name);	/* bytes */
+int     config_bool(const CONFIG *cf, const char *name);	/* yes/no */
+char  **config_list(const CONFIG *cf, const char *name, int *n);	/* free with str_list_free() */
+
+/* Expand $name references of an arbitrary string against cf (caller frees). */
+char   *config_expand(const CONFIG *cf, const char *value);
+
+int     config_known(const char *name);		/* 1 if name is in the table */
+int     config_is_set(const CONFIG *cf, const char *name);	/* set in file or -o */
+int     config_warnings(const CONFIG *cf);	/* unknown-parameter warnings */
+const char *config_file(const CONFIG *cf);	/* path of relayq.cf */
+const char *config_dir(const CONFIG *cf);
+
+/* relayq config: flags */
+#define CONFIG_SHOW_NONDEFAULT	(1<<0)		/* -n: only what the file or -o sets */
+#define CONFIG_SHOW_DEFAULTS	(1<<1)		/* -d: built-in defaults */
+
+/*
+ * Print "name = value" lines like postconf(1) (unexpanded values, sorted by
+ * name).  names/nnames restrict the output; an unknown name is reported on
+ * stderr and makes the return value 1.
+ */
+int     config_show(const CONFIG *cf, FILE *fp, int flags, char *const *names, int nnames);
+
+#endif

@@ -1,0 +1,211 @@
+/*
+ * qmgr - the scheduler, pure: no I/O, no clock reads, no logging.  Every
+ * entry point takes `now` (whole seconds, as Postfix's event_time()).  The
+ * daemon and the simulator behind `relayq explain` run this same code.
+ *
+ * Rules (../shared/spec/postfix-queue-semantics.md):
+ *  R  backoff = clamp(now - create_time, minimal_backoff_time,
+ *     maximal_backoff_time) (min applied last), next_eligible = now + backoff,
+ *     "now" = when the pass's last result is processed.
+ *  S  deferred-queue runs on a fixed grid anchor + k*queue_run_delay (anchor
+ *     = qmgr_create()/qmgr_reload() time; the run at the anchor takes what is
+ *     already due); a deferred message is taken by a run at time t when
+ *     next_eligible <= t + 1.  Incoming mail is taken at once.  At most
+ *     qmgr_message_active_limit messages are active; incoming first.
+ *  D  per-destination queues (window starts at initial_destination_
+ *     concurrency, max default_destination_concurrency_limit, +1/-1
+ *     feedback, fail_cohorts += 1/window on a hop failure, dead at >= 1);
+ *     empty live queues are destroyed; a dead destination defers its
+ *     recipients without delivery ("delivery temporarily suspended: R") for
+ *     minimal_backoff_time.
+ *  E  after a pass with a deferred recipient: expired if forced or
+ *     now >= create_time + lifetime (bounce_queue_lifetime for the null
+ *     sender); else a delay warning when due (once, now >= warn_time - 1);
+ *     then backoff.
+ *
+ * Messages are known by the queue's seq (QMGR_ID).  The scheduler keeps only
+ * a few dozen bytes per deferred message (a heap by next_eligible).
+ */
+#ifndef QMGR_H_INCLUDED
+#define QMGR_H_INCLUDED
+
+#include <stdint.h>
+#include <stddef.h>
+
+typedef struct QMGR QMGR;
+typedef uint64_t QMGR_ID;
+
+typedef struct QMGR_PARAMS {
+    int64_t queue_run_delay;
+    int64_t minimal_backoff_time;
+    int64_t maximal_backoff_time;
+    int64_t maximal_queue_lifetime;
+    int64_t bounce_queue_lifetime;	/* capped at maximal_queue_lifetime by qmgr_create */
+    int64_t delay_warning_time;		/* 0 = off */
+    int     qmgr_message_active_limit;
+    int     initial_destination_concurrency;
+    int     default_destination_concurrency_limit;
+    int     default_destination_recipient_limit;
+} QMGR_PARAMS;
+
+/* What the scheduler needs to know of a message. */
+#define QMGR_MSG_INCOMING 0		/* take at once */
+#define QMGR_MSG_DEFERRED 1		/* take at the first run with next_eligible <= run + 1 */
+#define QMGR_MSG_HOLD     2		/* never taken until released */
+
+typedef struct QMGR_MSGINFO {
+    int     state;			/* QMGR_MSG_* */
+    int64_t create_time;
+    int64_t arrival_time;		/* whole seconds; base of warn_time */
+    int64_t next_eligible;
+    int     null_sender;
+    int     warned;			/* delay warning already sent */
+    int     force_expire;
+} QMGR_MSGINFO;
+
+/* Actions the daemon must carry out (qmgr_run). */
+#define QMGR_ACT_ACTIVATE 1		/* load msg, log "(queue active)", then qmgr_activated() */
+#define QMGR_ACT_DELIVER  2		/* deliver rcpts of msg to dest, then qmgr_delivered(req) */
+#define QMGR_ACT_SUSPEND  3		/* defer rcpts without delivery: dest is dead (log as "error") */
+#define QMGR_ACT_DONE     4		/* the pass over msg is complete: see disposition */
+
+#define QMGR_REMOVE  1			/* no recipient deferred: remove it */
+#define QMGR_DEFER   2			/* deferred until next_eligible */
+#define QMGR_EXPIRE  3			/* lifetime over (or forced): return to sender, remove */
+
+typedef struct QMGR_ACTION {
+    int     type;
+    QMGR_ID id;
+    /* DELIVER / SUSPEND */
+    uint64_t req;			/* DELIVER: pass back to qmgr_delivered() */
+    const char *dest;			/* destination key (owned by qmgr; valid until the next qmgr call) */
+    const int *rcpts;			/* recipient indices into the message (owned by qmgr, same lifetime) */
+    int     nrcpt;
+    const char *dsn;			/* SUSPEND: the hop's DSN code, "4.4.1" */
+    const char *reason;		/* SUSPEND: "delivery temporarily suspended: ..." */
+    /* DONE */
+    int     disposition;		/* QMGR_REMOVE / QMGR_DEFER / QMGR_EXPIRE */
+    int     forced;			/* EXPIRE: force-expired */
+    int     warn;			/* DEFER: send the delay warning now */
+    int64_t backoff;			/* DEFER */
+    int64_t next_eligible;		/* DEFER */
+    int64_t next_run;			/* DEFER: the queue run that will take it (if nothing changes) */
+} QMGR_ACTION;
+
+QMGR   *qmgr_create(const QMGR_PARAMS *p, int64_t now);
+void    qmgr_free(QMGR *q);
+/* SIGHUP: new parameters, grid re-anchored at now, dead destinations forgotten. */
+void    qmgr_reload(QMGR *q, const QMGR_PARAMS *p, int64_t now);
+const QMGR_PARAMS *qmgr_params(const QMGR *q);
+
+/* Messages */
+void    qmgr_add(QMGR *q, QMGR_ID id, const QMGR_MSGINFO *info, int64_t now);
+void    qmgr_remove(QMGR *q, QMGR_ID id);	/* deleted by an admin (not while active) */
+int     qmgr_hold(QMGR *q, QMGR_ID id);		/* 0, or -1 if unknown/active */
+int     qmgr_release(QMGR *q, QMGR_ID id, int64_t now);	/* next_eligible kept */
+int     qmgr_force_expire(QMGR *q, QMGR_ID id);
+int     qmgr_is_active(const QMGR *q, QMGR_ID id);
+
+/* flush: forget dead destinations; every deferred message (or just ids) is due now. */
+void    qmgr_flush(QMGR *q, int64_t now);
+void    qmgr_flush_ids(QMGR *q, const QMGR_ID *ids, int n, int64_t now);
+
+/*
+ * After QMGR_ACT_ACTIVATE: the message's pending recipients and where each
+ * goes.  rcpts[i] is the recipient's index in the message, dests[i] its
+ * destination key ("smtp:[127.0.0.1]:10099"); one key per (transport,
+ * nexthop).  nrcpt == 0 completes the pass at once (QMGR_REMOVE).
+ * If the message could not be loaded, call qmgr_remove() instead.
+ */
+void    qmgr_activated(QMGR *q, QMGR_ID id, const int *rcpts, const char *const *dests,
+		               int nrcpt, int64_t now);
+
+/*
+ * The result of a DELIVER request: how many of its recipients were deferred
+ * (the others were delivered or bounced), and, when the failure blames the
+ * next hop itself (spec D2), its DSN and reason (else NULL).
+ */
+void    qmgr_delivered(QMGR *q, uint64_t req, int ndeferred,
+		               const char *hop_dsn, const char *hop_reason, int64_t now);
+
+/*
+ * Advance to now: runs due queue runs and dead-destination timers, feeds
+ * the active set, dispatches deliveries.  Fills at most max actions and
+ * returns their number; call again while it returns max.  Pointers in the
+ * actions stay valid until the next call into qmgr.
+ */
+int     qmgr_run(QMGR *q, int64_t now, QMGR_ACTION *out, int max);
+
+/* When qmgr_run() next has something to do (absolute seconds), or INT64_MAX. */
+int64_t qmgr_next_wakeup(const QMGR *q, int64_t now);
+
+/* The queue-run grid: first run at or after t. */
+int64_t qmgr_run_at_or_after(const QMGR *q, int64_t t);
+/* The run that takes a message eligible at `eligible` whose attempt ended at t_fail (S5). */
+int64_t qmgr_run_for(const QMGR *q, int64_t t_fail, int64_t eligible);
+
+/* Query (mailq -j, explain ID, metrics). */
+typedef struct QMGR_MSGSTATE {
+    int     known;
+    int     active;
+    int     state;			/* QMGR_MSG_* when not active */
+    int64_t next_eligible;
+    int64_t next_attempt;		/* queue run that will take it; 0 if unknown/held */
+    int     destination_dead;		/* one of its destinations is dead */
+} QMGR_MSGSTATE;
+void    qmgr_msg_state(const QMGR *q, QMGR_ID id, QMGR_MSGSTATE *st);
+int     qmgr_dest_dead(const QMGR *q, const char *dest, int64_t *until);
+int     qmgr_dead_count(const QMGR *q);
+int64_t qmgr_anchor(const QMGR *q);
+
+typedef struct QMGR_COUNTS {
+    int     incoming, active, deferred, hold;
+} QMGR_COUNTS;
+void    qmgr_counts(const QMGR *q, QMGR_COUNTS *c);
+
+/*
+ * The retry timeline, computed by running this code on a simulated clock:
+ * a message to a next hop that fails every attempt after attempt_duration
+ * seconds (a hop failure each time).
+ */
+typedef struct QMGR_SIM_INPUT {
+    int64_t anchor;			/* time of the queue run grid's anchor */
+    int64_t arrival;			/* message arrival = create_time */
+    int64_t attempt_duration;
+    int     null_sender;
+    /* For a queued message (explain ID); zero for a configuration: */
+    int     attempts_done;		/* attempts already made */
+    int64_t now;			/* time of the question */
+    int64_t next_eligible;		/* its current next_eligible (deferred) */
+    int     warned;
+    int     held;
+    int     max_attempts;		/* safety bound; 0 = 1000 */
+} QMGR_SIM_INPUT;
+
+typedef struct QMGR_SIM_ATTEMPT {
+    int     n;				/* 1-based attempt number */
+    int64_t start;			/* absolute */
+    int64_t end;
+    int64_t queue_run;			/* the run that took it up (0 for the first, incoming) */
+    int64_t eligible;			/* end of the backoff that preceded it (0 for the first) */
+    int64_t backoff;			/* backoff set after it (0 if it expired) */
+    int64_t next_eligible;		/* end + backoff */
+    int     warning;			/* delay warning sent at its end */
+    int     expired;			/* expired at its end */
+} QMGR_SIM_ATTEMPT;
+
+typedef struct QMGR_TIMELINE {
+    QMGR_SIM_ATTEMPT *attempts;
+    int     nattempts;
+    int64_t warning_at;			/* 0 = none */
+    int64_t expiry_at;			/* end of the expiring attempt */
+    int64_t lifetime;			/* the lifetime that applied */
+} QMGR_TIMELINE;
+
+int     qmgr_simulate(const QMGR_PARAMS *p, const QMGR_SIM_INPUT *in, QMGR_TIMELINE *out);
+void    qmgr_timeline_free(QMGR_TIMELINE *t);
+
+/* Words shared by the log and explain: "backoff 900s (age 16s raised to minimal_backoff_time)" */
+void    qmgr_explain_backoff(const QMGR_PARAMS *p, int64_t age, char *out, size_t len);
+
+#endif

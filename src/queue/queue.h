@@ -1,0 +1,175 @@
+/*
+ * queue - the durable queue: SQLite in WAL mode (synchronous=FULL), one
+ * writer thread with group commit, queue IDs, states, per-recipient state,
+ * attempt history, recovery at start, the queue lock.  It never decides
+ * when to deliver (that is qmgr).
+ *
+ * The daemon opens the queue with QUEUE_OPEN_DAEMON: that takes the queue
+ * lock (queue_directory/lock) for the life of the QUEUE and starts the
+ * writer thread.  Writes are batches (QBATCH), all-or-nothing; the writer
+ * thread commits many batches in one transaction and then reports each
+ * batch's result through the notify fd: the event loop watches
+ * queue_notify_fd() and calls queue_dispatch(), which runs the callbacks on
+ * the loop's thread.  A callback with ok=1 means the batch is durable.
+ *
+ * The CLI opens with QUEUE_OPEN_READ (never blocks the daemon; WAL readers)
+ * or QUEUE_OPEN_ADMIN (takes the queue lock, fails if the daemon holds it;
+ * batches then commit synchronously with queue_batch_commit()).
+ */
+#ifndef QUEUE_H_INCLUDED
+#define QUEUE_H_INCLUDED
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct QUEUE QUEUE;
+typedef struct QBATCH QBATCH;
+
+/* Message states, as Postfix's queue directories. */
+#define QSTATE_INCOMING	0
+#define QSTATE_ACTIVE	1
+#define QSTATE_DEFERRED	2
+#define QSTATE_HOLD	3
+#define QSTATE_CORRUPT	4
+const char *queue_state_name(int state);	/* "incoming", ... */
+
+/* Recipient states. */
+#define QRCPT_PENDING	0		/* not yet final */
+#define QRCPT_DONE	1		/* delivered (or discarded) */
+#define QRCPT_BOUNCED	2		/* failed; its bounce is queued (or none is due) */
+
+/* DSN NOTIFY bits (RFC 3461); 0 = not given. */
+#define QNOTIFY_NEVER	(1<<0)
+#define QNOTIFY_SUCCESS	(1<<1)
+#define QNOTIFY_FAILURE	(1<<2)
+#define QNOTIFY_DELAY	(1<<3)
+
+/* DSN RET */
+#define QRET_NONE	0
+#define QRET_FULL	1
+#define QRET_HDRS	2
+
+/* Message flags */
+#define QFLAG_WARNED		(1<<0)	/* delay warning sent */
+#define QFLAG_FORCE_EXPIRE	(1<<1)	/* relayq expire / postsuper -e */
+#define QFLAG_SMTPUTF8		(1<<2)	/* needs SMTPUTF8 */
+#define QFLAG_8BITMIME		(1<<3)
+#define QFLAG_BOUNCE		(1<<4)	/* a notice relayq generated */
+
+typedef struct QRCPT {
+    char   *addr;			/* envelope recipient, no <> */
+    char   *orcpt;			/* ORCPT as given ("rfc822;a@b"), or NULL */
+    int     notify;			/* QNOTIFY_* bits */
+    int     state;			/* QRCPT_* */
+    char   *reason;			/* last delay/failure reason (mailq), or NULL */
+    char    dsn[12];			/* last DSN status, "4.4.1" */
+    char   *remote_mta;		/* host that answered (for the DSN), or NULL */
+    char   *diag;			/* its reply ("550 5.1.1 ..."), or NULL */
+} QRCPT;
+
+typedef struct QMSG {
+    uint64_t seq;			/* store key, also in the queue ID */
+    char    qid[16];			/* Postfix short form: hex, 10-12 chars */
+    int     state;			/* QSTATE_* */
+    int     flags;			/* QFLAG_* */
+    int64_t arrival_us;		/* MAIL FROM time, microseconds */
+    int64_t create_time;		/* first accepted RCPT, whole seconds */
+    int64_t next_eligible;		/* end of backoff, whole seconds */
+    int     attempts;			/* delivery attempts so far */
+    char   *sender;			/* "" for <> */
+    char   *envid;			/* ENVID or NULL */
+    int     ret;			/* QRET_* */
+    char   *client_name;		/* "localhost" */
+    char   *client_addr;		/* "127.0.0.1" */
+    char   *helo;
+    char   *message_id;		/* as logged by cleanup, or NULL */
+    size_t  size;			/* content size in bytes */
+    char   *content;			/* full message (CRLF lines, not dot-stuffed), or NULL when not loaded */
+    QRCPT  *rcpts;
+    int     nrcpt;
+} QMSG;
+
+/* One entry of the attempt history (the 32 most recent are kept). */
+typedef struct QATTEMPT {
+    int64_t start_us;
+    int64_t end_us;
+    char   *host;			/* next hop name, or NULL when none was reached */
+    char   *addr;			/* its address */
+    int     port;
+    char    dsn[12];
+    char   *text;			/* the reply or connection error */
+} QATTEMPT;
+
+#define QUEUE_HISTORY_MAX 32
+
+/* Opening */
+#define QUEUE_OPEN_DAEMON 1
+#define QUEUE_OPEN_READ   2
+#define QUEUE_OPEN_ADMIN  3
+
+/*
+ * Open (and create, for DAEMON/ADMIN) queue_directory/queue.db.  Returns
+ * NULL with one line in err: directory unusable, lock held by a running
+ * daemon ("queue is locked by relayqd pid N"), database corrupt, or a schema
+ * newer than this program.
+ */
+QUEUE  *queue_open(const char *dir, int mode, char *err, size_t errlen);
+void    queue_close(QUEUE *q);		/* waits for the writer to finish */
+
+/* Give msg a fresh seq and qid (the daemon, at the first accepted RCPT). */
+void    queue_assign_id(QUEUE *q, QMSG *msg);
+
+/*
+ * Recovery at daemon start (call once after open): active -> incoming;
+ * records that fail validation -> corrupt, each reported through warn().
+ * Returns the number of messages moved to corrupt, or -1 on a store error.
+ */
+int     queue_recover(QUEUE *q, void (*warn)(void *ctx, const char *qid, const char *why), void *ctx);
+
+/*
+ * Walk every message (no content, recipients only if with_rcpts), in
+ * queue-state order (active, incoming, deferred, hold, corrupt) and then by
+ * seq.  fn returns 0 to go on, non-zero to stop.  Returns -1 on error.
+ */
+int     queue_walk(QUEUE *q, int with_rcpts, int (*fn)(void *ctx, const QMSG *msg), void *ctx);
+
+/* Load one message by seq or by qid; with_content loads the content too. */
+QMSG   *queue_load(QUEUE *q, uint64_t seq, int with_content);
+QMSG   *queue_load_qid(QUEUE *q, const char *qid, int with_content);
+int     queue_history(QUEUE *q, uint64_t seq, QATTEMPT **out);	/* returns count, oldest first */
+
+void    qmsg_free(QMSG *msg);
+QMSG   *qmsg_dup(const QMSG *msg);		/* deep copy (content too) */
+void    qattempt_free_array(QATTEMPT *a, int n);
+
+/* Writes: batches, all-or-nothing. */
+QBATCH *queue_batch(QUEUE *q);
+void    queue_batch_insert(QBATCH *b, const QMSG *msg);	/* msg->content required */
+void    queue_batch_update(QBATCH *b, const QMSG *msg);	/* state, flags, next_eligible, attempts, create_time, rcpts' state/reason/dsn/remote_mta/diag */
+void    queue_batch_attempt(QBATCH *b, uint64_t seq, const QATTEMPT *a);	/* append history */
+void    queue_batch_delete(QBATCH *b, uint64_t seq);
+void    queue_batch_abort(QBATCH *b);
+
+/* Daemon: hand to the writer thread; cb(ctx, ok) runs from queue_dispatch(). */
+typedef void (*QUEUE_CB) (void *ctx, int ok);
+void    queue_batch_submit(QBATCH *b, QUEUE_CB cb, void *ctx);
+
+/* Admin/CLI (or tests): commit now, on this thread. Returns 0 or -1. */
+int     queue_batch_commit(QBATCH *b);
+
+int     queue_notify_fd(QUEUE *q);
+void    queue_dispatch(QUEUE *q);
+
+/* Statistics for metrics: commits, batches, and commit latency. */
+typedef struct QUEUE_STATS {
+    uint64_t transactions;
+    uint64_t batches;
+    uint64_t commit_us_total;
+    uint64_t commit_us_max;
+} QUEUE_STATS;
+void    queue_stats(QUEUE *q, QUEUE_STATS *st);
+
+/* Fault injection for tests: fail (or _exit) at the named step. */
+void    queue_test_fault(QUEUE *q, const char *step);
+
+#endif

@@ -1,0 +1,38 @@
+/*
+ * smtpd - the SMTP server: listeners, sessions (libevent bufferevents),
+ * the ESMTP protocol, relay access control, limits, smuggling-safe DATA,
+ * STARTTLS.  A message is handed to the queue and "250 2.0.0 Ok: queued as
+ * ID" is sent only after the queue reports it durable.
+ */
+#ifndef SMTPD_H_INCLUDED
+#define SMTPD_H_INCLUDED
+
+#include <event2/event.h>
+#include "config/config.h"
+#include "queue/queue.h"
+
+typedef struct SMTPD SMTPD;
+
+typedef struct SMTPD_HOOKS {
+    /* A message is durable in the queue (state incoming); msg is owned by smtpd. */
+    void    (*queued) (void *ctx, const QMSG *msg);
+    void   *ctx;
+} SMTPD_HOOKS;
+
+SMTPD  *smtpd_create(struct event_base *base, const CONFIG *cf, QUEUE *q, const SMTPD_HOOKS *hooks);
+/* Bind every smtpd_listen address (before dropping root). -1 with err: "bind 127.0.0.1:2525: Address already in use". */
+int     smtpd_listen(SMTPD *s, char *err, size_t errlen);
+/* New configuration (SIGHUP); sessions in progress keep theirs. */
+void    smtpd_reconfigure(SMTPD *s, const CONFIG *cf);
+/* Stop accepting; sessions get 421 at their next command; cb when all are gone. */
+void    smtpd_shutdown(SMTPD *s, void (*done)(void *ctx), void *ctx);
+int     smtpd_sessions(const SMTPD *s);
+void    smtpd_free(SMTPD *s);
+
+/* Counters for metrics. */
+typedef struct SMTPD_STATS {
+    uint64_t connections, messages, rejects_relay, rejects_size, rejects_other, timeouts;
+} SMTPD_STATS;
+void    smtpd_stats(const SMTPD *s, SMTPD_STATS *st);
+
+#endif

@@ -1,0 +1,263 @@
+/*
+ * util - memory, buffers, strings, clocks.  See util.h.
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "util/util.h"
+
+static void __attribute__((noreturn)) out_of_memory(size_t len)
+{
+    fprintf(stderr, "relayq: fatal: out of memory allocating %zu bytes\n", len);
+    abort();
+}
+
+void   *xmalloc(size_t len)
+{
+    void   *p = malloc(len ? len : 1);
+
+    if (p == NULL)
+	out_of_memory(len);
+    return p;
+}
+
+void   *xcalloc(size_t n, size_t len)
+{
+    void   *p = calloc(n ? n : 1, len ? len : 1);
+
+    if (p == NULL)
+	out_of_memory(n * len);
+    return p;
+}
+
+void   *xrealloc(void *ptr, size_t len)
+{
+    void   *p = realloc(ptr, len ? len : 1);
+
+    if (p == NULL)
+	out_of_memory(len);
+    return p;
+}
+
+char   *xstrdup(const char *s)
+{
+    return s ? xstrndup(s, strlen(s)) : NULL;
+}
+
+char   *xstrndup(const char *s, size_t len)
+{
+    char   *p = xmalloc(len + 1);
+
+    memcpy(p, s, len);
+    p[len] = 0;
+    return p;
+}
+
+char   *xasprintf(const char *fmt, ...)
+{
+    BUF     b = BUF_INIT;
+    va_list ap;
+
+    va_start(ap, fmt);
+    buf_vprintf(&b, fmt, ap);
+    va_end(ap);
+    return buf_steal(&b);
+}
+
+void    buf_init(BUF *b)
+{
+    b->data = NULL;
+    b->len = b->cap = 0;
+}
+
+void    buf_free(BUF *b)
+{
+    free(b->data);
+    buf_init(b);
+}
+
+void    buf_reset(BUF *b)
+{
+    b->len = 0;
+    if (b->data)
+	b->data[0] = 0;
+}
+
+void    buf_reserve(BUF *b, size_t extra)
+{
+    size_t  need = b->len + extra + 1;
+
+    if (need <= b->cap)
+	return;
+    size_t  cap = b->cap ? b->cap : 64;
+
+    while (cap < need)
+	cap *= 2;
+    b->data = xrealloc(b->data, cap);
+    b->cap = cap;
+}
+
+void    buf_append(BUF *b, const void *data, size_t len)
+{
+    buf_reserve(b, len);
+    if (len)
+	memcpy(b->data + b->len, data, len);
+    b->len += len;
+    b->data[b->len] = 0;
+}
+
+void    buf_puts(BUF *b, const char *s)
+{
+    buf_append(b, s, strlen(s));
+}
+
+void    buf_putc(BUF *b, int c)
+{
+    char    ch = (char) c;
+
+    buf_append(b, &ch, 1);
+}
+
+void    buf_vprintf(BUF *b, const char *fmt, va_list ap)
+{
+    va_list ap2;
+    int     n;
+
+    va_copy(ap2, ap);
+    buf_reserve(b, 128);
+    n = vsnprintf(b->data + b->len, b->cap - b->len, fmt, ap2);
+    va_end(ap2);
+    if (n < 0)
+	return;
+    if ((size_t) n >= b->cap - b->len) {
+	buf_reserve(b, (size_t) n);
+	vsnprintf(b->data + b->len, b->cap - b->len, fmt, ap);
+    }
+    b->len += (size_t) n;
+}
+
+void    buf_printf(BUF *b, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    buf_vprintf(b, fmt, ap);
+    va_end(ap);
+}
+
+char   *buf_steal(BUF *b)
+{
+    char   *p;
+
+    if (b->data == NULL)
+	return xstrdup("");
+    p = b->data;
+    buf_init(b);
+    return p;
+}
+
+int     str_casecmp(const char *a, const char *b)
+{
+    return strcasecmp(a, b);
+}
+
+int     str_ncasecmp(const char *a, const char *b, size_t n)
+{
+    return strncasecmp(a, b, n);
+}
+
+int     str_has_prefix_ci(const char *s, const char *prefix)
+{
+    return strncasecmp(s, prefix, strlen(prefix)) == 0;
+}
+
+char   *str_trim(char *s)
+{
+    char   *e;
+
+    while (*s && isspace((unsigned char) *s))
+	s++;
+    e = s + strlen(s);
+    while (e > s && isspace((unsigned char) e[-1]))
+	*--e = 0;
+    return s;
+}
+
+void    str_lower(char *s)
+{
+    for (; *s; s++)
+	*s = (char) tolower((unsigned char) *s);
+}
+
+char  **str_split_list(const char *s, int *np)
+{
+    char  **v = xmalloc(sizeof(char *));
+    int     n = 0;
+
+    v[0] = NULL;
+    while (s && *s) {
+	while (*s && (*s == ',' || isspace((unsigned char) *s)))
+	    s++;
+	if (!*s)
+	    break;
+	const char *start = s;
+
+	int     depth = 0;
+
+	while (*s && (depth > 0 || (*s != ',' && !isspace((unsigned char) *s)))) {
+	    if (*s == '{')
+		depth++;
+	    else if (*s == '}' && depth > 0)
+		depth--;
+	    s++;
+	}
+	v = xrealloc(v, sizeof(char *) * (size_t) (n + 2));
+	v[n++] = xstrndup(start, (size_t) (s - start));
+	v[n] = NULL;
+    }
+    if (np)
+	*np = n;
+    return v;
+}
+
+void    str_list_free(char **list)
+{
+    if (list == NULL)
+	return;
+    for (char **p = list; *p; p++)
+	free(*p);
+    free(list);
+}
+
+int64_t time_now_us(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t) ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+int64_t time_mono_us(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t) ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+void    util_fatal(const char *fmt, ...)
+{
+    va_list ap;
+
+    fputs("relayq: fatal: ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    exit(1);
+}
