@@ -1,0 +1,96 @@
+/*
+ * control - how the CLI talks to the daemon, and the queue views both of
+ * them print.
+ *
+ * Two UNIX stream sockets under queue_directory, as Postfix has showq and
+ * postsuper:
+ *   public/query   mode 0666: mailq, explain-state, qshape (any local user)
+ *   private/admin  mode 0660, group setgid_group: flush, hold, release,
+ *                  delete, requeue, expire
+ * A request is one line of words separated by single spaces ("hold ABC123\n",
+ * "mailq json\n"); the reply is "ok\n" or "error TEXT\n" followed by the
+ * payload, and the daemon closes the connection after it.
+ *
+ * The views (mailq text and JSON, qshape) are computed here from the queue,
+ * by the daemon for the sockets, or by the CLI itself when the daemon is
+ * down (reading the queue directly).  What only the running daemon knows
+ * (active, next attempt, dead destination) comes through a callback.
+ *
+ * Local submission (sendmail): a message is written durably into
+ * queue_directory/maildrop as one file; the daemon picks it up (pickup).
+ */
+#ifndef CONTROL_H_INCLUDED
+#define CONTROL_H_INCLUDED
+
+#include <stdint.h>
+#include <event2/event.h>
+#include "util/util.h"
+#include "queue/queue.h"
+
+/* ---- daemon side ---- */
+typedef struct CONTROL CONTROL;
+
+/*
+ * handle() answers one request: argv[0] is the command.  It appends the
+ * payload to out and returns 0 ("ok"), or returns -1 with a one-line error
+ * text in out (sent as "error TEXT").  admin: the request came through the
+ * admin socket (commands that change the queue are refused otherwise).
+ */
+typedef int (*CONTROL_HANDLER) (void *ctx, int admin, int argc, char **argv, BUF *out);
+
+/* Creates public/ and private/ under queue_dir, binds both sockets (gid: group for the admin socket, -1 = keep). */
+CONTROL *control_create(struct event_base *base, const char *queue_dir, int gid,
+			        CONTROL_HANDLER handle, void *ctx, char *err, size_t errlen);
+void    control_free(CONTROL *c);
+
+/* ---- client side ---- */
+#define CONTROL_OK        0
+#define CONTROL_ERROR     1			/* the daemon answered "error TEXT": text in err */
+#define CONTROL_DOWN      2			/* no daemon listening */
+#define CONTROL_DENIED    3			/* permission denied on the socket */
+int     control_call(const char *queue_dir, int admin, const char *request, BUF *out,
+		             char *err, size_t errlen);
+
+/* ---- views ---- */
+typedef struct SHOWQ_SCHED {
+    int     active;			/* being delivered now */
+    int64_t next_attempt;		/* the queue run that will take it; 0 = unknown */
+    int     destination_dead;		/* -1 = unknown (daemon down) */
+} SHOWQ_SCHED;
+typedef void (*SHOWQ_SCHED_FN) (void *ctx, const QMSG *msg, SHOWQ_SCHED *out);
+
+/* Postfix's mailq layout; sched may be NULL (daemon down). */
+int     showq_text(QUEUE *q, SHOWQ_SCHED_FN sched, void *ctx, BUF *out);
+/* postqueue -j lines plus relayq's fields (CONTRACT.md). */
+int     showq_json(QUEUE *q, SHOWQ_SCHED_FN sched, void *ctx, int64_t max_lifetime,
+		           int64_t bounce_lifetime, BUF *out);
+/* Postfix's qshape table: queue_name "deferred"/"active"/"incoming"/"hold" (NULL: all), by_sender (-s), now, top N rows. */
+int     qshape_text(QUEUE *q, const char *queue_name, int by_sender, int64_t now, int top, BUF *out);
+
+/* ---- maildrop (sendmail submission) ---- */
+/*
+ * Write one message into queue_directory/maildrop durably (write, fsync,
+ * rename into place, fsync the directory).  Returns 0, or -1 with err.
+ */
+typedef struct MAILDROP_MSG {
+    const char *sender;			/* "" for <> */
+    char  *const *rcpts;
+    int     nrcpt;
+    uid_t   uid;			/* submitting user */
+    const char *user;			/* user name */
+    const char *content;		/* message text, CRLF lines */
+    size_t  len;
+} MAILDROP_MSG;
+int     maildrop_write(const char *queue_dir, const MAILDROP_MSG *m, char *err, size_t errlen);
+
+/*
+ * Daemon: read each complete file in maildrop (oldest first); for each,
+ * take() gets the parsed message; if take() returns 0 the file is removed
+ * (after the message is durable in the queue, the caller's business), else
+ * kept.  A malformed file is moved aside to maildrop/corrupt/ with a warning.
+ */
+typedef struct MAILDROP_FILE MAILDROP_FILE;
+int     maildrop_scan(const char *queue_dir, int (*take)(void *ctx, const char *path, const MAILDROP_MSG *m), void *ctx);
+int     maildrop_remove(const char *path);
+
+#endif
