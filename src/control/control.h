@@ -23,6 +23,7 @@
 #define CONTROL_H_INCLUDED
 
 #include <stdint.h>
+#include <sys/types.h>
 #include <event2/event.h>
 #include "util/util.h"
 #include "queue/queue.h"
@@ -89,7 +90,6 @@ int     maildrop_write(const char *queue_dir, const MAILDROP_MSG *m, char *err, 
  * (after the message is durable in the queue, the caller's business), else
  * kept.  A malformed file is moved aside to maildrop/corrupt/ with a warning.
  */
-typedef struct MAILDROP_FILE MAILDROP_FILE;
 int     maildrop_scan(const char *queue_dir, int (*take)(void *ctx, const char *path, const MAILDROP_MSG *m), void *ctx);
 int     maildrop_remove(const char *path);
 
