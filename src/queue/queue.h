@@ -169,7 +169,36 @@ typedef struct QUEUE_STATS {
 } QUEUE_STATS;
 void    queue_stats(QUEUE *q, QUEUE_STATS *st);
 
-/* Fault injection for tests: fail (or _exit) at the named step. */
+/*
+ * Fault injection for tests: "before-commit" (the committing thread
+ * _exit(9)s just before COMMIT), "after-commit" (just after COMMIT, before
+ * any callback), "fail-batch" (the next batch fails alone, ok=0), or NULL
+ * to clear.
+ */
 void    queue_test_fault(QUEUE *q, const char *step);
+
+/* Additions (queue module) */
+
+/* The last store error (writer or loader), for a log line; "" if none. */
+const char *queue_last_error(QUEUE *q);
+
+/*
+ * Recovery verifies each content's checksum (streamed, one row at a time)
+ * unless this is set to 0; lengths are always verified.
+ */
+void    queue_set_verify(QUEUE *q, int verify_checksums);
+
+/* The content checksum: 64-bit FNV-1a. */
+uint64_t queue_checksum(const void *data, size_t len);
+
+/*
+ * Notes: queue_batch_submit() and queue_batch_commit() consume the batch.
+ * queue_batch_commit() also works in DAEMON mode (serialized with the
+ * writer thread).  queue_close() runs the callbacks of batches that
+ * completed but were not yet dispatched.  Deleting a message that is gone
+ * succeeds; updating it, or adding an attempt to it, fails the batch.
+ * queue_load() of a content whose length or checksum does not match
+ * returns NULL (see queue_last_error()).
+ */
 
 #endif
