@@ -1,0 +1,437 @@
+/*
+ * admin - the daemon's side of the control sockets, and pickup.
+ *
+ * Query socket (any local user): mailq, qshape, explain.  Admin socket
+ * (setgid_group): flush, hold, release, delete, requeue, expire.  Changes go
+ * to qmgr at once and to the queue through the writer thread, logged as
+ * Postfix's postsuper/qmgr would log them.
+ *
+ * pickup: messages written by sendmail into queue_directory/maildrop are
+ * passed through cleanup into the queue; the maildrop file is removed only
+ * after the queue has the message durably.
+ */
+#include <ctype.h>
+#include <pwd.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "util/util.h"
+#include "log/log.h"
+#include "cleanup/cleanup.h"
+#include "relayqd/relayqd.h"
+
+/* ---- helpers ---- */
+
+typedef struct IDLIST {
+    uint64_t *seq;
+    int     n;
+    const char *domain;			/* flush DOMAIN: only messages with a pending recipient there */
+} IDLIST;
+
+static int collect(void *ctx, const QMSG *m)
+{
+    IDLIST *l = ctx;
+
+    if (m->state == QSTATE_CORRUPT)
+	return 0;
+    if (l->domain) {
+	int     hit = 0;
+
+	for (int i = 0; i < m->nrcpt && !hit; i++) {
+	    const char *at = strrchr(m->rcpts[i].addr, '@');
+
+	    if (m->rcpts[i].state == QRCPT_PENDING && at && str_casecmp(at + 1, l->domain) == 0)
+		hit = 1;
+	}
+	if (!hit)
+	    return 0;
+    }
+    l->seq = xrealloc(l->seq, sizeof(uint64_t) * (size_t) (l->n + 1));
+    l->seq[l->n++] = m->seq;
+    return 0;
+}
+
+static void commit_done(void *ctx, int ok)
+{
+    char   *what = ctx;
+
+    if (!ok)
+	log_warn("postsuper", "queue update failed: %s", what);
+    free(what);
+}
+
+static void requeue_done(void *ctx, int ok);
+
+typedef struct REQUEUE {
+    RELAYQD *d;
+    QMSG   *msg;
+} REQUEUE;
+
+/* One admin operation on one message. Returns 1 if it changed something. */
+static int admin_one(RELAYQD *d, const char *op, QMSG *m, BUF *out)
+{
+    QBATCH *b;
+
+    if (qmgr_is_active(d->qmgr, m->seq) && strcmp(op, "expire") != 0) {
+	buf_printf(out, "%s: is being delivered; not changed, try again\n", m->qid);
+	return 0;
+    }
+    if (strcmp(op, "hold") == 0) {
+	if (m->state == QSTATE_HOLD)
+	    return 0;
+	qmgr_hold(d->qmgr, m->seq);
+	m->state = QSTATE_HOLD;
+	b = queue_batch(d->queue);
+	queue_batch_update(b, m);
+	queue_batch_submit(b, commit_done, xstrdup(m->qid));
+	log_msg("postsuper", "%s: placed on hold", m->qid);
+    } else if (strcmp(op, "release") == 0) {
+	if (m->state != QSTATE_HOLD)
+	    return 0;
+	m->state = QSTATE_DEFERRED;
+	b = queue_batch(d->queue);
+	queue_batch_update(b, m);
+	queue_batch_submit(b, commit_done, xstrdup(m->qid));
+	qmgr_release(d->qmgr, m->seq, (int64_t) time(NULL));
+	log_msg("postsuper", "%s: released from hold", m->qid);
+    } else if (strcmp(op, "delete") == 0) {
+	qmgr_remove(d->qmgr, m->seq);
+	b = queue_batch(d->queue);
+	queue_batch_delete(b, m->seq);
+	queue_batch_submit(b, commit_done, xstrdup(m->qid));
+	log_msg("postsuper", "%s: removed", m->qid);
+    } else if (strcmp(op, "expire") == 0) {
+	if (m->flags & QFLAG_FORCE_EXPIRE)
+	    return 0;
+	m->flags |= QFLAG_FORCE_EXPIRE;
+	qmgr_force_expire(d->qmgr, m->seq);
+	b = queue_batch(d->queue);
+	queue_batch_update(b, m);
+	queue_batch_submit(b, commit_done, xstrdup(m->qid));
+	log_msg("postsuper", "%s: marked for forced expiry", m->qid);
+    } else if (strcmp(op, "requeue") == 0) {
+	/* As postsuper -r: a new queue ID and a new creation time. */
+	QMSG   *full = queue_load(d->queue, m->seq, 1);
+
+	if (full == NULL)
+	    return 0;
+	qmgr_remove(d->qmgr, m->seq);
+	b = queue_batch(d->queue);
+	queue_batch_delete(b, full->seq);
+	char    oldqid[16];
+
+	snprintf(oldqid, sizeof(oldqid), "%s", full->qid);
+	queue_assign_id(d->queue, full);
+	full->create_time = (int64_t) time(NULL);
+	full->next_eligible = full->create_time;
+	full->state = QSTATE_INCOMING;
+	full->attempts = 0;
+	queue_batch_insert(b, full);
+	REQUEUE *rq = xmalloc(sizeof(*rq));
+
+	rq->d = d;
+	rq->msg = full;
+	queue_batch_submit(b, requeue_done, rq);
+	log_msg("postsuper", "%s: requeued as %s", oldqid, full->qid);
+    } else {
+	return 0;
+    }
+    return 1;
+}
+
+static void requeue_done(void *ctx, int ok)
+{
+    REQUEUE *rq = ctx;
+
+    if (ok)
+	sched_add_incoming(rq->d, rq->msg);
+    else
+	log_warn("postsuper", "%s: requeue failed", rq->msg->qid);
+    qmsg_free(rq->msg);
+    free(rq);
+}
+
+static const char *op_summary(const char *op)
+{
+    if (strcmp(op, "hold") == 0)
+	return "Placed on hold";
+    if (strcmp(op, "release") == 0)
+	return "Released from hold";
+    if (strcmp(op, "delete") == 0)
+	return "Deleted";
+    if (strcmp(op, "requeue") == 0)
+	return "Requeued";
+    return "Marked for expiry";
+}
+
+static int admin_change(RELAYQD *d, const char *op, int argc, char **argv, BUF *out)
+{
+    int     changed = 0;
+    IDLIST  all = {NULL, 0, NULL};
+
+    for (int i = 0; i < argc; i++) {
+	if (strcmp(argv[i], "ALL") == 0) {
+	    queue_walk(d->queue, 0, collect, &all);
+	    for (int k = 0; k < all.n; k++) {
+		QMSG   *m = queue_load(d->queue, all.seq[k], 0);
+
+		if (m) {
+		    changed += admin_one(d, op, m, out);
+		    qmsg_free(m);
+		}
+	    }
+	    free(all.seq);
+	    all.seq = NULL;
+	    all.n = 0;
+	    continue;
+	}
+	QMSG   *m = queue_load_qid(d->queue, argv[i], 0);
+
+	if (m == NULL) {
+	    buf_printf(out, "%s: no such message\n", argv[i]);
+	    continue;
+	}
+	changed += admin_one(d, op, m, out);
+	qmsg_free(m);
+    }
+    buf_printf(out, "%s: %d message%s\n", op_summary(op), changed, changed == 1 ? "" : "s");
+    sched_kick(d);
+    return 0;
+}
+
+/* explain ID: the timeline of one queued message, from the daemon's state. */
+static int admin_explain(RELAYQD *d, int argc, char **argv, BUF *out)
+{
+    const char *qid = NULL;
+    int     json = 0;
+    int64_t duration = 0;
+
+    for (int i = 1; i < argc; i++) {
+	if (strcmp(argv[i], "--json") == 0)
+	    json = 1;
+	else if (strcmp(argv[i], "--attempt-duration") == 0 && i + 1 < argc)
+	    duration = atoll(argv[++i]);
+	else
+	    qid = argv[i];
+    }
+    if (qid == NULL) {
+	buf_puts(out, "usage: explain QUEUEID [--json] [--attempt-duration S]");
+	return -1;
+    }
+    QMSG   *m = queue_load_qid(d->queue, qid, 1);
+
+    if (m == NULL) {
+	buf_printf(out, "%s: no such message in the queue", qid);
+	return -1;
+    }
+    QATTEMPT *hist = NULL;
+    int     nhist = queue_history(d->queue, m->seq, &hist);
+    QMGR_MSGSTATE st;
+    int64_t now = (int64_t) time(NULL);
+
+    qmgr_msg_state(d->qmgr, m->seq, &st);
+
+    /* Past attempts and the current state, then the simulated future. */
+    EXPLAIN_MSG em;
+
+    memset(&em, 0, sizeof(em));
+    em.msg = m;
+    em.history = hist;
+    em.nhistory = nhist < 0 ? 0 : nhist;
+    em.active = st.known && st.active;
+    em.next_attempt = st.next_attempt;
+    em.destination_dead = st.destination_dead;
+    for (int i = 0; i < m->nrcpt; i++) {
+	SMTP_ROUTE r;
+	char    err[128];
+	int64_t until = 0;
+
+	if (m->rcpts[i].state == QRCPT_PENDING && smtp_route(d->cf, m->rcpts[i].addr, &r, err, sizeof(err)) == 0
+	    && qmgr_dest_dead(d->qmgr, r.key, &until) && until > em.dead_until)
+	    em.dead_until = until;
+    }
+    em.anchor = qmgr_anchor(d->qmgr);
+    em.now = now;
+    em.attempt_duration = duration;
+
+    FILE   *fp = open_memstream(&em.buf_data, &em.buf_len);
+
+    if (fp == NULL) {
+	buf_puts(out, "out of memory");
+	qmsg_free(m);
+	qattempt_free_array(hist, nhist < 0 ? 0 : nhist);
+	return -1;
+    }
+    explain_message(fp, qmgr_params(d->qmgr), &em, json);
+    fclose(fp);
+    buf_append(out, em.buf_data, em.buf_len);
+    free(em.buf_data);
+    qmsg_free(m);
+    qattempt_free_array(hist, nhist < 0 ? 0 : nhist);
+    return 0;
+}
+
+int     admin_handle(void *ctx, int admin, int argc, char **argv, BUF *out)
+{
+    RELAYQD *d = ctx;
+    const char *cmd = argc > 0 ? argv[0] : "";
+
+    if (strcmp(cmd, "mailq") == 0) {
+	if (argc > 1 && strcmp(argv[1], "json") == 0)
+	    return showq_json(d->queue, sched_state, d, config_time(d->cf, "maximal_queue_lifetime"),
+			      qmgr_params(d->qmgr)->bounce_queue_lifetime, out) < 0 ? -1 : 0;
+	return showq_text(d->queue, sched_state, d, out) < 0 ? -1 : 0;
+    }
+    if (strcmp(cmd, "qshape") == 0) {
+	const char *name = NULL;
+	int     by_sender = 0;
+
+	for (int i = 1; i < argc; i++) {
+	    if (strcmp(argv[i], "-s") == 0)
+		by_sender = 1;
+	    else
+		name = argv[i];
+	}
+	return qshape_text(d->queue, name, by_sender, (int64_t) time(NULL), 10, out) < 0 ? -1 : 0;
+    }
+    if (strcmp(cmd, "explain") == 0)
+	return admin_explain(d, argc, argv, out);
+    if (strcmp(cmd, "ping") == 0) {
+	buf_puts(out, "pong\n");
+	return 0;
+    }
+
+    /* Everything below changes the queue. */
+    if (strcmp(cmd, "flush") == 0 || strcmp(cmd, "hold") == 0 || strcmp(cmd, "release") == 0
+	|| strcmp(cmd, "delete") == 0 || strcmp(cmd, "requeue") == 0 || strcmp(cmd, "expire") == 0) {
+	if (!admin) {
+	    buf_printf(out, "%s: permission denied: use the admin socket", cmd);
+	    return -1;
+	}
+    } else {
+	buf_printf(out, "unknown request: %s", cmd);
+	return -1;
+    }
+    if (strcmp(cmd, "flush") == 0) {
+	int64_t now = (int64_t) time(NULL);
+
+	if (argc > 1) {
+	    IDLIST  l = {NULL, 0, argv[1]};
+
+	    queue_walk(d->queue, 1, collect, &l);
+	    qmgr_flush_ids(d->qmgr, (QMGR_ID *) l.seq, l.n, now);
+	    buf_printf(out, "Flushing %d message%s for %s\n", l.n, l.n == 1 ? "" : "s", argv[1]);
+	    free(l.seq);
+	} else {
+	    qmgr_flush(d->qmgr, now);
+	}
+	sched_kick(d);
+	return 0;
+    }
+    if (argc < 2) {
+	buf_printf(out, "usage: %s ID...|ALL", cmd);
+	return -1;
+    }
+    return admin_change(d, cmd, argc - 1, argv + 1, out);
+}
+
+/* ---- pickup ---- */
+
+typedef struct PICKUP {
+    RELAYQD *d;
+    char   *path;
+    QMSG   *msg;
+} PICKUP;
+
+static int pickup_inflight;
+
+static void pickup_done(void *ctx, int ok)
+{
+    PICKUP *p = ctx;
+
+    pickup_inflight--;
+    if (ok) {
+	maildrop_remove(p->path);
+	sched_add_incoming(p->d, p->msg);
+    } else {
+	log_warn("pickup", "%s: queue write failed; the maildrop file is kept", p->msg->qid);
+    }
+    qmsg_free(p->msg);
+    free(p->path);
+    free(p);
+}
+
+static int pickup_take(void *ctx, const char *path, const MAILDROP_MSG *md)
+{
+    RELAYQD *d = ctx;
+    QMSG   *m;
+    CLEANUP_INFO ci;
+    BUF     content = BUF_INIT;
+    char   *msgid = NULL;
+    char    err[256];
+
+    if (md->nrcpt <= 0) {
+	log_warn("pickup", "%s: no recipients; file ignored", path);
+	return 1;
+    }
+    m = xcalloc(1, sizeof(*m));
+    m->state = QSTATE_INCOMING;
+    m->arrival_us = time_now_us();
+    m->create_time = m->arrival_us / 1000000;
+    m->next_eligible = m->create_time;
+    if (md->sender && md->sender[0] == 0 && md->user && md->user[0])
+	m->sender = xstrdup("");
+    else if (md->sender && *md->sender)
+	m->sender = xstrdup(md->sender);
+    else
+	m->sender = xasprintf("%s@%s", md->user ? md->user : "nobody", config_str(d->cf, "myorigin"));
+    m->rcpts = xcalloc((size_t) md->nrcpt, sizeof(QRCPT));
+    m->nrcpt = md->nrcpt;
+    for (int i = 0; i < md->nrcpt; i++)
+	m->rcpts[i].addr = xstrdup(md->rcpts[i]);
+    m->client_name = xstrdup("localhost");
+    m->client_addr = xstrdup("127.0.0.1");
+    queue_assign_id(d->queue, m);
+
+    memset(&ci, 0, sizeof(ci));
+    ci.myhostname = config_str(d->cf, "myhostname");
+    ci.qid = m->qid;
+    ci.local_user = md->user;
+    ci.arrival_us = m->arrival_us;
+    ci.rewrite_allowed = 1;
+    ci.add_received = 1;
+    ci.single_rcpt = md->nrcpt == 1 ? md->rcpts[0] : NULL;
+    ci.header_size_limit = (size_t) config_size(d->cf, "header_size_limit");
+    if (cleanup_message(&ci, md->content, md->len, &content, &msgid, err, sizeof(err)) < 0) {
+	log_warn("pickup", "%s: %s; file kept", path, err);
+	qmsg_free(m);
+	buf_free(&content);
+	free(msgid);
+	return 1;
+    }
+    log_msg("pickup", "%s: uid=%u from=<%s>", m->qid, (unsigned) md->uid, m->sender);
+    log_msg("cleanup", "%s: message-id=%s", m->qid, msgid && *msgid ? msgid : "<>");
+    m->message_id = msgid;
+    m->size = content.len;
+    m->content = buf_steal(&content);
+
+    PICKUP *p = xmalloc(sizeof(*p));
+
+    p->d = d;
+    p->path = xstrdup(path);
+    p->msg = m;
+    QBATCH *b = queue_batch(d->queue);
+
+    queue_batch_insert(b, m);
+    pickup_inflight++;
+    queue_batch_submit(b, pickup_done, p);
+    return 1;					/* kept until durable: pickup_done removes it */
+}
+
+void    admin_pickup(RELAYQD *d)
+{
+    if (pickup_inflight > 0 || d->stopping)
+	return;
+    maildrop_scan(config_str(d->cf, "queue_directory"), pickup_take, d);
+}

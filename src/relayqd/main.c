@@ -1,0 +1,290 @@
+/*
+ * relayqd - the relay daemon.
+ *
+ *   relayqd [-c CONFDIR] [-o name=value]...
+ *
+ * Runs in the foreground.  Start-up order: configuration, log, listeners
+ * (the only things that need root), queue (lock, recovery), then, when
+ * started as root, it gives the queue to mail_owner and becomes that user.
+ * SIGTERM/SIGINT: stop accepting, let what is in flight finish or be
+ * abandoned safely, exit 0.  SIGHUP: reload the configuration (a bad file
+ * is reported and the old one kept) and reopen the log.
+ */
+#include <errno.h>
+#include <grp.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#include <event2/event.h>
+#include <event2/thread.h>
+
+#include "util/util.h"
+#include "log/log.h"
+#include "relayqd/relayqd.h"
+
+#define RELAYQ_VERSION "0.1"
+
+static void usage(void)
+{
+    fprintf(stderr, "usage: relayqd [-c CONFDIR] [-o name=value]...\n");
+    exit(1);
+}
+
+/* ---- privileges ---- */
+
+/*
+ * Started as root: the queue directory and the log file go to mail_owner,
+ * then we become mail_owner for good.  Started as anyone else: stay.
+ */
+static int drop_privileges(RELAYQD *d, char *err, size_t errlen)
+{
+    const char *owner = config_str(d->cf, "mail_owner");
+    const char *qdir = config_str(d->cf, "queue_directory");
+    struct passwd *pw;
+
+    if (geteuid() != 0)
+	return 0;
+    if ((pw = getpwnam(owner)) == NULL) {
+	snprintf(err, errlen, "mail_owner user \"%s\" does not exist; create it with: "
+		 "useradd --system --no-create-home --shell /usr/sbin/nologin %s", owner, owner);
+	return -1;
+    }
+    if (pw->pw_uid == 0) {
+	snprintf(err, errlen, "mail_owner must not be root");
+	return -1;
+    }
+    if (chown(qdir, pw->pw_uid, pw->pw_gid) < 0) {
+	snprintf(err, errlen, "chown %s: %s", qdir, strerror(errno));
+	return -1;
+    }
+    /* Everything the queue made while we were root belongs to mail_owner. */
+    const char *files[] = {"queue.db", "queue.db-wal", "queue.db-shm", "lock", "maildrop", "public", "private"};
+
+    for (size_t i = 0; i < ARRAY_LEN(files); i++) {
+	char   *p = xasprintf("%s/%s", qdir, files[i]);
+
+	if (chown(p, pw->pw_uid, -1) < 0 && errno != ENOENT)
+	    log_warn("master", "chown %s: %s", p, strerror(errno));
+	free(p);
+    }
+    if (log_fd() > 2 && fchown(log_fd(), pw->pw_uid, pw->pw_gid) < 0)
+	log_warn("master", "chown of the log file: %s", strerror(errno));
+    if (setgroups(0, NULL) < 0 || setgid(pw->pw_gid) < 0 || setuid(pw->pw_uid) < 0) {
+	snprintf(err, errlen, "cannot become user %s: %s", owner, strerror(errno));
+	return -1;
+    }
+    if (setuid(0) == 0) {
+	snprintf(err, errlen, "still root after dropping privileges");
+	return -1;
+    }
+    return 0;
+}
+
+/* ---- signals ---- */
+
+static void exit_check(evutil_socket_t fd, short what, void *ctx)
+{
+    RELAYQD *d = ctx;
+    static int ticks;
+
+    ticks++;
+    if ((sched_idle(d) && smtpd_sessions(d->smtpd) == 0) || ticks > 200)
+	event_base_loopbreak(d->base);
+}
+
+static void on_term(evutil_socket_t sig, short what, void *ctx)
+{
+    RELAYQD *d = ctx;
+    struct timeval tv = {0, 100000};
+
+    if (d->stopping)
+	return;
+    d->stopping = 1;
+    log_msg("master", "terminating on signal %d", (int) sig);
+    smtpd_shutdown(d->smtpd, NULL, NULL);
+    smtp_shutdown(d->smtp);
+    d->exit_timer = event_new(d->base, -1, EV_PERSIST, exit_check, d);
+    event_add(d->exit_timer, &tv);
+}
+
+/* Parameters that take effect only at restart. */
+static const char *restart_params[] = {"smtpd_listen", "queue_directory", "mail_owner", "metrics_listen"};
+
+static void on_hup(evutil_socket_t sig, short what, void *ctx)
+{
+    RELAYQD *d = ctx;
+    char    err[512];
+    CONFIG *ncf = config_load(d->confdir, d->overrides, d->noverrides, 0, err, sizeof(err));
+
+    log_reopen();
+    if (ncf == NULL) {
+	log_warn("master", "reload failed, keeping the old configuration: %s", err);
+	return;
+    }
+    for (size_t i = 0; i < ARRAY_LEN(restart_params); i++)
+	if (strcmp(config_str(ncf, restart_params[i]), config_str(d->cf, restart_params[i])) != 0)
+	    log_warn("master", "%s changed: it takes effect only after a restart", restart_params[i]);
+
+    QMGR_PARAMS p;
+
+    sched_params(ncf, &p);
+    smtpd_reconfigure(d->smtpd, ncf);
+    smtp_reconfigure(d->smtp, ncf);
+    qmgr_reload(d->qmgr, &p, (int64_t) time(NULL));
+    /* Modules keep pointers into the configuration until reconfigured: free the old one only now. */
+    config_free(d->cf);
+    d->cf = ncf;
+    log_msg("master", "reload -- version %s, configuration %s", RELAYQ_VERSION, config_dir(d->cf));
+    sched_kick(d);
+}
+
+/* ---- glue ---- */
+
+static void on_queued(void *ctx, const QMSG *msg)
+{
+    sched_add_incoming(ctx, msg);
+}
+
+static void on_queue_notify(evutil_socket_t fd, short what, void *ctx)
+{
+    RELAYQD *d = ctx;
+
+    queue_dispatch(d->queue);
+}
+
+static void on_pickup(evutil_socket_t fd, short what, void *ctx)
+{
+    admin_pickup(ctx);
+}
+
+static void recover_warn(void *ctx, const char *qid, const char *why)
+{
+    log_warn("qmgr", "%s: corrupt queue record moved to the corrupt state: %s", qid, why);
+}
+
+int     main(int argc, char **argv)
+{
+    RELAYQD d;
+    char    err[1024];
+    int     ch;
+
+    memset(&d, 0, sizeof(d));
+    d.overrides = xcalloc((size_t) argc + 1, sizeof(char *));
+    while ((ch = getopt(argc, argv, "c:o:")) != -1) {
+	switch (ch) {
+	case 'c':
+	    d.confdir = optarg;
+	    break;
+	case 'o':
+	    d.overrides[d.noverrides++] = optarg;
+	    break;
+	default:
+	    usage();
+	}
+    }
+    if (optind != argc)
+	usage();
+    signal(SIGPIPE, SIG_IGN);
+
+    if ((d.cf = config_load(d.confdir, d.overrides, d.noverrides, 0, err, sizeof(err))) == NULL) {
+	fprintf(stderr, "relayqd: fatal: %s\n", err);
+	return 1;
+    }
+    if (log_open(config_str(d.cf, "maillog_file"), config_str(d.cf, "syslog_name"),
+		 config_str(d.cf, "myhostname"), err, sizeof(err)) < 0) {
+	fprintf(stderr, "relayqd: fatal: %s\n", err);
+	return 1;
+    }
+    evthread_use_pthreads();
+    d.base = event_base_new();
+    if (d.base == NULL) {
+	fprintf(stderr, "relayqd: fatal: cannot create the event loop\n");
+	return 1;
+    }
+
+    /* The queue first: its lock tells us whether another relayqd runs here. */
+    const char *qdir = config_str(d.cf, "queue_directory");
+
+    if ((d.queue = queue_open(qdir, QUEUE_OPEN_DAEMON, err, sizeof(err))) == NULL) {
+	fprintf(stderr, "relayqd: fatal: %s\n", err);
+	log_msg("master", "fatal: %s", err);
+	return 1;
+    }
+    SMTPD_HOOKS hooks = {on_queued, &d};
+
+    d.smtpd = smtpd_create(d.base, d.cf, d.queue, &hooks);
+    if (smtpd_listen(d.smtpd, err, sizeof(err)) < 0) {
+	fprintf(stderr, "relayqd: fatal: %s\n", err);
+	log_msg("master", "fatal: %s", err);
+	queue_close(d.queue);
+	return 1;
+    }
+    struct group *gr = getgrnam(config_str(d.cf, "setgid_group"));
+
+    d.control = control_create(d.base, qdir, gr ? (int) gr->gr_gid : -1, admin_handle, &d, err, sizeof(err));
+    if (d.control == NULL) {
+	fprintf(stderr, "relayqd: fatal: %s\n", err);
+	queue_close(d.queue);
+	return 1;
+    }
+    if (drop_privileges(&d, err, sizeof(err)) < 0) {
+	fprintf(stderr, "relayqd: fatal: %s\n", err);
+	log_msg("master", "fatal: %s", err);
+	queue_close(d.queue);
+	return 1;
+    }
+    int     ncorrupt = queue_recover(d.queue, recover_warn, &d);
+
+    if (ncorrupt < 0) {
+	fprintf(stderr, "relayqd: fatal: queue recovery failed in %s\n", qdir);
+	queue_close(d.queue);
+	return 1;
+    }
+    QMGR_PARAMS p;
+
+    sched_params(d.cf, &p);
+    if (p.bounce_queue_lifetime > p.maximal_queue_lifetime)
+	log_warn("qmgr", "bounce_queue_lifetime is larger than maximal_queue_lifetime - using %llds",
+		 (long long) p.maximal_queue_lifetime);
+    d.qmgr = qmgr_create(&p, (int64_t) time(NULL));
+    d.smtp = smtp_create(d.base, d.cf);
+
+    d.queue_ev = event_new(d.base, queue_notify_fd(d.queue), EV_READ | EV_PERSIST, on_queue_notify, &d);
+    event_add(d.queue_ev, NULL);
+    d.sig_term = evsignal_new(d.base, SIGTERM, on_term, &d);
+    d.sig_int = evsignal_new(d.base, SIGINT, on_term, &d);
+    d.sig_hup = evsignal_new(d.base, SIGHUP, on_hup, &d);
+    event_add(d.sig_term, NULL);
+    event_add(d.sig_int, NULL);
+    event_add(d.sig_hup, NULL);
+    d.pickup_timer = event_new(d.base, -1, EV_PERSIST, on_pickup, &d);
+    struct timeval one = {1, 0};
+
+    event_add(d.pickup_timer, &one);
+
+    log_msg("master", "daemon started -- version %s, configuration %s", RELAYQ_VERSION,
+	    config_dir(d.cf));
+    if (sched_start(&d) < 0)
+	log_warn("qmgr", "could not read the whole queue at start");
+    sched_kick(&d);
+    admin_pickup(&d);
+
+    event_base_dispatch(d.base);
+
+    /* Stopped: let the writer finish what was submitted, then close. */
+    queue_close(d.queue);
+    log_msg("master", "daemon stopped");
+    smtp_free(d.smtp);
+    smtpd_free(d.smtpd);
+    control_free(d.control);
+    qmgr_free(d.qmgr);
+    log_close();
+    config_free(d.cf);
+    free(d.overrides);
+    return 0;
+}

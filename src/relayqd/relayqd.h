@@ -1,0 +1,80 @@
+/*
+ * relayqd - the daemon's private header: the wiring between the modules.
+ * main.c: start-up, signals, privileges, the event loop.
+ * sched.c: carries out qmgr's decisions (load, deliver, defer, bounce,
+ *          remove) with the queue, smtp and bounce modules, and feeds the
+ *          results back.
+ * admin.c: answers the control sockets (mailq, flush, hold, ...), and the
+ *          maildrop pickup.
+ */
+#ifndef RELAYQD_H_INCLUDED
+#define RELAYQD_H_INCLUDED
+
+#include <stdio.h>
+#include <event2/event.h>
+#include "config/config.h"
+#include "queue/queue.h"
+#include "qmgr/qmgr.h"
+#include "smtp/smtp.h"
+#include "smtpd/smtpd.h"
+#include "control/control.h"
+
+typedef struct ACTIVE ACTIVE;			/* a message in the active set */
+
+typedef struct RELAYQD {
+    CONFIG *cf;
+    char   *confdir;
+    char  **overrides;
+    int     noverrides;
+    struct event_base *base;
+    QUEUE  *queue;
+    QMGR   *qmgr;
+    SMTP   *smtp;
+    SMTPD  *smtpd;
+    CONTROL *control;
+    struct event *qmgr_timer;
+    struct event *queue_ev;
+    struct event *pickup_timer;
+    struct event *sig_term, *sig_int, *sig_hup;
+    struct event *exit_timer;
+    ACTIVE **active;				/* hash by id */
+    size_t  active_size;
+    int     nactive;
+    int     pending_commits;			/* batches submitted, not yet answered */
+    int     stopping;
+    int     kick_scheduled;
+    struct event *kick_ev;
+    /* statistics for metrics */
+    uint64_t n_sent, n_deferred, n_bounced, n_expired;
+} RELAYQD;
+
+/* sched.c */
+void    sched_params(const CONFIG *cf, QMGR_PARAMS *p);
+int     sched_start(RELAYQD *d);			/* load the queue into qmgr */
+void    sched_kick(RELAYQD *d);				/* run qmgr soon */
+void    sched_add_incoming(RELAYQD *d, const QMSG *msg);
+void    sched_state(void *ctx, const QMSG *msg, SHOWQ_SCHED *out);
+int     sched_idle(const RELAYQD *d);			/* nothing in flight */
+
+/* explain_id.c: `relayq explain QUEUEID`, answered with the daemon's state */
+typedef struct EXPLAIN_MSG {
+    QMSG   *msg;
+    QATTEMPT *history;
+    int     nhistory;
+    int     active;
+    int64_t next_attempt;
+    int     destination_dead;
+    int64_t dead_until;
+    int64_t anchor;
+    int64_t now;
+    int64_t attempt_duration;
+    char   *buf_data;
+    size_t  buf_len;
+} EXPLAIN_MSG;
+void    explain_message(FILE *fp, const QMGR_PARAMS *p, const EXPLAIN_MSG *em, int json);
+
+/* admin.c */
+int     admin_handle(void *ctx, int admin, int argc, char **argv, BUF *out);
+void    admin_pickup(RELAYQD *d);
+
+#endif

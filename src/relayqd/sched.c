@@ -1,0 +1,633 @@
+/*
+ * sched - carries out the scheduler's decisions.
+ *
+ * qmgr (pure) says what to do; this file does it: loads a message when it
+ * becomes active, routes its recipients, hands deliveries to smtp, logs the
+ * suspended deferrals, and at the end of a pass writes the outcome to the
+ * queue in one batch (recipient states, next eligible time, attempt
+ * history, and any notice to the sender, so that a notice is durable
+ * exactly when the original is updated or removed).  Results go back to
+ * qmgr; nothing here decides when to retry.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <event2/event.h>
+
+#include "util/util.h"
+#include "log/log.h"
+#include "bounce/bounce.h"
+#include "cleanup/cleanup.h"
+#include "relayqd/relayqd.h"
+
+struct ACTIVE {
+    QMGR_ID id;
+    QMSG   *msg;				/* loaded with content */
+    int64_t active_us;
+    int    *bounced;			/* recipients that failed for good in this pass */
+    int     nbounced;
+    QATTEMPT *attempts;			/* this pass's attempts, for the history */
+    int     nattempts;
+    int     inflight;			/* deliveries under way */
+    ACTIVE *next;				/* hash chain */
+};
+
+typedef struct DELIVERY {
+    RELAYQD *d;
+    ACTIVE *a;
+    uint64_t req;
+    int    *rcpts;
+    int     nrcpt;
+    char   *dest;
+} DELIVERY;
+
+/* An action copied out of qmgr (its pointers live only until the next call). */
+typedef struct ACT {
+    QMGR_ACTION a;
+    char   *dest, *dsn, *reason;
+    int    *rcpts;
+} ACT;
+
+static int inflight_total;
+
+/* ---- parameters ---- */
+
+void    sched_params(const CONFIG *cf, QMGR_PARAMS *p)
+{
+    memset(p, 0, sizeof(*p));
+    p->queue_run_delay = config_time(cf, "queue_run_delay");
+    p->minimal_backoff_time = config_time(cf, "minimal_backoff_time");
+    p->maximal_backoff_time = config_time(cf, "maximal_backoff_time");
+    p->maximal_queue_lifetime = config_time(cf, "maximal_queue_lifetime");
+    p->bounce_queue_lifetime = config_time(cf, "bounce_queue_lifetime");
+    p->delay_warning_time = config_time(cf, "delay_warning_time");
+    p->qmgr_message_active_limit = (int) config_int(cf, "qmgr_message_active_limit");
+    p->initial_destination_concurrency = (int) config_int(cf, "initial_destination_concurrency");
+    p->default_destination_concurrency_limit = (int) config_int(cf, "default_destination_concurrency_limit");
+    p->default_destination_recipient_limit = (int) config_int(cf, "default_destination_recipient_limit");
+}
+
+/* ---- the active set: a small hash by id ---- */
+
+static ACTIVE *active_find(RELAYQD *d, QMGR_ID id)
+{
+    if (d->active_size == 0)
+	return NULL;
+    for (ACTIVE *a = d->active[id % d->active_size]; a; a = a->next)
+	if (a->id == id)
+	    return a;
+    return NULL;
+}
+
+static void active_insert(RELAYQD *d, ACTIVE *a)
+{
+    if (d->nactive + 1 > (int) d->active_size) {
+	size_t  nsize = d->active_size ? d->active_size * 2 : 1024;
+	ACTIVE **nt = xcalloc(nsize, sizeof(ACTIVE *));
+
+	for (size_t i = 0; i < d->active_size; i++) {
+	    ACTIVE *n;
+
+	    for (ACTIVE *p = d->active[i]; p; p = n) {
+		n = p->next;
+		p->next = nt[p->id % nsize];
+		nt[p->id % nsize] = p;
+	    }
+	}
+	free(d->active);
+	d->active = nt;
+	d->active_size = nsize;
+    }
+    a->next = d->active[a->id % d->active_size];
+    d->active[a->id % d->active_size] = a;
+    d->nactive++;
+}
+
+static void active_free(RELAYQD *d, ACTIVE *a)
+{
+    ACTIVE **pp = &d->active[a->id % d->active_size];
+
+    while (*pp && *pp != a)
+	pp = &(*pp)->next;
+    if (*pp) {
+	*pp = a->next;
+	d->nactive--;
+    }
+    qmsg_free(a->msg);
+    free(a->bounced);
+    qattempt_free_array(a->attempts, a->nattempts);
+    free(a);
+}
+
+/* ---- helpers ---- */
+
+static void info_from_msg(const QMSG *m, QMGR_MSGINFO *info)
+{
+    memset(info, 0, sizeof(*info));
+    info->state = m->state == QSTATE_HOLD ? QMGR_MSG_HOLD
+	: m->state == QSTATE_DEFERRED ? QMGR_MSG_DEFERRED : QMGR_MSG_INCOMING;
+    info->create_time = m->create_time;
+    info->arrival_time = m->arrival_us / 1000000;
+    info->next_eligible = m->next_eligible;
+    info->null_sender = m->sender == NULL || m->sender[0] == 0;
+    info->warned = (m->flags & QFLAG_WARNED) != 0;
+    info->force_expire = (m->flags & QFLAG_FORCE_EXPIRE) != 0;
+}
+
+static void set_str(char **dst, const char *src)
+{
+    free(*dst);
+    *dst = xstrdup(src);
+}
+
+static void attempt_copy(QATTEMPT *dst, const QATTEMPT *src)
+{
+    *dst = *src;
+    dst->host = xstrdup(src->host);
+    dst->addr = xstrdup(src->addr);
+    dst->text = xstrdup(src->text);
+}
+
+static void fmt_delay(char *out, int64_t us)
+{
+    log_format_delay(us < 0 ? 0 : (double) us / 1e6, out);
+}
+
+/* ---- loading the queue at start ---- */
+
+static int load_one(void *ctx, const QMSG *m)
+{
+    RELAYQD *d = ctx;
+    QMGR_MSGINFO info;
+
+    if (m->state == QSTATE_CORRUPT)
+	return 0;
+    info_from_msg(m, &info);
+    qmgr_add(d->qmgr, m->seq, &info, (int64_t) time(NULL));
+    return 0;
+}
+
+int     sched_start(RELAYQD *d)
+{
+    return queue_walk(d->queue, 0, load_one, d);
+}
+
+void    sched_add_incoming(RELAYQD *d, const QMSG *msg)
+{
+    QMGR_MSGINFO info;
+
+    info_from_msg(msg, &info);
+    info.state = QMGR_MSG_INCOMING;
+    qmgr_add(d->qmgr, msg->seq, &info, (int64_t) time(NULL));
+    sched_kick(d);
+}
+
+/* ---- ACTIVATE ---- */
+
+static void do_activate(RELAYQD *d, QMGR_ID id, int64_t now)
+{
+    QMSG   *m = queue_load(d->queue, id, 1);
+
+    if (m == NULL) {
+	log_warn("qmgr", "message with queue sequence %llu could not be read; skipped",
+		 (unsigned long long) id);
+	qmgr_remove(d->qmgr, id);
+	return;
+    }
+    ACTIVE *a = xcalloc(1, sizeof(*a));
+
+    a->id = id;
+    a->msg = m;
+    a->active_us = time_now_us();
+    active_insert(d, a);
+    log_msg("qmgr", "%s: from=<%s>, size=%zu, nrcpt=%d (queue active)",
+	    m->qid, m->sender ? m->sender : "", m->size, m->nrcpt);
+
+    int    *idx = xcalloc((size_t) m->nrcpt, sizeof(int));
+    char  **keys = xcalloc((size_t) m->nrcpt, sizeof(char *));
+    int     n = 0;
+
+    for (int i = 0; i < m->nrcpt; i++) {
+	SMTP_ROUTE r;
+	char    err[256];
+
+	if (m->rcpts[i].state != QRCPT_PENDING)
+	    continue;
+	idx[n] = i;
+	if (smtp_route(d->cf, m->rcpts[i].addr, &r, err, sizeof(err)) < 0) {
+	    log_warn("qmgr", "%s: %s", m->qid, err);
+	    keys[n] = xasprintf("defer:%s", err);
+	} else {
+	    keys[n] = xstrdup(r.key);
+	}
+	n++;
+    }
+    qmgr_activated(d->qmgr, id, idx, (const char *const *) keys, n, now);
+    for (int i = 0; i < n; i++)
+	free(keys[i]);
+    free(keys);
+    free(idx);
+}
+
+/* ---- DELIVER ---- */
+
+static void delivery_done(void *ctx, const SMTP_RESULT *res)
+{
+    DELIVERY *dl = ctx;
+    RELAYQD *d = dl->d;
+    ACTIVE *a = dl->a;
+    QMSG   *m = a->msg;
+    int     ndeferred = 0;
+
+    for (int i = 0; i < res->nrcpt; i++) {
+	const SMTP_RCPT_RESULT *r = &res->rcpts[i];
+	QRCPT  *rc;
+
+	if (r->index < 0 || r->index >= m->nrcpt)
+	    continue;
+	rc = &m->rcpts[r->index];
+	snprintf(rc->dsn, sizeof(rc->dsn), "%s", r->dsn);
+	set_str(&rc->remote_mta, r->remote_mta);
+	set_str(&rc->diag, r->diag);
+	switch (r->status) {
+	case SMTP_SENT:
+	    rc->state = QRCPT_DONE;
+	    set_str(&rc->reason, NULL);
+	    d->n_sent++;
+	    break;
+	case SMTP_BOUNCED:
+	    set_str(&rc->reason, r->text);
+	    a->bounced = xrealloc(a->bounced, sizeof(int) * (size_t) (a->nbounced + 1));
+	    a->bounced[a->nbounced++] = r->index;
+	    d->n_bounced++;
+	    break;
+	default:
+	    set_str(&rc->reason, r->text);
+	    ndeferred++;
+	    d->n_deferred++;
+	    break;
+	}
+    }
+    a->attempts = xrealloc(a->attempts, sizeof(QATTEMPT) * (size_t) (a->nattempts + 1));
+    attempt_copy(&a->attempts[a->nattempts++], &res->attempt);
+    a->inflight--;
+    inflight_total--;
+    qmgr_delivered(d->qmgr, dl->req, ndeferred,
+		   res->hop_failed ? res->hop_dsn : NULL,
+		   res->hop_failed ? res->hop_reason : NULL, (int64_t) time(NULL));
+    free(dl->rcpts);
+    free(dl->dest);
+    free(dl);
+    sched_kick(d);
+}
+
+/* A recipient whose route could not be looked up: deferred without delivery. */
+static void deliver_config_error(RELAYQD *d, ACTIVE *a, const ACT *act)
+{
+    QMSG   *m = a->msg;
+    const char *text = act->dest + strlen("defer:");
+
+    for (int i = 0; i < act->a.nrcpt; i++) {
+	QRCPT  *rc = &m->rcpts[act->rcpts[i]];
+
+	snprintf(rc->dsn, sizeof(rc->dsn), "4.3.0");
+	set_str(&rc->reason, text);
+	log_msg("error", "%s: to=<%s>, relay=none, delay=0, delays=0/0/0/0, dsn=4.3.0, status=deferred (%s)",
+		m->qid, rc->addr, text);
+    }
+    qmgr_delivered(d->qmgr, act->a.req, act->a.nrcpt, NULL, NULL, (int64_t) time(NULL));
+}
+
+static void do_deliver(RELAYQD *d, const ACT *act)
+{
+    ACTIVE *a = active_find(d, act->a.id);
+
+    if (a == NULL) {
+	log_warn("qmgr", "delivery request for unknown message %llu", (unsigned long long) act->a.id);
+	qmgr_delivered(d->qmgr, act->a.req, act->a.nrcpt, NULL, NULL, (int64_t) time(NULL));
+	return;
+    }
+    if (strncmp(act->dest, "defer:", 6) == 0) {
+	deliver_config_error(d, a, act);
+	return;
+    }
+    DELIVERY *dl = xcalloc(1, sizeof(*dl));
+
+    dl->d = d;
+    dl->a = a;
+    dl->req = act->a.req;
+    dl->nrcpt = act->a.nrcpt;
+    dl->rcpts = xmalloc(sizeof(int) * (size_t) (dl->nrcpt ? dl->nrcpt : 1));
+    memcpy(dl->rcpts, act->rcpts, sizeof(int) * (size_t) dl->nrcpt);
+    dl->dest = xstrdup(act->dest);
+    a->inflight++;
+    inflight_total++;
+
+    SMTP_REQUEST req;
+
+    memset(&req, 0, sizeof(req));
+    req.msg = a->msg;
+    req.rcpts = dl->rcpts;
+    req.nrcpt = dl->nrcpt;
+    req.dest = dl->dest;
+    req.active_us = a->active_us;
+    smtp_deliver(d->smtp, &req, delivery_done, dl);
+}
+
+/* ---- SUSPEND: the destination is dead; defer without connecting ---- */
+
+/* The ORCPT address when it differs from the recipient (Postfix's orig_to=). */
+static const char *orig_address(const QRCPT *rc)
+{
+    const char *o;
+
+    if (rc->orcpt == NULL)
+	return NULL;
+    o = strchr(rc->orcpt, ';');
+    o = o ? o + 1 : rc->orcpt;
+    return str_casecmp(o, rc->addr) ? o : NULL;
+}
+
+static void do_suspend(RELAYQD *d, const ACT *act)
+{
+    ACTIVE *a = active_find(d, act->a.id);
+
+    if (a == NULL)
+	return;
+    QMSG   *m = a->msg;
+    int64_t now_us = time_now_us();
+    char    dl[32], da[32], db[32];
+
+    fmt_delay(dl, now_us - m->arrival_us);
+    fmt_delay(da, a->active_us - m->arrival_us);
+    fmt_delay(db, now_us - a->active_us);
+    for (int i = 0; i < act->a.nrcpt; i++) {
+	QRCPT  *rc = &m->rcpts[act->rcpts[i]];
+
+	snprintf(rc->dsn, sizeof(rc->dsn), "%s", act->dsn ? act->dsn : "4.4.1");
+	set_str(&rc->reason, act->reason);
+	d->n_deferred++;
+	const char *orig = orig_address(rc);
+
+	log_msg("error", "%s: to=<%s>, %s%s%srelay=none, delay=%s, delays=%s/%s/0/0, dsn=%s, status=deferred (%s)",
+		m->qid, rc->addr, orig ? "orig_to=<" : "", orig ? orig : "", orig ? ">, " : "",
+		dl, da, db, rc->dsn, act->reason ? act->reason : "");
+    }
+}
+
+/* ---- DONE: the end of a pass ---- */
+
+typedef struct PASS {
+    RELAYQD *d;
+    char    qid[16];
+    char   *sender;
+    QMGR_ID id;
+    int     disposition;
+    int     forced;
+    QMSG  **notices;
+    const char **notice_kind;
+    int     nnotices;
+    int64_t retry_at;			/* when the commit fails: retry the pass outcome */
+} PASS;
+
+/* Build a notice, give it an ID, run it through cleanup, add it to the batch. */
+static void add_notice(RELAYQD *d, QBATCH *b, PASS *p, const QMSG *orig,
+		               const int *rcpts, int n, int kind, const char *what, int64_t now)
+{
+    QMSG   *nt = bounce_build(d->cf, orig, rcpts, n, kind, now);
+
+    if (nt == NULL)
+	return;
+    queue_assign_id(d->queue, nt);
+    /* The notice's own Received: line is left out, as relayq's own message. */
+    if (nt->message_id)
+	log_msg("cleanup", "%s: message-id=%s", nt->qid, nt->message_id);
+    queue_batch_insert(b, nt);
+    p->notices = xrealloc(p->notices, sizeof(QMSG *) * (size_t) (p->nnotices + 1));
+    p->notice_kind = xrealloc(p->notice_kind, sizeof(char *) * (size_t) (p->nnotices + 1));
+    p->notices[p->nnotices] = nt;
+    p->notice_kind[p->nnotices] = what;
+    p->nnotices++;
+}
+
+static void pass_committed(void *ctx, int ok)
+{
+    PASS   *p = ctx;
+    RELAYQD *d = p->d;
+
+    d->pending_commits--;
+    if (ok) {
+	for (int i = 0; i < p->nnotices; i++) {
+	    log_msg("bounce", "%s: %s: %s", p->qid, p->notice_kind[i], p->notices[i]->qid);
+	    sched_add_incoming(d, p->notices[i]);
+	}
+	if (p->disposition != QMGR_DEFER)
+	    log_msg("qmgr", "%s: removed", p->qid);
+    } else {
+	/* Nothing changed on disk: the message keeps its old state; try again later. */
+	log_warn("qmgr", "%s: queue update failed; the message stays queued and will be retried", p->qid);
+	if (d->qmgr && !d->stopping) {
+	    QMGR_MSGINFO info;
+	    QMSG   *m = queue_load(d->queue, p->id, 0);
+
+	    if (m) {
+		info_from_msg(m, &info);
+		info.state = QMGR_MSG_DEFERRED;
+		info.next_eligible = p->retry_at;
+		qmgr_add(d->qmgr, p->id, &info, (int64_t) time(NULL));
+		qmsg_free(m);
+	    }
+	}
+    }
+    for (int i = 0; i < p->nnotices; i++)
+	qmsg_free(p->notices[i]);
+    free(p->notices);
+    free(p->notice_kind);
+    free(p->sender);
+    free(p);
+    sched_kick(d);
+}
+
+static void do_done(RELAYQD *d, const ACT *act, int64_t now)
+{
+    ACTIVE *a = active_find(d, act->a.id);
+
+    if (a == NULL)
+	return;
+    QMSG   *m = a->msg;
+    QBATCH *b = queue_batch(d->queue);
+    PASS   *p = xcalloc(1, sizeof(*p));
+
+    p->d = d;
+    p->id = a->id;
+    snprintf(p->qid, sizeof(p->qid), "%s", m->qid);
+    p->sender = xstrdup(m->sender ? m->sender : "");
+    p->disposition = act->a.disposition;
+    p->retry_at = now + qmgr_params(d->qmgr)->minimal_backoff_time;
+
+    /* E3.1: a notice for the recipients that failed for good in this pass. */
+    if (a->nbounced > 0) {
+	add_notice(d, b, p, m, a->bounced, a->nbounced, BOUNCE_FAILED,
+		   "sender non-delivery notification", now);
+	for (int i = 0; i < a->nbounced; i++)
+	    m->rcpts[a->bounced[i]].state = QRCPT_BOUNCED;
+    }
+    int    *pending = xcalloc((size_t) m->nrcpt + 1, sizeof(int));
+    int     npending = 0;
+
+    for (int i = 0; i < m->nrcpt; i++)
+	if (m->rcpts[i].state == QRCPT_PENDING)
+	    pending[npending++] = i;
+
+    switch (act->a.disposition) {
+    case QMGR_REMOVE:
+	queue_batch_delete(b, m->seq);
+	break;
+    case QMGR_EXPIRE:
+	log_msg("qmgr", "%s: from=<%s>, status=%s, returned to sender",
+		m->qid, m->sender ? m->sender : "", act->a.forced ? "force-expired" : "expired");
+	d->n_expired++;
+	if (npending > 0)
+	    add_notice(d, b, p, m, pending, npending, BOUNCE_FAILED,
+		       "sender non-delivery notification", now);
+	queue_batch_delete(b, m->seq);
+	break;
+    default:					/* QMGR_DEFER */
+	if (act->a.warn && npending > 0) {
+	    add_notice(d, b, p, m, pending, npending, BOUNCE_DELAYED,
+		       "sender delay notification", now);
+	}
+	if (act->a.warn)
+	    m->flags |= QFLAG_WARNED;
+	m->state = QSTATE_DEFERRED;
+	m->next_eligible = act->a.next_eligible;
+	m->attempts++;
+	queue_batch_update(b, m);
+	for (int i = 0; i < a->nattempts; i++)
+	    queue_batch_attempt(b, m->seq, &a->attempts[i]);
+	break;
+    }
+    free(pending);
+    d->pending_commits++;
+    queue_batch_submit(b, pass_committed, p);
+    active_free(d, a);
+}
+
+/* ---- the run loop ---- */
+
+static void act_copy(ACT *dst, const QMGR_ACTION *src)
+{
+    memset(dst, 0, sizeof(*dst));
+    dst->a = *src;
+    dst->dest = xstrdup(src->dest);
+    dst->dsn = xstrdup(src->dsn);
+    dst->reason = xstrdup(src->reason);
+    if (src->nrcpt > 0 && src->rcpts) {
+	dst->rcpts = xmalloc(sizeof(int) * (size_t) src->nrcpt);
+	memcpy(dst->rcpts, src->rcpts, sizeof(int) * (size_t) src->nrcpt);
+    }
+}
+
+static void act_free(ACT *a)
+{
+    free(a->dest);
+    free(a->dsn);
+    free(a->reason);
+    free(a->rcpts);
+}
+
+#define ACT_BATCH 64
+
+static void sched_arm(RELAYQD *d, int64_t now)
+{
+    int64_t wake = qmgr_next_wakeup(d->qmgr, now);
+
+    if (wake == INT64_MAX) {
+	evtimer_del(d->qmgr_timer);
+	return;
+    }
+    int64_t us = wake * 1000000 - time_now_us();
+
+    if (us < 0)
+	us = 0;
+    struct timeval tv = {(time_t) (us / 1000000), (suseconds_t) (us % 1000000)};
+
+    evtimer_add(d->qmgr_timer, &tv);
+}
+
+static void sched_run(RELAYQD *d)
+{
+    QMGR_ACTION acts[ACT_BATCH];
+    ACT     copy[ACT_BATCH];
+    int64_t now = (int64_t) time(NULL);
+    int     n;
+
+    d->kick_scheduled = 0;
+    do {
+	n = qmgr_run(d->qmgr, now, acts, ACT_BATCH);
+	for (int i = 0; i < n; i++)
+	    act_copy(&copy[i], &acts[i]);
+	for (int i = 0; i < n; i++) {
+	    switch (copy[i].a.type) {
+	    case QMGR_ACT_ACTIVATE:
+		/* Stopping: start nothing new; the message stays as it is on disk. */
+		if (!d->stopping)
+		    do_activate(d, copy[i].a.id, now);
+		break;
+	    case QMGR_ACT_DELIVER:
+		if (!d->stopping)
+		    do_deliver(d, &copy[i]);
+		break;
+	    case QMGR_ACT_SUSPEND:
+		do_suspend(d, &copy[i]);
+		break;
+	    case QMGR_ACT_DONE:
+		do_done(d, &copy[i], now);
+		break;
+	    }
+	    act_free(&copy[i]);
+	}
+    } while (n == ACT_BATCH);
+    sched_arm(d, now);
+}
+
+static void kick_cb(evutil_socket_t fd, short what, void *ctx)
+{
+    sched_run(ctx);
+}
+
+static void timer_cb(evutil_socket_t fd, short what, void *ctx)
+{
+    sched_run(ctx);
+}
+
+void    sched_kick(RELAYQD *d)
+{
+    if (d->kick_ev == NULL) {
+	d->kick_ev = event_new(d->base, -1, 0, kick_cb, d);
+	d->qmgr_timer = evtimer_new(d->base, timer_cb, d);
+    }
+    if (!d->kick_scheduled) {
+	struct timeval zero = {0, 0};
+
+	d->kick_scheduled = 1;
+	event_add(d->kick_ev, &zero);
+    }
+}
+
+int     sched_idle(const RELAYQD *d)
+{
+    return inflight_total == 0 && d->pending_commits == 0;
+}
+
+/* For mailq and explain: what only the running daemon knows. */
+void    sched_state(void *ctx, const QMSG *msg, SHOWQ_SCHED *out)
+{
+    RELAYQD *d = ctx;
+    QMGR_MSGSTATE st;
+
+    qmgr_msg_state(d->qmgr, msg->seq, &st);
+    out->active = st.known && st.active;
+    out->next_attempt = st.known ? st.next_attempt : 0;
+    out->destination_dead = st.known ? st.destination_dead : 0;
+}
