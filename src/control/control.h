@@ -68,6 +68,31 @@ int     showq_json(QUEUE *q, SHOWQ_SCHED_FN sched, void *ctx, int64_t max_lifeti
 /* Postfix's qshape table: queue_name "deferred"/"active"/"incoming"/"hold" (NULL: all), by_sender (-s), now, top N rows. */
 int     qshape_text(QUEUE *q, const char *queue_name, int by_sender, int64_t now, int top, BUF *out);
 
+/*
+ * The same views over an array of messages (tests, or a caller with its
+ * own snapshot); the queue-walking functions above use the same code.
+ */
+int     showq_text_msgs(const QMSG *const *msgs, int n, SHOWQ_SCHED_FN sched, void *ctx, BUF *out);
+int     showq_json_msgs(const QMSG *const *msgs, int n, SHOWQ_SCHED_FN sched, void *ctx,
+			        int64_t max_lifetime, int64_t bounce_lifetime, BUF *out);
+int     qshape_text_msgs(const QMSG *const *msgs, int n, const char *queue_name, int by_sender,
+			         int64_t now, int top, BUF *out);
+/* s as a JSON string, quotes included (", \, control characters escaped). */
+void    showq_json_string(BUF *out, const char *s);
+
+/*
+ * Admin changes made by the CLI itself when the daemon is down (the caller
+ * opened q with QUEUE_OPEN_ADMIN, so it holds the queue lock).  op is
+ * "delete", "hold", "release", "requeue" or "expire"; ids are queue IDs or
+ * the single word "ALL".  Each change is logged as postsuper logs it
+ * ("ID: placed on hold"), all in one batch; the summary ("Placed on hold:
+ * 1 message") is logged and appended to out, per-ID problems too ("ID: no
+ * such message").  Returns the number of messages changed, or -1 on a
+ * store error (text in out).  Also used by the daemon's admin handler
+ * when it wants postsuper's wording.
+ */
+int     control_admin_offline(QUEUE *q, const char *op, char *const *ids, int n, int64_t now, BUF *out);
+
 /* ---- maildrop (sendmail submission) ---- */
 /*
  * Write one message into queue_directory/maildrop durably (write, fsync,
@@ -82,6 +107,8 @@ typedef struct MAILDROP_MSG {
     const char *content;		/* message text, CRLF lines */
     size_t  len;
 } MAILDROP_MSG;
+/* Create queue_directory/maildrop (mode 1733) and maildrop/corrupt (0700) if missing: the daemon, at start. */
+int     maildrop_init(const char *queue_dir, char *err, size_t errlen);
 int     maildrop_write(const char *queue_dir, const MAILDROP_MSG *m, char *err, size_t errlen);
 
 /*
@@ -89,6 +116,11 @@ int     maildrop_write(const char *queue_dir, const MAILDROP_MSG *m, char *err, 
  * take() gets the parsed message; if take() returns 0 the file is removed
  * (after the message is durable in the queue, the caller's business), else
  * kept.  A malformed file is moved aside to maildrop/corrupt/ with a warning.
+ * A caller that commits asynchronously returns non-zero, remembers path,
+ * and calls maildrop_remove(path) once the message is durable.  m->uid is
+ * the file's owner (not the uid line of the file); m and path are valid
+ * only during take().  Returns the number of files removed, or -1.
+ * The file format is described in maildrop.c and docs/cli.md.
  */
 int     maildrop_scan(const char *queue_dir, int (*take)(void *ctx, const char *path, const MAILDROP_MSG *m), void *ctx);
 int     maildrop_remove(const char *path);

@@ -1,0 +1,443 @@
+/*
+ * control_sock - the daemon's two UNIX stream sockets and the client that
+ * talks to them.
+ *
+ * Daemon side: a listening socket per kind (query, admin), watched by the
+ * libevent loop.  Each connection reads one request line (at most
+ * CONTROL_LINE_MAX bytes, with a timeout), the handler answers it, the
+ * reply is written and the connection closed once the reply is flushed.
+ * All sockets are non-blocking, so a slow or silent client never stalls
+ * the loop.
+ *
+ * Client side: connect, send the line, read to EOF; the first reply line
+ * says ok or error.  errno of connect() tells a stopped daemon (ENOENT,
+ * ECONNREFUSED) from a permission problem (EACCES), which the CLI reports
+ * differently.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+
+#include "control/control.h"
+
+#define CONTROL_LINE_MAX	4096	/* longest request line */
+#define CONTROL_ARGV_MAX	1024	/* most words in a request */
+#define CONTROL_TIMEOUT		30	/* seconds for a client to send its line */
+#define CONTROL_CLIENT_TIMEOUT	600	/* seconds the CLI waits for the reply */
+
+#define CONTROL_QUERY_PATH	"public/query"
+#define CONTROL_ADMIN_PATH	"private/admin"
+
+typedef struct CONTROL_LISTENER {
+    CONTROL *ctl;
+    int     fd;
+    int     admin;
+    struct event *ev;
+    char   *path;
+} CONTROL_LISTENER;
+
+struct CONTROL {
+    struct event_base *base;
+    CONTROL_HANDLER handle;
+    void   *ctx;
+    CONTROL_LISTENER lsn[2];
+    struct CONTROL_CONN *conns;		/* open connections, freed with ctl */
+};
+
+typedef struct CONTROL_CONN {
+    CONTROL *ctl;
+    int     admin;
+    struct bufferevent *bev;
+    int     replied;
+    struct CONTROL_CONN *prev, *next;
+} CONTROL_CONN;
+
+/* ---- daemon side ---- */
+
+static void control_conn_free(CONTROL_CONN *cc)
+{
+    if (cc->prev)
+	cc->prev->next = cc->next;
+    else
+	cc->ctl->conns = cc->next;
+    if (cc->next)
+	cc->next->prev = cc->prev;
+    bufferevent_free(cc->bev);			/* closes the fd */
+    free(cc);
+}
+
+/* Split on single spaces; empty words are dropped. */
+static int control_split(char *line, char **argv, int max)
+{
+    int     argc = 0;
+    char   *p = line, *w;
+
+    while ((w = strsep(&p, " ")) != 0) {
+	if (*w == 0)
+	    continue;
+	if (argc == max)
+	    return -1;
+	argv[argc++] = w;
+    }
+    return argc;
+}
+
+static void control_reply(CONTROL_CONN *cc, int ok, BUF *payload)
+{
+    struct evbuffer *out = bufferevent_get_output(cc->bev);
+
+    if (ok) {
+	evbuffer_add(out, "ok\n", 3);
+	if (payload->len)
+	    evbuffer_add(out, payload->data, payload->len);
+    } else {
+	char   *nl;
+
+	/* The error text is one line by contract. */
+	if (payload->len == 0)
+	    buf_puts(payload, "request failed");
+	while ((nl = memchr(payload->data, '\n', payload->len)) != 0)
+	    *nl = ' ';
+	evbuffer_add_printf(out, "error %s\n", payload->data);
+    }
+    cc->replied = 1;
+    bufferevent_disable(cc->bev, EV_READ);
+    bufferevent_enable(cc->bev, EV_WRITE);
+}
+
+static void control_handle_line(CONTROL_CONN *cc, char *line)
+{
+    char   *argv[CONTROL_ARGV_MAX];
+    int     argc, ret;
+    BUF     out = BUF_INIT;
+
+    argc = control_split(line, argv, CONTROL_ARGV_MAX);
+    if (argc <= 0) {
+	buf_puts(&out, argc < 0 ? "too many words in request" : "empty request");
+	control_reply(cc, 0, &out);
+    } else {
+	ret = cc->ctl->handle(cc->ctl->ctx, cc->admin, argc, argv, &out);
+	control_reply(cc, ret == 0, &out);
+    }
+    buf_free(&out);
+}
+
+static void control_read_cb(struct bufferevent *bev, void *arg)
+{
+    CONTROL_CONN *cc = arg;
+    struct evbuffer *in = bufferevent_get_input(bev);
+    size_t  len;
+    char   *line;
+
+    if (cc->replied)
+	return;
+    line = evbuffer_readln(in, &len, EVBUFFER_EOL_LF);
+    if (line == 0) {
+	if (evbuffer_get_length(in) > CONTROL_LINE_MAX) {
+	    BUF     err = BUF_INIT;
+
+	    buf_puts(&err, "request too long");
+	    control_reply(cc, 0, &err);
+	    buf_free(&err);
+	}
+	return;
+    }
+    if (len > CONTROL_LINE_MAX) {
+	BUF     err = BUF_INIT;
+
+	buf_puts(&err, "request too long");
+	control_reply(cc, 0, &err);
+	buf_free(&err);
+    } else {
+	if (len > 0 && line[len - 1] == '\r')
+	    line[len - 1] = 0;
+	control_handle_line(cc, line);
+    }
+    free(line);
+}
+
+static void control_write_cb(struct bufferevent *bev, void *arg)
+{
+    CONTROL_CONN *cc = arg;
+
+    if (cc->replied && evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+	control_conn_free(cc);
+}
+
+static void control_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+    CONTROL_CONN *cc = arg;
+
+    /* EOF before a full line, error, or timeout: nothing to answer. */
+    (void) bev;
+    (void) what;
+    control_conn_free(cc);
+}
+
+static void control_accept_cb(evutil_socket_t lfd, short what, void *arg)
+{
+    CONTROL_LISTENER *l = arg;
+    CONTROL *ctl = l->ctl;
+    CONTROL_CONN *cc;
+    struct timeval tv = {CONTROL_TIMEOUT, 0};
+    int     fd, n;
+
+    (void) what;
+    /* Take what is pending now, but do not starve the rest of the loop. */
+    for (n = 0; n < 64; n++) {
+	fd = accept4(lfd, 0, 0, SOCK_NONBLOCK | SOCK_CLOEXEC);
+	if (fd < 0)
+	    return;				/* EAGAIN, or a transient error */
+	cc = xcalloc(1, sizeof(*cc));
+	cc->ctl = ctl;
+	cc->admin = l->admin;
+	cc->bev = bufferevent_socket_new(ctl->base, fd, BEV_OPT_CLOSE_ON_FREE);
+	if (cc->bev == 0) {
+	    close(fd);
+	    free(cc);
+	    continue;
+	}
+	cc->next = ctl->conns;
+	if (ctl->conns)
+	    ctl->conns->prev = cc;
+	ctl->conns = cc;
+	bufferevent_setcb(cc->bev, control_read_cb, control_write_cb, control_event_cb, cc);
+	bufferevent_setwatermark(cc->bev, EV_READ, 0, CONTROL_LINE_MAX * 2);
+	bufferevent_set_timeouts(cc->bev, &tv, &tv);
+	bufferevent_enable(cc->bev, EV_READ);
+    }
+}
+
+static int control_mkdir(const char *path, mode_t mode, int gid, char *err, size_t errlen)
+{
+    struct stat st;
+
+    if (mkdir(path, mode) < 0 && errno != EEXIST) {
+	snprintf(err, errlen, "create directory %s: %s", path, strerror(errno));
+	return -1;
+    }
+    if (stat(path, &st) < 0 || !S_ISDIR(st.st_mode)) {
+	snprintf(err, errlen, "%s: not a directory", path);
+	return -1;
+    }
+    if (gid >= 0 && chown(path, (uid_t) -1, (gid_t) gid) < 0) {
+	snprintf(err, errlen, "chown %s: %s", path, strerror(errno));
+	return -1;
+    }
+    if (chmod(path, mode) < 0) {
+	snprintf(err, errlen, "chmod %s: %s", path, strerror(errno));
+	return -1;
+    }
+    return 0;
+}
+
+static int control_listen(CONTROL *ctl, CONTROL_LISTENER *l, const char *queue_dir,
+			          const char *rel, int admin, mode_t mode, int gid,
+			          char *err, size_t errlen)
+{
+    struct sockaddr_un sun;
+    int     fd;
+
+    l->ctl = ctl;
+    l->admin = admin;
+    l->fd = -1;
+    l->path = xasprintf("%s/%s", queue_dir, rel);
+    memset(&sun, 0, sizeof(sun));
+    sun.sun_family = AF_UNIX;
+    if (strlen(l->path) >= sizeof(sun.sun_path)) {
+	snprintf(err, errlen, "socket path too long: %s", l->path);
+	return -1;
+    }
+    strcpy(sun.sun_path, l->path);
+    /* A socket left by a daemon that died is in the way; we hold the queue lock. */
+    (void) unlink(l->path);
+    if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0)) < 0) {
+	snprintf(err, errlen, "socket: %s", strerror(errno));
+	return -1;
+    }
+    l->fd = fd;
+    if (bind(fd, (struct sockaddr *) &sun, sizeof(sun)) < 0) {
+	snprintf(err, errlen, "bind %s: %s", l->path, strerror(errno));
+	return -1;
+    }
+    if (gid >= 0 && chown(l->path, (uid_t) -1, (gid_t) gid) < 0) {
+	snprintf(err, errlen, "chown %s: %s", l->path, strerror(errno));
+	return -1;
+    }
+    if (chmod(l->path, mode) < 0) {
+	snprintf(err, errlen, "chmod %s: %s", l->path, strerror(errno));
+	return -1;
+    }
+    if (listen(fd, 64) < 0) {
+	snprintf(err, errlen, "listen %s: %s", l->path, strerror(errno));
+	return -1;
+    }
+    l->ev = event_new(ctl->base, fd, EV_READ | EV_PERSIST, control_accept_cb, l);
+    if (l->ev == 0 || event_add(l->ev, 0) < 0) {
+	snprintf(err, errlen, "event_add %s failed", l->path);
+	return -1;
+    }
+    return 0;
+}
+
+CONTROL *control_create(struct event_base *base, const char *queue_dir, int gid,
+			        CONTROL_HANDLER handle, void *ctx, char *err, size_t errlen)
+{
+    CONTROL *ctl = xcalloc(1, sizeof(*ctl));
+    char   *pub = xasprintf("%s/public", queue_dir);
+    char   *priv = xasprintf("%s/private", queue_dir);
+    int     ok;
+
+    ctl->base = base;
+    ctl->handle = handle;
+    ctl->ctx = ctx;
+    ctl->lsn[0].fd = ctl->lsn[1].fd = -1;
+
+    /*
+     * public/ is open to every local user (mailq works for anyone, as with
+     * Postfix's showq); private/ only lets setgid_group in, and the admin
+     * socket itself is 0660 of that group.
+     */
+    ok = control_mkdir(pub, 0755, -1, err, errlen) == 0
+	&& control_mkdir(priv, gid >= 0 ? 0710 : 0700, gid, err, errlen) == 0
+	&& control_listen(ctl, &ctl->lsn[0], queue_dir, CONTROL_QUERY_PATH, 0, 0666, -1, err, errlen) == 0
+	&& control_listen(ctl, &ctl->lsn[1], queue_dir, CONTROL_ADMIN_PATH, 1, gid >= 0 ? 0660 : 0600, gid, err, errlen) == 0;
+    free(pub);
+    free(priv);
+    if (!ok) {
+	control_free(ctl);
+	return 0;
+    }
+    return ctl;
+}
+
+void    control_free(CONTROL *ctl)
+{
+    int     i;
+
+    if (ctl == 0)
+	return;
+    for (i = 0; i < 2; i++) {
+	CONTROL_LISTENER *l = &ctl->lsn[i];
+
+	if (l->ev)
+	    event_free(l->ev);
+	if (l->fd >= 0) {
+	    close(l->fd);
+	    if (l->path)
+		(void) unlink(l->path);
+	}
+	free(l->path);
+    }
+    while (ctl->conns)
+	control_conn_free(ctl->conns);
+    free(ctl);
+}
+
+/* ---- client side ---- */
+
+static int control_write_all(int fd, const char *p, size_t len)
+{
+    while (len > 0) {
+	ssize_t n = write(fd, p, len);
+
+	if (n < 0) {
+	    if (errno == EINTR)
+		continue;
+	    return -1;
+	}
+	p += n;
+	len -= (size_t) n;
+    }
+    return 0;
+}
+
+int     control_call(const char *queue_dir, int admin, const char *request, BUF *out,
+		             char *err, size_t errlen)
+{
+    struct sockaddr_un sun;
+    struct timeval tv = {CONTROL_CLIENT_TIMEOUT, 0};
+    char   *path = xasprintf("%s/%s", queue_dir, admin ? CONTROL_ADMIN_PATH : CONTROL_QUERY_PATH);
+    BUF     reply = BUF_INIT;
+    char    chunk[8192];
+    char   *nl;
+    ssize_t n;
+    int     fd, ret;
+
+    memset(&sun, 0, sizeof(sun));
+    sun.sun_family = AF_UNIX;
+    if (strlen(path) >= sizeof(sun.sun_path)) {
+	snprintf(err, errlen, "socket path too long: %s", path);
+	free(path);
+	return CONTROL_ERROR;
+    }
+    strcpy(sun.sun_path, path);
+    if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0) {
+	snprintf(err, errlen, "socket: %s", strerror(errno));
+	free(path);
+	return CONTROL_ERROR;
+    }
+    if (connect(fd, (struct sockaddr *) &sun, sizeof(sun)) < 0) {
+	int     e = errno;
+
+	snprintf(err, errlen, "connect %s: %s", path, strerror(e));
+	free(path);
+	close(fd);
+	if (e == ENOENT || e == ECONNREFUSED || e == ENOTDIR)
+	    return CONTROL_DOWN;
+	if (e == EACCES || e == EPERM)
+	    return CONTROL_DENIED;
+	return CONTROL_ERROR;
+    }
+    free(path);
+    (void) setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    (void) setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+    if (control_write_all(fd, request, strlen(request)) < 0
+	|| ((strlen(request) == 0 || request[strlen(request) - 1] != '\n')
+	    && control_write_all(fd, "\n", 1) < 0)) {
+	snprintf(err, errlen, "write request: %s", strerror(errno));
+	close(fd);
+	return CONTROL_ERROR;
+    }
+    for (;;) {
+	n = read(fd, chunk, sizeof(chunk));
+	if (n < 0 && errno == EINTR)
+	    continue;
+	if (n < 0) {
+	    snprintf(err, errlen, "read reply: %s", errno == EAGAIN ? "timed out" : strerror(errno));
+	    close(fd);
+	    buf_free(&reply);
+	    return CONTROL_ERROR;
+	}
+	if (n == 0)
+	    break;
+	buf_append(&reply, chunk, (size_t) n);
+    }
+    close(fd);
+    if (reply.len == 0 || (nl = memchr(reply.data, '\n', reply.len)) == 0) {
+	snprintf(err, errlen, "connection closed without a reply");
+	ret = CONTROL_ERROR;
+    } else if (nl - reply.data == 2 && memcmp(reply.data, "ok", 2) == 0) {
+	buf_append(out, nl + 1, reply.len - (size_t) (nl + 1 - reply.data));
+	ret = CONTROL_OK;
+    } else if (strncmp(reply.data, "error ", 6) == 0) {
+	snprintf(err, errlen, "%.*s", (int) (nl - reply.data - 6), reply.data + 6);
+	ret = CONTROL_ERROR;
+    } else {
+	snprintf(err, errlen, "malformed reply");
+	ret = CONTROL_ERROR;
+    }
+    buf_free(&reply);
+    return ret;
+}

@@ -1,0 +1,426 @@
+/*
+ * maildrop - local submission files (sendmail -> daemon), Postfix's
+ * maildrop/ directory in relayq's own small format.
+ *
+ * Directory: queue_directory/maildrop, mode 1733 (world-writable, sticky,
+ * not listable), so any local user can submit without a set-gid helper,
+ * cannot read or remove other users' files, and cannot even learn their
+ * names.  Files are created 0644 so that the daemon (mail_owner) can read
+ * them; the sticky directory lets only the daemon (the directory owner)
+ * and the author remove them.
+ *
+ * File format, version 1 (every header line ends in LF, no CR, no NUL):
+ *   relayq-maildrop 1
+ *   time SECONDS              when it was written
+ *   uid N                     the submitting user (informational: the
+ *   user NAME                  daemon trusts the file owner instead)
+ *   sender ADDRESS            empty for <>
+ *   rcpt ADDRESS              one line per recipient, at least one
+ *   content LENGTH            then exactly LENGTH bytes of message (CRLF)
+ *   end NRCPT LENGTH          trailer repeating the counts
+ * Anything else (short file, extra bytes, bad numbers, counts that do not
+ * match) is malformed and the file goes to maildrop/corrupt/.
+ *
+ * Durability: written as maildrop/tmp.XXXXXX, fsync, renamed to its final
+ * name (hex microseconds.pid.random: name order is submission order), and
+ * the directory fsynced; the daemon never sees a partial file.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "control/control.h"
+#include "log/log.h"
+
+#define MAILDROP_MAGIC		"relayq-maildrop 1"
+#define MAILDROP_LINE_MAX	4096
+#define MAILDROP_FILE_MAX	((off_t) 1 << 30)	/* 1 GiB sanity bound */
+#define MAILDROP_TMP_MAX_AGE	86400	/* a crashed sendmail's tmp file */
+
+static int maildrop_mkdir(const char *path, mode_t mode, char *err, size_t errlen)
+{
+    struct stat st;
+
+    if (mkdir(path, mode) < 0 && errno != EEXIST) {
+	snprintf(err, errlen, "create %s: %s", path, strerror(errno));
+	return -1;
+    }
+    if (lstat(path, &st) < 0 || !S_ISDIR(st.st_mode)) {
+	snprintf(err, errlen, "%s: not a directory", path);
+	return -1;
+    }
+    /* mkdir() honours the umask; the mode is part of the security design. */
+    if ((st.st_mode & 07777) != mode && chmod(path, mode) < 0) {
+	snprintf(err, errlen, "chmod %s: %s", path, strerror(errno));
+	return -1;
+    }
+    return 0;
+}
+
+int     maildrop_init(const char *queue_dir, char *err, size_t errlen)
+{
+    char   *md = xasprintf("%s/maildrop", queue_dir);
+    char   *co = xasprintf("%s/maildrop/corrupt", queue_dir);
+    int     ret;
+
+    ret = maildrop_mkdir(md, 01733, err, errlen) == 0
+	&& maildrop_mkdir(co, 0700, err, errlen) == 0 ? 0 : -1;
+    free(md);
+    free(co);
+    return ret;
+}
+
+/* A header value must stay on its line. */
+static int maildrop_clean(const char *s)
+{
+    return s && strpbrk(s, "\r\n") == 0 && strlen(s) < MAILDROP_LINE_MAX - 16;
+}
+
+static int maildrop_write_all(int fd, const char *p, size_t len)
+{
+    while (len > 0) {
+	ssize_t n = write(fd, p, len);
+
+	if (n < 0) {
+	    if (errno == EINTR)
+		continue;
+	    return -1;
+	}
+	p += n;
+	len -= (size_t) n;
+    }
+    return 0;
+}
+
+int     maildrop_write(const char *queue_dir, const MAILDROP_MSG *m, char *err, size_t errlen)
+{
+    char   *dir = xasprintf("%s/maildrop", queue_dir);
+    char   *tmp = xasprintf("%s/tmp.XXXXXX", dir);
+    char   *final = 0;
+    BUF     hdr = BUF_INIT;
+    int     fd = -1, dfd = -1, i, ret = -1;
+    unsigned rnd;
+
+    if (!maildrop_clean(m->sender) || !maildrop_clean(m->user ? m->user : "")) {
+	snprintf(err, errlen, "sender or user name contains a line break or is too long");
+	goto out;
+    }
+    if (m->nrcpt < 1) {
+	snprintf(err, errlen, "no recipients");
+	goto out;
+    }
+    for (i = 0; i < m->nrcpt; i++) {
+	if (!maildrop_clean(m->rcpts[i]) || *m->rcpts[i] == 0) {
+	    snprintf(err, errlen, "bad recipient address");
+	    goto out;
+	}
+    }
+    if ((fd = mkstemp(tmp)) < 0) {
+	snprintf(err, errlen, "create file in %s: %s", dir, strerror(errno));
+	goto out;
+    }
+    if (fchmod(fd, 0644) < 0) {
+	snprintf(err, errlen, "chmod %s: %s", tmp, strerror(errno));
+	goto out;
+    }
+    buf_printf(&hdr, "%s\ntime %lld\nuid %lu\nuser %s\nsender %s\n", MAILDROP_MAGIC,
+	       (long long) time(0), (unsigned long) m->uid, m->user ? m->user : "", m->sender);
+    for (i = 0; i < m->nrcpt; i++)
+	buf_printf(&hdr, "rcpt %s\n", m->rcpts[i]);
+    buf_printf(&hdr, "content %zu\n", m->len);
+    if (maildrop_write_all(fd, hdr.data, hdr.len) < 0
+	|| maildrop_write_all(fd, m->content, m->len) < 0) {
+	snprintf(err, errlen, "write %s: %s", tmp, strerror(errno));
+	goto out;
+    }
+    buf_reset(&hdr);
+    buf_printf(&hdr, "end %d %zu\n", m->nrcpt, m->len);
+    if (maildrop_write_all(fd, hdr.data, hdr.len) < 0 || fsync(fd) < 0) {
+	snprintf(err, errlen, "write %s: %s", tmp, strerror(errno));
+	goto out;
+    }
+    if (close(fd) < 0) {
+	fd = -1;
+	snprintf(err, errlen, "close %s: %s", tmp, strerror(errno));
+	goto out;
+    }
+    fd = -1;
+    if (getentropy(&rnd, sizeof(rnd)) < 0)
+	rnd = (unsigned) time_mono_us();
+    final = xasprintf("%s/%016llx.%ld.%08x", dir, (unsigned long long) time_now_us(),
+		      (long) getpid(), rnd);
+    if (rename(tmp, final) < 0) {
+	snprintf(err, errlen, "rename %s: %s", tmp, strerror(errno));
+	goto out;
+    }
+    *tmp = 0;					/* renamed: nothing to clean up */
+    /* Make the rename itself durable. */
+    if ((dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0 || fsync(dfd) < 0) {
+	/* Not listable (1733) for an ordinary user: O_RDONLY may be refused. */
+	if (errno != EACCES) {
+	    snprintf(err, errlen, "fsync %s: %s", dir, strerror(errno));
+	    goto out;
+	}
+	if (dfd < 0 && (dfd = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC)) >= 0)
+	    (void) syncfs(dfd);
+    }
+    ret = 0;
+out:
+    if (fd >= 0)
+	close(fd);
+    if (dfd >= 0)
+	close(dfd);
+    if (ret < 0 && *tmp)
+	(void) unlink(tmp);
+    buf_free(&hdr);
+    free(dir);
+    free(tmp);
+    free(final);
+    return ret;
+}
+
+/* ---- reading ---- */
+
+typedef struct MAILDROP_PARSE {
+    MAILDROP_MSG msg;
+    char  **rcpts;
+    int     nrcpt, cap;
+} MAILDROP_PARSE;
+
+/* Next header line in [*pp, end): NUL-terminated in place; NULL when bad. */
+static char *maildrop_line(char **pp, char *end)
+{
+    char   *p = *pp, *nl;
+
+    if (p >= end || (nl = memchr(p, '\n', (size_t) (end - p))) == 0)
+	return 0;
+    if (nl - p > MAILDROP_LINE_MAX || memchr(p, '\r', (size_t) (nl - p)) || memchr(p, 0, (size_t) (nl - p)))
+	return 0;
+    *nl = 0;
+    *pp = nl + 1;
+    return p;
+}
+
+static int maildrop_number(const char *s, unsigned long long *val)
+{
+    char   *end;
+
+    if (*s < '0' || *s > '9')
+	return -1;
+    errno = 0;
+    *val = strtoull(s, &end, 10);
+    return (*end || errno) ? -1 : 0;
+}
+
+/* Parse data (len bytes, writable); 0 or -1 with a reason. */
+static int maildrop_parse(char *data, size_t len, MAILDROP_PARSE *mp, const char **why)
+{
+    char   *p = data, *end = data + len, *line, *sp;
+    unsigned long long n, clen, ercpt;
+
+    memset(mp, 0, sizeof(*mp));
+#define NEXT(kw) ((line = maildrop_line(&p, end)) != 0 && strncmp(line, kw " ", sizeof(kw)) == 0 \
+		  ? line + sizeof(kw) : 0)
+    if ((line = maildrop_line(&p, end)) == 0 || strcmp(line, MAILDROP_MAGIC) != 0) {
+	*why = "not a relayq maildrop file, or an unknown version";
+	return -1;
+    }
+    if ((line = NEXT("time")) == 0 || maildrop_number(line, &n) < 0
+	|| (line = NEXT("uid")) == 0 || maildrop_number(line, &n) < 0) {
+	*why = "bad time or uid line";
+	return -1;
+    }
+    mp->msg.uid = (uid_t) n;
+    if ((mp->msg.user = NEXT("user")) == 0 || (mp->msg.sender = NEXT("sender")) == 0) {
+	*why = "bad user or sender line";
+	return -1;
+    }
+    for (;;) {
+	if ((line = maildrop_line(&p, end)) == 0) {
+	    *why = "truncated header";
+	    return -1;
+	}
+	if (strncmp(line, "rcpt ", 5) == 0 && line[5]) {
+	    if (mp->nrcpt == mp->cap) {
+		mp->cap = mp->cap ? 2 * mp->cap : 8;
+		mp->rcpts = xrealloc(mp->rcpts, mp->cap * sizeof(char *));
+	    }
+	    mp->rcpts[mp->nrcpt++] = line + 5;
+	    continue;
+	}
+	if (strncmp(line, "content ", 8) == 0 && maildrop_number(line + 8, &clen) == 0)
+	    break;
+	*why = "bad recipient or content line";
+	return -1;
+    }
+    if (mp->nrcpt == 0) {
+	*why = "no recipients";
+	return -1;
+    }
+    if (clen > (unsigned long long) (end - p)) {
+	*why = "content shorter than announced";
+	return -1;
+    }
+    mp->msg.content = p;
+    mp->msg.len = (size_t) clen;
+    p += clen;
+    if ((line = maildrop_line(&p, end)) == 0 || strncmp(line, "end ", 4) != 0
+	|| (sp = strchr(line + 4, ' ')) == 0) {
+	*why = "missing end line";
+	return -1;
+    }
+    *sp = 0;
+    if (maildrop_number(line + 4, &ercpt) < 0 || maildrop_number(sp + 1, &n) < 0
+	|| ercpt != (unsigned long long) mp->nrcpt || n != clen) {
+	*why = "end line does not match the recipients or the content length";
+	return -1;
+    }
+    if (p != end) {
+	*why = "data after the end line";
+	return -1;
+    }
+#undef NEXT
+    mp->msg.rcpts = mp->rcpts;
+    mp->msg.nrcpt = mp->nrcpt;
+    return 0;
+}
+
+static int maildrop_name_cmp(const void *a, const void *b)
+{
+    return strcmp(*(char *const *) a, *(char *const *) b);
+}
+
+/* Read a whole regular file (no symlinks) into memory. */
+static char *maildrop_slurp(int dfd, const char *name, size_t *len, uid_t *owner, const char **why)
+{
+    struct stat st;
+    char   *data;
+    size_t  got = 0;
+    int     fd;
+
+    if ((fd = openat(dfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK)) < 0) {
+	*why = strerror(errno);
+	return 0;
+    }
+    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size > MAILDROP_FILE_MAX) {
+	*why = "not a regular file, or too large";
+	close(fd);
+	return 0;
+    }
+    data = xmalloc((size_t) st.st_size + 1);
+    while (got < (size_t) st.st_size) {
+	ssize_t n = read(fd, data + got, (size_t) st.st_size - got);
+
+	if (n < 0 && errno == EINTR)
+	    continue;
+	if (n <= 0)
+	    break;
+	got += (size_t) n;
+    }
+    close(fd);
+    data[got] = 0;
+    *len = got;
+    *owner = st.st_uid;
+    return data;
+}
+
+static void maildrop_corrupt(const char *queue_dir, const char *name, const char *why)
+{
+    char   *from = xasprintf("%s/maildrop/%s", queue_dir, name);
+    char   *to = xasprintf("%s/maildrop/corrupt/%s", queue_dir, name);
+
+    if (rename(from, to) < 0) {
+	log_warn("pickup", "maildrop file %s: %s; cannot move it to corrupt: %s",
+		 name, why, strerror(errno));
+	(void) unlink(from);
+    } else {
+	log_warn("pickup", "maildrop file %s: %s; moved to maildrop/corrupt", name, why);
+    }
+    free(from);
+    free(to);
+}
+
+int     maildrop_scan(const char *queue_dir, int (*take)(void *ctx, const char *path, const MAILDROP_MSG *m), void *ctx)
+{
+    char   *dir = xasprintf("%s/maildrop", queue_dir);
+    char    err[256];
+    char  **names = 0;
+    int     nnames = 0, cap = 0, i, taken = 0, dfd;
+    DIR    *dp;
+    struct dirent *de;
+
+    if (maildrop_init(queue_dir, err, sizeof(err)) < 0) {
+	log_warn("pickup", "%s", err);
+	free(dir);
+	return -1;
+    }
+    if ((dp = opendir(dir)) == 0) {
+	log_warn("pickup", "open %s: %s", dir, strerror(errno));
+	free(dir);
+	return -1;
+    }
+    dfd = dirfd(dp);
+    while ((de = readdir(dp)) != 0) {
+	if (de->d_name[0] == '.' || strcmp(de->d_name, "corrupt") == 0)
+	    continue;
+	if (strncmp(de->d_name, "tmp.", 4) == 0) {
+	    struct stat st;
+
+	    /* Left by a sendmail that died while writing. */
+	    if (fstatat(dfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0
+		&& st.st_mtime < time(0) - MAILDROP_TMP_MAX_AGE)
+		(void) unlinkat(dfd, de->d_name, 0);
+	    continue;
+	}
+	if (nnames == cap) {
+	    cap = cap ? 2 * cap : 32;
+	    names = xrealloc(names, cap * sizeof(char *));
+	}
+	names[nnames++] = xstrdup(de->d_name);
+    }
+    qsort(names, nnames, sizeof(char *), maildrop_name_cmp);
+    for (i = 0; i < nnames; i++) {
+	MAILDROP_PARSE mp;
+	const char *why = 0;
+	size_t  len;
+	uid_t   owner;
+	char   *data, *path;
+
+	if ((data = maildrop_slurp(dfd, names[i], &len, &owner, &why)) == 0) {
+	    if (why && strcmp(why, strerror(ENOENT)) != 0)
+		maildrop_corrupt(queue_dir, names[i], why);
+	    continue;
+	}
+	if (maildrop_parse(data, len, &mp, &why) < 0) {
+	    maildrop_corrupt(queue_dir, names[i], why);
+	} else {
+	    /* The file owner is who submitted it; the uid line can be forged. */
+	    mp.msg.uid = owner;
+	    path = xasprintf("%s/%s", dir, names[i]);
+	    if (take(ctx, path, &mp.msg) == 0) {
+		(void) unlink(path);
+		taken++;
+	    }
+	    free(path);
+	}
+	free(mp.rcpts);
+	free(data);
+    }
+    for (i = 0; i < nnames; i++)
+	free(names[i]);
+    free(names);
+    closedir(dp);
+    free(dir);
+    return taken;
+}
+
+int     maildrop_remove(const char *path)
+{
+    return unlink(path) < 0 && errno != ENOENT ? -1 : 0;
+}
