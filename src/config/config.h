@@ -23,16 +23,24 @@ typedef struct CONFIG CONFIG;
  * "name=value" overrides in order.  A missing relayq.cf is not an error only
  * when allow_missing is set (the CLI on a host without a configuration).
  * Every value is checked against its type here, so later lookups cannot
- * fail.  On error returns NULL and puts one line in err (file, line,
- * parameter, what is accepted).  Unknown parameter names are warnings,
- * written to stderr as "relayq: warning: FILE, line N: unknown parameter
- * NAME" and counted (config_warnings()).
+ * fail.  On error returns NULL and puts one line in err, complete and
+ * without newline, ready for stderr: "relayq: fatal: FILE, line N:
+ * parameter NAME: what is wrong and what is accepted" (or "-o name=value:
+ * ..." for an override).  Unknown parameter names are warnings, written to
+ * stderr as "relayq: warning: FILE, line N: unknown parameter "NAME"" (or
+ * "relayq: warning: -o name=value: unknown parameter") and counted
+ * (config_warnings()); they may still be used in $name, as in Postfix.
  */
 CONFIG *config_load(const char *confdir, char *const *overrides, int noverrides,
 		            int allow_missing, char *err, size_t errlen);
 void    config_free(CONFIG *cf);
 
-/* Lookups.  name must be a known parameter (else: fatal, a programming error). */
+/*
+ * Lookups.  name must be a known parameter (else: fatal, a programming
+ * error), and of the matching type: config_int and config_size take int and
+ * size parameters alike; config_str and config_list take any.  A CONFIG is
+ * read-only after config_load(), so lookups are safe from any thread.
+ */
 const char *config_str(const CONFIG *cf, const char *name);	/* expanded */
 long long config_time(const CONFIG *cf, const char *name);	/* seconds */
 long long config_int(const CONFIG *cf, const char *name);
@@ -40,7 +48,10 @@ long long config_size(const CONFIG *cf, const char *name);	/* bytes */
 int     config_bool(const CONFIG *cf, const char *name);	/* yes/no */
 char  **config_list(const CONFIG *cf, const char *name, int *n);	/* free with str_list_free() */
 
-/* Expand $name references of an arbitrary string against cf (caller frees). */
+/*
+ * Expand $name references of an arbitrary string against cf (caller frees).
+ * A syntax error in value is a warning on stderr, and value comes back as is.
+ */
 char   *config_expand(const CONFIG *cf, const char *value);
 
 int     config_known(const char *name);		/* 1 if name is in the table */
@@ -56,8 +67,12 @@ const char *config_dir(const CONFIG *cf);
 /*
  * Print "name = value" lines like postconf(1) (unexpanded values, sorted by
  * name).  names/nnames restrict the output; an unknown name is reported on
- * stderr and makes the return value 1.
+ * stderr and makes the return value 1.  cf may be NULL: then the built-in
+ * defaults are shown.
  */
 int     config_show(const CONFIG *cf, FILE *fp, int flags, char *const *names, int nnames);
+
+/* relayq.cf(5) in roff, generated from the parameter table. */
+void    config_write_man(FILE *fp);
 
 #endif

@@ -1,0 +1,978 @@
+/*
+ * config.c - relayq.cf: parsing in Postfix main.cf syntax (postconf(5)),
+ * -o overrides, $name expansion, validation of every value against the
+ * parameter table (params.c), lookups, and `relayq config` output.
+ *
+ * Everything that can go wrong goes wrong in config_load(): syntax, $name
+ * loops, malformed values.  After it, a CONFIG is read-only (all values are
+ * expanded and parsed once), so lookups cannot fail and may be made from any
+ * thread.  Names that are not in the table are kept as user-defined
+ * parameters: they warn, but $name may refer to them, as in Postfix.
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "util/util.h"
+#include "config/config.h"
+#include "config/params.h"
+
+#define CONFIG_FILE_NAME	"relayq.cf"
+#define CONFIG_MAX_DEPTH	100	/* $name nesting; deeper is a loop */
+
+/* One "name = value" from the file or from -o, in the order seen. */
+typedef struct SETTING {
+    char   *name;
+    char   *value;
+    char   *where;			/* "FILE, line N" or "-o name=value" */
+    int     index;			/* param_table index, -1: user-defined */
+    int     overridden;			/* a later setting of the same name */
+} SETTING;
+
+struct CONFIG {
+    char   *dir;
+    char   *path;
+    SETTING *set;			/* in order of appearance */
+    int     nset;
+    int    *known;			/* per table index: 1 + index in set, 0: unset */
+    char  **dflt;			/* per table index: effective default */
+    char  **expanded;			/* per table index: expanded value */
+    long long *num;			/* per table index: parsed number */
+    int     warnings;
+};
+
+/* The names being expanded, outermost first, to detect $name loops. */
+typedef struct XSTACK {
+    const char *name[CONFIG_MAX_DEPTH];
+    int     depth;
+} XSTACK;
+
+static int cfg_expand(const CONFIG *cf, const char *s, size_t len,
+		              BUF *out, XSTACK *st, BUF *why);
+
+/* cfg_system_hostname - gethostname(), made fully-qualified as Postfix does */
+
+static const char *cfg_system_hostname(void)
+{
+    static char name[256 + 16];
+
+    if (name[0] == 0) {
+	char    host[256];
+
+	if (gethostname(host, sizeof(host)) != 0 || host[0] == 0)
+	    strcpy(host, "localhost");
+	host[sizeof(host) - 1] = 0;
+	snprintf(name, sizeof(name), "%s%s", host,
+		 strchr(host, '.') ? "" : ".localdomain");
+	str_lower(name);
+    }
+    return (name);
+}
+
+/* cfg_domain_of - mydomain's default: the host name minus its first label */
+
+static char *cfg_domain_of(const char *host)
+{
+    const char *dot = strchr(host, '.');
+
+    return (xstrdup(dot && dot[1] ? dot + 1 : "localdomain"));
+}
+
+/* cfg_table_default - a parameter's built-in default on this host */
+
+static char *cfg_table_default(int i)
+{
+    const char *d = param_table[i].defval;
+
+    if (strcmp(d, PARAM_DEF_MYHOSTNAME) == 0)
+	return (xstrdup(cfg_system_hostname()));
+    if (strcmp(d, PARAM_DEF_MYDOMAIN) == 0)
+	return (cfg_domain_of(cfg_system_hostname()));
+    return (xstrdup(d));
+}
+
+/* cfg_find_setting - the effective setting of any name, or NULL */
+
+static const SETTING *cfg_find_setting(const CONFIG *cf, const char *name, size_t len)
+{
+    for (int i = cf->nset - 1; i >= 0; i--)
+	if (strncmp(cf->set[i].name, name, len) == 0 && cf->set[i].name[len] == 0)
+	    return (&cf->set[i]);
+    return (NULL);
+}
+
+/*
+ * cfg_expand_name - append the expanded value of parameter NAME to out.
+ * Undefined names expand to nothing (as in Postfix).
+ */
+static int cfg_expand_name(const CONFIG *cf, const char *name, size_t len,
+			           BUF *out, XSTACK *st, BUF *why)
+{
+    const SETTING *s = cfg_find_setting(cf, name, len);
+    const char *raw;
+    const char *key;
+    int     idx;
+
+    if (s != 0) {
+	raw = s->value;
+	key = s->name;
+    } else {
+	char   *tmp = xstrndup(name, len);
+
+	idx = param_index(tmp);
+	free(tmp);
+	if (idx < 0)
+	    return (0);
+	raw = cf->dflt[idx];
+	key = param_table[idx].name;
+    }
+
+    /*
+     * Same name already being expanded: a loop.  Describe it from where it
+     * starts, "a -> b -> a", which is what the user has to untangle.
+     */
+    for (int i = 0; i < st->depth; i++) {
+	if (strcmp(st->name[i], key) == 0) {
+	    buf_reset(why);
+	    buf_puts(why, "$name expansion loop: ");
+	    for (int j = i; j < st->depth; j++)
+		buf_printf(why, "%s -> ", st->name[j]);
+	    buf_puts(why, key);
+	    return (-1);
+	}
+    }
+    if (st->depth >= CONFIG_MAX_DEPTH) {
+	buf_reset(why);
+	buf_printf(why, "$name expansion nested deeper than %d levels", CONFIG_MAX_DEPTH);
+	return (-1);
+    }
+    st->name[st->depth++] = key;
+    int     ret = cfg_expand(cf, raw, strlen(raw), out, st, why);
+
+    st->depth--;
+    return (ret);
+}
+
+/* cfg_match - index of the bracket that closes the one at s[open], or -1 */
+
+static long cfg_match(const char *s, size_t len, size_t open)
+{
+    char    o = s[open];
+    char    c = (o == '{') ? '}' : ')';
+    int     depth = 0;
+
+    for (size_t i = open; i < len; i++) {
+	if (s[i] == o)
+	    depth++;
+	else if (s[i] == c && --depth == 0)
+	    return ((long) i);
+    }
+    return (-1);
+}
+
+/*
+ * cfg_expand_braced - the inside of ${...} or $(...): "name", "name?value",
+ * "name:value", "name?{value}", "name:{value}", "name?{a}:{b}".
+ */
+static int cfg_expand_braced(const CONFIG *cf, const char *s, size_t len,
+			             BUF *out, XSTACK *st, BUF *why)
+{
+    size_t  n = 0;
+    const char *a = 0, *b = 0;		/* "then" and "else" text */
+    size_t  alen = 0, blen = 0;
+
+    while (n < len && (isalnum((unsigned char) s[n]) || s[n] == '_'))
+	n++;
+    if (n == 0) {
+	buf_reset(why);
+	buf_printf(why, "bad parameter name in \"${%.*s}\"", (int) len, s);
+	return (-1);
+    }
+    if (n == len)
+	return (cfg_expand_name(cf, s, n, out, st, why));
+    if (s[n] != '?' && s[n] != ':') {
+	buf_reset(why);
+	buf_printf(why, "unexpected '%c' after parameter name in \"${%.*s}\"",
+		   s[n], (int) len, s);
+	return (-1);
+    }
+
+    /* The text: plain up to the end, or {text} with an optional :{else}. */
+    char    op = s[n];
+    size_t  p = n + 1;
+
+    while (p < len && isspace((unsigned char) s[p]))
+	p++;
+    if (p < len && s[p] == '{') {
+	long    e = cfg_match(s, len, p);
+
+	if (e < 0)
+	    goto unbalanced;
+	a = s + p + 1;
+	alen = (size_t) e - p - 1;
+	p = (size_t) e + 1;
+	while (p < len && isspace((unsigned char) s[p]))
+	    p++;
+	if (p < len && op == '?' && s[p] == ':') {
+	    p++;
+	    while (p < len && isspace((unsigned char) s[p]))
+		p++;
+	    if (p >= len || s[p] != '{' || (e = cfg_match(s, len, p)) < 0)
+		goto unbalanced;
+	    b = s + p + 1;
+	    blen = (size_t) e - p - 1;
+	    p = (size_t) e + 1;
+	    while (p < len && isspace((unsigned char) s[p]))
+		p++;
+	}
+	if (p != len) {
+	    buf_reset(why);
+	    buf_printf(why, "unexpected text after {...} in \"${%.*s}\"", (int) len, s);
+	    return (-1);
+	}
+    } else {
+	a = s + n + 1;
+	alen = len - n - 1;
+    }
+    if (op == ':') {			/* ${name:x} is ${name?{}:{x}} */
+	b = a;
+	blen = alen;
+	a = 0;
+	alen = 0;
+    }
+
+    /* Whether the parameter is empty is decided on its expanded value. */
+    BUF     val = BUF_INIT;
+    int     ret = cfg_expand_name(cf, s, n, &val, st, why);
+    int     empty = (val.len == 0);
+
+    buf_free(&val);
+    if (ret < 0)
+	return (-1);
+    if (!empty && a)
+	return (cfg_expand(cf, a, alen, out, st, why));
+    if (empty && b)
+	return (cfg_expand(cf, b, blen, out, st, why));
+    return (0);
+
+unbalanced:
+    buf_reset(why);
+    buf_printf(why, "unbalanced {} in \"${%.*s}\"", (int) len, s);
+    return (-1);
+}
+
+/* cfg_expand - append s[0..len) to out with $name references expanded */
+
+static int cfg_expand(const CONFIG *cf, const char *s, size_t len,
+		              BUF *out, XSTACK *st, BUF *why)
+{
+    size_t  i = 0;
+
+    while (i < len) {
+	size_t  start = i;
+
+	while (i < len && s[i] != '$')
+	    i++;
+	buf_append(out, s + start, i - start);
+	if (i >= len)
+	    break;
+	i++;					/* skip '$' */
+	if (i >= len) {				/* trailing '$': literal */
+	    buf_putc(out, '$');
+	} else if (s[i] == '$') {		/* $$ */
+	    buf_putc(out, '$');
+	    i++;
+	} else if (s[i] == '{' || s[i] == '(') {
+	    long    e = cfg_match(s, len, i);
+
+	    if (e < 0) {
+		buf_reset(why);
+		buf_printf(why, "missing '%c' in \"%.*s\"", s[i] == '{' ? '}' : ')',
+			   (int) len, s);
+		return (-1);
+	    }
+	    if (cfg_expand_braced(cf, s + i + 1, (size_t) e - i - 1, out, st, why) < 0)
+		return (-1);
+	    i = (size_t) e + 1;
+	} else if (isalnum((unsigned char) s[i]) || s[i] == '_') {
+	    size_t  n = i;
+
+	    while (n < len && (isalnum((unsigned char) s[n]) || s[n] == '_'))
+		n++;
+	    if (cfg_expand_name(cf, s + i, n - i, out, st, why) < 0)
+		return (-1);
+	    i = n;
+	} else {				/* "$ " etc.: literal */
+	    buf_putc(out, '$');
+	}
+    }
+    return (0);
+}
+
+/* cfg_parse_number - digits only, no sign, no overflow */
+
+static int cfg_parse_number(const char *s, size_t len, long long *val)
+{
+    long long v = 0;
+
+    if (len == 0)
+	return (-1);
+    for (size_t i = 0; i < len; i++) {
+	if (!isdigit((unsigned char) s[i]))
+	    return (-1);
+	if (v > (LLONG_MAX - 9) / 10)
+	    return (-1);
+	v = v * 10 + (s[i] - '0');
+    }
+    *val = v;
+    return (0);
+}
+
+/* cfg_time_scale - seconds per unit, 0 for an unknown unit */
+
+static long long cfg_time_scale(char unit)
+{
+    switch (unit) {
+    case 's':
+	return (1);
+    case 'm':
+	return (60);
+    case 'h':
+	return (3600);
+    case 'd':
+	return (86400);
+    case 'w':
+	return (604800);
+    default:
+	return (0);
+    }
+}
+
+/*
+ * cfg_check - validate an expanded value against its parameter's type; the
+ * parsed number goes in *num.  On error, why says what is accepted.
+ */
+static int cfg_check(const PARAM *p, const char *v, long long *num, BUF *why)
+{
+    size_t  len = strlen(v);
+    long long n = 0;
+
+    buf_reset(why);
+    switch (p->type) {
+    case PT_TIME:{
+	    long long scale = cfg_time_scale(p->unit);
+
+	    if (len > 0 && isalpha((unsigned char) v[len - 1])) {
+		scale = cfg_time_scale(v[len - 1]);
+		len--;
+	    }
+	    if (scale == 0 || cfg_parse_number(v, len, &n) < 0 || n > LLONG_MAX / scale) {
+		buf_printf(why, "bad time value \"%s\": expected a number with an "
+			   "optional unit s (seconds), m, h, d or w", v);
+		return (-1);
+	    }
+	    n *= scale;
+	    if (n < p->min) {
+		buf_printf(why, "bad time value \"%s\": the minimum is %llds", v, p->min);
+		return (-1);
+	    }
+	    break;
+	}
+    case PT_SIZE:
+	if (cfg_parse_number(v, len, &n) < 0) {
+	    buf_printf(why, "bad size value \"%s\": expected a number of bytes", v);
+	    return (-1);
+	}
+	break;
+    case PT_INT:
+	if (cfg_parse_number(v, len, &n) < 0) {
+	    buf_printf(why, "bad integer value \"%s\": expected a whole number", v);
+	    return (-1);
+	}
+	if (n < p->min) {
+	    buf_printf(why, "bad integer value \"%s\": the minimum is %lld", v, p->min);
+	    return (-1);
+	}
+	if (p->max && n > p->max) {
+	    buf_printf(why, "bad integer value \"%s\": the maximum is %lld", v, p->max);
+	    return (-1);
+	}
+	break;
+    case PT_BOOL:
+	if (str_casecmp(v, "yes") == 0) {
+	    n = 1;
+	} else if (str_casecmp(v, "no") == 0) {
+	    n = 0;
+	} else {
+	    buf_printf(why, "bad boolean value \"%s\": expected yes or no", v);
+	    return (-1);
+	}
+	break;
+    case PT_STR:
+	if (p->choices && !(*v == 0 && *p->defval == 0)) {
+	    char  **c = str_split_list(p->choices, 0);
+	    int     ok = 0;
+
+	    for (char **cp = c; *cp; cp++)
+		if (str_casecmp(*cp, v) == 0)
+		    ok = 1;
+	    str_list_free(c);
+	    if (!ok) {
+		buf_printf(why, "bad value \"%s\": expected one of: %s%s", v,
+			   *p->defval ? "" : "(empty), ", p->choices);
+		return (-1);
+	    }
+	}
+	break;
+    case PT_LIST:
+	break;
+    }
+    *num = n;
+    return (0);
+}
+
+/* cfg_add - record one setting (file or -o); unknown names warn */
+
+static void cfg_add(CONFIG *cf, const char *name, const char *value, char *where)
+{
+    int     idx = param_index(name);
+    SETTING *s;
+
+    if (idx < 0) {
+	if (strncmp(where, "-o ", 3) == 0)
+	    fprintf(stderr, "relayq: warning: %s: unknown parameter\n", where);
+	else
+	    fprintf(stderr, "relayq: warning: %s: unknown parameter \"%s\"\n", where, name);
+	cf->warnings++;
+    }
+    for (int i = 0; i < cf->nset; i++)
+	if (strcmp(cf->set[i].name, name) == 0)
+	    cf->set[i].overridden = 1;
+    cf->set = xrealloc(cf->set, sizeof(*cf->set) * (size_t) (cf->nset + 1));
+    s = &cf->set[cf->nset++];
+    s->name = xstrdup(name);
+    s->value = xstrdup(value);
+    s->where = where;
+    s->index = idx;
+    s->overridden = 0;
+    if (idx >= 0)
+	cf->known[idx] = cf->nset;
+}
+
+/*
+ * cfg_split - "name = value" (a logical line or an -o argument) into its
+ * two trimmed halves, in place.  Returns an error text or NULL.
+ */
+static const char *cfg_split(char *line, char **name, char **value)
+{
+    char   *eq = strchr(line, '=');
+    char   *n;
+
+    if (eq == 0)
+	return ("missing '=' after parameter name");
+    *eq = 0;
+    n = str_trim(line);
+    if (*n == 0)
+	return ("missing parameter name before '='");
+    for (char *cp = n; *cp; cp++)
+	if (!isalnum((unsigned char) *cp) && *cp != '_')
+	    return ("bad parameter name: expected letters, digits and '_'");
+    *name = n;
+    *value = str_trim(eq + 1);
+    return (0);
+}
+
+/* cfg_read_file - parse relayq.cf into settings */
+
+static int cfg_read_file(CONFIG *cf, FILE *fp, BUF *err)
+{
+    char   *line = 0;
+    size_t  cap = 0;
+    ssize_t got;
+    int     lineno = 0;
+    BUF     logical = BUF_INIT;
+    int     start = 0;			/* first line of the logical line */
+    int     ret = 0;
+
+    for (;;) {
+	got = getline(&line, &cap, fp);
+	if (got >= 0) {
+	    lineno++;
+	    while (got > 0 && (line[got - 1] == '\n' || line[got - 1] == '\r'))
+		line[--got] = 0;
+
+	    /* Comments and blank lines vanish, even inside a logical line. */
+	    const char *cp = line;
+
+	    while (*cp && isspace((unsigned char) *cp))
+		cp++;
+	    if (*cp == 0 || *cp == '#')
+		continue;
+	    if (isspace((unsigned char) line[0])) {
+		if (start == 0) {
+		    buf_printf(err, "%s, line %d: text starts with white space but "
+			       "continues no \"name = value\" line", cf->path, lineno);
+		    ret = -1;
+		    break;
+		}
+		buf_puts(&logical, line);
+		continue;
+	    }
+	}
+
+	/* A new logical line starts (or the file ends): finish the last. */
+	if (start) {
+	    char   *name, *value;
+	    const char *bad = cfg_split(logical.data, &name, &value);
+
+	    if (bad) {
+		buf_printf(err, "%s, line %d: %s", cf->path, start, bad);
+		ret = -1;
+		break;
+	    }
+	    cfg_add(cf, name, value, xasprintf("%s, line %d", cf->path, start));
+	    start = 0;
+	}
+	if (got < 0)
+	    break;
+	buf_reset(&logical);
+	buf_puts(&logical, line);
+	start = lineno;
+    }
+    if (ret == 0 && ferror(fp)) {
+	buf_printf(err, "read %s: %s", cf->path, strerror(errno));
+	ret = -1;
+    }
+    free(line);
+    buf_free(&logical);
+    return (ret);
+}
+
+/* cfg_finish - defaults, loop check, expansion and validation of all */
+
+static int cfg_finish(CONFIG *cf, BUF *err)
+{
+    BUF     out = BUF_INIT;
+    BUF     why = BUF_INIT;
+    XSTACK  st;
+    int     ret = -1;
+    int     dom = param_index("mydomain");
+    int     host = param_index("myhostname");
+
+    for (int i = 0; i < param_count; i++)
+	cf->dflt[i] = cfg_table_default(i);
+
+    /*
+     * mydomain's default follows the configured myhostname.  Expand
+     * myhostname against the host-derived mydomain first, because
+     * "myhostname = mx.$mydomain" must not become a loop.
+     */
+    if (cf->known[dom] == 0 && cf->known[host] != 0) {
+	st.depth = 0;
+	if (cfg_expand_name(cf, "myhostname", strlen("myhostname"), &out, &st, &why) == 0) {
+	    free(cf->dflt[dom]);
+	    cf->dflt[dom] = cfg_domain_of(out.data ? out.data : "");
+	}
+	buf_reset(&out);
+    }
+
+    /* What the user wrote, in order, so the first bad line is reported. */
+    for (int i = 0; i < cf->nset; i++) {
+	const SETTING *s = &cf->set[i];
+
+	if (s->overridden)
+	    continue;
+	st.depth = 0;
+	buf_reset(&out);
+	if (cfg_expand_name(cf, s->name, strlen(s->name), &out, &st, &why) < 0
+	    || (s->index >= 0 && cfg_check(&param_table[s->index], out.data ? out.data : "",
+					   &cf->num[s->index], &why) < 0)) {
+	    buf_printf(err, "%s: parameter %s: %s", s->where, s->name, why.data);
+	    goto done;
+	}
+    }
+
+    /* Then every parameter, defaults included, for the lookup cache. */
+    for (int i = 0; i < param_count; i++) {
+	const PARAM *p = &param_table[i];
+
+	st.depth = 0;
+	buf_reset(&out);
+	if (cfg_expand_name(cf, p->name, strlen(p->name), &out, &st, &why) < 0
+	    || cfg_check(p, out.data ? out.data : "", &cf->num[i], &why) < 0) {
+	    buf_printf(err, "%s: parameter %s: %s",
+		       cf->known[i] ? cf->set[cf->known[i] - 1].where : "default value", p->name, why.data);
+	    goto done;
+	}
+	cf->expanded[i] = xstrdup(out.data ? out.data : "");
+    }
+    ret = 0;
+
+done:
+    buf_free(&out);
+    buf_free(&why);
+    return (ret);
+}
+
+/* config_load - read relayq.cf, apply -o, validate everything */
+
+CONFIG *config_load(const char *confdir, char *const *overrides, int noverrides,
+		            int allow_missing, char *err, size_t errlen)
+{
+    CONFIG *cf = xcalloc(1, sizeof(*cf));
+    BUF     why = BUF_INIT;
+    FILE   *fp;
+
+    cf->dir = xstrdup(confdir ? confdir : CONFIG_DEFAULT_DIR);
+    cf->path = xasprintf("%s/%s", cf->dir, CONFIG_FILE_NAME);
+    cf->known = xcalloc((size_t) param_count, sizeof(*cf->known));
+    cf->dflt = xcalloc((size_t) param_count, sizeof(*cf->dflt));
+    cf->expanded = xcalloc((size_t) param_count, sizeof(*cf->expanded));
+    cf->num = xcalloc((size_t) param_count, sizeof(*cf->num));
+
+    if ((fp = fopen(cf->path, "r")) != 0) {
+	int     r = cfg_read_file(cf, fp, &why);
+
+	fclose(fp);
+	if (r < 0)
+	    goto fail;
+    } else if (!(errno == ENOENT && allow_missing)) {
+	buf_printf(&why, "open %s: %s", cf->path, strerror(errno));
+	goto fail;
+    }
+    for (int i = 0; i < noverrides; i++) {
+	char   *copy = xstrdup(overrides[i]);
+	char   *name, *value;
+	const char *bad = cfg_split(copy, &name, &value);
+
+	if (bad) {
+	    buf_printf(&why, "-o %s: %s", overrides[i], bad);
+	    free(copy);
+	    goto fail;
+	}
+	cfg_add(cf, name, value, xasprintf("-o %s", overrides[i]));
+	free(copy);
+    }
+    if (cfg_finish(cf, &why) < 0)
+	goto fail;
+    buf_free(&why);
+    if (errlen)
+	*err = 0;
+    return (cf);
+
+fail:
+    if (errlen)
+	snprintf(err, errlen, "relayq: fatal: %s", why.data ? why.data : "error");
+    buf_free(&why);
+    config_free(cf);
+    return (0);
+}
+
+void    config_free(CONFIG *cf)
+{
+    if (cf == 0)
+	return;
+    for (int i = 0; i < cf->nset; i++) {
+	free(cf->set[i].name);
+	free(cf->set[i].value);
+	free(cf->set[i].where);
+    }
+    for (int i = 0; i < param_count; i++) {
+	free(cf->dflt[i]);
+	free(cf->expanded[i]);
+    }
+    free(cf->set);
+    free(cf->known);
+    free(cf->dflt);
+    free(cf->expanded);
+    free(cf->num);
+    free(cf->path);
+    free(cf->dir);
+    free(cf);
+}
+
+/* cfg_need - table index of a parameter a caller asks for, or fatal */
+
+static int cfg_need(const CONFIG *cf, const char *name, const char *func)
+{
+    int     i = param_index(name);
+
+    if (i < 0)
+	util_fatal("%s: unknown parameter \"%s\"", func, name);
+    if (cf == 0 || cf->expanded[i] == 0)
+	util_fatal("%s: no configuration loaded", func);
+    return (i);
+}
+
+const char *config_str(const CONFIG *cf, const char *name)
+{
+    return (cf->expanded[cfg_need(cf, name, "config_str")]);
+}
+
+long long config_time(const CONFIG *cf, const char *name)
+{
+    int     i = cfg_need(cf, name, "config_time");
+
+    if (param_table[i].type != PT_TIME)
+	util_fatal("config_time: parameter %s is not a time", name);
+    return (cf->num[i]);
+}
+
+long long config_int(const CONFIG *cf, const char *name)
+{
+    int     i = cfg_need(cf, name, "config_int");
+
+    if (param_table[i].type != PT_INT && param_table[i].type != PT_SIZE)
+	util_fatal("config_int: parameter %s is not a number", name);
+    return (cf->num[i]);
+}
+
+long long config_size(const CONFIG *cf, const char *name)
+{
+    int     i = cfg_need(cf, name, "config_size");
+
+    if (param_table[i].type != PT_SIZE && param_table[i].type != PT_INT)
+	util_fatal("config_size: parameter %s is not a size", name);
+    return (cf->num[i]);
+}
+
+int     config_bool(const CONFIG *cf, const char *name)
+{
+    int     i = cfg_need(cf, name, "config_bool");
+
+    if (param_table[i].type != PT_BOOL)
+	util_fatal("config_bool: parameter %s is not yes/no", name);
+    return ((int) cf->num[i]);
+}
+
+char  **config_list(const CONFIG *cf, const char *name, int *n)
+{
+    return (str_split_list(cf->expanded[cfg_need(cf, name, "config_list")], n));
+}
+
+char   *config_expand(const CONFIG *cf, const char *value)
+{
+    BUF     out = BUF_INIT;
+    BUF     why = BUF_INIT;
+    XSTACK  st;
+
+    st.depth = 0;
+    if (cfg_expand(cf, value, strlen(value), &out, &st, &why) < 0) {
+	fprintf(stderr, "relayq: warning: expanding \"%s\": %s\n", value, why.data);
+	buf_reset(&out);
+	buf_puts(&out, value);
+    }
+    buf_free(&why);
+    if (out.data == 0)
+	return (xstrdup(""));
+    return (buf_steal(&out));
+}
+
+int     config_known(const char *name)
+{
+    return (param_index(name) >= 0);
+}
+
+int     config_is_set(const CONFIG *cf, const char *name)
+{
+    int     i = param_index(name);
+
+    return (cf && i >= 0 && cf->known[i] != 0);
+}
+
+int     config_warnings(const CONFIG *cf)
+{
+    return (cf ? cf->warnings : 0);
+}
+
+const char *config_file(const CONFIG *cf)
+{
+    return (cf->path);
+}
+
+const char *config_dir(const CONFIG *cf)
+{
+    return (cf->dir);
+}
+
+/* cfg_name_cmp - qsort by parameter name */
+
+static int cfg_name_cmp(const void *a, const void *b)
+{
+    return (strcmp(param_table[*(const int *) a].name, param_table[*(const int *) b].name));
+}
+
+/* cfg_show_one - one "name = value" line, if flags want one */
+
+static void cfg_show_one(const CONFIG *cf, FILE *fp, int flags, int i)
+{
+    const char *v;
+    char   *own = 0;
+
+    if (flags & CONFIG_SHOW_DEFAULTS) {
+	v = own = cfg_table_default(i);
+    } else if (cf && cf->known[i]) {
+	v = cf->set[cf->known[i] - 1].value;
+    } else if (flags & CONFIG_SHOW_NONDEFAULT) {
+	return;
+    } else {
+	v = cf ? cf->dflt[i] : (own = cfg_table_default(i));
+    }
+    /* postconf writes "name =" for an empty value, with no trailing space. */
+    fprintf(fp, "%s =%s%s\n", param_table[i].name, *v ? " " : "", v);
+    free(own);
+}
+
+/* config_show - postconf, postconf -n, postconf -d */
+
+int     config_show(const CONFIG *cf, FILE *fp, int flags, char *const *names, int nnames)
+{
+    int     ret = 0;
+
+    if (nnames > 0) {
+	for (int k = 0; k < nnames; k++) {
+	    int     i = param_index(names[k]);
+
+	    if (i < 0) {
+		fprintf(stderr, "relayq: warning: unknown parameter: %s\n", names[k]);
+		ret = 1;
+		continue;
+	    }
+	    cfg_show_one(cf, fp, flags, i);
+	}
+	return (ret);
+    }
+
+    int    *order = xmalloc(sizeof(int) * (size_t) param_count);
+
+    for (int i = 0; i < param_count; i++)
+	order[i] = i;
+    qsort(order, (size_t) param_count, sizeof(int), cfg_name_cmp);
+    for (int k = 0; k < param_count; k++)
+	cfg_show_one(cf, fp, flags, order[k]);
+    free(order);
+    return (ret);
+}
+
+/* cfg_man_text - roff-safe text: backslashes doubled, leading dot guarded */
+
+static void cfg_man_text(FILE *fp, const char *s)
+{
+    if (*s == '.' || *s == '\'')
+	fputs("\\&", fp);
+    for (; *s; s++) {
+	if (*s == '\\')
+	    fputs("\\e", fp);
+	else if (*s == '-')
+	    fputs("\\-", fp);
+	else
+	    fputc(*s, fp);
+    }
+}
+
+/* config_write_man - relayq.cf(5), generated from the parameter table */
+
+void    config_write_man(FILE *fp)
+{
+    static const char *type_name[] = {
+	[PT_STR] = "string", [PT_LIST] = "list", [PT_TIME] = "time",
+	[PT_SIZE] = "size", [PT_INT] = "integer", [PT_BOOL] = "boolean",
+    };
+    int    *order = xmalloc(sizeof(int) * (size_t) param_count);
+
+    fputs(".\\\" Generated by config_write_man() from src/config/params.c; do not edit.\n"
+	  ".TH RELAYQ.CF 5 \"\" \"relayq\" \"File Formats\"\n"
+	  ".SH NAME\n"
+	  "relayq.cf \\- relayq configuration parameters\n"
+	  ".SH SYNOPSIS\n"
+	  ".B /etc/relayq/relayq.cf\n"
+	  ".SH DESCRIPTION\n"
+	  "The syntax is that of Postfix's\n.BR main.cf ,\ndescribed in\n.BR postconf (5):\n"
+	  ".IP \\(bu 2\n"
+	  "Each parameter is set as\n.IR \"name = value\" .\n"
+	  "White space around the = and at the ends of the line is ignored.\n"
+	  ".IP \\(bu 2\n"
+	  "A line whose first non\\-white\\-space character is # is a comment;\n"
+	  "blank lines are ignored.\n"
+	  ".IP \\(bu 2\n"
+	  "A line that starts with white space continues the previous one.\n"
+	  ".IP \\(bu 2\n"
+	  "Values may refer to other parameters as $name, ${name} or $(name),\n"
+	  "expanded when they are used.\n"
+	  "${name?value} and ${name?{value}} give value when $name is not empty;\n"
+	  "${name:value} and ${name:{value}} give value when it is empty or undefined;\n"
+	  "${name?{a}:{b}} gives a or b.\n"
+	  "$$ is a literal $.\n"
+	  "An undefined $name is empty.\n"
+	  "A $name loop (a = $b, b = $a) is an error.\n"
+	  ".IP \\(bu 2\n"
+	  "Lists are separated by commas and/or white space; a {...} group is one element.\n"
+	  ".IP \\(bu 2\n"
+	  "Time values are a number with an optional unit:\n"
+	  "s (seconds), m (minutes), h (hours), d (days) or w (weeks).\n"
+	  "A bare number takes the parameter's default unit, shown below.\n"
+	  "Sizes are bytes.  Booleans are yes or no.\n"
+	  ".PP\n"
+	  "Command\\-line\n.B \\-o\n.I name=value\n"
+	  "options override the file.\n"
+	  "An unknown parameter name is a warning naming the file and line;\n"
+	  "a malformed value is an error that stops the program.\n"
+	  "Defaults are those of Postfix 3.7 at compatibility_level = 3.6\n"
+	  "unless the entry says otherwise.\n"
+	  ".SH PARAMETERS\n", fp);
+
+    for (int i = 0; i < param_count; i++)
+	order[i] = i;
+    qsort(order, (size_t) param_count, sizeof(int), cfg_name_cmp);
+    for (int k = 0; k < param_count; k++) {
+	const PARAM *p = &param_table[order[k]];
+	const char *d = p->defval;
+
+	fprintf(fp, ".TP\n.B %s\n", p->name);
+	cfg_man_text(fp, p->desc);
+	fputs(".\n.br\n", fp);
+	fprintf(fp, "Type: %s", type_name[p->type]);
+	if (p->type == PT_TIME)
+	    fprintf(fp, " (a bare number is in %s)",
+		    p->unit == 's' ? "seconds" : p->unit == 'm' ? "minutes" :
+		    p->unit == 'h' ? "hours" : p->unit == 'd' ? "days" : "weeks");
+	if (p->choices)
+	    fprintf(fp, "; one of: %s", p->choices);
+	fputs(".\n.br\nDefault: ", fp);
+	if (strcmp(d, PARAM_DEF_MYHOSTNAME) == 0)
+	    fputs("the system host name", fp);
+	else if (strcmp(d, PARAM_DEF_MYDOMAIN) == 0)
+	    fputs("$myhostname minus its first label", fp);
+	else if (*d == 0)
+	    fputs("empty", fp);
+	else {
+	    fputs("\\fB", fp);
+	    cfg_man_text(fp, d);
+	    fputs("\\fR", fp);
+	}
+	fputs(".\n.br\n", fp);
+	switch (p->origin) {
+	case PO_POSTFIX:
+	    fputs("Postfix: the same parameter.\n", fp);
+	    break;
+	case PO_POSTFIX_DEF:
+	    fputs("Postfix: the same parameter; relayq's own default (", fp);
+	    cfg_man_text(fp, p->note);
+	    fputs(").\n", fp);
+	    break;
+	case PO_RELAYQ:
+	    fputs("relayq only.\n", fp);
+	    break;
+	}
+    }
+    free(order);
+    fputs(".SH FILES\n"
+	  ".TP\n.B /etc/relayq/relayq.cf\n"
+	  "the configuration file (another directory with \\-c).\n"
+	  ".SH \"SEE ALSO\"\n"
+	  ".BR relayqd (8),\n.BR relayq (1),\n.BR postconf (5)\n", fp);
+}

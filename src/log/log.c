@@ -1,0 +1,269 @@
+/*
+ * log.c - Postfix-format log lines:
+ *   Mmm dd hh:mm:ss HOST SYSLOG_NAME/SERVICE[PID]: TEXT
+ *
+ * Each line is built whole in a buffer and handed to the kernel with one
+ * write(2) on an O_APPEND descriptor, so lines from threads and from other
+ * processes appending to the same file never interleave, and nothing sits
+ * in a stdio buffer when the process dies.  A mutex serialises the writers
+ * of this process (and protects the descriptor across log_reopen()).
+ *
+ * With an empty maillog_file the lines go to syslog(3), facility LOG_MAIL;
+ * syslog adds the time and host itself, and the ident "NAME/SERVICE" is
+ * rewritten in a static buffer before each call (openlog keeps the pointer).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <syslog.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "log/log.h"
+
+#define LOG_NAME_MAX	64
+#define LOG_HOST_MAX	256
+
+typedef enum { LOG_TO_STDERR_EARLY, LOG_TO_FD, LOG_TO_FILE, LOG_TO_SYSLOG } LOG_DEST;
+
+static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
+static LOG_DEST log_dest = LOG_TO_STDERR_EARLY;
+static int log_fdesc = 2;
+static char *log_path;
+static char log_name[LOG_NAME_MAX] = "relayq";
+static char log_host[LOG_HOST_MAX];
+static char log_ident[LOG_NAME_MAX * 2];	/* openlog() keeps this pointer */
+
+/* log_set_host - HOST is myhostname up to its first dot */
+
+static void log_set_host(const char *name)
+{
+    char    tmp[LOG_HOST_MAX];
+
+    if (name == 0 || *name == 0) {
+	if (gethostname(tmp, sizeof(tmp)) != 0)
+	    strcpy(tmp, "localhost");
+	tmp[sizeof(tmp) - 1] = 0;
+	name = tmp;
+    }
+    snprintf(log_host, sizeof(log_host), "%.*s", (int) strcspn(name, "."), name);
+}
+
+/* log_open_path - open a log file for appending */
+
+static int log_open_path(const char *path)
+{
+    return (open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY, 0640));
+}
+
+int     log_open(const char *maillog_file, const char *syslog_name,
+		         const char *myhostname, char *err, size_t errlen)
+{
+    int     fd = -1;
+    LOG_DEST dest;
+
+    if (maillog_file == 0 || *maillog_file == 0) {
+	dest = LOG_TO_SYSLOG;
+    } else if (strcmp(maillog_file, "/dev/stdout") == 0) {
+	dest = LOG_TO_FD;
+	fd = 1;
+    } else if (strcmp(maillog_file, "/dev/stderr") == 0) {
+	dest = LOG_TO_FD;
+	fd = 2;
+    } else {
+	dest = LOG_TO_FILE;
+	if ((fd = log_open_path(maillog_file)) < 0) {
+	    if (errlen)
+		snprintf(err, errlen, "open maillog_file %s: %s", maillog_file, strerror(errno));
+	    return (-1);
+	}
+    }
+    log_close();
+
+    pthread_mutex_lock(&log_lock);
+    log_dest = dest;
+    log_fdesc = fd;
+    free(log_path);
+    log_path = (dest == LOG_TO_FILE) ? xstrdup(maillog_file) : 0;
+    snprintf(log_name, sizeof(log_name), "%s", syslog_name && *syslog_name ? syslog_name : "relayq");
+    log_set_host(myhostname);
+    if (dest == LOG_TO_SYSLOG) {
+	snprintf(log_ident, sizeof(log_ident), "%s", log_name);
+	openlog(log_ident, LOG_PID | LOG_NDELAY, LOG_MAIL);
+    }
+    pthread_mutex_unlock(&log_lock);
+    return (0);
+}
+
+/* log_reopen - after log rotation, start a new file by the same name */
+
+int     log_reopen(void)
+{
+    int     ret = 0;
+
+    pthread_mutex_lock(&log_lock);
+    if (log_dest == LOG_TO_FILE) {
+	int     fd = log_open_path(log_path);
+
+	if (fd < 0) {
+	    ret = -1;
+	} else {
+	    close(log_fdesc);
+	    log_fdesc = fd;
+	}
+    }
+    pthread_mutex_unlock(&log_lock);
+    return (ret);
+}
+
+void    log_close(void)
+{
+    pthread_mutex_lock(&log_lock);
+    if (log_dest == LOG_TO_FILE)
+	close(log_fdesc);
+    else if (log_dest == LOG_TO_SYSLOG)
+	closelog();
+    free(log_path);
+    log_path = 0;
+    log_dest = LOG_TO_STDERR_EARLY;
+    log_fdesc = 2;
+    pthread_mutex_unlock(&log_lock);
+}
+
+int     log_fd(void)
+{
+    int     fd;
+
+    pthread_mutex_lock(&log_lock);
+    fd = (log_dest == LOG_TO_SYSLOG) ? -1 : log_fdesc;
+    pthread_mutex_unlock(&log_lock);
+    return (fd);
+}
+
+/* log_write_all - one write(2); a short write continues the same buffer */
+
+static void log_write_all(int fd, const char *buf, size_t len)
+{
+    while (len > 0) {
+	ssize_t n = write(fd, buf, len);
+
+	if (n < 0) {
+	    if (errno == EINTR)
+		continue;
+	    return;				/* nowhere left to complain */
+	}
+	buf += n;
+	len -= (size_t) n;
+    }
+}
+
+/* log_emit - format and write one line; prefix is "" or "warning: " */
+
+static void log_emit(int prio, const char *service, const char *prefix,
+		             const char *fmt, va_list ap)
+{
+    static const char months[12][4] = {
+	"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+	"Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    };
+    BUF     line = BUF_INIT;
+    size_t  text;
+    time_t  now = time(0);
+    struct tm tm;
+    int     saved_errno = errno;
+
+    pthread_mutex_lock(&log_lock);
+    if (log_host[0] == 0)
+	log_set_host(0);
+    if (log_dest != LOG_TO_SYSLOG) {
+	localtime_r(&now, &tm);
+	buf_printf(&line, "%s %2d %02d:%02d:%02d %s %s/%s[%ld]: ",
+		   months[tm.tm_mon], tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+		   log_host, log_name, service, (long) getpid());
+    }
+    text = line.len;
+    buf_puts(&line, prefix);
+    errno = saved_errno;			/* for %m */
+    buf_vprintf(&line, fmt, ap);
+
+    /* One record per line: control characters would forge or break lines. */
+    for (size_t i = text; i < line.len; i++)
+	if ((unsigned char) line.data[i] < 0x20 && line.data[i] != '\t')
+	    line.data[i] = '?';
+
+    if (log_dest == LOG_TO_SYSLOG) {
+	snprintf(log_ident, sizeof(log_ident), "%s/%s", log_name, service);
+	syslog(prio, "%s", line.data);
+    } else {
+	buf_putc(&line, '\n');
+	log_write_all(log_fdesc, line.data, line.len);
+    }
+    pthread_mutex_unlock(&log_lock);
+    buf_free(&line);
+}
+
+void    log_vmsg(const char *service, const char *fmt, va_list ap)
+{
+    log_emit(LOG_INFO, service, "", fmt, ap);
+}
+
+void    log_msg(const char *service, const char *fmt,...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    log_emit(LOG_INFO, service, "", fmt, ap);
+    va_end(ap);
+}
+
+void    log_warn(const char *service, const char *fmt,...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    log_emit(LOG_WARNING, service, "warning: ", fmt, ap);
+    va_end(ap);
+}
+
+/*
+ * log_format_delay - Postfix's delay= numbers: two significant digits, at
+ * most two decimals, trailing zeros dropped, rounded half up.  The work is
+ * done in whole microseconds so that 0.005 is not lost to binary fractions.
+ */
+char   *log_format_delay(double seconds, char *out)
+{
+    long long us;
+
+    if (!(seconds > 0))				/* also NaN */
+	seconds = 0;
+    if (seconds > 1e15)
+	seconds = 1e15;
+    us = llround(seconds * 1e6);
+
+    if (us < 1000000) {				/* hundredths */
+	long long h = (us + 5000) / 10000;
+
+	if (h >= 100)
+	    strcpy(out, "1");
+	else if (h == 0)
+	    strcpy(out, "0");
+	else if (h % 10 == 0)
+	    snprintf(out, 32, "0.%lld", h / 10);
+	else
+	    snprintf(out, 32, "0.%02lld", h);
+    } else if (us < 10000000) {			/* tenths */
+	long long t = (us + 50000) / 100000;
+
+	if (t % 10 == 0)
+	    snprintf(out, 32, "%lld", t / 10);
+	else
+	    snprintf(out, 32, "%lld.%lld", t / 10, t % 10);
+    } else {
+	snprintf(out, 32, "%lld", (us + 500000) / 1000000);
+    }
+    return (out);
+}
