@@ -435,3 +435,58 @@ void    admin_pickup(RELAYQD *d)
 	return;
     maildrop_scan(config_str(d->cf, "queue_directory"), pickup_take, d);
 }
+
+/* ---- metrics ---- */
+
+void    admin_metrics(void *ctx, BUF *out)
+{
+    RELAYQD *d = ctx;
+    QMGR_COUNTS c;
+    SMTPD_STATS ss;
+    QUEUE_STATS qs;
+    char    lbl[64];
+
+    qmgr_counts(d->qmgr, &c);
+    metrics_family(out, "relayq_queue_messages", "gauge", "Messages in the queue by state.");
+    metrics_sample(out, "relayq_queue_messages", "state=\"incoming\"", c.incoming);
+    metrics_sample(out, "relayq_queue_messages", "state=\"active\"", c.active);
+    metrics_sample(out, "relayq_queue_messages", "state=\"deferred\"", c.deferred);
+    metrics_sample(out, "relayq_queue_messages", "state=\"hold\"", c.hold);
+
+    metrics_family(out, "relayq_deliveries_total", "counter", "Recipient delivery results by status.");
+    metrics_sample(out, "relayq_deliveries_total", "status=\"sent\"", (double) d->n_sent);
+    metrics_sample(out, "relayq_deliveries_total", "status=\"deferred\"", (double) d->n_deferred);
+    metrics_sample(out, "relayq_deliveries_total", "status=\"bounced\"", (double) d->n_bounced);
+    metrics_family(out, "relayq_messages_expired_total", "counter", "Messages returned to the sender because their lifetime ran out.");
+    metrics_sample(out, "relayq_messages_expired_total", "", (double) d->n_expired);
+
+    smtpd_stats(d->smtpd, &ss);
+    metrics_family(out, "relayq_smtpd_connections_total", "counter", "SMTP sessions accepted.");
+    metrics_sample(out, "relayq_smtpd_connections_total", "", (double) ss.connections);
+    metrics_family(out, "relayq_smtpd_sessions", "gauge", "SMTP sessions in progress.");
+    metrics_sample(out, "relayq_smtpd_sessions", "", smtpd_sessions(d->smtpd));
+    metrics_family(out, "relayq_smtpd_messages_total", "counter", "Messages accepted (250 after DATA).");
+    metrics_sample(out, "relayq_smtpd_messages_total", "", (double) ss.messages);
+    metrics_family(out, "relayq_smtpd_rejects_total", "counter", "SMTP commands rejected, by reason.");
+    snprintf(lbl, sizeof(lbl), "reason=\"relay\"");
+    metrics_sample(out, "relayq_smtpd_rejects_total", lbl, (double) ss.rejects_relay);
+    metrics_sample(out, "relayq_smtpd_rejects_total", "reason=\"size\"", (double) ss.rejects_size);
+    metrics_sample(out, "relayq_smtpd_rejects_total", "reason=\"timeout\"", (double) ss.timeouts);
+    metrics_sample(out, "relayq_smtpd_rejects_total", "reason=\"other\"", (double) ss.rejects_other);
+
+    metrics_hist_write(out, "relayq_delivery_attempt_duration_seconds",
+		       "Duration of delivery attempts (connection to final reply).", &d->attempt_hist);
+
+    metrics_family(out, "relayq_dead_destinations", "gauge", "Destinations currently suspended as dead.");
+    metrics_sample(out, "relayq_dead_destinations", "", qmgr_dead_count(d->qmgr));
+
+    queue_stats(d->queue, &qs);
+    metrics_family(out, "relayq_queue_commits_total", "counter", "Queue store transactions committed.");
+    metrics_sample(out, "relayq_queue_commits_total", "", (double) qs.transactions);
+    metrics_family(out, "relayq_queue_batches_total", "counter", "Write batches committed (several per transaction with group commit).");
+    metrics_sample(out, "relayq_queue_batches_total", "", (double) qs.batches);
+    metrics_family(out, "relayq_queue_commit_seconds_total", "counter", "Time spent committing, in seconds.");
+    metrics_sample(out, "relayq_queue_commit_seconds_total", "", (double) qs.commit_us_total / 1e6);
+    metrics_family(out, "relayq_queue_commit_seconds_max", "gauge", "Longest commit so far, in seconds.");
+    metrics_sample(out, "relayq_queue_commit_seconds_max", "", (double) qs.commit_us_max / 1e6);
+}

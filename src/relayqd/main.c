@@ -232,6 +232,14 @@ int     main(int argc, char **argv)
 	queue_close(d.queue);
 	return 1;
     }
+    const char *mlisten = config_str(d.cf, "metrics_listen");
+
+    if (mlisten && *mlisten
+	&& (d.metrics = metrics_create(d.base, mlisten, admin_metrics, &d, err, sizeof(err))) == NULL) {
+	fprintf(stderr, "relayqd: fatal: %s\n", err);
+	queue_close(d.queue);
+	return 1;
+    }
     if (drop_privileges(&d, err, sizeof(err)) < 0) {
 	fprintf(stderr, "relayqd: fatal: %s\n", err);
 	log_msg("master", "fatal: %s", err);
@@ -282,6 +290,7 @@ int     main(int argc, char **argv)
     smtp_free(d.smtp);
     smtpd_free(d.smtpd);
     control_free(d.control);
+    metrics_free(d.metrics);
     qmgr_free(d.qmgr);
     log_close();
     config_free(d.cf);

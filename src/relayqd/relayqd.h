@@ -18,6 +18,7 @@
 #include "smtp/smtp.h"
 #include "smtpd/smtpd.h"
 #include "control/control.h"
+#include "metrics/metrics.h"
 
 typedef struct ACTIVE ACTIVE;			/* a message in the active set */
 
@@ -32,6 +33,7 @@ typedef struct RELAYQD {
     SMTP   *smtp;
     SMTPD  *smtpd;
     CONTROL *control;
+    METRICS *metrics;
     struct event *qmgr_timer;
     struct event *queue_ev;
     struct event *pickup_timer;
@@ -46,6 +48,7 @@ typedef struct RELAYQD {
     struct event *kick_ev;
     /* statistics for metrics */
     uint64_t n_sent, n_deferred, n_bounced, n_expired;
+    METRICS_HIST attempt_hist;
 } RELAYQD;
 
 /* sched.c */
@@ -76,5 +79,6 @@ void    explain_message(FILE *fp, const QMGR_PARAMS *p, const EXPLAIN_MSG *em, i
 /* admin.c */
 int     admin_handle(void *ctx, int admin, int argc, char **argv, BUF *out);
 void    admin_pickup(RELAYQD *d);
+void    admin_metrics(void *ctx, BUF *out);
 
 #endif

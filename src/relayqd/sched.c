@@ -268,6 +268,8 @@ static void delivery_done(void *ctx, const SMTP_RESULT *res)
 	    break;
 	}
     }
+    if (res->attempt.end_us > res->attempt.start_us)
+	metrics_hist_observe(&d->attempt_hist, (double) (res->attempt.end_us - res->attempt.start_us) / 1e6);
     a->attempts = xrealloc(a->attempts, sizeof(QATTEMPT) * (size_t) (a->nattempts + 1));
     attempt_copy(&a->attempts[a->nattempts++], &res->attempt);
     a->inflight--;

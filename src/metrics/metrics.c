@@ -1,0 +1,136 @@
+/*
+ * metrics - Prometheus text format (version 0.0.4) over HTTP.  See metrics.h.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <event2/http.h>
+#include <event2/buffer.h>
+#include <event2/keyvalq_struct.h>
+
+#include "metrics/metrics.h"
+
+struct METRICS {
+    struct evhttp *http;
+    METRICS_FILL fill;
+    void   *ctx;
+};
+
+static const double hist_bounds[METRICS_HIST_BUCKETS] = {
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30,
+};
+
+static void metrics_request(struct evhttp_request *req, void *arg)
+{
+    METRICS *m = arg;
+    const char *uri = evhttp_request_get_uri(req);
+
+    if (evhttp_request_get_command(req) != EVHTTP_REQ_GET) {
+	evhttp_send_error(req, 405, "Method Not Allowed");
+	return;
+    }
+    if (uri == NULL || (strcmp(uri, "/metrics") != 0 && strncmp(uri, "/metrics?", 9) != 0)) {
+	evhttp_send_error(req, HTTP_NOTFOUND, "Not Found");
+	return;
+    }
+    BUF     b = BUF_INIT;
+
+    m->fill(m->ctx, &b);
+    struct evbuffer *body = evbuffer_new();
+
+    evbuffer_add(body, b.data ? b.data : "", b.len);
+    evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
+		      "text/plain; version=0.0.4; charset=utf-8");
+    evhttp_send_reply(req, HTTP_OK, "OK", body);
+    evbuffer_free(body);
+    buf_free(&b);
+}
+
+METRICS *metrics_create(struct event_base *base, const char *listen, METRICS_FILL fill, void *ctx,
+			        char *err, size_t errlen)
+{
+    char    host[256];
+    const char *colon = strrchr(listen, ':');
+    int     port;
+
+    if (colon == NULL || colon == listen || (port = atoi(colon + 1)) <= 0 || port > 65535) {
+	snprintf(err, errlen, "metrics_listen: bad address \"%s\": expected host:port", listen);
+	return NULL;
+    }
+    snprintf(host, sizeof(host), "%.*s", (int) (colon - listen), listen);
+    if (host[0] == '[') {
+	memmove(host, host + 1, strlen(host));
+	char   *e = strchr(host, ']');
+
+	if (e)
+	    *e = 0;
+    }
+    METRICS *m = xcalloc(1, sizeof(*m));
+
+    m->fill = fill;
+    m->ctx = ctx;
+    m->http = evhttp_new(base);
+    if (m->http == NULL || evhttp_bind_socket(m->http, host, (unsigned short) port) != 0) {
+	snprintf(err, errlen, "metrics_listen: cannot listen on %s", listen);
+	if (m->http)
+	    evhttp_free(m->http);
+	free(m);
+	return NULL;
+    }
+    evhttp_set_allowed_methods(m->http, EVHTTP_REQ_GET);
+    evhttp_set_gencb(m->http, metrics_request, m);
+    return m;
+}
+
+void    metrics_free(METRICS *m)
+{
+    if (m == NULL)
+	return;
+    evhttp_free(m->http);
+    free(m);
+}
+
+void    metrics_family(BUF *out, const char *name, const char *type, const char *help)
+{
+    buf_printf(out, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+void    metrics_sample(BUF *out, const char *name, const char *labels, double value)
+{
+    if (labels && *labels)
+	buf_printf(out, "%s{%s} %.17g\n", name, labels, value);
+    else
+	buf_printf(out, "%s %.17g\n", name, value);
+}
+
+void    metrics_hist_observe(METRICS_HIST *h, double seconds)
+{
+    int     i;
+
+    for (i = 0; i < METRICS_HIST_BUCKETS && seconds > hist_bounds[i]; i++)
+	 /* void */ ;
+    h->count[i]++;
+    h->total++;
+    h->sum += seconds;
+}
+
+void    metrics_hist_write(BUF *out, const char *name, const char *help, const METRICS_HIST *h)
+{
+    uint64_t cum = 0;
+    char    label[64];
+    char    n[128];
+
+    metrics_family(out, name, "histogram", help);
+    snprintf(n, sizeof(n), "%s_bucket", name);
+    for (int i = 0; i < METRICS_HIST_BUCKETS; i++) {
+	cum += h->count[i];
+	snprintf(label, sizeof(label), "le=\"%g\"", hist_bounds[i]);
+	metrics_sample(out, n, label, (double) cum);
+    }
+    cum += h->count[METRICS_HIST_BUCKETS];
+    metrics_sample(out, n, "le=\"+Inf\"", (double) cum);
+    snprintf(n, sizeof(n), "%s_sum", name);
+    metrics_sample(out, n, "", h->sum);
+    snprintf(n, sizeof(n), "%s_count", name);
+    metrics_sample(out, n, "", (double) h->total);
+}

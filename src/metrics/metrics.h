@@ -1,0 +1,36 @@
+/*
+ * metrics - Prometheus text exposition on metrics_listen (GET /metrics),
+ * served from the event loop (libevent's evhttp).  The daemon fills the
+ * page through a callback with the helpers below.
+ */
+#ifndef METRICS_H_INCLUDED
+#define METRICS_H_INCLUDED
+
+#include <stdint.h>
+#include <event2/event.h>
+#include "util/util.h"
+
+typedef struct METRICS METRICS;
+typedef void (*METRICS_FILL) (void *ctx, BUF *out);
+
+/* listen: "host:port" or "[v6]:port".  NULL with err on a bad address or a busy port. */
+METRICS *metrics_create(struct event_base *base, const char *listen, METRICS_FILL fill, void *ctx,
+			        char *err, size_t errlen);
+void    metrics_free(METRICS *m);
+
+/* "# HELP" and "# TYPE" lines of a family (type: counter, gauge, histogram). */
+void    metrics_family(BUF *out, const char *name, const char *type, const char *help);
+/* One sample: labels is "" or 'state="deferred"' (without braces). */
+void    metrics_sample(BUF *out, const char *name, const char *labels, double value);
+
+/* A fixed-bucket histogram (seconds). */
+#define METRICS_HIST_BUCKETS 12
+typedef struct METRICS_HIST {
+    uint64_t count[METRICS_HIST_BUCKETS + 1];	/* last: +Inf */
+    uint64_t total;
+    double  sum;
+} METRICS_HIST;
+void    metrics_hist_observe(METRICS_HIST *h, double seconds);
+void    metrics_hist_write(BUF *out, const char *name, const char *help, const METRICS_HIST *h);
+
+#endif
