@@ -1,8 +1,11 @@
 /*
  * bounce - RFC 3464 delivery status notifications: non-delivery (5xx or
  * expiry), delay warnings, and "relayed" success notices.  Pure: builds the
- * notice as a QMSG (sender <>, one recipient: the original sender, content
- * already passed through cleanup) for the caller to queue.
+ * notice as a QMSG (sender <>, one recipient: the original sender with
+ * ORCPT=rfc822;sender, state incoming, QFLAG_BOUNCE, no queue ID yet) for
+ * the caller to queue.  The content has no Received: header: the caller
+ * assigns the queue ID and passes the content through cleanup.  Format and
+ * rules: docs/bounces.md.
  */
 #ifndef BOUNCE_H_INCLUDED
 #define BOUNCE_H_INCLUDED
@@ -10,6 +13,7 @@
 #include <stdint.h>
 #include "config/config.h"
 #include "queue/queue.h"
+#include "util/util.h"
 
 #define BOUNCE_FAILED  1
 #define BOUNCE_DELAYED 2
@@ -23,5 +27,13 @@
  */
 QMSG   *bounce_build(const CONFIG *cf, const QMSG *orig, const int *rcpts, int nrcpt,
 		             int kind, int64_t now);
+
+/*
+ * Append "prefix" + text as CRLF lines of at most 79 characters, continued
+ * with 4 spaces (Postfix's wrapping of notice lines); a word longer than a
+ * line is kept whole, and the prefix is never split.  Control characters
+ * in text become spaces.  Returns the number of lines appended.
+ */
+int     bounce_wrap(BUF *out, const char *prefix, const char *text);
 
 #endif
