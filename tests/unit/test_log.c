@@ -1,0 +1,311 @@
+/*
+ * test_log - the Postfix log line format, one write per line (no tearing or
+ * interleaving between threads and processes), log_reopen(), and delay=
+ * number formatting.
+ */
+#include <fcntl.h>
+#include <pthread.h>
+#include <regex.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "t.h"
+#include "util/util.h"
+#include "log/log.h"
+
+static char tmpdir[64];
+
+/* slurp - a whole file as a string ("" when absent) */
+
+static char *slurp(const char *path)
+{
+    BUF     b = BUF_INIT;
+    char    chunk[4096];
+    size_t  n;
+    FILE   *fp = fopen(path, "r");
+
+    buf_puts(&b, "");
+    if (fp) {
+	while ((n = fread(chunk, 1, sizeof(chunk), fp)) > 0)
+	    buf_append(&b, chunk, n);
+	fclose(fp);
+    }
+    return (buf_steal(&b));
+}
+
+/* matches - whole-string POSIX extended regex match */
+
+static int matches(const char *re, const char *s)
+{
+    regex_t r;
+    int     ok;
+
+    if (regcomp(&r, re, REG_EXTENDED | REG_NOSUB) != 0) {
+	printf("bad regex %s\n", re);
+	return (0);
+    }
+    ok = regexec(&r, s, 0, 0, 0) == 0;
+    regfree(&r);
+    return (ok);
+}
+
+/* stamp - "Mmm dd hh:mm:ss" of t, as syslog writes it */
+
+static void stamp(time_t t, char *out, size_t len)
+{
+    static const char *mon[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+    "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+    struct tm tm;
+
+    localtime_r(&t, &tm);
+    snprintf(out, len, "%s %2d %02d:%02d:%02d", mon[tm.tm_mon], tm.tm_mday,
+	     tm.tm_hour, tm.tm_min, tm.tm_sec);
+}
+
+static void test_line_format(void)
+{
+    char    path[128], err[256], re[512], t0s[32], t1s[32];
+    char   *text;
+    time_t  t0, t1;
+
+    snprintf(path, sizeof(path), "%s/maillog", tmpdir);
+    unlink(path);
+    T_EQ_INT(log_open(path, "relayq", "mx.example.test", err, sizeof(err)), 0);
+    T_CHECK(log_fd() > 2);
+    t0 = time(0);
+    log_msg("smtpd", "connect from %s[%s]", "client.test", "127.0.0.1");
+    log_warn("qmgr", "bounce_queue_lifetime is capped at %ds", 60);
+    log_msg("cleanup", "two\nlines\r");
+    t1 = time(0);
+    log_close();
+    text = slurp(path);
+
+    /* Exact text after the time stamp. */
+    snprintf(re, sizeof(re),
+	     "^[A-Z][a-z]{2} [ 1-3][0-9] [0-2][0-9]:[0-5][0-9]:[0-5][0-9] mx relayq/smtpd\\[%ld\\]: "
+	     "connect from client\\.test\\[127\\.0\\.0\\.1\\]\n"
+	     "[A-Z][a-z]{2} [ 1-3][0-9] [0-2][0-9]:[0-5][0-9]:[0-5][0-9] mx relayq/qmgr\\[%ld\\]: "
+	     "warning: bounce_queue_lifetime is capped at 60s\n"
+	     "[A-Z][a-z]{2} [ 1-3][0-9] [0-2][0-9]:[0-5][0-9]:[0-5][0-9] mx relayq/cleanup\\[%ld\\]: "
+	     "two\\?lines\\?\n$", (long) getpid(), (long) getpid(), (long) getpid());
+    if (!matches(re, text))
+	T_FAILF("log text does not match:\n%s", text);
+
+    /* The stamp is local time now, with the day padded as syslog does. */
+    stamp(t0, t0s, sizeof(t0s));
+    stamp(t1, t1s, sizeof(t1s));
+    T_CHECK(strncmp(text, t0s, 15) == 0 || strncmp(text, t1s, 15) == 0);
+
+    /* Appended, not truncated, on the next open. */
+    T_EQ_INT(log_open(path, "custom", "bare", err, sizeof(err)), 0);
+    log_msg("master", "daemon started");
+    log_close();
+    free(text);
+    text = slurp(path);
+    snprintf(re, sizeof(re), "^([^\n]*\n){3}[A-Z][a-z]{2} [ 1-3][0-9] [0-9:]{8} bare "
+	     "custom/master\\[%ld\\]: daemon started\n$", (long) getpid());
+    T_CHECK(matches(re, text));
+    free(text);
+    unlink(path);
+
+    /* An unwritable path is an error naming it. */
+    T_EQ_INT(log_open("/nonexistent-dir/maillog", "relayq", "h", err, sizeof(err)), -1);
+    T_CHECK(strstr(err, "/nonexistent-dir/maillog") != 0);
+}
+
+/* Before log_open(): stderr, same format, host from gethostname(). */
+
+static void test_early_stderr(void)
+{
+    char    path[128], re[512], host[256];
+    char   *text;
+    int     saved, fd;
+
+    snprintf(path, sizeof(path), "%s/stderr", tmpdir);
+    fflush(stderr);
+    saved = dup(2);
+    fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    dup2(fd, 2);
+    close(fd);
+    T_EQ_INT(log_fd(), 2);
+    log_msg("pickup", "hello %d", 42);
+    dup2(saved, 2);
+    close(saved);
+    text = slurp(path);
+    gethostname(host, sizeof(host));
+    host[strcspn(host, ".")] = 0;
+    snprintf(re, sizeof(re), "^[A-Z][a-z]{2} [ 1-3][0-9] [0-9:]{8} %s relayq/pickup\\[%ld\\]: hello 42\n$",
+	     host, (long) getpid());
+    if (!matches(re, text))
+	T_FAILF("stderr text: %s", text);
+    free(text);
+    unlink(path);
+}
+
+static void test_destinations(void)
+{
+    char    err[256];
+
+    T_EQ_INT(log_open("/dev/stdout", "relayq", "h.test", err, sizeof(err)), 0);
+    T_EQ_INT(log_fd(), 1);
+    T_EQ_INT(log_open("/dev/stderr", "relayq", "h.test", err, sizeof(err)), 0);
+    T_EQ_INT(log_fd(), 2);
+    T_EQ_INT(log_open("", "relayq", "h.test", err, sizeof(err)), 0);
+    T_EQ_INT(log_fd(), -1);
+    log_close();
+    T_EQ_INT(log_fd(), 2);
+}
+
+/* log_reopen(): after the file is renamed away, lines go to a new file. */
+
+static void test_reopen(void)
+{
+    char    path[128], old[128], err[256];
+    char   *a, *b;
+
+    snprintf(path, sizeof(path), "%s/maillog", tmpdir);
+    snprintf(old, sizeof(old), "%s/maillog.1", tmpdir);
+    unlink(path);
+    T_EQ_INT(log_open(path, "relayq", "h", err, sizeof(err)), 0);
+    log_msg("master", "before");
+    T_EQ_INT(rename(path, old), 0);
+    log_msg("master", "still old");
+    T_EQ_INT(log_reopen(), 0);
+    log_msg("master", "after");
+    log_close();
+    a = slurp(old);
+    b = slurp(path);
+    T_CHECK(strstr(a, ": before\n") && strstr(a, ": still old\n") && !strstr(a, "after"));
+    T_CHECK(strstr(b, ": after\n") && !strstr(b, "before"));
+    free(a);
+    free(b);
+    unlink(path);
+    unlink(old);
+}
+
+/* Many threads in two processes: every line whole, none lost. */
+
+#define ATOM_THREADS	4
+#define ATOM_LINES	3000
+#define ATOM_PAD	300
+
+static void *atom_writer(void *arg)
+{
+    int     id = (int) (long) arg;
+    char    pad[ATOM_PAD + 1];
+
+    memset(pad, 'a' + id, ATOM_PAD);
+    pad[ATOM_PAD] = 0;
+    for (int i = 0; i < ATOM_LINES; i++)
+	log_msg("smtp", "T%d line %d %s end", id, i, pad);
+    return (0);
+}
+
+static void atom_run(int base)
+{
+    pthread_t th[ATOM_THREADS];
+
+    for (long t = 0; t < ATOM_THREADS; t++)
+	pthread_create(&th[t], 0, atom_writer, (void *) (base + t));
+    for (int t = 0; t < ATOM_THREADS; t++)
+	pthread_join(th[t], 0);
+}
+
+static void test_atomic_lines(void)
+{
+    char    path[128], err[256];
+    char   *text;
+    pid_t   child;
+    int     status = -1;
+    int     lines = 0, bad = 0;
+    int     count[2 * ATOM_THREADS] = {0};
+
+    snprintf(path, sizeof(path), "%s/maillog", tmpdir);
+    unlink(path);
+    T_EQ_INT(log_open(path, "relayq", "h", err, sizeof(err)), 0);
+    fflush(stdout);
+    if ((child = fork()) == 0) {
+	atom_run(ATOM_THREADS);
+	_exit(0);
+    }
+    atom_run(0);
+    waitpid(child, &status, 0);
+    T_EQ_INT(status, 0);
+    log_close();
+
+    text = slurp(path);
+    for (char *line = text, *nl; *line; line = nl + 1) {
+	int     id = -1, n = -1, off = 0;
+	char   *body;
+
+	if ((nl = strchr(line, '\n')) == 0) {
+	    bad++;
+	    break;
+	}
+	*nl = 0;
+	lines++;
+	body = strstr(line, "]: T");
+	if (body == 0 || sscanf(body, "]: T%d line %d %n", &id, &n, &off) != 2
+	    || id < 0 || id >= 2 * ATOM_THREADS || strlen(body + off) != ATOM_PAD + 4
+	    || strspn(body + off, (char[]) {(char) ('a' + id), 0}) != ATOM_PAD
+	    || strcmp(body + off + ATOM_PAD, " end") != 0) {
+	    if (bad++ < 3)
+		T_FAILF("torn line: %.80s", line);
+	    continue;
+	}
+	count[id]++;
+    }
+    T_EQ_INT(bad, 0);
+    T_EQ_INT(lines, 2 * ATOM_THREADS * ATOM_LINES);
+    for (int t = 0; t < 2 * ATOM_THREADS; t++)
+	T_EQ_INT(count[t], ATOM_LINES);
+    free(text);
+    unlink(path);
+}
+
+/* delay= formatting (spec L6). */
+
+static const struct {
+    double  sec;
+    const char *want;
+} delay_cases[] = {
+    {0, "0"}, {-1, "0"}, {0.004, "0"}, {0.0049, "0"}, {0.005, "0.01"},
+    {0.01, "0.01"}, {0.02, "0.02"}, {0.1, "0.1"}, {0.10, "0.1"}, {0.123, "0.12"},
+    {0.125, "0.13"}, {0.5, "0.5"}, {0.994, "0.99"}, {0.995, "1"}, {0.999, "1"},
+    {1, "1"}, {1.04, "1"}, {1.05, "1.1"}, {6.2, "6.2"}, {6, "6"}, {6.04, "6"},
+    {9.94, "9.9"}, {9.96, "10"}, {10, "10"}, {17, "17"}, {17.4, "17"}, {17.5, "18"},
+    {145, "145"}, {1781, "1781"}, {1781.49, "1781"}, {1765, "1765"},
+};
+
+static void test_format_delay(void)
+{
+    char    out[32];
+
+    for (size_t i = 0; i < ARRAY_LEN(delay_cases); i++) {
+	log_format_delay(delay_cases[i].sec, out);
+	if (strcmp(out, delay_cases[i].want) != 0)
+	    T_FAILF("delay %g = \"%s\", expected \"%s\"", delay_cases[i].sec, out, delay_cases[i].want);
+    }
+    T_CHECK(log_format_delay(3.0, out) == out);
+}
+
+int     main(void)
+{
+    snprintf(tmpdir, sizeof(tmpdir), "/tmp/test_log.XXXXXX");
+    if (mkdtemp(tmpdir) == 0) {
+	perror("mkdtemp");
+	return (2);
+    }
+    T_RUN(test_early_stderr);
+    T_RUN(test_line_format);
+    T_RUN(test_destinations);
+    T_RUN(test_reopen);
+    T_RUN(test_atomic_lines);
+    T_RUN(test_format_delay);
+    rmdir(tmpdir);
+    return t_done();
+}
