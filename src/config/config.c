@@ -960,7 +960,7 @@ void    config_write_man(FILE *fp)
 	    fputs("Postfix: the same parameter.\n", fp);
 	    break;
 	case PO_POSTFIX_DEF:
-	    fputs("Postfix: the same parameter; relayq's own default (", fp);
+	    fputs("Postfix: the same parameter; relayq's default differs (", fp);
 	    cfg_man_text(fp, p->note);
 	    fputs(").\n", fp);
 	    break;

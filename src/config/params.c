@@ -90,7 +90,7 @@ const PARAM param_table[] = {
     PT("maximal_queue_lifetime", "5d", 'd', 0,
        "how long a message is retried before it is returned to the sender"),
     PT("bounce_queue_lifetime", "5d", 'd', 0,
-       "the same for bounces (null sender); capped at maximal_queue_lifetime"),
+       "the same for bounces (null sender); the scheduler caps it at maximal_queue_lifetime"),
     PT("delay_warning_time", "0h", 'h', 0,
        "when the sender is told that mail is delayed; 0: never"),
     PI("qmgr_message_active_limit", "20000", 1, 0,
