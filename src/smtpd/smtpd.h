@@ -27,6 +27,9 @@ void    smtpd_reconfigure(SMTPD *s, const CONFIG *cf);
 /* Stop accepting; sessions get 421 at their next command; cb when all are gone. */
 void    smtpd_shutdown(SMTPD *s, void (*done)(void *ctx), void *ctx);
 int     smtpd_sessions(const SMTPD *s);
+/* The port listener idx is bound to (smtpd_listen may say port 0), or -1. */
+int     smtpd_bound_port(const SMTPD *s, int idx);
+/* Call after shutdown's done (no session may wait for the queue then). */
 void    smtpd_free(SMTPD *s);
 
 /* Counters for metrics. */

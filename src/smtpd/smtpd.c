@@ -1,0 +1,1098 @@
+/*
+ * smtpd - the SMTP server (see smtpd.h): listeners, sessions on libevent
+ * bufferevents, the ESMTP dialogue, relay access control, limits,
+ * smuggling-safe DATA and STARTTLS.
+ *
+ * Every session works on a snapshot of the configuration (SMTPD_PARAMS,
+ * reference counted) so that SIGHUP never changes a dialogue midway.
+ * Input is processed line by line from the bufferevent's input buffer, so
+ * pipelined commands are answered in order and their replies leave in one
+ * write when the input runs dry.  Nothing blocks: the message is handed to
+ * the queue's writer thread and the 250 is sent from its callback only.
+ *
+ * Client names: no reverse DNS lookup is done.  127.0.0.1 and ::1 are
+ * "localhost", every other client is "unknown", as Postfix logs a client
+ * whose name does not resolve.
+ */
+#include <string.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <errno.h>
+#include <unistd.h>
+#include <fcntl.h>
+#include <sys/socket.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
+
+#include <event2/event.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <event2/listener.h>
+#include <event2/util.h>
+#include <openssl/ssl.h>
+#include <openssl/err.h>
+
+#include "util/util.h"
+#include "log/log.h"
+#include "config/config.h"
+#include "queue/queue.h"
+#include "cleanup/cleanup.h"
+#include "smtpd/smtpd.h"
+#include "smtpd/smtpd_proto.h"
+
+#define SMTPD_HARD_ERROR_LIMIT	20	/* Postfix smtpd_hard_error_limit */
+#define SMTPD_READ_HIGH_WATER	65536	/* cap on buffered, unprocessed input */
+
+#define TLS_NONE	0
+#define TLS_MAY		1
+#define TLS_ENCRYPT	2
+
+/* A configuration snapshot, shared by the sessions that started under it. */
+typedef struct SMTPD_PARAMS {
+    int     refs;
+    char   *myhostname;
+    char   *banner;
+    long long msg_limit;
+    long long hdr_limit;
+    long long line_limit;
+    long long rcpt_limit;
+    long long conn_limit;
+    long long sess_limit;
+    long long timeout;
+    int     bare_mode;
+    int     helo_required;
+    int     always_add;
+    int     tls_level;
+    char  **bare_excl;
+    char  **mynetworks;
+    char  **relay_domains;
+    char  **relay_restr;
+    char  **rcpt_restr;
+    char  **rewrite_clients;
+    SSL_CTX *ssl;
+} SMTPD_PARAMS;
+
+typedef struct SESSION SESSION;
+
+struct SMTPD {
+    struct event_base *base;
+    QUEUE  *q;
+    SMTPD_HOOKS hooks;
+    SMTPD_PARAMS *p;
+    char  **listen;
+    struct evconnlistener **lis;
+    int     nlis;
+    SESSION *sessions;
+    int     nsess;
+    int     shutting;
+    void    (*done) (void *);
+    void   *done_ctx;
+    struct event *done_ev;		/* runs done() from the loop */
+    SMTPD_STATS st;
+};
+
+struct SESSION {
+    SMTPD  *s;
+    SMTPD_PARAMS *p;
+    struct bufferevent *bev;
+    SESSION *prev, *next;
+    char    addr[INET6_ADDRSTRLEN];
+    char    name[16];
+    char    namaddr[INET6_ADDRSTRLEN + 32];
+    int     in_mynet;
+    int     bare_mode;
+    int     rewrite_allowed;
+    char   *helo;
+    int     esmtp;
+    int     tls;
+    char    last_cmd[16];
+    int     errors;
+    SMTPD_LINER lr;
+    SMTPD_COUNTS counts;
+    /* The transaction. */
+    QMSG   *msg;
+    int     rcpt_alloc;
+    int     in_data;
+    SMTPD_DATA dm;
+    BUF     data;
+    int     waiting;			/* queue commit pending */
+    int     closing;			/* close once the output is written */
+    int     gone;			/* connection closed; struct kept for the queue callback */
+    int     logged_disconnect;
+};
+
+static void session_process(SESSION *ss);
+static void session_free(SESSION *ss);
+static void event_cb(struct bufferevent *bev, short what, void *ctx);
+static void read_cb(struct bufferevent *bev, void *ctx);
+
+/* Configuration snapshot */
+
+static int tls_level(const char *v)
+{
+    if (v && str_casecmp(v, "may") == 0)
+	return (TLS_MAY);
+    if (v && str_casecmp(v, "encrypt") == 0)
+	return (TLS_ENCRYPT);
+    return (TLS_NONE);
+}
+
+static SMTPD_PARAMS *params_load(const CONFIG *cf)
+{
+    SMTPD_PARAMS *p = xcalloc(1, sizeof(*p));
+    const char *cert, *key;
+
+    p->refs = 1;
+    p->myhostname = xstrdup(config_str(cf, "myhostname"));
+    p->banner = xstrdup(config_str(cf, "smtpd_banner"));
+    p->msg_limit = config_size(cf, "message_size_limit");
+    p->hdr_limit = config_size(cf, "header_size_limit");
+    p->line_limit = config_size(cf, "line_length_limit");
+    if (p->line_limit < 512)
+	p->line_limit = 512;		/* RFC 5321 minimum command line */
+    p->rcpt_limit = config_int(cf, "smtpd_recipient_limit");
+    p->conn_limit = config_int(cf, "smtpd_client_connection_count_limit");
+    p->sess_limit = config_known("relayq_smtpd_session_limit") ?
+	config_int(cf, "relayq_smtpd_session_limit") : 1000;
+    p->timeout = config_time(cf, "smtpd_timeout");
+    p->bare_mode = smtpd_bare_mode(config_str(cf, "smtpd_forbid_bare_newline"));
+    if (p->bare_mode < 0)
+	p->bare_mode = SMTPD_BARE_NORMALIZE;
+    p->helo_required = config_bool(cf, "smtpd_helo_required");
+    p->always_add = config_bool(cf, "always_add_missing_headers");
+    p->bare_excl = config_list(cf, "smtpd_forbid_bare_newline_exclusions", 0);
+    p->mynetworks = config_list(cf, "mynetworks", 0);
+    p->relay_domains = config_list(cf, "relay_domains", 0);
+    p->relay_restr = config_list(cf, "smtpd_relay_restrictions", 0);
+    p->rcpt_restr = config_list(cf, "smtpd_recipient_restrictions", 0);
+    p->rewrite_clients = config_list(cf, "local_header_rewrite_clients", 0);
+    p->tls_level = tls_level(config_str(cf, "smtpd_tls_security_level"));
+    cert = config_str(cf, "smtpd_tls_cert_file");
+    key = config_str(cf, "smtpd_tls_key_file");
+    if (p->tls_level != TLS_NONE && *cert && *key) {
+	p->ssl = SSL_CTX_new(TLS_server_method());
+	if (p->ssl == 0
+	    || SSL_CTX_use_certificate_chain_file(p->ssl, cert) != 1
+	    || SSL_CTX_use_PrivateKey_file(p->ssl, key, SSL_FILETYPE_PEM) != 1
+	    || SSL_CTX_check_private_key(p->ssl) != 1) {
+	    log_warn("smtpd", "cannot load TLS certificate %s or key %s: STARTTLS disabled",
+		     cert, key);
+	    if (p->ssl)
+		SSL_CTX_free(p->ssl);
+	    p->ssl = 0;
+	}
+    }
+    return (p);
+}
+
+static void params_unref(SMTPD_PARAMS *p)
+{
+    if (p == 0 || --p->refs > 0)
+	return;
+    free(p->myhostname);
+    free(p->banner);
+    str_list_free(p->bare_excl);
+    str_list_free(p->mynetworks);
+    str_list_free(p->relay_domains);
+    str_list_free(p->relay_restr);
+    str_list_free(p->rcpt_restr);
+    str_list_free(p->rewrite_clients);
+    if (p->ssl)
+	SSL_CTX_free(p->ssl);
+    free(p);
+}
+
+/* Replies */
+
+static void reply(SESSION *ss, const char *fmt, ...) UTIL_PRINTF(2, 3);
+
+static void reply(SESSION *ss, const char *fmt, ...)
+{
+    struct evbuffer *out;
+    va_list ap;
+
+    if (ss->bev == 0)
+	return;
+    out = bufferevent_get_output(ss->bev);
+    va_start(ap, fmt);
+    evbuffer_add_vprintf(out, fmt, ap);
+    va_end(ap);
+    evbuffer_add(out, "\r\n", 2);
+}
+
+/* Count a command as done or failed from the first digit of its reply. */
+static void count(SESSION *ss, int cmd, int ok)
+{
+    ss->counts.total[cmd]++;
+    if (ok)
+	ss->counts.ok[cmd]++;
+    else
+	ss->errors++;
+}
+
+static void write_done_cb(struct bufferevent *bev, void *ctx)
+{
+    SESSION *ss = ctx;
+
+    if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+	session_free(ss);
+}
+
+/* Send what is queued, then close. */
+static void session_close_after_write(SESSION *ss)
+{
+    ss->closing = 1;
+    if (ss->bev == 0)
+	return;
+    bufferevent_disable(ss->bev, EV_READ);
+    bufferevent_setcb(ss->bev, 0, write_done_cb, event_cb, ss);
+    bufferevent_enable(ss->bev, EV_WRITE);
+}
+
+/* Transactions */
+
+static void txn_reset(SESSION *ss)
+{
+    qmsg_free(ss->msg);
+    ss->msg = 0;
+    ss->rcpt_alloc = 0;
+    ss->in_data = 0;
+    buf_free(&ss->data);
+}
+
+static const char *proto_name(const SESSION *ss)
+{
+    if (!ss->esmtp)
+	return ("SMTP");
+    return (ss->tls ? "ESMTPS" : "ESMTP");
+}
+
+static int has_8bit(const char *s)
+{
+    for (; *s; s++)
+	if ((unsigned char) *s & 0x80)
+	    return (1);
+    return (0);
+}
+
+/* Commands */
+
+static void cmd_helo(SESSION *ss, const char *arg, int esmtp)
+{
+    SMTPD_PARAMS *p = ss->p;
+
+    if (*arg == 0) {
+	reply(ss, "501 Syntax: %s hostname", esmtp ? "EHLO" : "HELO");
+	count(ss, esmtp ? SMTPD_C_EHLO : SMTPD_C_HELO, 0);
+	return;
+    }
+    txn_reset(ss);
+    free(ss->helo);
+    ss->helo = xstrdup(arg);
+    ss->esmtp = esmtp;
+    count(ss, esmtp ? SMTPD_C_EHLO : SMTPD_C_HELO, 1);
+    if (!esmtp) {
+	reply(ss, "250 %s", p->myhostname);
+	return;
+    }
+    reply(ss, "250-%s", p->myhostname);
+    reply(ss, "250-PIPELINING");
+    if (p->msg_limit > 0)
+	reply(ss, "250-SIZE %lld", p->msg_limit);
+    else
+	reply(ss, "250-SIZE");
+    reply(ss, "250-VRFY");
+    if (p->ssl && !ss->tls)
+	reply(ss, "250-STARTTLS");
+    reply(ss, "250-ENHANCEDSTATUSCODES");
+    reply(ss, "250-8BITMIME");
+    reply(ss, "250-DSN");
+    reply(ss, "250 SMTPUTF8");
+}
+
+static int need_tls(SESSION *ss)
+{
+    if (ss->p->tls_level == TLS_ENCRYPT && !ss->tls) {
+	reply(ss, "530 5.7.0 Must issue a STARTTLS command first");
+	return (1);
+    }
+    return (0);
+}
+
+static void cmd_mail(SESSION *ss, const char *arg)
+{
+    SMTPD_PARAMS *p = ss->p;
+    char    rbuf[512];
+    char   *addr;
+    const char *params;
+    SMTPD_MAILP mp;
+    int     rc;
+
+    if (need_tls(ss))
+	goto fail;
+    if (p->helo_required && ss->helo == 0) {
+	reply(ss, "503 5.5.1 Error: send HELO/EHLO first");
+	goto fail;
+    }
+    if (ss->msg) {
+	reply(ss, "503 5.5.1 Error: nested MAIL command");
+	goto fail;
+    }
+    rc = smtpd_parse_path(arg, "FROM:", &addr, &params);
+    if (rc == SMTPD_PATH_SYNTAX) {
+	reply(ss, "501 5.5.4 Syntax: MAIL FROM:<address>");
+	goto fail;
+    }
+    if (rc != SMTPD_PATH_OK) {
+	reply(ss, "501 5.1.7 Bad sender address syntax");
+	goto fail;
+    }
+    if (smtpd_mail_params(params, p->msg_limit, &mp, rbuf, sizeof(rbuf)) < 0) {
+	free(addr);
+	if (rbuf[0] == '5' && rbuf[1] == '5' && rbuf[2] == '2')
+	    ss->s->st.rejects_size++;
+	reply(ss, "%s", rbuf);
+	goto fail;
+    }
+    if (has_8bit(addr) && !mp.smtputf8) {
+	free(addr);
+	smtpd_mailp_free(&mp);
+	reply(ss, "553 5.6.7 Must declare SMTPUTF8 to send unicode address");
+	goto fail;
+    }
+    ss->msg = xcalloc(1, sizeof(*ss->msg));
+    ss->msg->state = QSTATE_INCOMING;
+    ss->msg->sender = addr;
+    ss->msg->arrival_us = time_now_us();
+    ss->msg->envid = mp.envid;
+    ss->msg->ret = mp.ret;
+    if (mp.body8)
+	ss->msg->flags |= QFLAG_8BITMIME;
+    if (mp.smtputf8)
+	ss->msg->flags |= QFLAG_SMTPUTF8;
+    reply(ss, "250 2.1.0 Ok");
+    count(ss, SMTPD_C_MAIL, 1);
+    return;
+
+fail:
+    count(ss, SMTPD_C_MAIL, 0);
+}
+
+static void cmd_rcpt(SESSION *ss, const char *arg)
+{
+    SMTPD_PARAMS *p = ss->p;
+    char    rbuf[1024];
+    char   *addr;
+    const char *params;
+    SMTPD_RCPTP rp;
+    QRCPT  *r;
+    int     rc;
+
+    if (need_tls(ss))
+	goto fail;
+    if (ss->msg == 0) {
+	reply(ss, "503 5.5.1 Error: need MAIL command");
+	goto fail;
+    }
+    rc = smtpd_parse_path(arg, "TO:", &addr, &params);
+    if (rc == SMTPD_PATH_SYNTAX) {
+	reply(ss, "501 5.5.4 Syntax: RCPT TO:<address>");
+	goto fail;
+    }
+    if (rc != SMTPD_PATH_OK || *addr == 0) {
+	free(addr);
+	reply(ss, "501 5.1.3 Bad recipient address syntax");
+	goto fail;
+    }
+    if (smtpd_rcpt_params(params, &rp, rbuf, sizeof(rbuf)) < 0) {
+	free(addr);
+	reply(ss, "%s", rbuf);
+	goto fail;
+    }
+    if (has_8bit(addr) && !(ss->msg->flags & QFLAG_SMTPUTF8)) {
+	free(addr);
+	smtpd_rcptp_free(&rp);
+	reply(ss, "553 5.6.7 Must declare SMTPUTF8 to send unicode address");
+	goto fail;
+    }
+    if (p->rcpt_limit > 0 && ss->msg->nrcpt >= p->rcpt_limit) {
+	free(addr);
+	smtpd_rcptp_free(&rp);
+	reply(ss, "452 4.5.3 Error: too many recipients");
+	goto fail;
+    }
+    if (smtpd_relay_check(p->relay_restr, ss->in_mynet, addr, p->relay_domains,
+			  rbuf, sizeof(rbuf)) < 0
+	|| smtpd_relay_check(p->rcpt_restr, ss->in_mynet, addr, p->relay_domains,
+			     rbuf, sizeof(rbuf)) < 0) {
+	if (strstr(rbuf, "Relay access denied"))
+	    ss->s->st.rejects_relay++;
+	else
+	    ss->s->st.rejects_other++;
+	if (ss->helo)
+	    log_msg("smtpd", "%s: reject: RCPT from %s: %s; from=<%s> to=<%s> proto=%s helo=<%s>",
+		    ss->msg->nrcpt ? ss->msg->qid : "NOQUEUE", ss->namaddr, rbuf,
+		    ss->msg->sender, addr, proto_name(ss), ss->helo);
+	else
+	    log_msg("smtpd", "%s: reject: RCPT from %s: %s; from=<%s> to=<%s> proto=%s",
+		    ss->msg->nrcpt ? ss->msg->qid : "NOQUEUE", ss->namaddr, rbuf,
+		    ss->msg->sender, addr, proto_name(ss));
+	free(addr);
+	smtpd_rcptp_free(&rp);
+	reply(ss, "%s", rbuf);
+	goto fail;
+    }
+    if (ss->msg->nrcpt == 0) {
+	/* Postfix opens the queue file here (smtpd_delay_open_until_valid_rcpt). */
+	queue_assign_id(ss->s->q, ss->msg);
+	ss->msg->create_time = time_now_us() / 1000000;
+	log_msg("smtpd", "%s: client=%s", ss->msg->qid, ss->namaddr);
+    }
+    if (ss->msg->nrcpt >= ss->rcpt_alloc) {
+	ss->rcpt_alloc = ss->rcpt_alloc ? 2 * ss->rcpt_alloc : 4;
+	ss->msg->rcpts = xrealloc(ss->msg->rcpts, ss->rcpt_alloc * sizeof(QRCPT));
+    }
+    r = &ss->msg->rcpts[ss->msg->nrcpt++];
+    memset(r, 0, sizeof(*r));
+    r->addr = addr;
+    r->orcpt = rp.orcpt;
+    r->notify = rp.notify;
+    r->state = QRCPT_PENDING;
+    reply(ss, "250 2.1.5 Ok");
+    count(ss, SMTPD_C_RCPT, 1);
+    return;
+
+fail:
+    count(ss, SMTPD_C_RCPT, 0);
+}
+
+static void cmd_data(SESSION *ss, const char *arg)
+{
+    if (*arg) {
+	reply(ss, "501 5.5.4 Syntax: DATA");
+	goto fail;
+    }
+    if (need_tls(ss))
+	goto fail;
+    if (ss->msg == 0) {
+	reply(ss, "503 5.5.1 Error: need RCPT command");
+	goto fail;
+    }
+    if (ss->msg->nrcpt == 0) {
+	reply(ss, "554 5.5.1 Error: no valid recipients");
+	goto fail;
+    }
+    buf_init(&ss->data);
+    smtpd_data_init(&ss->dm, ss->bare_mode, (size_t) ss->p->msg_limit, &ss->data);
+    ss->in_data = 1;
+    reply(ss, "354 End data with <CR><LF>.<CR><LF>");
+    /* The data command is counted when the message is accepted or not. */
+    return;
+
+fail:
+    count(ss, SMTPD_C_DATA, 0);
+}
+
+static void queued_cb(void *ctx, int ok)
+{
+    SESSION *ss = ctx;
+    SMTPD  *s = ss->s;
+    QMSG   *msg = ss->msg;
+
+    ss->waiting = 0;
+    ss->msg = 0;
+    if (ok) {
+	s->st.messages++;
+	reply(ss, "250 2.0.0 Ok: queued as %s", msg->qid);
+	count(ss, SMTPD_C_DATA, 1);
+	if (s->hooks.queued)
+	    s->hooks.queued(s->hooks.ctx, msg);
+    } else {
+	reply(ss, "451 4.3.0 Error: queue file write error");
+	count(ss, SMTPD_C_DATA, 0);
+    }
+    qmsg_free(msg);
+    if (ss->gone) {
+	session_free(ss);
+	return;
+    }
+    if (!ss->closing) {
+	bufferevent_enable(ss->bev, EV_READ);
+	session_process(ss);
+    }
+}
+
+static int rewrite_allowed(const SESSION *ss, const char *local_addr)
+{
+    char  *const *cp;
+
+    if (ss->p->always_add)
+	return (1);
+    for (cp = ss->p->rewrite_clients; cp && *cp; cp++) {
+	if (strcmp(*cp, "permit_inet_interfaces") == 0) {
+	    if (strcmp(ss->addr, local_addr) == 0 || strcmp(ss->addr, "::1") == 0
+		|| strncmp(ss->addr, "127.", 4) == 0)
+		return (1);
+	} else if (strcmp(*cp, "permit_mynetworks") == 0) {
+	    if (ss->in_mynet)
+		return (1);
+	} else if (strcmp(*cp, "static:all") == 0 || strcmp(*cp, "permit") == 0) {
+	    return (1);
+	}
+    }
+    return (0);
+}
+
+/* End of DATA: cleanup, then hand to the queue. */
+static void data_done(SESSION *ss)
+{
+    SMTPD_PARAMS *p = ss->p;
+    QMSG   *msg = ss->msg;
+    CLEANUP_INFO ci;
+    BUF     out = BUF_INIT;
+    char   *msgid = 0;
+    char    err[256];
+    QBATCH *b;
+
+    ss->in_data = 0;
+    if (ss->dm.overflow) {
+	ss->s->st.rejects_size++;
+	reply(ss, "552 5.3.4 Message size exceeds fixed limit");
+	count(ss, SMTPD_C_DATA, 0);
+	txn_reset(ss);
+	return;
+    }
+    memset(&ci, 0, sizeof(ci));
+    ci.myhostname = p->myhostname;
+    ci.qid = msg->qid;
+    ci.helo = ss->helo;
+    ci.client_name = ss->name;
+    ci.client_addr = ss->addr;
+    ci.protocol = proto_name(ss);
+    ci.single_rcpt = msg->nrcpt == 1 ? msg->rcpts[0].addr : 0;
+    ci.arrival_us = msg->arrival_us;
+    ci.rewrite_allowed = ss->rewrite_allowed;
+    ci.add_received = 1;
+    ci.header_size_limit = (size_t) p->hdr_limit;
+    if (cleanup_message(&ci, ss->data.data ? ss->data.data : "", ss->data.len, &out,
+			&msgid, err, sizeof(err)) < 0) {
+	log_warn("cleanup", "%s: %s", msg->qid, err);
+	buf_free(&out);
+	free(msgid);
+	reply(ss, "451 4.3.0 Error: queue file write error");
+	count(ss, SMTPD_C_DATA, 0);
+	txn_reset(ss);
+	return;
+    }
+    buf_free(&ss->data);
+    log_msg("cleanup", "%s: message-id=%s", msg->qid, *msgid ? msgid : "<>");
+    msg->message_id = msgid;
+    msg->size = out.len;
+    msg->content = buf_steal(&out);
+    msg->client_name = xstrdup(ss->name);
+    msg->client_addr = xstrdup(ss->addr);
+    msg->helo = xstrdup(ss->helo);
+    msg->state = QSTATE_INCOMING;
+
+    b = queue_batch(ss->s->q);
+    queue_batch_insert(b, msg);
+    ss->waiting = 1;
+    bufferevent_disable(ss->bev, EV_READ);
+    queue_batch_submit(b, queued_cb, ss);
+}
+
+/* STARTTLS: reply, discard pipelined plaintext (RFC 3207), wrap the socket. */
+static void cmd_starttls(SESSION *ss, const char *arg)
+{
+    struct bufferevent *tbev;
+    SSL    *ssl;
+    struct evbuffer *in = bufferevent_get_input(ss->bev);
+    struct timeval tv;
+
+    if (*arg) {
+	reply(ss, "501 5.5.4 Syntax: STARTTLS");
+	count(ss, SMTPD_C_STARTTLS, 0);
+	return;
+    }
+    if (ss->tls) {
+	reply(ss, "554 5.5.1 Error: TLS already active");
+	count(ss, SMTPD_C_STARTTLS, 0);
+	return;
+    }
+    if (ss->p->ssl == 0) {
+	reply(ss, "502 5.5.1 Error: command not implemented");
+	count(ss, SMTPD_C_STARTTLS, 0);
+	return;
+    }
+    reply(ss, "220 2.0.0 Ready to start TLS");
+    count(ss, SMTPD_C_STARTTLS, 1);
+    /* Anything the client sent after STARTTLS in the clear is dropped. */
+    evbuffer_drain(in, evbuffer_get_length(in));
+    if ((ssl = SSL_new(ss->p->ssl)) == 0) {
+	reply(ss, "454 4.7.0 TLS not available due to local problem");
+	return;
+    }
+    /* The 220 is already in the plain output buffer, ahead of the handshake. */
+    tbev = bufferevent_openssl_filter_new(ss->s->base, ss->bev, ssl,
+					  BUFFEREVENT_SSL_ACCEPTING,
+					  BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
+    if (tbev == 0) {
+	SSL_free(ssl);
+	session_close_after_write(ss);
+	return;
+    }
+    ss->bev = tbev;
+    ss->tls = 1;
+    /* RFC 3207: forget everything learned before TLS. */
+    txn_reset(ss);
+    free(ss->helo);
+    ss->helo = 0;
+    ss->esmtp = 0;
+    bufferevent_setcb(tbev, read_cb, 0, event_cb, ss);
+    bufferevent_setwatermark(tbev, EV_READ, 0, SMTPD_READ_HIGH_WATER);
+    tv.tv_sec = ss->p->timeout;
+    tv.tv_usec = 0;
+    bufferevent_set_timeouts(tbev, &tv, &tv);
+    bufferevent_enable(tbev, EV_READ | EV_WRITE);
+}
+
+static void session_command(SESSION *ss, char *line, size_t len, int crlf)
+{
+    char   *verb, *arg;
+
+    if (!crlf && ss->bare_mode == SMTPD_BARE_REJECT) {
+	reply(ss, "521 5.5.2 %s Error: bare <LF> received", ss->p->myhostname);
+	log_msg("smtpd", "disconnect: bare <LF> received from %s", ss->namaddr);
+	session_close_after_write(ss);
+	return;
+    }
+    if (memchr(line, 0, len) != 0) {
+	reply(ss, "500 5.5.2 Error: bad syntax");
+	count(ss, SMTPD_C_UNKNOWN, 0);
+	return;
+    }
+    smtpd_cmd_split(line, &verb, &arg);
+    if (*verb == 0) {
+	reply(ss, "500 5.5.2 Error: bad syntax");
+	ss->errors++;
+	return;
+    }
+    snprintf(ss->last_cmd, sizeof(ss->last_cmd), "%s", verb);
+    for (char *cp = ss->last_cmd; *cp; cp++)
+	if (*cp >= 'a' && *cp <= 'z')
+	    *cp -= 'a' - 'A';
+
+    /* Shutdown: a transaction in progress may finish; nothing new starts. */
+    if (ss->s->shutting && ss->msg == 0) {
+	reply(ss, "421 4.3.2 Service shutting down");
+	session_close_after_write(ss);
+	return;
+    }
+    if (str_casecmp(verb, "EHLO") == 0)
+	cmd_helo(ss, arg, 1);
+    else if (str_casecmp(verb, "HELO") == 0)
+	cmd_helo(ss, arg, 0);
+    else if (str_casecmp(verb, "MAIL") == 0)
+	cmd_mail(ss, arg);
+    else if (str_casecmp(verb, "RCPT") == 0)
+	cmd_rcpt(ss, arg);
+    else if (str_casecmp(verb, "DATA") == 0)
+	cmd_data(ss, arg);
+    else if (str_casecmp(verb, "STARTTLS") == 0)
+	cmd_starttls(ss, arg);
+    else if (str_casecmp(verb, "RSET") == 0) {
+	if (*arg) {
+	    reply(ss, "501 5.5.4 Syntax: RSET");
+	    count(ss, SMTPD_C_RSET, 0);
+	} else {
+	    txn_reset(ss);
+	    reply(ss, "250 2.0.0 Ok");
+	    count(ss, SMTPD_C_RSET, 1);
+	}
+    } else if (str_casecmp(verb, "NOOP") == 0) {
+	reply(ss, "250 2.0.0 Ok");
+	count(ss, SMTPD_C_NOOP, 1);
+    } else if (str_casecmp(verb, "VRFY") == 0) {
+	if (need_tls(ss)) {
+	    count(ss, SMTPD_C_VRFY, 0);
+	} else if (*arg == 0) {
+	    reply(ss, "501 5.5.4 Syntax: VRFY address");
+	    count(ss, SMTPD_C_VRFY, 0);
+	} else {
+	    reply(ss, "252 2.0.0 %s", arg);
+	    count(ss, SMTPD_C_VRFY, 1);
+	}
+    } else if (str_casecmp(verb, "QUIT") == 0) {
+	reply(ss, "221 2.0.0 Bye");
+	count(ss, SMTPD_C_QUIT, 1);
+	session_close_after_write(ss);
+	return;
+    } else {
+	reply(ss, "500 5.5.2 Error: command not recognized");
+	count(ss, SMTPD_C_UNKNOWN, 0);
+    }
+    if (ss->errors >= SMTPD_HARD_ERROR_LIMIT && !ss->closing) {
+	reply(ss, "421 4.7.0 %s Error: too many errors", ss->p->myhostname);
+	session_close_after_write(ss);
+    }
+}
+
+/* Work through the input buffer: DATA content or command lines. */
+static void session_process(SESSION *ss)
+{
+    while (ss->bev && !ss->closing && !ss->waiting) {
+	struct evbuffer *in = bufferevent_get_input(ss->bev);
+	size_t  n = evbuffer_get_length(in);
+
+	if (n == 0)
+	    break;
+	if (ss->in_data) {
+	    struct evbuffer_iovec v;
+	    size_t  used;
+	    int     rc;
+
+	    if (evbuffer_peek(in, -1, 0, &v, 1) < 1)
+		break;
+	    rc = smtpd_data_feed(&ss->dm, v.iov_base, v.iov_len, &used);
+	    evbuffer_drain(in, used);
+	    if (rc == SMTPD_DATA_END) {
+		data_done(ss);
+	    } else if (rc == SMTPD_DATA_BARE_LF) {
+		reply(ss, "521 5.5.2 %s Error: bare <LF> received", ss->p->myhostname);
+		log_msg("smtpd", "disconnect: bare <LF> received from %s", ss->namaddr);
+		count(ss, SMTPD_C_DATA, 0);
+		txn_reset(ss);
+		session_close_after_write(ss);
+	    }
+	} else {
+	    size_t  want = n < (size_t) ss->lr.limit + 2 ? n : (size_t) ss->lr.limit + 2;
+	    unsigned char *p = evbuffer_pullup(in, (ev_ssize_t) want);
+	    size_t  linelen, used;
+	    int     crlf, rc;
+
+	    rc = smtpd_line_get(&ss->lr, (const char *) p, want, &linelen, &used, &crlf);
+	    if (rc == SMTPD_LINE_OK) {
+		char   *line = xmalloc(linelen + 1);
+
+		/* A copy with its real length: a NUL inside is a syntax error. */
+		memcpy(line, p, linelen);
+		line[linelen] = 0;
+		evbuffer_drain(in, used);
+		session_command(ss, line, linelen, crlf);
+		free(line);
+	    } else if (rc == SMTPD_LINE_TOOLONG) {
+		evbuffer_drain(in, used);
+		reply(ss, "500 5.5.0 Error: line too long");
+		count(ss, SMTPD_C_UNKNOWN, 0);
+	    } else {
+		evbuffer_drain(in, used);
+		if (used == 0)
+		    break;			/* wait for the rest of the line */
+	    }
+	}
+    }
+}
+
+static void read_cb(struct bufferevent *bev, void *ctx)
+{
+    session_process((SESSION *) ctx);
+}
+
+static void event_cb(struct bufferevent *bev, short what, void *ctx)
+{
+    SESSION *ss = ctx;
+
+    if ((what & BEV_EVENT_TIMEOUT) && (what & BEV_EVENT_READING) && !ss->closing) {
+	ss->s->st.timeouts++;
+	log_msg("smtpd", "timeout after %s from %s", ss->last_cmd, ss->namaddr);
+	reply(ss, "421 4.4.2 %s Error: timeout exceeded", ss->p->myhostname);
+	txn_reset(ss);
+	session_close_after_write(ss);
+	return;
+    }
+    if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT)) {
+	if (!ss->closing)
+	    log_msg("smtpd", "lost connection after %s from %s", ss->last_cmd, ss->namaddr);
+	session_free(ss);
+    }
+}
+
+static void done_cb(evutil_socket_t fd, short what, void *ctx)
+{
+    SMTPD  *s = ctx;
+    void    (*done) (void *) = s->done;
+
+    s->done = 0;
+    if (done)
+	done(s->done_ctx);
+}
+
+static void check_done(SMTPD *s)
+{
+    if (s->shutting && s->nsess == 0 && s->done) {
+	struct timeval tv = {0, 0};
+
+	evtimer_add(s->done_ev, &tv);
+    }
+}
+
+/* Close the connection; the struct lives on while the queue has it. */
+static void session_free(SESSION *ss)
+{
+    SMTPD  *s = ss->s;
+
+    if (!ss->logged_disconnect) {
+	BUF     b = BUF_INIT;
+
+	smtpd_counts_format(&ss->counts, &b);
+	log_msg("smtpd", "disconnect from %s%s", ss->namaddr, b.data ? b.data : "");
+	buf_free(&b);
+	ss->logged_disconnect = 1;
+    }
+    if (ss->bev) {
+	bufferevent_free(ss->bev);
+	ss->bev = 0;
+    }
+    if (ss->in_data) {
+	/* Mid-DATA disconnect: nothing is queued. */
+	count(ss, SMTPD_C_DATA, 0);
+	ss->in_data = 0;
+    }
+    ss->gone = 1;
+    if (ss->waiting)
+	return;				/* queued_cb frees */
+    txn_reset(ss);
+    if (ss->prev)
+	ss->prev->next = ss->next;
+    else
+	s->sessions = ss->next;
+    if (ss->next)
+	ss->next->prev = ss->prev;
+    s->nsess--;
+    free(ss->helo);
+    params_unref(ss->p);
+    free(ss);
+    check_done(s);
+}
+
+/* Accepting */
+
+static void sockaddr_str(const struct sockaddr *sa, char *out, size_t len)
+{
+    if (sa->sa_family == AF_INET6) {
+	const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *) sa;
+
+	if (IN6_IS_ADDR_V4MAPPED(&s6->sin6_addr))
+	    inet_ntop(AF_INET, &s6->sin6_addr.s6_addr[12], out, (socklen_t) len);
+	else
+	    inet_ntop(AF_INET6, &s6->sin6_addr, out, (socklen_t) len);
+    } else if (sa->sa_family == AF_INET) {
+	inet_ntop(AF_INET, &((const struct sockaddr_in *) sa)->sin_addr, out, (socklen_t) len);
+    } else {
+	snprintf(out, len, "unknown");
+    }
+}
+
+static void accept_cb(struct evconnlistener *l, evutil_socket_t fd,
+		              struct sockaddr *sa, int salen, void *ctx)
+{
+    SMTPD  *s = ctx;
+    SMTPD_PARAMS *p = s->p;
+    SESSION *ss, *o;
+    struct sockaddr_storage local;
+    socklen_t llen = sizeof(local);
+    char    laddr[INET6_ADDRSTRLEN] = "";
+    struct timeval tv;
+    int     same = 0;
+
+    if (s->shutting) {
+	evutil_closesocket(fd);
+	return;
+    }
+    ss = xcalloc(1, sizeof(*ss));
+    ss->s = s;
+    ss->p = p;
+    p->refs++;
+    sockaddr_str(sa, ss->addr, sizeof(ss->addr));
+    snprintf(ss->name, sizeof(ss->name), "%s",
+	     strcmp(ss->addr, "127.0.0.1") == 0 || strcmp(ss->addr, "::1") == 0 ?
+	     "localhost" : "unknown");
+    snprintf(ss->namaddr, sizeof(ss->namaddr), "%s[%s]", ss->name, ss->addr);
+    if (getsockname(fd, (struct sockaddr *) &local, &llen) == 0)
+	sockaddr_str((struct sockaddr *) &local, laddr, sizeof(laddr));
+    snprintf(ss->last_cmd, sizeof(ss->last_cmd), "CONNECT");
+    ss->lr.limit = (size_t) p->line_limit;
+    ss->in_mynet = smtpd_net_match(ss->addr, p->mynetworks);
+    ss->bare_mode = smtpd_net_match(ss->addr, p->bare_excl) ? SMTPD_BARE_NO : p->bare_mode;
+    ss->rewrite_allowed = rewrite_allowed(ss, laddr);
+    buf_init(&ss->data);
+
+    evutil_make_socket_nonblocking(fd);
+    ss->bev = bufferevent_socket_new(s->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    if (ss->bev == 0) {
+	evutil_closesocket(fd);
+	params_unref(p);
+	free(ss);
+	return;
+    }
+    for (o = s->sessions; o; o = o->next)
+	if (!o->gone && strcmp(o->addr, ss->addr) == 0)
+	    same++;
+    ss->next = s->sessions;
+    if (s->sessions)
+	s->sessions->prev = ss;
+    s->sessions = ss;
+    s->nsess++;
+    s->st.connections++;
+
+    bufferevent_setcb(ss->bev, read_cb, 0, event_cb, ss);
+    bufferevent_setwatermark(ss->bev, EV_READ, 0, SMTPD_READ_HIGH_WATER);
+    tv.tv_sec = p->timeout;
+    tv.tv_usec = 0;
+    bufferevent_set_timeouts(ss->bev, &tv, &tv);
+    log_msg("smtpd", "connect from %s", ss->namaddr);
+
+    if (p->conn_limit > 0 && same >= p->conn_limit) {
+	log_warn("smtpd", "Connection concurrency limit exceeded: %d from %s for service smtp",
+		 same + 1, ss->namaddr);
+	s->st.rejects_other++;
+	reply(ss, "421 4.7.0 %s Error: too many connections from %s", p->myhostname, ss->addr);
+	session_close_after_write(ss);
+	return;
+    }
+    if (p->sess_limit > 0 && s->nsess > p->sess_limit) {
+	s->st.rejects_other++;
+	reply(ss, "421 4.3.2 %s Service unavailable - try again later", p->myhostname);
+	session_close_after_write(ss);
+	return;
+    }
+    reply(ss, "220 %s", p->banner);
+    bufferevent_enable(ss->bev, EV_READ | EV_WRITE);
+}
+
+/* Public interface */
+
+SMTPD  *smtpd_create(struct event_base *base, const CONFIG *cf, QUEUE *q, const SMTPD_HOOKS *hooks)
+{
+    SMTPD  *s = xcalloc(1, sizeof(*s));
+
+    s->base = base;
+    s->q = q;
+    if (hooks)
+	s->hooks = *hooks;
+    s->p = params_load(cf);
+    s->listen = config_list(cf, "smtpd_listen", 0);
+    s->done_ev = evtimer_new(base, done_cb, s);
+    return (s);
+}
+
+int     smtpd_listen(SMTPD *s, char *err, size_t errlen)
+{
+    char  **cp;
+
+    for (cp = s->listen; cp && *cp; cp++) {
+	struct sockaddr_storage ss;
+	int     sslen = sizeof(ss);
+	int     fd, on = 1;
+	struct evconnlistener *l;
+
+	memset(&ss, 0, sizeof(ss));
+	if (evutil_parse_sockaddr_port(*cp, (struct sockaddr *) &ss, &sslen) < 0) {
+	    snprintf(err, errlen, "smtpd_listen: bad address \"%s\": expected host:port or [v6]:port", *cp);
+	    return (-1);
+	}
+	fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0) {
+	    snprintf(err, errlen, "socket %s: %s", *cp, strerror(errno));
+	    return (-1);
+	}
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on));
+	if (ss.ss_family == AF_INET6)
+	    setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &on, sizeof(on));
+	if (bind(fd, (struct sockaddr *) &ss, (socklen_t) sslen) < 0) {
+	    snprintf(err, errlen, "bind %s: %s", *cp, strerror(errno));
+	    close(fd);
+	    return (-1);
+	}
+	l = evconnlistener_new(s->base, accept_cb, s, LEV_OPT_CLOSE_ON_FREE, -1, fd);
+	if (l == 0) {
+	    snprintf(err, errlen, "listen %s: %s", *cp, strerror(errno));
+	    close(fd);
+	    return (-1);
+	}
+	s->lis = xrealloc(s->lis, (size_t) (s->nlis + 1) * sizeof(*s->lis));
+	s->lis[s->nlis++] = l;
+    }
+    return (0);
+}
+
+int     smtpd_bound_port(const SMTPD *s, int idx)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+
+    if (idx < 0 || idx >= s->nlis
+	|| getsockname(evconnlistener_get_fd(s->lis[idx]), (struct sockaddr *) &ss, &len) < 0)
+	return (-1);
+    if (ss.ss_family == AF_INET6)
+	return (ntohs(((struct sockaddr_in6 *) &ss)->sin6_port));
+    return (ntohs(((struct sockaddr_in *) &ss)->sin_port));
+}
+
+void    smtpd_reconfigure(SMTPD *s, const CONFIG *cf)
+{
+    SMTPD_PARAMS *np = params_load(cf);
+
+    params_unref(s->p);
+    s->p = np;
+}
+
+void    smtpd_shutdown(SMTPD *s, void (*done) (void *ctx), void *ctx)
+{
+    int     i;
+
+    s->shutting = 1;
+    s->done = done;
+    s->done_ctx = ctx;
+    for (i = 0; i < s->nlis; i++)
+	evconnlistener_free(s->lis[i]);
+    free(s->lis);
+    s->lis = 0;
+    s->nlis = 0;
+    check_done(s);
+}
+
+int     smtpd_sessions(const SMTPD *s)
+{
+    return (s->nsess);
+}
+
+void    smtpd_stats(const SMTPD *s, SMTPD_STATS *st)
+{
+    *st = s->st;
+}
+
+void    smtpd_free(SMTPD *s)
+{
+    int     i;
+
+    if (s == 0)
+	return;
+    s->done = 0;
+    while (s->sessions) {
+	SESSION *ss = s->sessions;
+
+	/* A pending queue callback would find freed memory: abandon it. */
+	ss->waiting = 0;
+	ss->closing = 1;
+	session_free(ss);
+    }
+    for (i = 0; i < s->nlis; i++)
+	evconnlistener_free(s->lis[i]);
+    free(s->lis);
+    str_list_free(s->listen);
+    params_unref(s->p);
+    event_free(s->done_ev);
+    free(s);
+}
