@@ -666,7 +666,7 @@ CONFIG *config_load(const char *confdir, char *const *overrides, int noverrides,
 
 fail:
     if (errlen)
-	snprintf(err, errlen, "relayq: fatal: %s", why.data ? why.data : "error");
+	snprintf(err, errlen, "%s", why.data ? why.data : "error");
     buf_free(&why);
     config_free(cf);
     return (0);

@@ -23,11 +23,11 @@ typedef struct CONFIG CONFIG;
  * "name=value" overrides in order.  A missing relayq.cf is not an error only
  * when allow_missing is set (the CLI on a host without a configuration).
  * Every value is checked against its type here, so later lookups cannot
- * fail.  On error returns NULL and puts one line in err, complete and
- * without newline, ready for stderr: "relayq: fatal: FILE, line N:
- * parameter NAME: what is wrong and what is accepted" (or "-o name=value:
- * ..." for an override).  Unknown parameter names are warnings, written to
- * stderr as "relayq: warning: FILE, line N: unknown parameter "NAME"" (or
+ * fail.  On error returns NULL and puts one line in err, without prefix or
+ * newline: "FILE, line N: parameter NAME: what is wrong and what is
+ * accepted" (or "-o name=value: ..." for an override); the caller writes it
+ * as "relayq: fatal: %s\n" (or logs it, on reload).  Unknown parameter
+ * names are warnings, written to stderr as "relayq: warning: FILE, line N: unknown parameter "NAME"" (or
  * "relayq: warning: -o name=value: unknown parameter") and counted
  * (config_warnings()); they may still be used in $name, as in Postfix.
  */

@@ -411,8 +411,8 @@ static void test_errors(void)
 	    config_free(cf);
 	    continue;
 	}
-	if (strncmp(err, "relayq: fatal: ", 15) != 0 || strchr(err, '\n') != 0)
-	    T_FAILF("case %zu: not one fatal line: %s", i, err);
+	if (strchr(err, '\n') != 0 || strstr(err, "fatal") != 0)
+	    T_FAILF("case %zu: not one bare line: %s", i, err);
 	for (int k = 0; k < 3 && error_cases[i].want[k]; k++) {
 	    const char *w = error_cases[i].want[k];
 	    char    want[512];
@@ -440,7 +440,7 @@ static void test_file_errors(void)
     unlink(path);
     cf = config_load(tmpdir, 0, 0, 0, err, sizeof(err));
     T_CHECK(cf == 0);
-    snprintf(want, sizeof(want), "relayq: fatal: open %s: %s", path, strerror(ENOENT));
+    snprintf(want, sizeof(want), "open %s: %s", path, strerror(ENOENT));
     T_EQ_STR(err, want);
 
     cf = config_load(tmpdir, 0, 0, 1, err, sizeof(err));
