@@ -27,8 +27,9 @@ typedef struct CONFIG CONFIG;
  * newline: "FILE, line N: parameter NAME: what is wrong and what is
  * accepted" (or "-o name=value: ..." for an override); the caller writes it
  * as "relayq: fatal: %s\n" (or logs it, on reload).  Unknown parameter
- * names are warnings, written to stderr as "relayq: warning: FILE, line N: unknown parameter "NAME"" (or
- * "relayq: warning: -o name=value: unknown parameter") and counted
+ * names are warnings, written to stderr as "relayq: warning: FILE, line N:
+ * unknown parameter "NAME"" (or "relayq: warning: -o name=value: unknown
+ * parameter") and counted
  * (config_warnings()); they may still be used in $name, as in Postfix.
  */
 CONFIG *config_load(const char *confdir, char *const *overrides, int noverrides,
