@@ -986,6 +986,43 @@ static void test_boundary_collision(void)
     config_free(cf);
 }
 
+/* Flags: 8-bit text in the notice needs 8BITMIME; SMTPUTF8 is carried. */
+static void test_flags_and_no_content(void)
+{
+    CONFIG *cf = cf_make("50000", "5d", "3h");
+    QMSG   *m = msg_make("46312102006", "sender@sender.test",
+			 "Subject: caf\xc3\xa9\r\n\r\nbody\r\n", t1_rcpt, 1);
+    QMSG   *n = build_all(cf, m, BOUNCE_FAILED);
+    int     closed;
+
+    T_CHECK(n && (n->flags & QFLAG_8BITMIME) && !(n->flags & QFLAG_SMTPUTF8));
+    msg_free(n);
+    m->flags |= QFLAG_SMTPUTF8;
+    n = build_all(cf, m, BOUNCE_FAILED);
+    T_CHECK(n && (n->flags & QFLAG_SMTPUTF8));
+    msg_free(n);
+    msg_free(m);
+
+    m = msg_make("46312102006", "sender@sender.test", T1_CONTENT, t1_rcpt, 1);
+    n = build_all(cf, m, BOUNCE_FAILED);
+    T_CHECK(n && n->flags == QFLAG_BOUNCE);
+    msg_free(n);
+
+    /* Content not loaded: the report goes without part 3 (RFC 3462). */
+    free(m->content);
+    m->content = NULL;
+    n = build_all(cf, m, BOUNCE_FAILED);
+    T_CHECK(n != NULL);
+    if (n) {
+	T_EQ_INT(parts_count(n->content, &closed), 2);
+	T_CHECK(closed);
+	T_CHECK(strstr(n->content, "Return-Path:") == NULL);
+    }
+    msg_free(n);
+    msg_free(m);
+    config_free(cf);
+}
+
 /*
  * A real MIME parser: write notices to files and let Python's email
  * package read them (tests/unit/fixtures/bounce/check_dsn.py prints a
@@ -1104,6 +1141,7 @@ int     main(void)
     T_RUN(test_crlf_everywhere);
     T_RUN(test_unique_message_id);
     T_RUN(test_boundary_collision);
+    T_RUN(test_flags_and_no_content);
     T_RUN(test_python_parses);
     return t_done();
 }
