@@ -27,7 +27,7 @@ static const ADMIN_OP admin_ops[] = {
     {"hold", "placed on hold", "Placed on hold"},
     {"release", "released from hold", "Released from hold"},
     {"requeue", "requeued", "Requeued"},
-    {"expire", "expired", "Expired"},
+    {"expire", "marked for forced expiry", "Marked for expiry"},
 };
 
 typedef struct ADMIN_SEL {
@@ -178,8 +178,13 @@ int     control_admin_offline(QUEUE *q, const char *op, char *const *ids, int n,
     } else {
 	queue_batch_abort(b);
     }
-    for (i = 0; i < (ndone > 0 ? ndone : 0); i++)
-	log_msg("postsuper", "%s: %s", done[i]->qid, ao->done);
+    /* Worded as the daemon's admin socket words them (src/relayqd/admin.c). */
+    for (i = 0; i < (ndone > 0 ? ndone : 0); i++) {
+	if (strcmp(op, "requeue") == 0)
+	    log_msg("postsuper", "%s: requeued as %s", done[i]->qid, newqids[i]);
+	else
+	    log_msg("postsuper", "%s: %s", done[i]->qid, ao->done);
+    }
     if (ndone >= 0) {
 	if (ndone > 0)
 	    log_msg("postsuper", "%s: %d message%s", ao->summary, ndone, ndone == 1 ? "" : "s");

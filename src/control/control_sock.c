@@ -60,6 +60,7 @@ typedef struct CONTROL_CONN {
     int     admin;
     struct bufferevent *bev;
     int     replied;
+    int     draining;			/* request too long: wait for the client's EOF */
     struct CONTROL_CONN *prev, *next;
 } CONTROL_CONN;
 
@@ -112,7 +113,6 @@ static void control_reply(CONTROL_CONN *cc, int ok, BUF *payload)
 	evbuffer_add_printf(out, "error %s\n", payload->data);
     }
     cc->replied = 1;
-    bufferevent_disable(cc->bev, EV_READ);
     bufferevent_enable(cc->bev, EV_WRITE);
 }
 
@@ -140,8 +140,11 @@ static void control_read_cb(struct bufferevent *bev, void *arg)
     size_t  len;
     char   *line;
 
-    if (cc->replied)
+    if (cc->replied) {
+	/* After "request too long": discard the rest until the client's EOF, so closing does not reset the reply. */
+	evbuffer_drain(in, evbuffer_get_length(in));
 	return;
+    }
     line = evbuffer_readln(in, &len, EVBUFFER_EOL_LF);
     if (line == 0) {
 	if (evbuffer_get_length(in) > CONTROL_LINE_MAX) {
@@ -150,6 +153,8 @@ static void control_read_cb(struct bufferevent *bev, void *arg)
 	    buf_puts(&err, "request too long");
 	    control_reply(cc, 0, &err);
 	    buf_free(&err);
+	    cc->draining = 1;
+	    evbuffer_drain(in, evbuffer_get_length(in));
 	}
 	return;
     }
@@ -159,6 +164,7 @@ static void control_read_cb(struct bufferevent *bev, void *arg)
 	buf_puts(&err, "request too long");
 	control_reply(cc, 0, &err);
 	buf_free(&err);
+	cc->draining = 1;
     } else {
 	if (len > 0 && line[len - 1] == '\r')
 	    line[len - 1] = 0;
@@ -171,7 +177,7 @@ static void control_write_cb(struct bufferevent *bev, void *arg)
 {
     CONTROL_CONN *cc = arg;
 
-    if (cc->replied && evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+    if (cc->replied && !cc->draining && evbuffer_get_length(bufferevent_get_output(bev)) == 0)
 	control_conn_free(cc);
 }
 
@@ -179,9 +185,16 @@ static void control_event_cb(struct bufferevent *bev, short what, void *arg)
 {
     CONTROL_CONN *cc = arg;
 
-    /* EOF before a full line, error, or timeout: nothing to answer. */
-    (void) bev;
-    (void) what;
+    /*
+     * The client's EOF after its request is normal (it shuts down its side
+     * once the line is sent): keep going until the reply is flushed.
+     * Otherwise (EOF before a full line, error, timeout) give up.
+     */
+    if ((what & BEV_EVENT_EOF) && cc->replied
+	&& evbuffer_get_length(bufferevent_get_output(bev)) > 0) {
+	bufferevent_disable(bev, EV_READ);
+	return;
+    }
     control_conn_free(cc);
 }
 
@@ -410,6 +423,8 @@ int     control_call(const char *queue_dir, int admin, const char *request, BUF 
 	close(fd);
 	return CONTROL_ERROR;
     }
+    /* One request per connection: say so, the daemon may wait for it. */
+    (void) shutdown(fd, SHUT_WR);
     for (;;) {
 	n = read(fd, chunk, sizeof(chunk));
 	if (n < 0 && errno == EINTR)
