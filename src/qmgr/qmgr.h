@@ -157,6 +157,8 @@ void    qmgr_msg_state(const QMGR *q, QMGR_ID id, QMGR_MSGSTATE *st);
 int     qmgr_dest_dead(const QMGR *q, const char *dest, int64_t *until);
 int     qmgr_dead_count(const QMGR *q);
 int64_t qmgr_anchor(const QMGR *q);
+/* Bytes the scheduler holds (its own accounting of its arrays). */
+size_t  qmgr_memory(const QMGR *q);
 
 typedef struct QMGR_COUNTS {
     int     incoming, active, deferred, hold;
