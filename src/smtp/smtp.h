@@ -22,12 +22,30 @@ typedef struct SMTP SMTP;
 
 typedef struct SMTP_ROUTE {
     int     transport;			/* SMTP_TR_* */
-    char    nexthop[256];		/* "[127.0.0.1]:10099", "example.com", or error text */
-    char    key[300];			/* destination key for qmgr: "smtp:[127.0.0.1]:10099" */
+    char    nexthop[512];		/* "[127.0.0.1]:10099", "example.com", or error/discard text */
+    char    key[520];			/* destination key for qmgr: "smtp:[127.0.0.1]:10099" */
 } SMTP_ROUTE;
 
-/* Route one recipient address with cf's transport_maps and relayhost. 0, or -1 with err (bad map). */
+/*
+ * Route one recipient address with cf's transport_maps and relayhost, in
+ * Postfix's order: transport_maps (full address, domain, .parent domains,
+ * "*"), then relayhost, then the recipient domain.  0, or -1 with err (bad
+ * map, unknown transport).  texthash tables are cached by path and mtime.
+ */
 int     smtp_route(const CONFIG *cf, const char *rcpt, SMTP_ROUTE *out, char *err, size_t errlen);
+
+/*
+ * Split an SMTP nexthop: "[host]:port", "[host]", "host:port", "host",
+ * "[v6addr]:port".  *mx is 0 for the bracketed forms (no MX lookup).  The
+ * port is 25 when none is given.  0, or -1 when malformed.
+ */
+int     smtp_nexthop_parse(const char *nexthop, char *host, size_t hostlen, int *port, int *mx);
+
+/*
+ * The enhanced status code of an SMTP reply ("450 4.2.0 text" -> "4.2.0");
+ * without one, derived from the reply code as Postfix does (X.0.0).
+ */
+void    smtp_reply_dsn(const char *reply, char dsn[12]);
 
 SMTP   *smtp_create(struct event_base *base, const CONFIG *cf);
 void    smtp_reconfigure(SMTP *s, const CONFIG *cf);
@@ -69,7 +87,12 @@ typedef void (*SMTP_DONE) (void *ctx, const SMTP_RESULT *res);
 /* Start a delivery; done() is called exactly once, from the event loop (never from inside smtp_deliver). */
 void    smtp_deliver(SMTP *s, const SMTP_REQUEST *req, SMTP_DONE done, void *ctx);
 
-/* Stop: abandon deliveries in progress (each done() reports them deferred). */
+/*
+ * Stop: abandon deliveries in progress.  Each one's done() is called before
+ * smtp_shutdown() returns, with its unfinished recipients deferred (4.3.0
+ * "delivery aborted by mail system shutdown"); new requests are then
+ * refused the same way.  smtp_free() drops deliveries without calling done().
+ */
 void    smtp_shutdown(SMTP *s);
 
 #endif

@@ -1,0 +1,424 @@
+/*
+ * dns - MX and address lookups through c-ares, driven by libevent.
+ *
+ * c-ares tells us which sockets it wants watched (ARES_OPT_SOCK_STATE_CB);
+ * each gets one persistent libevent event.  One timer follows
+ * ares_timeout() so retransmissions and timeouts happen without any
+ * blocking call.  Results are copied and handed to the caller from a
+ * zero-delay timer, so a callback never runs inside dns_mx()/dns_addr()
+ * even when c-ares answers at once (bad name, cache).
+ *
+ * Status mapping: NXDOMAIN and "no data" are DNS_NOTFOUND (permanent);
+ * SERVFAIL, REFUSED, timeouts and the rest are DNS_TEMPFAIL.
+ */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include <ares.h>
+#include <arpa/nameser.h>
+#include <event2/event.h>
+
+#include "util/util.h"
+#include "dns/dns.h"
+
+typedef struct DNS_SOCK {
+    ares_socket_t fd;
+    struct event *ev;
+    short   what;
+    struct DNS_SOCK *next;
+} DNS_SOCK;
+
+typedef struct DNS_REQ DNS_REQ;
+
+struct DNS {
+    struct event_base *base;
+    ares_channel channel;
+    struct event *timer;
+    DNS_SOCK *socks;
+    DNS_REQ *reqs;			/* outstanding requests */
+    int     freeing;
+};
+
+#define DNS_KIND_MX   1
+#define DNS_KIND_ADDR 2
+
+struct DNS_REQ {
+    DNS    *dns;
+    int     kind;
+    int     pending;			/* ares queries not yet answered */
+    int     status[2];			/* per query (A, AAAA) */
+    void    (*mx_cb) (void *, int, const DNS_MX *, int);
+    void    (*addr_cb) (void *, int, const DNS_ADDR *, int);
+    void   *ctx;
+    DNS_MX *mx;
+    DNS_ADDR *addr;
+    int     n;
+    int     cap;
+    struct event *deliver;		/* zero timer that runs the callback */
+    DNS_REQ *prev, *next;
+};
+
+static void dns_timer_update(DNS *d);
+
+static void dns_sock_cb(evutil_socket_t fd, short what, void *arg)
+{
+    DNS    *d = arg;
+
+    ares_process_fd(d->channel, (what & EV_READ) ? fd : ARES_SOCKET_BAD,
+		    (what & EV_WRITE) ? fd : ARES_SOCKET_BAD);
+    dns_timer_update(d);
+}
+
+static void dns_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+    DNS    *d = arg;
+
+    ares_process_fd(d->channel, ARES_SOCKET_BAD, ARES_SOCKET_BAD);
+    dns_timer_update(d);
+}
+
+/* Re-arm the timer for c-ares' next retransmission or timeout. */
+static void dns_timer_update(DNS *d)
+{
+    struct timeval max = {5, 0}, tv, *tvp;
+
+    if (d->freeing || d->timer == NULL)
+	return;
+    if (d->reqs == NULL) {
+	evtimer_del(d->timer);
+	return;
+    }
+    tvp = ares_timeout(d->channel, &max, &tv);
+    evtimer_add(d->timer, tvp);
+}
+
+/* c-ares: watch (or stop watching) a socket. */
+static void dns_sock_state(void *data, ares_socket_t fd, int readable, int writable)
+{
+    DNS    *d = data;
+    DNS_SOCK **pp, *s;
+    short   what = (readable ? EV_READ : 0) | (writable ? EV_WRITE : 0);
+
+    for (pp = &d->socks; (s = *pp) != NULL; pp = &s->next)
+	if (s->fd == fd)
+	    break;
+    if (what == 0) {
+	if (s) {
+	    event_free(s->ev);
+	    *pp = s->next;
+	    free(s);
+	}
+	return;
+    }
+    if (s == NULL) {
+	s = xcalloc(1, sizeof(*s));
+	s->fd = fd;
+	s->next = d->socks;
+	d->socks = s;
+    } else if (s->what == what) {
+	return;
+    } else {
+	event_free(s->ev);
+    }
+    s->what = what;
+    s->ev = event_new(d->base, fd, what | EV_PERSIST, dns_sock_cb, d);
+    event_add(s->ev, NULL);
+}
+
+/* Apply an "addr[:port]" list ("127.0.0.1:5353, [::1]:53"). */
+static int dns_set_servers(DNS *d, const char *servers, char *err, size_t errlen)
+{
+    char  **list;
+    int     n = 0, rc;
+    BUF     csv = BUF_INIT;
+
+    list = str_split_list(servers, &n);
+    for (int i = 0; i < n; i++) {
+	if (i)
+	    buf_putc(&csv, ',');
+	buf_puts(&csv, list[i]);
+    }
+    str_list_free(list);
+    if (n == 0) {
+	buf_free(&csv);
+	return (0);
+    }
+    rc = ares_set_servers_ports_csv(d->channel, csv.data);
+    if (rc != ARES_SUCCESS) {
+	snprintf(err, errlen, "dns_servers: bad value \"%s\": %s", servers, ares_strerror(rc));
+	buf_free(&csv);
+	return (-1);
+    }
+    buf_free(&csv);
+    return (0);
+}
+
+DNS    *dns_create(struct event_base *base, const char *servers, char *err, size_t errlen)
+{
+    static int lib_ready;
+    struct ares_options opt;
+    DNS    *d;
+    int     rc;
+
+    if (!lib_ready) {
+	if ((rc = ares_library_init(ARES_LIB_INIT_ALL)) != ARES_SUCCESS) {
+	    snprintf(err, errlen, "c-ares initialization failed: %s", ares_strerror(rc));
+	    return (NULL);
+	}
+	lib_ready = 1;
+    }
+    d = xcalloc(1, sizeof(*d));
+    d->base = base;
+    memset(&opt, 0, sizeof(opt));
+    opt.sock_state_cb = dns_sock_state;
+    opt.sock_state_cb_data = d;
+    opt.timeout = 2000;				/* ms per try */
+    opt.tries = 3;
+    rc = ares_init_options(&d->channel, &opt,
+			   ARES_OPT_SOCK_STATE_CB | ARES_OPT_TIMEOUTMS | ARES_OPT_TRIES);
+    if (rc != ARES_SUCCESS) {
+	snprintf(err, errlen, "DNS resolver initialization failed: %s", ares_strerror(rc));
+	free(d);
+	return (NULL);
+    }
+    if (servers && *servers && dns_set_servers(d, servers, err, errlen) < 0) {
+	ares_destroy(d->channel);
+	free(d);
+	return (NULL);
+    }
+    d->timer = evtimer_new(base, dns_timer_cb, d);
+    return (d);
+}
+
+static void dns_req_unlink(DNS_REQ *r)
+{
+    DNS    *d = r->dns;
+
+    if (r->prev)
+	r->prev->next = r->next;
+    else
+	d->reqs = r->next;
+    if (r->next)
+	r->next->prev = r->prev;
+}
+
+static void dns_req_free(DNS_REQ *r)
+{
+    if (r->deliver)
+	event_free(r->deliver);
+    free(r->mx);
+    free(r->addr);
+    free(r);
+}
+
+void    dns_free(DNS *d)
+{
+    DNS_REQ *r, *next;
+
+    if (d == NULL)
+	return;
+    d->freeing = 1;
+
+    /* Outstanding queries end with ARES_EDESTRUCTION; nobody is told. */
+    ares_destroy(d->channel);
+    for (r = d->reqs; r; r = next) {
+	next = r->next;
+	dns_req_free(r);
+    }
+    while (d->socks) {
+	DNS_SOCK *s = d->socks;
+
+	d->socks = s->next;
+	event_free(s->ev);
+	free(s);
+    }
+    event_free(d->timer);
+    free(d);
+}
+
+/* Zero timer: hand the copied result to the caller. */
+static void dns_deliver_cb(evutil_socket_t fd, short what, void *arg)
+{
+    DNS_REQ *r = arg;
+    int     status;
+
+    /* Unlinked first: the callback may even dns_free() the resolver. */
+    dns_req_unlink(r);
+    dns_timer_update(r->dns);
+    if (r->n > 0) {
+	status = DNS_OK;
+    } else if (r->status[0] == DNS_TEMPFAIL || (r->kind == DNS_KIND_ADDR && r->status[1] == DNS_TEMPFAIL)) {
+	status = DNS_TEMPFAIL;
+    } else {
+	status = DNS_NOTFOUND;
+    }
+    if (r->kind == DNS_KIND_MX)
+	r->mx_cb(r->ctx, status, r->mx, r->n);
+    else
+	r->addr_cb(r->ctx, status, r->addr, r->n);
+    dns_req_free(r);
+}
+
+static void dns_req_finish_one(DNS_REQ *r)
+{
+    struct timeval zero = {0, 0};
+
+    if (--r->pending > 0)
+	return;
+    r->deliver = evtimer_new(r->dns->base, dns_deliver_cb, r);
+    evtimer_add(r->deliver, &zero);
+}
+
+static int dns_map_status(int status)
+{
+    switch (status) {
+    case ARES_SUCCESS:
+	return (DNS_OK);
+    case ARES_ENOTFOUND:
+    case ARES_ENODATA:
+	return (DNS_NOTFOUND);
+    default:
+	return (DNS_TEMPFAIL);
+    }
+}
+
+static int mx_compare(const void *a, const void *b)
+{
+    return (((const DNS_MX *) a)->pref - ((const DNS_MX *) b)->pref);
+}
+
+static void dns_mx_answer(void *arg, int status, int timeouts, unsigned char *abuf, int alen)
+{
+    DNS_REQ *r = arg;
+    struct ares_mx_reply *mx = NULL, *m;
+
+    if (status == ARES_EDESTRUCTION || status == ARES_ECANCELLED)
+	return;
+    r->status[0] = dns_map_status(status);
+    if (status == ARES_SUCCESS) {
+	int     rc = ares_parse_mx_reply(abuf, alen, &mx);
+
+	if (rc != ARES_SUCCESS) {
+	    r->status[0] = dns_map_status(rc == ARES_ENODATA ? rc : ARES_EBADRESP);
+	} else {
+	    for (m = mx; m; m = m->next) {
+		if (r->n == r->cap) {
+		    r->cap = r->cap ? 2 * r->cap : 4;
+		    r->mx = xrealloc(r->mx, r->cap * sizeof(*r->mx));
+		}
+		snprintf(r->mx[r->n].host, sizeof(r->mx[r->n].host), "%s", m->host);
+		r->mx[r->n].pref = m->priority;
+		r->n++;
+	    }
+	    ares_free_data(mx);
+	    if (r->n == 0)
+		r->status[0] = DNS_NOTFOUND;
+	    else
+		qsort(r->mx, r->n, sizeof(*r->mx), mx_compare);
+	}
+    }
+    dns_req_finish_one(r);
+}
+
+static void dns_addr_push(DNS_REQ *r, int family, const void *bin)
+{
+    if (r->n == r->cap) {
+	r->cap = r->cap ? 2 * r->cap : 4;
+	r->addr = xrealloc(r->addr, r->cap * sizeof(*r->addr));
+    }
+    r->addr[r->n].family = family;
+    inet_ntop(family, bin, r->addr[r->n].addr, sizeof(r->addr[r->n].addr));
+    r->n++;
+}
+
+static void dns_a_answer(void *arg, int status, int timeouts, unsigned char *abuf, int alen)
+{
+    DNS_REQ *r = arg;
+    struct ares_addrttl a[32];
+    int     na = 32;
+
+    if (status == ARES_EDESTRUCTION || status == ARES_ECANCELLED)
+	return;
+    r->status[0] = dns_map_status(status);
+    if (status == ARES_SUCCESS) {
+	int     rc = ares_parse_a_reply(abuf, alen, NULL, a, &na);
+
+	if (rc != ARES_SUCCESS)
+	    r->status[0] = dns_map_status(rc == ARES_ENODATA ? rc : ARES_EBADRESP);
+	else
+	    for (int i = 0; i < na; i++)
+		dns_addr_push(r, AF_INET, &a[i].ipaddr);
+    }
+    dns_req_finish_one(r);
+}
+
+static void dns_aaaa_answer(void *arg, int status, int timeouts, unsigned char *abuf, int alen)
+{
+    DNS_REQ *r = arg;
+    struct ares_addr6ttl a[32];
+    int     na = 32;
+
+    if (status == ARES_EDESTRUCTION || status == ARES_ECANCELLED)
+	return;
+    r->status[1] = dns_map_status(status);
+    if (status == ARES_SUCCESS) {
+	int     rc = ares_parse_aaaa_reply(abuf, alen, NULL, a, &na);
+
+	if (rc != ARES_SUCCESS)
+	    r->status[1] = dns_map_status(rc == ARES_ENODATA ? rc : ARES_EBADRESP);
+	else
+	    for (int i = 0; i < na; i++)
+		dns_addr_push(r, AF_INET6, &a[i].ip6addr);
+    }
+    dns_req_finish_one(r);
+}
+
+static DNS_REQ *dns_req_new(DNS *d, int kind, void *ctx)
+{
+    DNS_REQ *r = xcalloc(1, sizeof(*r));
+
+    r->dns = d;
+    r->kind = kind;
+    r->ctx = ctx;
+    r->next = d->reqs;
+    if (d->reqs)
+	d->reqs->prev = r;
+    d->reqs = r;
+    return (r);
+}
+
+void    dns_mx(DNS *d, const char *domain,
+	               void (*cb) (void *ctx, int status, const DNS_MX *mx, int n), void *ctx)
+{
+    DNS_REQ *r = dns_req_new(d, DNS_KIND_MX, ctx);
+
+    r->mx_cb = cb;
+    r->pending = 1;
+    ares_query(d->channel, domain, ns_c_in, ns_t_mx, dns_mx_answer, r);
+    dns_timer_update(d);
+}
+
+void    dns_addr(DNS *d, const char *host,
+	                 void (*cb) (void *ctx, int status, const DNS_ADDR *a, int n), void *ctx)
+{
+    DNS_REQ *r = dns_req_new(d, DNS_KIND_ADDR, ctx);
+    unsigned char bin[16];
+
+    r->addr_cb = cb;
+
+    /* An address literal needs no lookup, but is still answered later. */
+    if (inet_pton(AF_INET, host, bin) == 1 || inet_pton(AF_INET6, host, bin) == 1) {
+	dns_addr_push(r, strchr(host, ':') ? AF_INET6 : AF_INET, bin);
+	r->pending = 1;
+	dns_req_finish_one(r);
+	return;
+    }
+    r->pending = 2;
+    ares_query(d->channel, host, ns_c_in, ns_t_a, dns_a_answer, r);
+    ares_query(d->channel, host, ns_c_in, ns_t_aaaa, dns_aaaa_answer, r);
+    dns_timer_update(d);
+}
