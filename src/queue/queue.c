@@ -571,6 +571,8 @@ QUEUE  *queue_open(const char *dir, int mode, char *err, size_t errlen)
 	}
     }
     if (mode == QUEUE_OPEN_READ) {
+	/* A reader without the lock must not checkpoint when it closes. */
+	sqlite3_db_config(q->r.db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, (int *) 0);
 	if (queue_check_db(q, q->r.db, &version, 0, err, errlen) < 0)
 	    goto fail;
 	if (version < QUEUE_SCHEMA_VERSION) {
