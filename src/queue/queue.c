@@ -110,6 +110,7 @@ typedef struct QOP {
     uint64_t seq;
     QMSG   *msg;			/* INSERT, UPDATE */
     QATTEMPT att;			/* ATTEMPT (deep copy) */
+    uint64_t sum;			/* INSERT: content checksum */
 } QOP;
 
 struct QBATCH {
@@ -815,7 +816,12 @@ static void qbatch_free(QBATCH *b)
 
 void    queue_batch_insert(QBATCH *b, const QMSG *msg)
 {
-    qbatch_add(b, QOP_INSERT, msg->seq)->msg = qmsg_copy(msg, 1);
+    QOP    *op = qbatch_add(b, QOP_INSERT, msg->seq);
+
+    op->msg = qmsg_copy(msg, 1);
+    /* On the caller's thread: keeps the writer thread's work short. */
+    if (msg->content)
+	op->sum = queue_checksum(msg->content, msg->size);
 }
 
 void    queue_batch_update(QBATCH *b, const QMSG *msg)
@@ -854,7 +860,7 @@ static int step_done(sqlite3_stmt *st)
     return rc == SQLITE_DONE ? 0 : -1;
 }
 
-static int apply_insert(QDB *d, const QMSG *m)
+static int apply_insert(QDB *d, const QMSG *m, uint64_t sum)
 {
     sqlite3_stmt *st;
     int     i;
@@ -904,14 +910,8 @@ static int apply_insert(QDB *d, const QMSG *m)
 	return -1;
     sqlite3_bind_int64(st, 1, (sqlite3_int64) m->seq);
     sqlite3_bind_int64(st, 2, (sqlite3_int64) m->size);
-    sqlite3_bind_int64(st, 3, (sqlite3_int64) queue_checksum(m->content, m->size));
+    sqlite3_bind_int64(st, 3, (sqlite3_int64) sum);
     sqlite3_bind_blob64(st, 4, m->content, m->size, SQLITE_STATIC);
-    if (step_done(st) < 0)
-	return -1;
-    /* The high-water mark keeps seqs monotonic after the newest is deleted. */
-    if ((st = qdb_stmt(d, S_HWM)) == 0)
-	return -1;
-    sqlite3_bind_int64(st, 1, (sqlite3_int64) m->seq);
     return step_done(st);
 }
 
@@ -1026,7 +1026,7 @@ static int apply_batch(QUEUE *q, QBATCH *b)
 
 	switch (op->type) {
 	case QOP_INSERT:
-	    rc = apply_insert(&q->w, op->msg);
+	    rc = apply_insert(&q->w, op->msg, op->sum);
 	    break;
 	case QOP_UPDATE:
 	    rc = apply_update(&q->w, op->msg);
@@ -1072,8 +1072,31 @@ static int queue_commit_group(QUEUE *q, QBATCH **v, int n)
 		break;
 	}
     }
-    if (i < n) {				/* savepoint machinery failed */
-	queue_set_last_error(q, "SAVEPOINT", q->w.db);
+    /*
+     * The high-water mark keeps seqs monotonic after the newest messages
+     * are deleted; raised once per transaction, inside it.
+     */
+    if (i == n) {
+	uint64_t hwm = 0;
+	int     j, k;
+	sqlite3_stmt *st;
+
+	for (j = 0; j < n; j++)
+	    for (k = 0; v[j]->ok && k < v[j]->nops; k++)
+		if (v[j]->ops[k].type == QOP_INSERT && v[j]->ops[k].seq > hwm)
+		    hwm = v[j]->ops[k].seq;
+	if (hwm > 0) {
+	    if ((st = qdb_stmt(&q->w, S_HWM)) == 0)
+		i = -1;
+	    else {
+		sqlite3_bind_int64(st, 1, (sqlite3_int64) hwm);
+		if (step_done(st) < 0)
+		    i = -1;
+	    }
+	}
+    }
+    if (i != n) {				/* savepoint or meta update failed */
+	queue_set_last_error(q, "SAVEPOINT or meta update", q->w.db);
 	qdb_run(&q->w, S_ROLLBACK);
 	for (i = 0; i < n; i++)
 	    v[i]->ok = 0;
