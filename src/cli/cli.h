@@ -1,0 +1,40 @@
+/*
+ * cli.h - private to the relayq command-line program (bin/relayq,
+ * bin/mailq, bin/sendmail): the loaded configuration and the commands.
+ */
+#ifndef CLI_H_INCLUDED
+#define CLI_H_INCLUDED
+
+#include <stdio.h>
+
+#include "config/config.h"
+#include "qmgr/qmgr.h"
+
+typedef struct CLI {
+    CONFIG *cf;				/* NULL when relayq.cf failed to load */
+    char    load_err[512];
+    const char *confdir;
+    char  **overrides;
+    int     noverrides;
+} CLI;
+
+/* The commands; argv[0] is the command name.  They return the exit status. */
+int     cli_config(CLI *cli, int argc, char **argv);
+int     cli_mailq(CLI *cli, int argc, char **argv);
+int     cli_flush(CLI *cli, int argc, char **argv);
+int     cli_admin(CLI *cli, int argc, char **argv);
+int     cli_qshape(CLI *cli, int argc, char **argv);
+int     cli_explain(CLI *cli, int argc, char **argv);
+int     cli_sendmail(CLI *cli, int argc, char **argv);
+
+/* explain with a queue ID: asks the daemon (query socket "explain ID ..."). */
+int     cmd_explain_id(CLI *cli, const char *qid, int argc, char **argv, FILE *out);
+
+/* Written by the explain module (src/cli/explain.c); a weak stub stands in until it exists. */
+int     cmd_explain_config(const QMGR_PARAMS *p, int argc, char **argv, FILE *out);
+
+void    cli_params(const CONFIG *cf, QMGR_PARAMS *p);
+void    cli_fatal(int status, const char *fmt, ...) __attribute__((format(printf, 2, 3), noreturn));
+void    cli_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+#endif

@@ -1,0 +1,607 @@
+/*
+ * relayq - the command-line interface: `relayq [-c CONFDIR] [-o name=value]
+ * ... COMMAND [ARGS]`, and, by the name it is called under, `mailq` and
+ * `sendmail` (symbolic links to the same binary).
+ *
+ * Queries go through the daemon's public socket and changes through its
+ * admin socket (src/control).  When the daemon is down, the CLI works on
+ * the queue itself: it reads it (mailq, qshape) or, for the postsuper
+ * commands, takes the queue lock and edits it; flush needs the daemon.
+ */
+#include <errno.h>
+#include <grp.h>
+#include <libgen.h>
+#include <pwd.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli/cli.h"
+#include "control/control.h"
+#include "log/log.h"
+#include "queue/queue.h"
+#include "util/util.h"
+
+#define EX_USAGE_STATUS 64
+#define REQUEST_MAX	3500			/* under the daemon's 4096-byte line limit */
+
+void    cli_fatal(int status, const char *fmt, ...)
+{
+    va_list ap;
+
+    fputs("relayq: fatal: ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    exit(status);
+}
+
+void    cli_warn(const char *fmt, ...)
+{
+    va_list ap;
+
+    fputs("relayq: warning: ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+}
+
+static void usage(void)
+{
+    fprintf(stderr,
+	    "usage: relayq [-c CONFDIR] [-o name=value]... COMMAND [ARGS]\n"
+	    "commands:\n"
+	    "  mailq [-j]                     list the queue\n"
+	    "  flush [DOMAIN]                 attempt deferred mail now\n"
+	    "  delete|hold|release|requeue|expire ID...|ALL|-\n"
+	    "  qshape [deferred|active|incoming|hold] [-s]\n"
+	    "  explain [ID] [options]         retry timeline\n"
+	    "  config [-n] [-d] [--check] [NAME...]\n"
+	    "  check                          = config --check\n"
+	    "  send [sendmail options] [RCPT...]\n");
+    exit(EX_USAGE_STATUS);
+}
+
+static const CONFIG *cli_cf(CLI *cli)
+{
+    if (cli->cf == 0)
+	cli_fatal(1, "%s", cli->load_err);
+    return cli->cf;
+}
+
+static const char *cli_qdir(CLI *cli)
+{
+    return config_str(cli_cf(cli), "queue_directory");
+}
+
+void    cli_params(const CONFIG *cf, QMGR_PARAMS *p)
+{
+    memset(p, 0, sizeof(*p));
+    p->queue_run_delay = config_time(cf, "queue_run_delay");
+    p->minimal_backoff_time = config_time(cf, "minimal_backoff_time");
+    p->maximal_backoff_time = config_time(cf, "maximal_backoff_time");
+    p->maximal_queue_lifetime = config_time(cf, "maximal_queue_lifetime");
+    p->bounce_queue_lifetime = config_time(cf, "bounce_queue_lifetime");
+    if (p->bounce_queue_lifetime > p->maximal_queue_lifetime)
+	p->bounce_queue_lifetime = p->maximal_queue_lifetime;
+    p->delay_warning_time = config_time(cf, "delay_warning_time");
+    p->qmgr_message_active_limit = (int) config_int(cf, "qmgr_message_active_limit");
+    p->initial_destination_concurrency = (int) config_int(cf, "initial_destination_concurrency");
+    p->default_destination_concurrency_limit = (int) config_int(cf, "default_destination_concurrency_limit");
+    p->default_destination_recipient_limit = (int) config_int(cf, "default_destination_recipient_limit");
+}
+
+/* Print a daemon payload or a local result as is. */
+static void cli_print(FILE *fp, const BUF *b)
+{
+    if (b->len)
+	fwrite(b->data, 1, b->len, fp);
+    fflush(fp);
+}
+
+/* Each line on stderr with the program prefix, as postsuper reports. */
+static void cli_report(const BUF *b)
+{
+    const char *p = b->data ? b->data : "", *nl;
+
+    while (*p) {
+	nl = strchr(p, '\n');
+	fprintf(stderr, "relayq: %.*s\n", nl ? (int) (nl - p) : (int) strlen(p), p);
+	if (nl == 0)
+	    break;
+	p = nl + 1;
+    }
+}
+
+static void cli_denied(CLI *cli, const char *err)
+{
+    cli_fatal(1, "permission denied: you are not in group %s (%s)",
+	      config_str(cli_cf(cli), "setgid_group"), err);
+}
+
+static int cli_open_log(CLI *cli)
+{
+    const CONFIG *cf = cli_cf(cli);
+    char    err[256];
+
+    if (log_open(config_str(cf, "maillog_file"), config_str(cf, "syslog_name"),
+		 config_str(cf, "myhostname"), err, sizeof(err)) < 0) {
+	cli_warn("%s", err);
+	return -1;
+    }
+    return 0;
+}
+
+/* ---- config / check ---- */
+
+static int cli_check_dir(const char *path, const char *what, int must_exist, mode_t bad_bits, int *problems)
+{
+    struct stat st;
+
+    if (stat(path, &st) < 0) {
+	if (must_exist || errno != ENOENT) {
+	    fprintf(stderr, "relayq: error: %s %s: %s\n", what, path, strerror(errno));
+	    (*problems)++;
+	}
+	return -1;
+    }
+    if (!S_ISDIR(st.st_mode)) {
+	fprintf(stderr, "relayq: error: %s %s is not a directory\n", what, path);
+	(*problems)++;
+	return -1;
+    }
+    if (st.st_mode & bad_bits) {
+	fprintf(stderr, "relayq: error: %s %s has mode %04o: it must not be writable by other users\n",
+		what, path, (unsigned) (st.st_mode & 07777));
+	(*problems)++;
+    }
+    return 0;
+}
+
+static int cli_check(CLI *cli)
+{
+    const CONFIG *cf;
+    const char *qdir, *owner, *group;
+    struct passwd *pw;
+    struct group *gr;
+    struct stat st;
+    int     problems = 0;
+    char   *p;
+
+    if (cli->cf == 0) {
+	fprintf(stderr, "relayq: error: %s\n", cli->load_err);
+	return 1;
+    }
+    cf = cli->cf;
+    if (config_warnings(cf) > 0) {
+	fprintf(stderr, "relayq: error: %d unknown parameter name%s in %s (see the warnings above)\n",
+		config_warnings(cf), config_warnings(cf) == 1 ? "" : "s", config_file(cf));
+	problems++;
+    }
+    qdir = config_str(cf, "queue_directory");
+    owner = config_str(cf, "mail_owner");
+    group = config_str(cf, "setgid_group");
+    if ((pw = getpwnam(owner)) == 0) {
+	fprintf(stderr, "relayq: error: mail_owner %s: no such user (scripts/deps --users creates it)\n", owner);
+	problems++;
+    }
+    if ((gr = getgrnam(group)) == 0) {
+	fprintf(stderr, "relayq: error: setgid_group %s: no such group\n", group);
+	problems++;
+    }
+    if (cli_check_dir(qdir, "queue_directory", 1, S_IWOTH, &problems) == 0) {
+	if (stat(qdir, &st) == 0 && pw && st.st_uid != pw->pw_uid && pw->pw_uid != 0)
+	    fprintf(stderr, "relayq: warning: queue_directory %s is owned by uid %lu, not by mail_owner %s"
+		    " (the daemon takes it over when started as root)\n",
+		    qdir, (unsigned long) st.st_uid, owner);
+	p = xasprintf("%s/queue.db", qdir);
+	if (stat(p, &st) == 0 && (st.st_mode & (S_IWGRP | S_IWOTH))) {
+	    fprintf(stderr, "relayq: error: %s has mode %04o: only mail_owner may write the queue\n",
+		    p, (unsigned) (st.st_mode & 07777));
+	    problems++;
+	}
+	free(p);
+	p = xasprintf("%s/private", qdir);
+	cli_check_dir(p, "directory", 0, S_IWOTH | S_IWGRP, &problems);
+	free(p);
+	p = xasprintf("%s/maildrop", qdir);
+	if (stat(p, &st) == 0 && S_ISDIR(st.st_mode) && (st.st_mode & 07777) != 01733) {
+	    fprintf(stderr, "relayq: error: %s has mode %04o, expected 1733\n", p, (unsigned) (st.st_mode & 07777));
+	    problems++;
+	}
+	free(p);
+    }
+    if (problems == 0)
+	printf("relayq: configuration %s and queue directory %s: OK\n", config_file(cf), qdir);
+    return problems ? 1 : 0;
+}
+
+int     cli_config(CLI *cli, int argc, char **argv)
+{
+    int     flags = 0, check = 0, i;
+    char  **names;
+    int     nnames = 0;
+
+    if (strcmp(argv[0], "check") == 0)
+	check = 1;
+    names = xcalloc(argc + 1, sizeof(char *));
+    for (i = 1; i < argc; i++) {
+	if (strcmp(argv[i], "-n") == 0)
+	    flags |= CONFIG_SHOW_NONDEFAULT;
+	else if (strcmp(argv[i], "-d") == 0)
+	    flags |= CONFIG_SHOW_DEFAULTS;
+	else if (strcmp(argv[i], "--check") == 0)
+	    check = 1;
+	else if (argv[i][0] == '-')
+	    usage();
+	else
+	    names[nnames++] = argv[i];
+    }
+    if (check) {
+	free(names);
+	return cli_check(cli);
+    }
+    i = config_show(cli_cf(cli), stdout, flags, names, nnames);
+    free(names);
+    return i;
+}
+
+/* ---- mailq ---- */
+
+int     cli_mailq(CLI *cli, int argc, char **argv)
+{
+    const char *qdir = cli_qdir(cli);
+    int     json = 0, i, ret;
+    char    err[512];
+    BUF     out = BUF_INIT;
+    QUEUE  *q;
+
+    for (i = 1; i < argc; i++) {
+	if (strcmp(argv[i], "-j") == 0)
+	    json = 1;
+	else
+	    usage();
+    }
+    ret = control_call(qdir, 0, json ? "mailq json" : "mailq text", &out, err, sizeof(err));
+    if (ret == CONTROL_OK) {
+	cli_print(stdout, &out);
+	buf_free(&out);
+	return 0;
+    }
+    if (ret == CONTROL_ERROR)
+	cli_fatal(1, "%s", err);
+    /* Down, or the socket is not ours to use: read the queue itself, as postqueue does. */
+    fprintf(stderr, "relayq: warning: Mail system is down -- accessing queue directly\n");
+    if ((q = queue_open(qdir, QUEUE_OPEN_READ, err, sizeof(err))) == 0)
+	cli_fatal(1, "cannot read the queue: %s", err);
+    if (json) {
+	QMGR_PARAMS p;
+
+	cli_params(cli_cf(cli), &p);
+	ret = showq_json(q, 0, 0, p.maximal_queue_lifetime, p.bounce_queue_lifetime, &out);
+    } else {
+	ret = showq_text(q, 0, 0, &out);
+    }
+    queue_close(q);
+    if (ret < 0)
+	cli_fatal(1, "error reading the queue in %s", qdir);
+    cli_print(stdout, &out);
+    buf_free(&out);
+    return 0;
+}
+
+/* ---- flush ---- */
+
+int     cli_flush(CLI *cli, int argc, char **argv)
+{
+    char    err[512];
+    char   *req;
+    BUF     out = BUF_INIT;
+    int     ret;
+
+    if (argc > 2 || (argc == 2 && (argv[1][0] == '-' || strchr(argv[1], ' '))))
+	usage();
+    req = argc == 2 ? xasprintf("flush %s", argv[1]) : xstrdup("flush");
+    ret = control_call(cli_qdir(cli), 1, req, &out, err, sizeof(err));
+    free(req);
+    if (ret == CONTROL_DOWN)
+	cli_fatal(1, "the mail system is not running");
+    if (ret == CONTROL_DENIED)
+	cli_denied(cli, err);
+    if (ret != CONTROL_OK)
+	cli_fatal(1, "%s", err);
+    cli_print(stdout, &out);
+    buf_free(&out);
+    return 0;
+}
+
+/* ---- delete / hold / release / requeue / expire ---- */
+
+/* Queue IDs are hex or "ALL"; anything else would be a different request. */
+static int cli_valid_id(const char *s)
+{
+    const char *p;
+
+    if (strcmp(s, "ALL") == 0)
+	return 1;
+    if (*s == 0 || strlen(s) > 15)
+	return 0;
+    for (p = s; *p; p++)
+	if (!((*p >= '0' && *p <= '9') || (*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z')))
+	    return 0;
+    return 1;
+}
+
+static void cli_add_id(char ***ids, int *n, int *cap, const char *id)
+{
+    if (!cli_valid_id(id))
+	cli_fatal(1, "invalid queue ID: \"%s\"", id);
+    if (*n == *cap) {
+	*cap = *cap ? 2 * *cap : 16;
+	*ids = xrealloc(*ids, *cap * sizeof(char *));
+    }
+    (*ids)[(*n)++] = xstrdup(id);
+}
+
+int     cli_admin(CLI *cli, int argc, char **argv)
+{
+    const char *op = argv[0];
+    const char *qdir = cli_qdir(cli);
+    char  **ids = 0;
+    int     nids = 0, cap = 0, i, start, ret = CONTROL_OK;
+    char    err[512], line[256];
+    BUF     out = BUF_INIT, req = BUF_INIT;
+    QUEUE  *q;
+
+    if (argc < 2)
+	usage();
+    for (i = 1; i < argc; i++) {
+	if (strcmp(argv[i], "-") == 0) {
+	    while (fgets(line, sizeof(line), stdin)) {
+		char   *s = str_trim(line);
+
+		if (*s)
+		    cli_add_id(&ids, &nids, &cap, s);
+	    }
+	} else {
+	    cli_add_id(&ids, &nids, &cap, argv[i]);
+	}
+    }
+    if (nids == 0) {
+	fprintf(stderr, "relayq: no queue IDs given\n");
+	return 0;
+    }
+    /* Through the daemon, in requests that fit its line limit. */
+    for (start = 0; start < nids && ret == CONTROL_OK;) {
+	buf_reset(&req);
+	buf_puts(&req, op);
+	for (i = start; i < nids && (i == start || req.len + strlen(ids[i]) + 1 < REQUEST_MAX); i++)
+	    buf_printf(&req, " %s", ids[i]);
+	buf_reset(&out);
+	ret = control_call(qdir, 1, req.data, &out, err, sizeof(err));
+	if (ret == CONTROL_OK)
+	    cli_report(&out);
+	start = i;
+    }
+    if (ret == CONTROL_DENIED)
+	cli_denied(cli, err);
+    if (ret == CONTROL_ERROR)
+	cli_fatal(1, "%s", err);
+    if (ret == CONTROL_DOWN) {
+	/* No daemon: edit the queue under its lock, as postsuper does. */
+	if ((q = queue_open(qdir, QUEUE_OPEN_ADMIN, err, sizeof(err))) == 0) {
+	    if (errno == EACCES || strstr(err, "ermission"))
+		cli_fatal(1, "permission denied: %s (run as root or mail_owner)", err);
+	    cli_fatal(1, "%s", err);
+	}
+	cli_open_log(cli);
+	buf_reset(&out);
+	i = control_admin_offline(q, op, ids, nids, (int64_t) time(0), &out);
+	queue_close(q);
+	cli_report(&out);
+	if (i < 0)
+	    ret = CONTROL_ERROR;
+	else
+	    ret = CONTROL_OK;
+    }
+    for (i = 0; i < nids; i++)
+	free(ids[i]);
+    free(ids);
+    buf_free(&out);
+    buf_free(&req);
+    return ret == CONTROL_OK ? 0 : 1;
+}
+
+/* ---- qshape ---- */
+
+int     cli_qshape(CLI *cli, int argc, char **argv)
+{
+    const char *name = 0;
+    int     by_sender = 0, i, ret;
+    char    err[512], *req;
+    BUF     out = BUF_INIT;
+    QUEUE  *q;
+
+    for (i = 1; i < argc; i++) {
+	if (strcmp(argv[i], "-s") == 0)
+	    by_sender = 1;
+	else if (name == 0 && (strcmp(argv[i], "deferred") == 0 || strcmp(argv[i], "active") == 0
+			       || strcmp(argv[i], "incoming") == 0 || strcmp(argv[i], "hold") == 0))
+	    name = argv[i];
+	else
+	    usage();
+    }
+    req = xasprintf("qshape%s%s%s", name ? " " : "", name ? name : "", by_sender ? " -s" : "");
+    ret = control_call(cli_qdir(cli), 0, req, &out, err, sizeof(err));
+    free(req);
+    if (ret == CONTROL_OK) {
+	cli_print(stdout, &out);
+	buf_free(&out);
+	return 0;
+    }
+    if (ret == CONTROL_ERROR)
+	cli_fatal(1, "%s", err);
+    fprintf(stderr, "relayq: warning: Mail system is down -- accessing queue directly\n");
+    if ((q = queue_open(cli_qdir(cli), QUEUE_OPEN_READ, err, sizeof(err))) == 0)
+	cli_fatal(1, "cannot read the queue: %s", err);
+    /* Same top-N as the daemon's answer (src/relayqd/admin.c). */
+    ret = qshape_text(q, name, by_sender, (int64_t) time(0), 10, &out);
+    queue_close(q);
+    if (ret < 0)
+	cli_fatal(1, "error reading the queue");
+    cli_print(stdout, &out);
+    buf_free(&out);
+    return 0;
+}
+
+/* ---- explain ---- */
+
+/*
+ * TODO(lead): the daemon answers "explain ID [--json] [--attempt-duration S]"
+ * on the query socket (src/relayqd/admin.c); this prints its payload as is.
+ * A daemon-down fallback (simulate from the queue alone) would go here.
+ */
+int     cmd_explain_id(CLI *cli, const char *qid, int argc, char **argv, FILE *out)
+{
+    BUF     req = BUF_INIT, reply = BUF_INIT;
+    char    err[512];
+    int     i, ret;
+
+    if (!cli_valid_id(qid) || strcmp(qid, "ALL") == 0)
+	cli_fatal(1, "invalid queue ID: \"%s\"", qid);
+    buf_printf(&req, "explain %s", qid);
+    for (i = 1; i < argc; i++) {
+	if (argv[i] == qid)
+	    continue;
+	if (strchr(argv[i], ' ') || strchr(argv[i], '\n') || *argv[i] == 0)
+	    cli_fatal(1, "invalid argument: \"%s\"", argv[i]);
+	buf_printf(&req, " %s", argv[i]);
+    }
+    ret = control_call(cli_qdir(cli), 0, req.data, &reply, err, sizeof(err));
+    buf_free(&req);
+    if (ret == CONTROL_DOWN)
+	cli_fatal(1, "the mail system is not running; explain ID needs the daemon (explain without an ID works)");
+    if (ret != CONTROL_OK)
+	cli_fatal(1, "%s", err);
+    cli_print(out, &reply);
+    buf_free(&reply);
+    return 0;
+}
+
+int     cli_explain(CLI *cli, int argc, char **argv)
+{
+    QMGR_PARAMS p;
+    int     i;
+
+    /* The first word that is neither an option nor an option's value is the ID. */
+    for (i = 1; i < argc; i++) {
+	if (argv[i][0] == '-') {
+	    if (strcmp(argv[i], "--attempt-duration") == 0 || strcmp(argv[i], "--arrival") == 0
+		|| strcmp(argv[i], "--svg") == 0 || strcmp(argv[i], "--anchor") == 0)
+		i++;
+	    continue;
+	}
+	if (cli_valid_id(argv[i]) && strchr(argv[i], '=') == 0)
+	    return cmd_explain_id(cli, argv[i], argc, argv, stdout);
+    }
+    cli_params(cli_cf(cli), &p);
+    return cmd_explain_config(&p, argc, argv, stdout);
+}
+
+/* ---- main ---- */
+
+static const struct {
+    const char *name;
+    int     (*fn) (CLI *, int, char **);
+} commands[] = {
+    {"config", cli_config},
+    {"check", cli_config},
+    {"mailq", cli_mailq},
+    {"flush", cli_flush},
+    {"delete", cli_admin},
+    {"hold", cli_admin},
+    {"release", cli_admin},
+    {"requeue", cli_admin},
+    {"expire", cli_admin},
+    {"qshape", cli_qshape},
+    {"explain", cli_explain},
+    {"send", cli_sendmail},
+    {"sendmail", cli_sendmail},
+};
+
+static void cli_load(CLI *cli)
+{
+    cli->cf = config_load(cli->confdir, cli->overrides, cli->noverrides, 1,
+			  cli->load_err, sizeof(cli->load_err));
+}
+
+int     main(int argc, char **argv)
+{
+    CLI     cli;
+    char   *base = xstrdup(argv[0]);
+    const char *prog = basename(base);
+    int     i, ret;
+    size_t  k;
+
+    memset(&cli, 0, sizeof(cli));
+    cli.overrides = xcalloc(argc + 1, sizeof(char *));
+
+    /* mailq and sendmail: the binary's name is the command. */
+    if (strcmp(prog, "mailq") == 0 || strcmp(prog, "relayq-mailq") == 0) {
+	cli_load(&cli);
+	argv[0] = "mailq";
+	ret = cli_mailq(&cli, argc, argv);
+	goto done;
+    }
+    if (strcmp(prog, "sendmail") == 0 || strcmp(prog, "relayq-sendmail") == 0) {
+	/* sendmail -C DIR is Postfix's -c. */
+	for (i = 1; i + 1 < argc; i++)
+	    if (strcmp(argv[i], "-C") == 0)
+		cli.confdir = argv[i + 1];
+	cli_load(&cli);
+	argv[0] = "sendmail";
+	ret = cli_sendmail(&cli, argc, argv);
+	goto done;
+    }
+    for (i = 1; i < argc; i++) {
+	if (strcmp(argv[i], "-c") == 0 && i + 1 < argc) {
+	    cli.confdir = argv[++i];
+	} else if (strncmp(argv[i], "-c", 2) == 0 && argv[i][2]) {
+	    cli.confdir = argv[i] + 2;
+	} else if (strcmp(argv[i], "-o") == 0 && i + 1 < argc) {
+	    if (strchr(argv[i + 1], '=') == 0)
+		cli_fatal(EX_USAGE_STATUS, "-o %s: expected name=value", argv[i + 1]);
+	    cli.overrides[cli.noverrides++] = argv[++i];
+	} else if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
+	    usage();
+	} else if (argv[i][0] == '-') {
+	    fprintf(stderr, "relayq: unknown option %s\n", argv[i]);
+	    usage();
+	} else {
+	    break;
+	}
+    }
+    if (i >= argc)
+	usage();
+    cli_load(&cli);
+    for (k = 0; k < ARRAY_LEN(commands); k++)
+	if (strcmp(commands[k].name, argv[i]) == 0)
+	    break;
+    if (k == ARRAY_LEN(commands)) {
+	fprintf(stderr, "relayq: unknown command: %s\n", argv[i]);
+	usage();
+    }
+    ret = commands[k].fn(&cli, argc - i, argv + i);
+done:
+    if (cli.cf)
+	config_free(cli.cf);
+    free(cli.overrides);
+    free(base);
+    return ret;
+}
