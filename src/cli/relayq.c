@@ -502,8 +502,11 @@ int     cli_explain(CLI *cli, int argc, char **argv)
     /* The first word that is neither an option nor an option's value is the ID. */
     for (i = 1; i < argc; i++) {
 	if (argv[i][0] == '-') {
-	    if (strcmp(argv[i], "--attempt-duration") == 0 || strcmp(argv[i], "--arrival") == 0
-		|| strcmp(argv[i], "--svg") == 0 || strcmp(argv[i], "--anchor") == 0)
+	    /* options of explain.c that take a separate value */
+	    if (strchr(argv[i], '=') == 0
+		&& (strcmp(argv[i], "--attempt-duration") == 0 || strcmp(argv[i], "--arrival-offset") == 0
+		    || strcmp(argv[i], "--svg") == 0 || strcmp(argv[i], "--sender") == 0
+		    || strcmp(argv[i], "--max-attempts") == 0))
 		i++;
 	    continue;
 	}
