@@ -502,6 +502,7 @@ static void queued_cb(void *ctx, int ok)
 
     ss->waiting = 0;
     ss->msg = 0;
+    ss->rcpt_alloc = 0;
     if (ok) {
 	s->st.messages++;
 	reply(ss, "250 2.0.0 Ok: queued as %s", msg->qid);
@@ -987,6 +988,51 @@ SMTPD  *smtpd_create(struct event_base *base, const CONFIG *cf, QUEUE *q, const 
     return (s);
 }
 
+/* "host:port" or "[v6]:port" (port 0: any free port). */
+static int listen_addr(const char *spec, struct sockaddr_storage *ss, int *sslen)
+{
+    char    host[INET6_ADDRSTRLEN + 2];
+    const char *colon;
+    const char *hs = spec;
+    size_t  hl;
+    char   *end;
+    long    port;
+
+    if (*spec == '[') {
+	const char *rb = strchr(spec, ']');
+
+	if (rb == 0 || rb[1] != ':')
+	    return (-1);
+	hs = spec + 1;
+	hl = (size_t) (rb - hs);
+	colon = rb + 1;
+    } else {
+	if ((colon = strrchr(spec, ':')) == 0)
+	    return (-1);
+	hl = (size_t) (colon - spec);
+    }
+    if (hl >= sizeof(host))
+	return (-1);
+    memcpy(host, hs, hl);
+    host[hl] = 0;
+    port = strtol(colon + 1, &end, 10);
+    if (colon[1] == 0 || *end || port < 0 || port > 65535)
+	return (-1);
+    if (inet_pton(AF_INET, host, &((struct sockaddr_in *) ss)->sin_addr) == 1) {
+	((struct sockaddr_in *) ss)->sin_family = AF_INET;
+	((struct sockaddr_in *) ss)->sin_port = htons((unsigned short) port);
+	*sslen = sizeof(struct sockaddr_in);
+	return (0);
+    }
+    if (inet_pton(AF_INET6, host, &((struct sockaddr_in6 *) ss)->sin6_addr) == 1) {
+	((struct sockaddr_in6 *) ss)->sin6_family = AF_INET6;
+	((struct sockaddr_in6 *) ss)->sin6_port = htons((unsigned short) port);
+	*sslen = sizeof(struct sockaddr_in6);
+	return (0);
+    }
+    return (-1);
+}
+
 int     smtpd_listen(SMTPD *s, char *err, size_t errlen)
 {
     char  **cp;
@@ -998,7 +1044,7 @@ int     smtpd_listen(SMTPD *s, char *err, size_t errlen)
 	struct evconnlistener *l;
 
 	memset(&ss, 0, sizeof(ss));
-	if (evutil_parse_sockaddr_port(*cp, (struct sockaddr *) &ss, &sslen) < 0) {
+	if (listen_addr(*cp, &ss, &sslen) < 0) {
 	    snprintf(err, errlen, "smtpd_listen: bad address \"%s\": expected host:port or [v6]:port", *cp);
 	    return (-1);
 	}
