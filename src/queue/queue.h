@@ -110,8 +110,9 @@ typedef struct QATTEMPT {
 /*
  * Open (and create, for DAEMON/ADMIN) queue_directory/queue.db.  Returns
  * NULL with one line in err: directory unusable, lock held by a running
- * daemon ("queue is locked by relayqd pid N"), database corrupt, or a schema
- * newer than this program.
+ * daemon ("queue directory DIR is locked by a running relayqd (pid N)"),
+ * database unreadable or corrupt (PRAGMA quick_check in DAEMON/ADMIN mode),
+ * or a schema newer than this program; the file is then left untouched.
  */
 QUEUE  *queue_open(const char *dir, int mode, char *err, size_t errlen);
 void    queue_close(QUEUE *q);		/* waits for the writer to finish */
