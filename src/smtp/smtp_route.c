@@ -104,8 +104,8 @@ static int inline_element(SMTP_MAP *m, const char *s, size_t len, const char *sp
     size_t  klen, vlen;
 
     if (eq == NULL) {
-	snprintf(err, errlen, "transport_maps: %s: missing '=' after \"%.*s\"",
-		 spec, (int) len, s);
+	snprintf(err, errlen, "transport_maps: inline table: missing '=' in \"%.*s\" "
+		 "(protect white space with { key = value })", (int) len, s);
 	return (-1);
     }
     klen = eq - s;
@@ -114,7 +114,7 @@ static int inline_element(SMTP_MAP *m, const char *s, size_t len, const char *sp
     span_trim(&k, &klen);
     span_trim(&v, &vlen);
     if (klen == 0) {
-	snprintf(err, errlen, "transport_maps: %s: empty key", spec);
+	snprintf(err, errlen, "transport_maps: inline table: empty key");
 	return (-1);
     }
     map_add(m, k, klen, v, vlen);
