@@ -1,0 +1,177 @@
+/*
+ * explain_id - `relayq explain QUEUEID`, answered by the daemon because
+ * only it knows the queue-run phase and which destinations are dead.
+ *
+ * The past comes from the queue's attempt history; the future from
+ * qmgr_simulate() started at the message's current state, i.e. from the
+ * scheduler's own code, assuming every further attempt fails the same way.
+ */
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "util/util.h"
+#include "cli/explain.h"
+#include "relayqd/relayqd.h"
+
+static void fmt_time(int64_t t, char *buf, size_t len)
+{
+    time_t  tt = (time_t) t;
+    struct tm tm;
+
+    localtime_r(&tt, &tm);
+    strftime(buf, len, "%Y-%m-%d %H:%M:%S", &tm);
+}
+
+static void json_str(FILE *fp, const char *s)
+{
+    fputc('"', fp);
+    for (; s && *s; s++) {
+	unsigned char c = (unsigned char) *s;
+
+	if (c == '"' || c == '\\')
+	    fprintf(fp, "\\%c", c);
+	else if (c < 0x20)
+	    fprintf(fp, "\\u%04x", c);
+	else
+	    fputc(c, fp);
+    }
+    fputc('"', fp);
+}
+
+static void sim_input(const QMGR_PARAMS *p, const EXPLAIN_MSG *em, QMGR_SIM_INPUT *in)
+{
+    const QMSG *m = em->msg;
+
+    memset(in, 0, sizeof(*in));
+    in->anchor = em->anchor;
+    in->arrival = m->create_time;
+    in->attempt_duration = em->attempt_duration;
+    in->null_sender = m->sender == NULL || m->sender[0] == 0;
+    in->attempts_done = m->attempts;
+    in->now = em->now;
+    in->next_eligible = m->state == QSTATE_INCOMING ? em->now : m->next_eligible;
+    in->warned = (m->flags & QFLAG_WARNED) != 0;
+    in->held = m->state == QSTATE_HOLD;
+}
+
+static void explain_text(FILE *fp, const QMGR_PARAMS *p, const EXPLAIN_MSG *em)
+{
+    const QMSG *m = em->msg;
+    char    t1[64], t2[64], d1[32];
+    int64_t lifetime = (m->sender && *m->sender) ? p->maximal_queue_lifetime : p->bounce_queue_lifetime;
+
+    fmt_time(m->arrival_us / 1000000, t1, sizeof(t1));
+    fprintf(fp, "Queue ID %s from <%s>, arrived %s, %d recipient(s), %zu bytes\n",
+	    m->qid, m->sender ? m->sender : "", t1, m->nrcpt, m->size);
+    for (int i = 0; i < m->nrcpt; i++) {
+	const QRCPT *r = &m->rcpts[i];
+
+	fprintf(fp, "  <%s>: %s%s%s%s\n", r->addr,
+		r->state == QRCPT_DONE ? "delivered" : r->state == QRCPT_BOUNCED ? "bounced" : "pending",
+		r->reason ? " (" : "", r->reason ? r->reason : "", r->reason ? ")" : "");
+    }
+    fprintf(fp, "\nPast attempts (%d in all; the queue keeps the last %d):\n", m->attempts, QUEUE_HISTORY_MAX);
+    if (em->nhistory == 0)
+	fprintf(fp, "  none yet\n");
+    for (int i = 0; i < em->nhistory; i++) {
+	const QATTEMPT *a = &em->history[i];
+
+	fmt_time(a->start_us / 1000000, t1, sizeof(t1));
+	char    hop[512];
+
+	if (a->host && a->addr)
+	    snprintf(hop, sizeof(hop), "%s[%s]:%d", a->host, a->addr, a->port);
+	else
+	    snprintf(hop, sizeof(hop), "no connection");
+	fprintf(fp, "  %s  +%-10s %s: %s (%s)\n", t1,
+		explain_duration(a->start_us / 1000000 - m->create_time, d1, sizeof(d1)),
+		hop, a->text ? a->text : "", a->dsn);
+    }
+    fprintf(fp, "\nNow (%s):\n", (fmt_time(em->now, t1, sizeof(t1)), t1));
+    if (em->active) {
+	fprintf(fp, "  being delivered right now\n");
+    } else if (m->state == QSTATE_HOLD) {
+	fprintf(fp, "  on hold: it is not tried until released (relayq release %s)\n", m->qid);
+    } else {
+	fmt_time(m->next_eligible, t1, sizeof(t1));
+	fmt_time(em->next_attempt, t2, sizeof(t2));
+	if (m->state == QSTATE_DEFERRED)
+	    fprintf(fp, "  backoff ends %s; the queue run at %s takes it (runs every %llds)\n",
+		    t1, t2, (long long) p->queue_run_delay);
+	else
+	    fprintf(fp, "  waiting for its first attempt\n");
+    }
+    if (em->destination_dead) {
+	fmt_time(em->dead_until, t1, sizeof(t1));
+	fprintf(fp, "  its destination is dead until %s: recipients are deferred without a connection\n", t1);
+    }
+    if (m->flags & QFLAG_FORCE_EXPIRE)
+	fprintf(fp, "  marked for expiry: it is returned to the sender at its next attempt\n");
+    fmt_time(m->create_time + lifetime, t1, sizeof(t1));
+    fprintf(fp, "  lifetime ends %s (%s after creation); it expires at the first failed attempt after that\n\n",
+	    t1, explain_duration(lifetime, d1, sizeof(d1)));
+}
+
+void    explain_message(FILE *fp, const QMGR_PARAMS *p, const EXPLAIN_MSG *em, int json)
+{
+    QMGR_SIM_INPUT in;
+    QMGR_TIMELINE tl;
+    const QMSG *m = em->msg;
+    int     have_tl;
+
+    sim_input(p, em, &in);
+    memset(&tl, 0, sizeof(tl));
+    have_tl = !in.held && !em->active && qmgr_simulate(p, &in, &tl) == 0;
+
+    if (!json) {
+	explain_text(fp, p, em);
+	if (have_tl) {
+	    fprintf(fp, "If every further attempt fails:\n");
+	    explain_print_text(fp, p, &in, &tl);
+	}
+	qmgr_timeline_free(&tl);
+	return;
+    }
+    fprintf(fp, "{\"queue_id\": ");
+    json_str(fp, m->qid);
+    fprintf(fp, ", \"sender\": ");
+    json_str(fp, m->sender);
+    fprintf(fp, ", \"arrival_time\": %lld, \"create_time\": %lld, \"attempts\": %d",
+	    (long long) (m->arrival_us / 1000000), (long long) m->create_time, m->attempts);
+    fprintf(fp, ", \"state\": \"%s\"", em->active ? "active" : queue_state_name(m->state));
+    fprintf(fp, ", \"next_eligible_time\": %lld", (long long) m->next_eligible);
+    if (em->next_attempt > 0 && !em->active)
+	fprintf(fp, ", \"next_attempt_time\": %lld", (long long) em->next_attempt);
+    else
+	fprintf(fp, ", \"next_attempt_time\": null");
+    fprintf(fp, ", \"destination_dead\": %s", em->destination_dead ? "true" : "false");
+    fprintf(fp, ", \"history\": [");
+    for (int i = 0; i < em->nhistory; i++) {
+	const QATTEMPT *a = &em->history[i];
+
+	fprintf(fp, "%s{\"start\": %.6f, \"end\": %.6f, \"host\": ", i ? ", " : "",
+		(double) a->start_us / 1e6, (double) a->end_us / 1e6);
+	if (a->host)
+	    json_str(fp, a->host);
+	else
+	    fputs("null", fp);
+	fprintf(fp, ", \"addr\": ");
+	if (a->addr)
+	    json_str(fp, a->addr);
+	else
+	    fputs("null", fp);
+	fprintf(fp, ", \"port\": %d, \"dsn\": ", a->port);
+	json_str(fp, a->dsn);
+	fprintf(fp, ", \"text\": ");
+	json_str(fp, a->text);
+	fputc('}', fp);
+    }
+    fprintf(fp, "], \"timeline\": ");
+    if (have_tl)
+	explain_print_json(fp, p, &in, &tl);
+    else
+	fputs("null", fp);
+    fprintf(fp, "}\n");
+    qmgr_timeline_free(&tl);
+}

@@ -1,0 +1,90 @@
+"""The scheduler in the real daemon: attempt times in the log match what
+`relayq explain --json` predicts for the same configuration and queue-run
+phase; expiry returns the message; a dead destination is suspended."""
+import calendar
+import json
+import re
+import time
+
+from harness import free_port
+
+MSG = 'From: a@sender.test\r\nSubject: schedule\r\n\r\nbody\r\n'
+LOGTIME = re.compile(r'^(\w{3} [ \d]\d \d\d:\d\d:\d\d) ')
+
+
+def log_epoch(line):
+    """Seconds since the epoch of a log line (local time, current year)."""
+    stamp = LOGTIME.match(line).group(1)
+    t = time.strptime('%d %s' % (time.localtime().tm_year, stamp), '%Y %b %d %H:%M:%S')
+    return int(time.mktime(t))
+
+
+def test_attempt_times_match_explain(env):
+    port = free_port()
+    params = dict(queue_run_delay='2s', minimal_backoff_time='2s', maximal_backoff_time='6s',
+                  maximal_queue_lifetime='20s', bounce_queue_lifetime='20s')
+    d = env.relayqd(relayhost='[127.0.0.1]:%d' % port, **params)
+    started = [l for l in d.log().splitlines() if 'daemon started' in l]
+    assert started, d.log()
+    anchor = log_epoch(started[0])
+    time.sleep(0.3)
+    qid = env.send(d.port, 'a@sender.test', ['b@dest.test'], MSG)
+    d.wait_log(r'%s: from=<a@sender\.test>, status=expired, returned to sender' % qid, timeout=60)
+    log = d.log().splitlines()
+    active = [log_epoch(l) for l in log if re.search(r'%s: from=.*\(queue active\)' % qid, l)]
+    expired = [log_epoch(l) for l in log if re.search(r'%s: from=.*status=expired' % qid, l)]
+    client = [log_epoch(l) for l in log if re.search(r'%s: client=' % qid, l)]
+    arrival = client[0]
+    offset = (arrival - anchor) % 2
+    r = env.cli(d, 'explain', '--json', '--arrival-offset', str(offset), check=True)
+    tl = json.loads(r.stdout)
+    predicted = [arrival + a['at'] for a in tl['attempts']]
+    assert len(active) == len(predicted), 'log %s vs explain %s\n%s' % (
+        [t - arrival for t in active], [a['at'] for a in tl['attempts']], r.stdout)
+    for seen, want in zip(active, predicted):
+        assert abs(seen - want) <= 1.5, 'attempts at %s, explain said %s' % (
+            [t - arrival for t in active], [a['at'] for a in tl['attempts']])
+    assert abs(expired[0] - (arrival + tl['expiry']['at'])) <= 1.5, (expired, tl['expiry'])
+
+
+def test_explain_queued_message(env):
+    port = free_port()
+    d = env.relayqd(relayhost='[127.0.0.1]:%d' % port, queue_run_delay='30s',
+                    minimal_backoff_time='30s', maximal_backoff_time='60s', maximal_queue_lifetime='1h')
+    qid = env.send(d.port, 'a@sender.test', ['b@dest.test'], MSG)
+    d.wait_log(r'%s: to=<b@dest\.test>.*status=deferred' % qid)
+    time.sleep(0.3)
+    r = env.cli(d, 'explain', qid)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert qid in r.stdout
+    assert 'Connection refused' in r.stdout, r.stdout
+    r = env.cli(d, 'mailq', '-j', check=True)
+    rec = json.loads(r.stdout.splitlines()[0])
+    assert rec['queue_id'] == qid
+    assert rec['attempts'] == 1
+    # the next attempt is the first queue run at or after the end of the 30 s backoff
+    assert rec['next_attempt_time'] >= rec['next_eligible_time'] - 1, rec
+    assert rec['next_attempt_time'] - rec['next_eligible_time'] < 30, rec
+    assert rec['expire_time'] - rec['arrival_time'] in (3600, 3601), rec
+    assert rec['destination_dead'] is False
+
+
+def test_dead_destination_is_suspended(env):
+    port = free_port()
+    d = env.relayqd(relayhost='[127.0.0.1]:%d' % port, queue_run_delay='60s',
+                    minimal_backoff_time='60s', maximal_backoff_time='120s')
+    ids = [env.send(d.port, 's@sender.test', ['r%d@dest.test' % i], MSG) for i in range(8)]
+    d.wait_log(r'status=deferred', count=8)
+    # None of them met a dead destination yet: each arrived alone.  Flush all
+    # at once: 4 real attempts, then the destination is dead.
+    env.cli(d, 'flush', check=True)
+    d.wait_log(r'relayq/error\[\d+\]: \w+: to=<r\d@dest\.test>, relay=none, .*dsn=4\.4\.1, status=deferred '
+               r'\(delivery temporarily suspended: connect to 127\.0\.0\.1\[127\.0\.0\.1\]:%d: Connection refused\)' % port,
+               count=4)
+    # A new message to the dead destination is deferred without a connection.
+    qid = env.send(d.port, 's@sender.test', ['late@dest.test'], MSG)
+    d.wait_log(r'relayq/error\[\d+\]: %s: to=<late@dest\.test>.*delivery temporarily suspended' % qid)
+    r = env.cli(d, 'mailq', '-j', check=True)
+    recs = [json.loads(l) for l in r.stdout.splitlines()]
+    late = [x for x in recs if x['queue_id'] == qid][0]
+    assert late['destination_dead'] is True
