@@ -101,7 +101,7 @@ struct QMGR {
     uint32_t heap_n, heap_cap;
     QFIFO   fin, fdef;
     int     prefer_def;			/* alternate feeding when both have work */
-    int     nactive, nhold, nready_in, nready_def;
+    int     nactive, nhold;
 
     /* Destinations. */
     QDEST **dbuckets;

@@ -204,6 +204,12 @@ typedef struct QMGR_TIMELINE {
     int64_t lifetime;			/* the lifetime that applied */
 } QMGR_TIMELINE;
 
+/*
+ * Returns 0 with the timeline; 1 if in->held (no timeline: nothing happens
+ * until release); -1 if the start lies before in->anchor.  A queued message
+ * (in->now > 0) starts deferred at in->next_eligible, or as incoming when
+ * that is 0; queue_run/eligible are 0 for an attempt of incoming mail.
+ */
 int     qmgr_simulate(const QMGR_PARAMS *p, const QMGR_SIM_INPUT *in, QMGR_TIMELINE *out);
 void    qmgr_timeline_free(QMGR_TIMELINE *t);
 
