@@ -1,0 +1,248 @@
+/*
+ * test_dns - MX and address lookups against dnsmasq on a loopback port
+ * (never the system resolver): MX records sorted by preference, A and
+ * AAAA, address literals, NXDOMAIN and "no data" as DNS_NOTFOUND, a
+ * resolver that does not answer as DNS_TEMPFAIL, callbacks never run
+ * inside the call, and a malformed dns_servers value.
+ */
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "t.h"
+#include "util/util.h"
+#include "dns/dns.h"
+
+static struct event_base *base;
+static int dns_port;
+
+typedef struct ANS {
+    int     called;
+    int     status;
+    int     n;
+    DNS_MX  mx[8];
+    DNS_ADDR addr[8];
+} ANS;
+
+static void mx_cb(void *ctx, int status, const DNS_MX *mx, int n)
+{
+    ANS    *a = ctx;
+
+    a->called++;
+    a->status = status;
+    a->n = n;
+    for (int i = 0; i < n && i < 8; i++)
+	a->mx[i] = mx[i];
+}
+
+static void addr_cb(void *ctx, int status, const DNS_ADDR *ad, int n)
+{
+    ANS    *a = ctx;
+
+    a->called++;
+    a->status = status;
+    a->n = n;
+    for (int i = 0; i < n && i < 8; i++)
+	a->addr[i] = ad[i];
+}
+
+static void wait_for(ANS *a, int secs)
+{
+    int64_t deadline = time_mono_us() + secs * 1000000LL;
+
+    while (!a->called && time_mono_us() < deadline)
+	event_base_loop(base, EVLOOP_ONCE | EVLOOP_NONBLOCK), usleep(1000);
+}
+
+static DNS *mkdns(int port)
+{
+    char    servers[64], err[256];
+    DNS    *d;
+
+    snprintf(servers, sizeof(servers), "127.0.0.1:%d", port);
+    d = dns_create(base, servers, err, sizeof(err));
+    if (d == NULL)
+	printf("\n    dns_create: %s\n", err);
+    return (d);
+}
+
+static void test_mx(void)
+{
+    DNS    *d = mkdns(dns_port);
+    ANS     a;
+
+    T_CHECK(d != NULL);
+    if (d == NULL)
+	return;
+    memset(&a, 0, sizeof(a));
+    dns_mx(d, "dest.test", mx_cb, &a);
+    T_EQ_INT(a.called, 0);			/* never inside the call */
+    wait_for(&a, 10);
+    T_EQ_INT(a.called, 1);
+    T_EQ_INT(a.status, DNS_OK);
+    T_EQ_INT(a.n, 2);
+    T_EQ_STR(a.mx[0].host, "mx1.dest.test");
+    T_EQ_INT(a.mx[0].pref, 10);
+    T_EQ_STR(a.mx[1].host, "mx2.dest.test");
+    T_EQ_INT(a.mx[1].pref, 20);
+
+    /* A name with an address but no MX: no data. */
+    memset(&a, 0, sizeof(a));
+    dns_mx(d, "mx1.dest.test", mx_cb, &a);
+    wait_for(&a, 10);
+    T_EQ_INT(a.status, DNS_NOTFOUND);
+
+    /* NXDOMAIN. */
+    memset(&a, 0, sizeof(a));
+    dns_mx(d, "nonexistent.test", mx_cb, &a);
+    wait_for(&a, 10);
+    T_EQ_INT(a.called, 1);
+    T_EQ_INT(a.status, DNS_NOTFOUND);
+    dns_free(d);
+}
+
+static void test_addr(void)
+{
+    DNS    *d = mkdns(dns_port);
+    ANS     a;
+
+    T_CHECK(d != NULL);
+    if (d == NULL)
+	return;
+    memset(&a, 0, sizeof(a));
+    dns_addr(d, "mx1.dest.test", addr_cb, &a);
+    wait_for(&a, 10);
+    T_EQ_INT(a.status, DNS_OK);
+    T_EQ_INT(a.n, 1);
+    T_EQ_STR(a.addr[0].addr, "127.0.0.2");
+    T_EQ_INT(a.addr[0].family, AF_INET);
+
+    memset(&a, 0, sizeof(a));
+    dns_addr(d, "v6.test", addr_cb, &a);
+    wait_for(&a, 10);
+    T_EQ_INT(a.status, DNS_OK);
+    T_EQ_INT(a.n, 1);
+    T_EQ_STR(a.addr[0].addr, "::1");
+    T_EQ_INT(a.addr[0].family, AF_INET6);
+
+    /* Literals answer without a query, but still from the loop. */
+    memset(&a, 0, sizeof(a));
+    dns_addr(d, "127.0.0.5", addr_cb, &a);
+    T_EQ_INT(a.called, 0);
+    wait_for(&a, 2);
+    T_EQ_INT(a.status, DNS_OK);
+    T_EQ_STR(a.addr[0].addr, "127.0.0.5");
+
+    memset(&a, 0, sizeof(a));
+    dns_addr(d, "nonexistent.test", addr_cb, &a);
+    wait_for(&a, 10);
+    T_EQ_INT(a.status, DNS_NOTFOUND);
+    T_EQ_INT(a.n, 0);
+    dns_free(d);
+}
+
+static void test_tempfail(void)
+{
+    int     fd = socket(AF_INET, SOCK_DGRAM, 0);
+    struct sockaddr_in sin;
+    socklen_t len = sizeof(sin);
+    DNS    *d;
+    ANS     a;
+    int64_t t0;
+
+    /* A UDP socket that is bound but never answers: c-ares times out. */
+    memset(&sin, 0, sizeof(sin));
+    sin.sin_family = AF_INET;
+    inet_pton(AF_INET, "127.0.0.1", &sin.sin_addr);
+    bind(fd, (struct sockaddr *) &sin, sizeof(sin));
+    getsockname(fd, (struct sockaddr *) &sin, &len);
+    d = mkdns(ntohs(sin.sin_port));
+    T_CHECK(d != NULL);
+    if (d == NULL)
+	return;
+    memset(&a, 0, sizeof(a));
+    t0 = time_mono_us();
+    dns_mx(d, "dest.test", mx_cb, &a);
+    wait_for(&a, 60);
+    T_EQ_INT(a.called, 1);
+    T_EQ_INT(a.status, DNS_TEMPFAIL);
+    T_CHECK(time_mono_us() - t0 > 1000000);	/* it did wait for the retries */
+    dns_free(d);
+    close(fd);
+}
+
+static void test_bad_servers(void)
+{
+    char    err[256] = "";
+    DNS    *d = dns_create(base, "not an address!", err, sizeof(err));
+
+    T_CHECK(d == NULL);
+    T_CHECK(strstr(err, "dns_servers") != NULL);
+    dns_free(d);
+
+    /* Freeing with a query outstanding: no callback afterwards. */
+    {
+	ANS     a;
+
+	d = mkdns(dns_port);
+	memset(&a, 0, sizeof(a));
+	dns_mx(d, "dest.test", mx_cb, &a);
+	dns_free(d);
+	for (int i = 0; i < 20; i++)
+	    event_base_loop(base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+	T_EQ_INT(a.called, 0);
+    }
+}
+
+int     main(void)
+{
+    char    a_port[32];
+    pid_t   pid;
+    int     fd;
+    struct sockaddr_in sin;
+    socklen_t len = sizeof(sin);
+
+    signal(SIGPIPE, SIG_IGN);
+    base = event_base_new();
+    if (access("/usr/sbin/dnsmasq", X_OK) != 0) {
+	printf("dnsmasq not installed: only the tests without a server\n");
+	T_RUN(test_tempfail);
+	return (t_done());
+    }
+    fd = socket(AF_INET, SOCK_DGRAM, 0);
+    memset(&sin, 0, sizeof(sin));
+    sin.sin_family = AF_INET;
+    inet_pton(AF_INET, "127.0.0.1", &sin.sin_addr);
+    bind(fd, (struct sockaddr *) &sin, sizeof(sin));
+    getsockname(fd, (struct sockaddr *) &sin, &len);
+    dns_port = ntohs(sin.sin_port);
+    close(fd);
+    snprintf(a_port, sizeof(a_port), "--port=%d", dns_port);
+    if ((pid = fork()) == 0) {
+	int     null = open("/dev/null", O_RDWR);
+
+	dup2(null, 1);
+	dup2(null, 2);
+	execl("/usr/sbin/dnsmasq", "dnsmasq", "--no-daemon", a_port, "--listen-address=127.0.0.1",
+	      "--bind-interfaces", "--no-resolv", "--no-hosts", "--conf-file=/dev/null",
+	      "--user=root", "--local=/test/", "--mx-host=dest.test,mx2.dest.test,20",
+	      "--mx-host=dest.test,mx1.dest.test,10", "--host-record=mx1.dest.test,127.0.0.2",
+	      "--host-record=mx2.dest.test,127.0.0.3", "--host-record=v6.test,::1", (char *) 0);
+	_exit(127);
+    }
+    usleep(300000);
+    T_RUN(test_mx);
+    T_RUN(test_addr);
+    T_RUN(test_tempfail);
+    T_RUN(test_bad_servers);
+    kill(pid, SIGTERM);
+    waitpid(pid, NULL, 0);
+    event_base_free(base);
+    return (t_done());
+}
