@@ -190,6 +190,8 @@ int     main(int argc, char **argv)
     if (optind != argc)
 	usage();
     signal(SIGPIPE, SIG_IGN);
+    /* The queue database and what the daemon creates are not for other users. */
+    umask(077);
 
     if ((d.cf = config_load(d.confdir, d.overrides, d.noverrides, 0, err, sizeof(err))) == NULL) {
 	fprintf(stderr, "relayqd: fatal: %s\n", err);
