@@ -217,6 +217,9 @@ int     main(int argc, char **argv)
 	log_msg("master", "fatal: %s", err);
 	return 1;
     }
+    /* Traversable by local users for the public socket and the maildrop (as /var/spool/postfix). */
+    if (chmod(qdir, 0755) < 0)
+	log_warn("master", "chmod %s: %s", qdir, strerror(errno));
     SMTPD_HOOKS hooks = {on_queued, &d};
 
     d.smtpd = smtpd_create(d.base, d.cf, d.queue, &hooks);
