@@ -10,6 +10,8 @@
  *     end of the header section, as Postfix does;
  *   - cap each logical header at header_size_limit bytes (the excess is
  *     discarded, as Postfix does);
+ *   - insert the empty line between header and body when the sender
+ *     omitted it (the first body line is not a header);
  *   - everything else is copied byte for byte.
  */
 #include <string.h>
@@ -188,9 +190,16 @@ int     cleanup_message(const CLEANUP_INFO *ci, const char *in, size_t len, BUF 
 	    buf_puts(out, "\r\n");
 	}
     }
-    /* The body, byte for byte. */
-    if (pos < len)
+    /*
+     * The body, byte for byte.  When the header section ended on a text
+     * line instead of an empty line, one empty line is inserted: otherwise
+     * that text would read as part of the (added) headers.
+     */
+    if (pos < len) {
+	if (in[pos] != '\n' && !(in[pos] == '\r' && pos + 1 < len && in[pos + 1] == '\n'))
+	    buf_puts(out, "\r\n");
 	buf_append(out, in + pos, len - pos);
+    }
     if (out->data == 0)
 	buf_puts(out, "");
     *message_id = msgid ? msgid : xstrdup("");

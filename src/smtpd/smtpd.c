@@ -120,6 +120,8 @@ struct SESSION {
     int     closing;			/* close once the output is written */
     int     gone;			/* connection closed; struct kept for the queue callback */
     int     logged_disconnect;
+    struct event *close_ev;		/* close_check_cb */
+    long long close_polls;
 };
 
 static void session_process(SESSION *ss);
@@ -231,23 +233,40 @@ static void count(SESSION *ss, int cmd, int ok)
 	ss->errors++;
 }
 
-static void write_done_cb(struct bufferevent *bev, void *ctx)
+/*
+ * Closing waits until the reply is really on its way: with TLS the filter's
+ * own buffer empties at once while the record still sits in the socket
+ * bufferevent below it, so both are polled.  Bounded by smtpd_timeout.
+ */
+static void close_check_cb(evutil_socket_t fd, short what, void *ctx)
 {
     SESSION *ss = ctx;
+    struct bufferevent *under;
+    struct timeval tv = {0, 10000};
 
-    if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
-	session_free(ss);
+    if (ss->bev && ss->close_polls++ < ss->p->timeout * 100) {
+	under = bufferevent_get_underlying(ss->bev);
+	if (evbuffer_get_length(bufferevent_get_output(ss->bev)) > 0
+	    || (under && evbuffer_get_length(bufferevent_get_output(under)) > 0)) {
+	    evtimer_add(ss->close_ev, &tv);
+	    return;
+	}
+    }
+    session_free(ss);
 }
 
 /* Send what is queued, then close. */
 static void session_close_after_write(SESSION *ss)
 {
+    struct timeval tv = {0, 0};
+
     ss->closing = 1;
     if (ss->bev == 0)
 	return;
     bufferevent_disable(ss->bev, EV_READ);
-    bufferevent_setcb(ss->bev, 0, write_done_cb, event_cb, ss);
-    bufferevent_enable(ss->bev, EV_WRITE);
+    if (ss->close_ev == 0)
+	ss->close_ev = evtimer_new(ss->s->base, close_check_cb, ss);
+    evtimer_add(ss->close_ev, &tv);
 }
 
 /* Transactions */
@@ -843,6 +862,11 @@ static void session_free(SESSION *ss)
 {
     SMTPD  *s = ss->s;
 
+    if (ss->in_data) {
+	/* Mid-DATA disconnect: nothing is queued. */
+	count(ss, SMTPD_C_DATA, 0);
+	ss->in_data = 0;
+    }
     if (!ss->logged_disconnect) {
 	BUF     b = BUF_INIT;
 
@@ -855,10 +879,9 @@ static void session_free(SESSION *ss)
 	bufferevent_free(ss->bev);
 	ss->bev = 0;
     }
-    if (ss->in_data) {
-	/* Mid-DATA disconnect: nothing is queued. */
-	count(ss, SMTPD_C_DATA, 0);
-	ss->in_data = 0;
+    if (ss->close_ev) {
+	event_free(ss->close_ev);
+	ss->close_ev = 0;
     }
     ss->gone = 1;
     if (ss->waiting)

@@ -154,6 +154,11 @@ static void test_headers_and_body_edge_cases(void)
     T_CHECK(strstr(out, "Message-Id: <2026") != 0);
     free(out);
     free(id);
+    /* Header section ended by a text line: the empty line is inserted. */
+    out = run(&ci, "Date: d\r\nMessage-Id: <a@b>\r\nhello\r\n", &id);
+    T_EQ_STR(out, "Date: d\r\nMessage-Id: <a@b>\r\n\r\nhello\r\n");
+    free(out);
+    free(id);
     /* Body bytes are kept exactly (bare CR, NUL-free 8-bit, long lines). */
     out = run(&ci, "Date: d\r\nMessage-Id: <a@b>\r\n\r\na\rb\r\n\xc3\xa4\r\n", &id);
     T_EQ_STR(out, "Date: d\r\nMessage-Id: <a@b>\r\n\r\na\rb\r\n\xc3\xa4\r\n");
