@@ -788,16 +788,22 @@ static void test_live_relay_denied(void)
     };
     SCRIPT  sc = {steps, BUF_INIT, 0, 0};
 
+    char    errbuf[256];
+
     live_queued = 0;
     if (live_setup(ov, (int) ARRAY_LEN(ov)) < 0) {
 	printf("skipped ");
 	return;
     }
+    if (log_open("/dev/null", "relayq", "mx.example.test", errbuf, sizeof(errbuf)) < 0)
+	T_FAILF("log_open: %s", errbuf);
     live_run(&sc);
     T_CHECK(contains(&sc.got, "250 mx.example.test\r\n250 2.1.0 Ok\r\n"
 		     "454 4.7.1 <r@far.test>: Relay access denied\r\n250 2.1.5 Ok\r\n"));
     T_CHECK(contains(&sc.got, "521 5.5.2 mx.example.test Error: bare <LF> received\r\n"));
     T_CHECK(sc.closed);
+    T_EQ_INT(live_queued, 0);
+    log_close();
     buf_free(&sc.got);
     live_teardown();
 }
