@@ -282,8 +282,17 @@ int     main(int argc, char **argv)
 
     log_msg("master", "daemon started -- version %s, configuration %s", RELAYQ_VERSION,
 	    config_dir(d.cf));
+    int64_t load_t0 = time_mono_us();
+
     if (sched_start(&d) < 0)
 	log_warn("qmgr", "could not read the whole queue at start");
+    /* For operators and bench/scale-deferred: how long the schedule took to rebuild. */
+    QMGR_COUNTS qc;
+
+    qmgr_counts(d.qmgr, &qc);
+    log_msg("qmgr", "queue loaded: %d messages in %.2f s, scheduler memory %zu bytes",
+	    qc.incoming + qc.active + qc.deferred + qc.hold,
+	    (double) (time_mono_us() - load_t0) / 1e6, qmgr_memory(d.qmgr));
     sched_kick(&d);
     admin_pickup(&d);
 
