@@ -540,6 +540,16 @@ static const struct {
 
 static void cli_load(CLI *cli)
 {
+    const char *env;
+
+    /*
+     * mailq and sendmail take no -c (Postfix's take MAIL_CONFIG from the
+     * environment instead): RELAYQ_CONFIG_DIR names the configuration
+     * directory when no -c/-C was given.  The CLI is not set-uid, so the
+     * environment is the invoking user's own business.
+     */
+    if (cli->confdir == 0 && (env = getenv("RELAYQ_CONFIG_DIR")) != 0 && *env)
+	cli->confdir = env;
     cli->cf = config_load(cli->confdir, cli->overrides, cli->noverrides, 1,
 			  cli->load_err, sizeof(cli->load_err));
 }
@@ -557,9 +567,19 @@ int     main(int argc, char **argv)
 
     /* mailq and sendmail: the binary's name is the command. */
     if (strcmp(prog, "mailq") == 0 || strcmp(prog, "relayq-mailq") == 0) {
+	int     n = 1;
+
+	/* mailq -C DIR, as Postfix's (check_mailq -d passes it); other words stay for cli_mailq. */
+	for (i = 1; i < argc; i++) {
+	    if (strcmp(argv[i], "-C") == 0 && i + 1 < argc)
+		cli.confdir = argv[++i];
+	    else
+		argv[n++] = argv[i];
+	}
+	argv[n] = 0;
 	cli_load(&cli);
 	argv[0] = "mailq";
-	ret = cli_mailq(&cli, argc, argv);
+	ret = cli_mailq(&cli, n, argv);
 	goto done;
     }
     if (strcmp(prog, "sendmail") == 0 || strcmp(prog, "relayq-sendmail") == 0) {
