@@ -224,6 +224,28 @@ static void scan_headers(BUF *msg, int extract, ADDRS *rcpts, int *has_from)
 	buf_puts(msg, "");
 }
 
+/*
+ * A maildrop that root's sendmail created (before the daemon ever ran, or
+ * in the moment between its start and its first pickup scan) must belong
+ * to mail_owner, or the daemon, which runs as mail_owner, can neither
+ * list it nor remove what it picked up.
+ */
+static void sendmail_give_maildrop(const CONFIG *cf)
+{
+    const char *qdir = config_str(cf, "queue_directory");
+    struct passwd *owner;
+    char   *md, *co;
+
+    if (geteuid() != 0 || (owner = getpwnam(config_str(cf, "mail_owner"))) == 0)
+	return;
+    md = xasprintf("%s/maildrop", qdir);
+    co = xasprintf("%s/maildrop/corrupt", qdir);
+    if (chown(co, owner->pw_uid, owner->pw_gid) < 0 || chown(md, owner->pw_uid, owner->pw_gid) < 0)
+	cli_warn("chown %s to %s: %s", md, config_str(cf, "mail_owner"), strerror(errno));
+    free(md);
+    free(co);
+}
+
 int     cli_sendmail(CLI *cli, int argc, char **argv)
 {
     int     extract = 0, dot_ends = 1, i, ret;
@@ -337,8 +359,10 @@ int     cli_sendmail(CLI *cli, int argc, char **argv)
 	/* No daemon has run yet: create the maildrop if we may (root, mail_owner). */
 	char    ierr[256];
 
-	if (maildrop_init(config_str(cli->cf, "queue_directory"), ierr, sizeof(ierr)) == 0)
+	if (maildrop_init(config_str(cli->cf, "queue_directory"), ierr, sizeof(ierr)) == 0) {
+	    sendmail_give_maildrop(cli->cf);
 	    ret = maildrop_write(config_str(cli->cf, "queue_directory"), &m, err, sizeof(err));
+	}
     }
     if (ret < 0) {
 	fprintf(stderr, "relayq: fatal: cannot submit the message: %s\n", err);
