@@ -44,6 +44,17 @@ CONTROL *control_create(struct event_base *base, const char *queue_dir, int gid,
 			        CONTROL_HANDLER handle, void *ctx, char *err, size_t errlen);
 void    control_free(CONTROL *c);
 
+/*
+ * A handler that can only answer once something completes (a queue
+ * commit: "hold ID" must not be answered before the hold is in the queue,
+ * or a mailq right after it shows the old state) calls control_defer()
+ * while it handles the request, then returns 0; its out is not sent.  It
+ * answers later with control_finish(c, token, ok, out).  If the client
+ * went away meanwhile, control_finish() does nothing.
+ */
+uint64_t control_defer(CONTROL *c);
+void    control_finish(CONTROL *c, uint64_t token, int ok, BUF *out);
+
 /* ---- client side ---- */
 #define CONTROL_OK        0
 #define CONTROL_ERROR     1			/* the daemon answered "error TEXT": text in err */

@@ -53,6 +53,8 @@ struct CONTROL {
     void   *ctx;
     CONTROL_LISTENER lsn[2];
     struct CONTROL_CONN *conns;		/* open connections, freed with ctl */
+    struct CONTROL_CONN *current;	/* the request being handled (control_defer) */
+    uint64_t next_token;
 };
 
 typedef struct CONTROL_CONN {
@@ -61,6 +63,8 @@ typedef struct CONTROL_CONN {
     struct bufferevent *bev;
     int     replied;
     int     draining;			/* request too long: wait for the client's EOF */
+    int     deferred;			/* the handler answers later (control_finish) */
+    uint64_t token;
     struct CONTROL_CONN *prev, *next;
 } CONTROL_CONN;
 
@@ -127,8 +131,11 @@ static void control_handle_line(CONTROL_CONN *cc, char *line)
 	buf_puts(&out, argc < 0 ? "too many words in request" : "empty request");
 	control_reply(cc, 0, &out);
     } else {
+	cc->ctl->current = cc;
 	ret = cc->ctl->handle(cc->ctl->ctx, cc->admin, argc, argv, &out);
-	control_reply(cc, ret == 0, &out);
+	cc->ctl->current = 0;
+	if (!cc->deferred)
+	    control_reply(cc, ret == 0, &out);
     }
     buf_free(&out);
 }
@@ -140,8 +147,8 @@ static void control_read_cb(struct bufferevent *bev, void *arg)
     size_t  len;
     char   *line;
 
-    if (cc->replied) {
-	/* After "request too long": discard the rest until the client's EOF, so closing does not reset the reply. */
+    if (cc->replied || cc->deferred) {
+	/* One request per connection; after "request too long": discard the rest until the client's EOF, so closing does not reset the reply. */
 	evbuffer_drain(in, evbuffer_get_length(in));
 	return;
     }
@@ -195,6 +202,11 @@ static void control_event_cb(struct bufferevent *bev, short what, void *arg)
 	bufferevent_disable(bev, EV_READ);
 	return;
     }
+    /* Same while the handler has yet to answer (control_finish). */
+    if ((what & BEV_EVENT_EOF) && cc->deferred && !cc->replied) {
+	bufferevent_disable(bev, EV_READ);
+	return;
+    }
     control_conn_free(cc);
 }
 
@@ -215,6 +227,7 @@ static void control_accept_cb(evutil_socket_t lfd, short what, void *arg)
 	cc = xcalloc(1, sizeof(*cc));
 	cc->ctl = ctl;
 	cc->admin = l->admin;
+	cc->token = ++ctl->next_token;
 	cc->bev = bufferevent_socket_new(ctl->base, fd, BEV_OPT_CLOSE_ON_FREE);
 	if (cc->bev == 0) {
 	    close(fd);
@@ -230,6 +243,29 @@ static void control_accept_cb(evutil_socket_t lfd, short what, void *arg)
 	bufferevent_set_timeouts(cc->bev, &tv, &tv);
 	bufferevent_enable(cc->bev, EV_READ);
     }
+}
+
+uint64_t control_defer(CONTROL *ctl)
+{
+    CONTROL_CONN *cc = ctl->current;
+
+    if (cc == 0)
+	return 0;
+    cc->deferred = 1;
+    return cc->token;
+}
+
+void    control_finish(CONTROL *ctl, uint64_t token, int ok, BUF *out)
+{
+    CONTROL_CONN *cc;
+
+    /* Look the connection up: the client may have gone (and it been freed) meanwhile. */
+    for (cc = ctl->conns; cc; cc = cc->next)
+	if (cc->token == token && cc->deferred && !cc->replied)
+	    break;
+    if (cc == 0)
+	return;
+    control_reply(cc, ok, out);
 }
 
 static int control_mkdir(const char *path, mode_t mode, int gid, char *err, size_t errlen)

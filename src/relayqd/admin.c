@@ -52,29 +52,54 @@ static int collect(void *ctx, const QMSG *m)
     return 0;
 }
 
-static void commit_done(void *ctx, int ok)
-{
-    char   *what = ctx;
+/*
+ * One admin request (hold A B C, delete ALL, ...): all its changes go into
+ * one batch, and the client gets its answer only once that batch is
+ * durable, so that "relayq hold ID; mailq" shows the hold (postsuper is
+ * synchronous too).  Requeued copies are scheduled after the commit.
+ */
+typedef struct ADMIN_WAIT {
+    RELAYQD *d;
+    uint64_t token;			/* control_defer() */
+    BUF     out;			/* the reply: per-ID problems, summary */
+    QMSG  **requeued;			/* new messages, scheduled once durable */
+    int     nrequeued;
+    uint64_t *seen;			/* each message once per request */
+    int     nseen;
+} ADMIN_WAIT;
 
-    if (!ok)
-	log_warn("postsuper", "queue update failed: %s", what);
-    free(what);
+static void admin_done(void *ctx, int ok)
+{
+    ADMIN_WAIT *w = ctx;
+
+    for (int i = 0; i < w->nrequeued; i++) {
+	if (ok)
+	    sched_add_incoming(w->d, w->requeued[i]);
+	qmsg_free(w->requeued[i]);
+    }
+    if (!ok) {
+	log_warn("postsuper", "queue update failed: %s", queue_last_error(w->d->queue));
+	buf_reset(&w->out);
+	buf_puts(&w->out, "queue update failed");
+    }
+    control_finish(w->d->control, w->token, ok, &w->out);
+    buf_free(&w->out);
+    free(w->requeued);
+    free(w->seen);
+    free(w);
 }
 
-static void requeue_done(void *ctx, int ok);
-
-typedef struct REQUEUE {
-    RELAYQD *d;
-    QMSG   *msg;
-} REQUEUE;
-
-/* One admin operation on one message. Returns 1 if it changed something. */
-static int admin_one(RELAYQD *d, const char *op, QMSG *m, BUF *out)
+/* One admin operation on one message, added to b. Returns 1 if it changed something. */
+static int admin_one(RELAYQD *d, const char *op, QMSG *m, QBATCH *b, ADMIN_WAIT *w)
 {
-    QBATCH *b;
+    for (int i = 0; i < w->nseen; i++)
+	if (w->seen[i] == m->seq)
+	    return 0;				/* same ID twice in one request */
+    w->seen = xrealloc(w->seen, sizeof(uint64_t) * (size_t) (w->nseen + 1));
+    w->seen[w->nseen++] = m->seq;
 
     if (qmgr_is_active(d->qmgr, m->seq) && strcmp(op, "expire") != 0) {
-	buf_printf(out, "%s: is being delivered; not changed, try again\n", m->qid);
+	buf_printf(&w->out, "%s: is being delivered; not changed, try again\n", m->qid);
 	return 0;
     }
     if (strcmp(op, "hold") == 0) {
@@ -82,42 +107,33 @@ static int admin_one(RELAYQD *d, const char *op, QMSG *m, BUF *out)
 	    return 0;
 	qmgr_hold(d->qmgr, m->seq);
 	m->state = QSTATE_HOLD;
-	b = queue_batch(d->queue);
 	queue_batch_update(b, m);
-	queue_batch_submit(b, commit_done, xstrdup(m->qid));
 	log_msg("postsuper", "%s: placed on hold", m->qid);
     } else if (strcmp(op, "release") == 0) {
 	if (m->state != QSTATE_HOLD)
 	    return 0;
 	m->state = QSTATE_DEFERRED;
-	b = queue_batch(d->queue);
 	queue_batch_update(b, m);
-	queue_batch_submit(b, commit_done, xstrdup(m->qid));
 	qmgr_release(d->qmgr, m->seq, (int64_t) time(NULL));
 	log_msg("postsuper", "%s: released from hold", m->qid);
     } else if (strcmp(op, "delete") == 0) {
 	qmgr_remove(d->qmgr, m->seq);
-	b = queue_batch(d->queue);
 	queue_batch_delete(b, m->seq);
-	queue_batch_submit(b, commit_done, xstrdup(m->qid));
 	log_msg("postsuper", "%s: removed", m->qid);
     } else if (strcmp(op, "expire") == 0) {
 	if (m->flags & QFLAG_FORCE_EXPIRE)
 	    return 0;
 	m->flags |= QFLAG_FORCE_EXPIRE;
 	qmgr_force_expire(d->qmgr, m->seq);
-	b = queue_batch(d->queue);
 	queue_batch_update(b, m);
-	queue_batch_submit(b, commit_done, xstrdup(m->qid));
 	log_msg("postsuper", "%s: marked for forced expiry", m->qid);
     } else if (strcmp(op, "requeue") == 0) {
-	/* As postsuper -r: a new queue ID and a new creation time. */
+	/* As postsuper -r: a new queue ID and a new creation time (as control_admin_offline). */
 	QMSG   *full = queue_load(d->queue, m->seq, 1);
 
 	if (full == NULL)
 	    return 0;
 	qmgr_remove(d->qmgr, m->seq);
-	b = queue_batch(d->queue);
 	queue_batch_delete(b, full->seq);
 	char    oldqid[16];
 
@@ -127,29 +143,21 @@ static int admin_one(RELAYQD *d, const char *op, QMSG *m, BUF *out)
 	full->next_eligible = full->create_time;
 	full->state = QSTATE_INCOMING;
 	full->attempts = 0;
+	full->flags &= ~QFLAG_WARNED;
+	for (int i = 0; i < full->nrcpt; i++) {
+	    if (full->rcpts[i].state == QRCPT_PENDING) {
+		free(full->rcpts[i].reason);
+		full->rcpts[i].reason = NULL;
+	    }
+	}
 	queue_batch_insert(b, full);
-	REQUEUE *rq = xmalloc(sizeof(*rq));
-
-	rq->d = d;
-	rq->msg = full;
-	queue_batch_submit(b, requeue_done, rq);
+	w->requeued = xrealloc(w->requeued, sizeof(QMSG *) * (size_t) (w->nrequeued + 1));
+	w->requeued[w->nrequeued++] = full;
 	log_msg("postsuper", "%s: requeued as %s", oldqid, full->qid);
     } else {
 	return 0;
     }
     return 1;
-}
-
-static void requeue_done(void *ctx, int ok)
-{
-    REQUEUE *rq = ctx;
-
-    if (ok)
-	sched_add_incoming(rq->d, rq->msg);
-    else
-	log_warn("postsuper", "%s: requeue failed", rq->msg->qid);
-    qmsg_free(rq->msg);
-    free(rq);
 }
 
 static const char *op_summary(const char *op)
@@ -165,11 +173,18 @@ static const char *op_summary(const char *op)
     return "Marked for expiry";
 }
 
-static int admin_change(RELAYQD *d, const char *op, int argc, char **argv, BUF *out)
+/*
+ * token: 0 when called from admin_handle (answer through out, or defer),
+ * else the deferred request to answer with control_finish().
+ */
+static int admin_change(RELAYQD *d, uint64_t token, const char *op, int argc, char **argv, BUF *out)
 {
     int     changed = 0;
     IDLIST  all = {NULL, 0, NULL};
+    ADMIN_WAIT *w = xcalloc(1, sizeof(*w));
+    QBATCH *b = queue_batch(d->queue);
 
+    w->d = d;
     for (int i = 0; i < argc; i++) {
 	if (strcmp(argv[i], "ALL") == 0) {
 	    queue_walk(d->queue, 0, collect, &all);
@@ -177,7 +192,7 @@ static int admin_change(RELAYQD *d, const char *op, int argc, char **argv, BUF *
 		QMSG   *m = queue_load(d->queue, all.seq[k], 0);
 
 		if (m) {
-		    changed += admin_one(d, op, m, out);
+		    changed += admin_one(d, op, m, b, w);
 		    qmsg_free(m);
 		}
 	    }
@@ -189,14 +204,83 @@ static int admin_change(RELAYQD *d, const char *op, int argc, char **argv, BUF *
 	QMSG   *m = queue_load_qid(d->queue, argv[i], 0);
 
 	if (m == NULL) {
-	    buf_printf(out, "%s: no such message\n", argv[i]);
+	    buf_printf(&w->out, "%s: no such message\n", argv[i]);
 	    continue;
 	}
-	changed += admin_one(d, op, m, out);
+	changed += admin_one(d, op, m, b, w);
 	qmsg_free(m);
     }
-    buf_printf(out, "%s: %d message%s\n", op_summary(op), changed, changed == 1 ? "" : "s");
+    buf_printf(&w->out, "%s: %d message%s\n", op_summary(op), changed, changed == 1 ? "" : "s");
     sched_kick(d);
+    if (changed == 0 || d->control == NULL) {
+	queue_batch_abort(b);
+	if (token)
+	    control_finish(d->control, token, 1, &w->out);
+	else
+	    buf_append(out, w->out.data, w->out.len);
+	buf_free(&w->out);
+	free(w->seen);
+	free(w);
+	return 0;
+    }
+    w->token = token ? token : control_defer(d->control);
+    queue_batch_submit(b, admin_done, w);
+    return 0;
+}
+
+/*
+ * The change is computed from the queue as stored, which lags behind the
+ * scheduler while delivery results are on their way to the disk: a hold
+ * right after a deferral would write back the pre-deferral row (attempts,
+ * next_eligible and the delay reasons lost).  So wait until no delivery
+ * result is uncommitted (at most ADMIN_WAIT_TRIES polls; the writer
+ * commits within milliseconds), then look at the queue.
+ */
+#define ADMIN_WAIT_TRIES	400		/* x 5 ms */
+
+typedef struct ADMIN_LATER {
+    RELAYQD *d;
+    uint64_t token;
+    int     tries;
+    int     argc;
+    char  **argv;				/* argv[0] is the operation */
+} ADMIN_LATER;
+
+static void admin_later(evutil_socket_t fd, short what, void *ctx)
+{
+    ADMIN_LATER *l = ctx;
+    struct timeval tv = {0, 5000};
+
+    (void) fd;
+    (void) what;
+    if (l->d->pending_commits > 0 && ++l->tries < ADMIN_WAIT_TRIES && !l->d->stopping
+	&& event_base_once(l->d->base, -1, EV_TIMEOUT, admin_later, l, &tv) == 0)
+	return;
+    admin_change(l->d, l->token, l->argv[0], l->argc - 1, l->argv + 1, NULL);
+    for (int i = 0; i < l->argc; i++)
+	free(l->argv[i]);
+    free(l->argv);
+    free(l);
+}
+
+static int admin_change_when_settled(RELAYQD *d, int argc, char **argv, BUF *out)
+{
+    struct timeval tv = {0, 5000};
+    ADMIN_LATER *l;
+
+    if (d->pending_commits == 0 || d->control == NULL)
+	return admin_change(d, 0, argv[0], argc - 1, argv + 1, out);
+    l = xcalloc(1, sizeof(*l));
+    l->d = d;
+    l->argc = argc;
+    l->argv = xcalloc((size_t) argc, sizeof(char *));
+    for (int i = 0; i < argc; i++)
+	l->argv[i] = xstrdup(argv[i]);
+    l->token = control_defer(d->control);
+    if (event_base_once(d->base, -1, EV_TIMEOUT, admin_later, l, &tv) < 0) {
+	l->tries = ADMIN_WAIT_TRIES;
+	admin_later(-1, 0, l);
+    }
     return 0;
 }
 
@@ -333,7 +417,7 @@ int     admin_handle(void *ctx, int admin, int argc, char **argv, BUF *out)
 	buf_printf(out, "usage: %s ID...|ALL", cmd);
 	return -1;
     }
-    return admin_change(d, cmd, argc - 1, argv + 1, out);
+    return admin_change_when_settled(d, argc, argv, out);
 }
 
 /* ---- pickup ---- */
@@ -370,6 +454,7 @@ static int pickup_take(void *ctx, const char *path, const MAILDROP_MSG *md)
     BUF     content = BUF_INIT;
     char   *msgid = NULL;
     char    err[256];
+    char    uidbuf[16];
 
     if (md->nrcpt <= 0) {
 	log_warn("pickup", "%s: no recipients; file ignored", path);
@@ -397,7 +482,9 @@ static int pickup_take(void *ctx, const char *path, const MAILDROP_MSG *md)
     memset(&ci, 0, sizeof(ci));
     ci.myhostname = config_str(d->cf, "myhostname");
     ci.qid = m->qid;
-    ci.local_user = md->user;
+    /* Postfix's "(Postfix, from userid 1000)": the number, of the file's owner (md->uid), not the claimed name. */
+    snprintf(uidbuf, sizeof(uidbuf), "%u", (unsigned) md->uid);
+    ci.local_user = uidbuf;
     ci.arrival_us = m->arrival_us;
     ci.rewrite_allowed = 1;
     ci.add_received = 1;
