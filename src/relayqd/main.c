@@ -97,6 +97,13 @@ static void exit_check(evutil_socket_t fd, short what, void *ctx)
 	event_base_loopbreak(d->base);
 }
 
+static int smtpd_stopped;
+
+static void on_smtpd_stopped(void *ctx)
+{
+    smtpd_stopped = 1;
+}
+
 static void on_term(evutil_socket_t sig, short what, void *ctx)
 {
     RELAYQD *d = ctx;
@@ -106,7 +113,7 @@ static void on_term(evutil_socket_t sig, short what, void *ctx)
 	return;
     d->stopping = 1;
     log_msg("master", "terminating on signal %d", (int) sig);
-    smtpd_shutdown(d->smtpd, NULL, NULL);
+    smtpd_shutdown(d->smtpd, on_smtpd_stopped, d);
     smtp_shutdown(d->smtp);
     d->exit_timer = event_new(d->base, -1, EV_PERSIST, exit_check, d);
     event_add(d->exit_timer, &tv);
@@ -302,7 +309,8 @@ int     main(int argc, char **argv)
     queue_close(d.queue);
     log_msg("master", "daemon stopped");
     smtp_free(d.smtp);
-    smtpd_free(d.smtpd);
+    if (smtpd_stopped)				/* else sessions may still hold it; the process ends anyway */
+	smtpd_free(d.smtpd);
     control_free(d.control);
     metrics_free(d.metrics);
     qmgr_free(d.qmgr);
