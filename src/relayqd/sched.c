@@ -26,6 +26,8 @@ struct ACTIVE {
     int64_t active_us;
     int    *bounced;			/* recipients that failed for good in this pass */
     int     nbounced;
+    int    *relayed;			/* NOTIFY=SUCCESS recipients relayed to a hop without DSN */
+    int     nrelayed;
     QATTEMPT *attempts;			/* this pass's attempts, for the history */
     int     nattempts;
     int     inflight;			/* deliveries under way */
@@ -115,6 +117,7 @@ static void active_free(RELAYQD *d, ACTIVE *a)
     }
     qmsg_free(a->msg);
     free(a->bounced);
+    free(a->relayed);
     qattempt_free_array(a->attempts, a->nattempts);
     free(a);
 }
@@ -254,6 +257,12 @@ static void delivery_done(void *ctx, const SMTP_RESULT *res)
 	    rc->state = QRCPT_DONE;
 	    set_str(&rc->reason, NULL);
 	    d->n_sent++;
+	    /* The next hop cannot report success: say "relayed" ourselves, as Postfix. */
+	    if (r->no_dsn && (rc->notify & QNOTIFY_SUCCESS)) {
+		set_str(&rc->reason, r->text);
+		a->relayed = xrealloc(a->relayed, sizeof(int) * (size_t) (a->nrelayed + 1));
+		a->relayed[a->nrelayed++] = r->index;
+	    }
 	    break;
 	case SMTP_BOUNCED:
 	    set_str(&rc->reason, r->text);
@@ -474,6 +483,9 @@ static void do_done(RELAYQD *d, const ACT *act, int64_t now)
 	for (int i = 0; i < a->nbounced; i++)
 	    m->rcpts[a->bounced[i]].state = QRCPT_BOUNCED;
     }
+    if (a->nrelayed > 0)
+	add_notice(d, b, p, m, a->relayed, a->nrelayed, BOUNCE_RELAYED,
+		   "sender delivery status notification", now);
     int    *pending = xcalloc((size_t) m->nrcpt + 1, sizeof(int));
     int     npending = 0;
 

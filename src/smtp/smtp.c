@@ -1223,7 +1223,10 @@ static void xact_reply(SMTP_DELIV *d, int code, const char *reply)
 	if (code / 100 == 2) {
 	    for (int i = 0; i < d->nrcpt; i++)
 		if (d->accepted[i])
+		{
+		    d->res.rcpts[i].no_dsn = !d->f_dsn;
 		    rcpt_final(d, i, SMTP_SENT, dsn, reply, d->relay, d->addrs[d->cur].host, reply);
+		}
 	} else {
 	    text = xasprintf("host %s said: %s (in reply to end of DATA command)", d->namaddr, reply);
 	    for (int i = 0; i < d->nrcpt; i++)

@@ -63,6 +63,7 @@ typedef struct SMTP_RCPT_RESULT {
     char   *text;			/* "connect to ...: Connection refused", "250 2.0.0 Ok: queued as X" */
     char   *remote_mta;		/* host that replied, or NULL */
     char   *diag;			/* its reply text for Diagnostic-Code, or NULL */
+    int     no_dsn;			/* sent to a next hop that does not offer DSN (NOTIFY not passed on) */
 } SMTP_RCPT_RESULT;
 
 typedef struct SMTP_RESULT {

@@ -134,3 +134,31 @@ def test_delay_warning_once(env):
     assert rcpts[0]['Action'] == 'delayed'
     assert rcpts[0]['Will-Retry-Until']
     assert warn.get_payload()[2].get_content_type() == 'text/rfc822-headers'
+
+
+def test_notify_success_to_a_hop_without_dsn(env):
+    hop = env.pysink(ehlo_lines=['PIPELINING', '8BITMIME', 'ENHANCEDSTATUSCODES'])   # no DSN
+    sink = env.pysink()
+    d, _ = relay(env, sink, dead_port=hop.port)
+    qid = env.send(d.port, 'alice@sender.test', ['bob@dest.test'], MSG, rcpt_options=['NOTIFY=SUCCESS'])
+    hop.wait_messages(1)
+    d.wait_log(r'%s: sender delivery status notification: \w+' % qid)
+    n = sink.wait_messages(1)[0]
+    msg = parse(n['data'])
+    _, rcpts = dsn_fields(msg)
+    assert rcpts[0]['Action'] == 'relayed', rcpts[0].items()
+    assert rcpts[0]['Final-Recipient'] == 'rfc822; bob@dest.test'
+
+
+def test_notify_success_passed_on_to_a_hop_with_dsn(env):
+    hop = env.pysink()      # offers DSN
+    sink = env.pysink()
+    d, _ = relay(env, sink, dead_port=hop.port)
+    qid = env.send(d.port, 'alice@sender.test', ['bob@dest.test'], MSG,
+                   rcpt_options=['NOTIFY=SUCCESS', 'ORCPT=rfc822;bob@dest.test'], mail_options=['RET=HDRS', 'ENVID=env42'])
+    m = hop.wait_messages(1)[0]
+    assert 'NOTIFY=SUCCESS' in m['rcpt_args'][0], m
+    assert 'ORCPT=rfc822;bob@dest.test' in m['rcpt_args'][0], m
+    assert 'RET=HDRS' in m['mail_args'] and 'ENVID=env42' in m['mail_args'], m
+    d.wait_log(r'%s: removed' % qid)
+    assert 'notification' not in d.log()
