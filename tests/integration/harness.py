@@ -134,7 +134,7 @@ class PySink:
     'greeting', 'ehlo', 'mail', 'rcpt', 'data', 'dot'.  A callable value gets
     the argument of the command and returns the reply."""
 
-    def __init__(self, replies=None, ehlo_lines=None, port=0):
+    def __init__(self, replies=None, ehlo_lines=None, port=0, host='127.0.0.1'):
         self.replies = replies or {}
         self.ehlo_lines = ehlo_lines or ['PIPELINING', 'SIZE 10240000', '8BITMIME', 'DSN',
                                          'SMTPUTF8', 'ENHANCEDSTATUSCODES']
@@ -142,7 +142,7 @@ class PySink:
         self.connections = 0
         self.sock = socket.socket()
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(('127.0.0.1', port))
+        self.sock.bind((host, port))
         self.sock.listen(64)
         self.port = self.sock.getsockname()[1]
         self.stopped = False
