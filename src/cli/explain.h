@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdint.h>
 #include "qmgr/qmgr.h"
+#include "queue/queue.h"
 
 /*
  * `relayq explain [options]` for the configuration p.  argv[0] is the
@@ -38,5 +39,27 @@ void    explain_write_svg(FILE *fp, const QMGR_PARAMS *p, const QMGR_SIM_INPUT *
 
 /* "29m25s", "24h29m41s", "0s" (no sign); returns buf. */
 char   *explain_duration(int64_t secs, char *buf, size_t len);
+
+/*
+ * `relayq explain QUEUEID` (explain_msg.c): the past from the queue's attempt
+ * history, the future from qmgr_simulate().  The daemon fills in what only
+ * it knows (active, next_attempt, dead destinations, the queue-run anchor);
+ * without a daemon the CLI passes anchor = 0 and the text says so.
+ */
+typedef struct EXPLAIN_MSG {
+    QMSG   *msg;
+    QATTEMPT *history;
+    int     nhistory;
+    int     active;
+    int64_t next_attempt;
+    int     destination_dead;
+    int64_t dead_until;
+    int64_t anchor;
+    int64_t now;
+    int64_t attempt_duration;
+    char   *buf_data;
+    size_t  buf_len;
+} EXPLAIN_MSG;
+void    explain_message(FILE *fp, const QMGR_PARAMS *p, const EXPLAIN_MSG *em, int json);
 
 #endif

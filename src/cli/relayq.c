@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "cli/explain.h"
 #include "control/control.h"
 #include "log/log.h"
 #include "queue/queue.h"
@@ -463,10 +464,49 @@ int     cli_qshape(CLI *cli, int argc, char **argv)
 /* ---- explain ---- */
 
 /*
- * TODO(lead): the daemon answers "explain ID [--json] [--attempt-duration S]"
- * on the query socket (src/relayqd/admin.c); this prints its payload as is.
- * A daemon-down fallback (simulate from the queue alone) would go here.
+ * The daemon answers "explain ID [--json] [--attempt-duration S]" on the
+ * query socket (src/relayqd/admin.c), since only it knows the queue-run
+ * phase and dead destinations; this prints its payload.  When it is down,
+ * explain_id_offline() says what is known from the queue alone.
  */
+static int explain_id_offline(CLI *cli, const char *qid, int argc, char **argv, FILE *out)
+{
+    char    err[512];
+    QUEUE  *q;
+    QMSG   *m;
+    QMGR_PARAMS p;
+    EXPLAIN_MSG em;
+    int     json = 0;
+
+    fprintf(stderr, "relayq: warning: Mail system is down -- accessing queue directly\n");
+    if ((q = queue_open(cli_qdir(cli), QUEUE_OPEN_READ, err, sizeof(err))) == NULL)
+	cli_fatal(1, "%s", err);
+    if ((m = queue_load_qid(q, qid, 0)) == NULL) {
+	queue_close(q);
+	cli_fatal(1, "%s: no such message in the queue", qid);
+    }
+    memset(&em, 0, sizeof(em));
+    for (int i = 1; i < argc; i++) {
+	if (strcmp(argv[i], "--json") == 0)
+	    json = 1;
+	else if (strcmp(argv[i], "--attempt-duration") == 0 && i + 1 < argc)
+	    em.attempt_duration = atoll(argv[++i]);
+    }
+    em.msg = m;
+    em.nhistory = queue_history(q, m->seq, &em.history);
+    if (em.nhistory < 0)
+	em.nhistory = 0;
+    em.now = (int64_t) time(NULL);
+    em.destination_dead = 0;
+    em.anchor = 0;				/* unknown: no daemon */
+    cli_params(cli_cf(cli), &p);
+    explain_message(out, &p, &em, json);
+    qattempt_free_array(em.history, em.nhistory);
+    qmsg_free(m);
+    queue_close(q);
+    return 0;
+}
+
 int     cmd_explain_id(CLI *cli, const char *qid, int argc, char **argv, FILE *out)
 {
     BUF     req = BUF_INIT, reply = BUF_INIT;
@@ -486,7 +526,7 @@ int     cmd_explain_id(CLI *cli, const char *qid, int argc, char **argv, FILE *o
     ret = control_call(cli_qdir(cli), 0, req.data, &reply, err, sizeof(err));
     buf_free(&req);
     if (ret == CONTROL_DOWN)
-	cli_fatal(1, "the mail system is not running; explain ID needs the daemon (explain without an ID works)");
+	return explain_id_offline(cli, qid, argc, argv, out);
     if (ret != CONTROL_OK)
 	cli_fatal(1, "%s", err);
     cli_print(out, &reply);

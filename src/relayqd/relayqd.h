@@ -19,6 +19,7 @@
 #include "smtpd/smtpd.h"
 #include "control/control.h"
 #include "metrics/metrics.h"
+#include "cli/explain.h"
 
 typedef struct ACTIVE ACTIVE;			/* a message in the active set */
 
@@ -59,22 +60,6 @@ void    sched_add_incoming(RELAYQD *d, const QMSG *msg);
 void    sched_state(void *ctx, const QMSG *msg, SHOWQ_SCHED *out);
 int     sched_idle(const RELAYQD *d);			/* nothing in flight */
 
-/* explain_id.c: `relayq explain QUEUEID`, answered with the daemon's state */
-typedef struct EXPLAIN_MSG {
-    QMSG   *msg;
-    QATTEMPT *history;
-    int     nhistory;
-    int     active;
-    int64_t next_attempt;
-    int     destination_dead;
-    int64_t dead_until;
-    int64_t anchor;
-    int64_t now;
-    int64_t attempt_duration;
-    char   *buf_data;
-    size_t  buf_len;
-} EXPLAIN_MSG;
-void    explain_message(FILE *fp, const QMGR_PARAMS *p, const EXPLAIN_MSG *em, int json);
 
 /* admin.c */
 int     admin_handle(void *ctx, int admin, int argc, char **argv, BUF *out);

@@ -91,3 +91,21 @@ def test_dead_destination_is_suspended(env):
     recs = [json.loads(l) for l in r.stdout.splitlines()]
     late = [x for x in recs if x['queue_id'] == qid][0]
     assert late['destination_dead'] is True
+
+
+def test_explain_queued_message_daemon_down(env):
+    port = free_port()
+    d = env.relayqd(relayhost='[127.0.0.1]:%d' % port, queue_run_delay='30s',
+                    minimal_backoff_time='30s', maximal_backoff_time='60s', maximal_queue_lifetime='1h')
+    qid = env.send(d.port, 'a@sender.test', ['b@dest.test'], MSG)
+    d.wait_log(r'%s: to=<b@dest\.test>.*status=deferred' % qid)
+    d.stop()
+    r = env.cli(d, 'explain', qid)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert 'Mail system is down' in r.stderr
+    assert qid in r.stdout and 'Connection refused' in r.stdout
+    assert 'not running' in r.stdout
+    r = env.cli(d, 'explain', '--json', qid)
+    js = json.loads(r.stdout)
+    assert js['queue_id'] == qid and js['attempts'] == 1 and len(js['history']) == 1
+    assert js['timeline']['attempts'][0]['n'] == 2

@@ -1,6 +1,7 @@
 /*
- * explain_id - `relayq explain QUEUEID`, answered by the daemon because
- * only it knows the queue-run phase and which destinations are dead.
+ * explain_msg - `relayq explain QUEUEID`.  Answered by the daemon, which
+ * alone knows the queue-run phase and which destinations are dead; when it
+ * is not running, the CLI answers from the queue alone (anchor unknown).
  *
  * The past comes from the queue's attempt history; the future from
  * qmgr_simulate() started at the message's current state, i.e. from the
@@ -12,7 +13,6 @@
 
 #include "util/util.h"
 #include "cli/explain.h"
-#include "relayqd/relayqd.h"
 
 static void fmt_time(int64_t t, char *buf, size_t len)
 {
@@ -44,7 +44,16 @@ static void sim_input(const QMGR_PARAMS *p, const EXPLAIN_MSG *em, QMGR_SIM_INPU
     const QMSG *m = em->msg;
 
     memset(in, 0, sizeof(*in));
-    in->anchor = em->anchor;
+    /* Daemon down: the phase is unknown; assume a run right when the backoff ends. */
+    if (em->anchor) {
+	in->anchor = em->anchor;
+    } else {
+	int64_t e = m->next_eligible ? m->next_eligible : em->now;
+	int64_t r = p->queue_run_delay > 0 ? p->queue_run_delay : 1;
+
+	/* a grid point at e, moved back whole periods to be in the past */
+	in->anchor = e > em->now ? e - r * ((e - em->now + r - 1) / r) : e;
+    }
     in->arrival = m->create_time;
     in->attempt_duration = em->attempt_duration;
     in->null_sender = m->sender == NULL || m->sender[0] == 0;
@@ -89,6 +98,9 @@ static void explain_text(FILE *fp, const QMGR_PARAMS *p, const EXPLAIN_MSG *em)
 		hop, a->text ? a->text : "", a->dsn);
     }
     fprintf(fp, "\nNow (%s):\n", (fmt_time(em->now, t1, sizeof(t1)), t1));
+    if (em->anchor == 0)
+	fprintf(fp, "  the mail system is not running: the queue-run phase and dead destinations are unknown;\n"
+		"  the timeline below assumes a queue run right when the backoff ends\n");
     if (em->active) {
 	fprintf(fp, "  being delivered right now\n");
     } else if (m->state == QSTATE_HOLD) {
@@ -96,9 +108,11 @@ static void explain_text(FILE *fp, const QMGR_PARAMS *p, const EXPLAIN_MSG *em)
     } else {
 	fmt_time(m->next_eligible, t1, sizeof(t1));
 	fmt_time(em->next_attempt, t2, sizeof(t2));
-	if (m->state == QSTATE_DEFERRED)
+	if (m->state == QSTATE_DEFERRED && em->next_attempt > 0)
 	    fprintf(fp, "  backoff ends %s; the queue run at %s takes it (runs every %llds)\n",
 		    t1, t2, (long long) p->queue_run_delay);
+	else if (m->state == QSTATE_DEFERRED)
+	    fprintf(fp, "  backoff ends %s; the first queue run after that takes it\n", t1);
 	else
 	    fprintf(fp, "  waiting for its first attempt\n");
     }
