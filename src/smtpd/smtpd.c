@@ -827,6 +827,9 @@ static void event_cb(struct bufferevent *bev, short what, void *ctx)
 	ss->s->st.timeouts++;
 	log_msg("smtpd", "timeout after %s from %s", ss->last_cmd, ss->namaddr);
 	reply(ss, "421 4.4.2 %s Error: timeout exceeded", ss->p->myhostname);
+	/* As a mid-DATA disconnect: the DATA command counts as failed (data=0/1). */
+	if (ss->in_data)
+	    count(ss, SMTPD_C_DATA, 0);
 	txn_reset(ss);
 	session_close_after_write(ss);
 	return;
