@@ -489,6 +489,7 @@ def test_timeout(env):
     assert 1.5 <= time.time() - t0 < 6, time.time() - t0
     assert c.closed()
     d.wait_log(r'timeout after MAIL from localhost\[127\.0\.0\.1\]$')
+    d.wait_log(r'disconnect from localhost\[127\.0\.0\.1\] ehlo=1 mail=1 commands=2$')
     # Also in the middle of DATA.
     c = Raw(d.port)
     c.cmd('EHLO x.test')
@@ -498,8 +499,9 @@ def test_timeout(env):
     c.send('Subject: half\r\n\r\nhalf a mess')
     c.sock.settimeout(10)
     assert c.reply() == '421 4.4.2 mta.relayq.test Error: timeout exceeded'
-    d.wait_log(r'timeout after DATA \(\d+ bytes\) from localhost\[127\.0\.0\.1\]$|'
-               r'timeout after DATA from localhost\[127\.0\.0\.1\]$')
+    d.wait_log(r'timeout after DATA( \(\d+ bytes\))? from localhost\[127\.0\.0\.1\]$')
+    # As in Postfix, the interrupted DATA counts as a failed command.
+    d.wait_log(r'disconnect from localhost\[127\.0\.0\.1\] ehlo=1 mail=1 rcpt=1 data=0/1 commands=3/4$')
     assert_nothing_queued(env, d, sink)
 
 
