@@ -35,6 +35,29 @@ static void usage(void)
     exit(1);
 }
 
+/* mkdir -p of the queue directory's parents (the queue makes the directory itself). */
+static int mkdir_parents(const char *path, char *err, size_t errlen)
+{
+    char   *p = xstrdup(path);
+
+    for (char *s = p + 1; *s; s++) {
+	if (*s != '/')
+	    continue;
+	*s = 0;
+	if (mkdir(p, 0755) == 0) {
+	    /* traversable by mail_owner whatever the umask */
+	    (void) chmod(p, 0755);
+	} else if (errno != EEXIST) {
+	    snprintf(err, errlen, "cannot create directory %s: %s", p, strerror(errno));
+	    free(p);
+	    return -1;
+	}
+	*s = '/';
+    }
+    free(p);
+    return 0;
+}
+
 /* ---- privileges ---- */
 
 /*
@@ -80,6 +103,11 @@ static int drop_privileges(RELAYQD *d, char *err, size_t errlen)
     }
     if (setuid(0) == 0) {
 	snprintf(err, errlen, "still root after dropping privileges");
+	return -1;
+    }
+    if (access(qdir, R_OK | W_OK | X_OK) < 0) {
+	snprintf(err, errlen, "queue_directory %s is not usable by mail_owner %s: %s "
+		 "(every directory above it must be searchable by that user)", qdir, owner, strerror(errno));
 	return -1;
     }
     return 0;
@@ -218,6 +246,11 @@ int     main(int argc, char **argv)
 
     /* The queue first: its lock tells us whether another relayqd runs here. */
     const char *qdir = config_str(d.cf, "queue_directory");
+
+    if (mkdir_parents(qdir, err, sizeof(err)) < 0) {
+	fprintf(stderr, "relayqd: fatal: %s\n", err);
+	return 1;
+    }
 
     if ((d.queue = queue_open(qdir, QUEUE_OPEN_DAEMON, err, sizeof(err))) == NULL) {
 	fprintf(stderr, "relayqd: fatal: %s\n", err);
