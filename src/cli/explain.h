@@ -12,6 +12,7 @@
 #include <stdint.h>
 #include "qmgr/qmgr.h"
 #include "queue/queue.h"
+#include "config/config.h"
 
 /*
  * `relayq explain [options]` for the configuration p.  argv[0] is the
@@ -61,5 +62,12 @@ typedef struct EXPLAIN_MSG {
     size_t  buf_len;
 } EXPLAIN_MSG;
 void    explain_message(FILE *fp, const QMGR_PARAMS *p, const EXPLAIN_MSG *em, int json);
+
+/*
+ * The scheduler's parameters of a configuration: one place for the daemon
+ * and the CLI, so that `explain` simulates exactly what relayqd runs.
+ * (bounce_queue_lifetime is capped by qmgr itself.)
+ */
+void    explain_params(const CONFIG *cf, QMGR_PARAMS *p);
 
 #endif

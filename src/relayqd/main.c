@@ -167,7 +167,7 @@ static void on_hup(evutil_socket_t sig, short what, void *ctx)
 
     QMGR_PARAMS p;
 
-    sched_params(ncf, &p);
+    explain_params(ncf, &p);
     smtpd_reconfigure(d->smtpd, ncf);
     smtp_reconfigure(d->smtp, ncf);
     qmgr_reload(d->qmgr, &p, (int64_t) time(NULL));
@@ -300,7 +300,7 @@ int     main(int argc, char **argv)
     }
     QMGR_PARAMS p;
 
-    sched_params(d.cf, &p);
+    explain_params(d.cf, &p);
     if (p.bounce_queue_lifetime > p.maximal_queue_lifetime)
 	log_warn("qmgr", "bounce_queue_lifetime is larger than maximal_queue_lifetime - using %llds",
 		 (long long) p.maximal_queue_lifetime);

@@ -53,7 +53,6 @@ typedef struct RELAYQD {
 } RELAYQD;
 
 /* sched.c */
-void    sched_params(const CONFIG *cf, QMGR_PARAMS *p);
 int     sched_start(RELAYQD *d);			/* load the queue into qmgr */
 void    sched_kick(RELAYQD *d);				/* run qmgr soon */
 void    sched_add_incoming(RELAYQD *d, const QMSG *msg);

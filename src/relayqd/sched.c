@@ -52,23 +52,6 @@ typedef struct ACT {
 
 static int inflight_total;
 
-/* ---- parameters ---- */
-
-void    sched_params(const CONFIG *cf, QMGR_PARAMS *p)
-{
-    memset(p, 0, sizeof(*p));
-    p->queue_run_delay = config_time(cf, "queue_run_delay");
-    p->minimal_backoff_time = config_time(cf, "minimal_backoff_time");
-    p->maximal_backoff_time = config_time(cf, "maximal_backoff_time");
-    p->maximal_queue_lifetime = config_time(cf, "maximal_queue_lifetime");
-    p->bounce_queue_lifetime = config_time(cf, "bounce_queue_lifetime");
-    p->delay_warning_time = config_time(cf, "delay_warning_time");
-    p->qmgr_message_active_limit = (int) config_int(cf, "qmgr_message_active_limit");
-    p->initial_destination_concurrency = (int) config_int(cf, "initial_destination_concurrency");
-    p->default_destination_concurrency_limit = (int) config_int(cf, "default_destination_concurrency_limit");
-    p->default_destination_recipient_limit = (int) config_int(cf, "default_destination_recipient_limit");
-}
-
 /* ---- the active set: a small hash by id ---- */
 
 static ACTIVE *active_find(RELAYQD *d, QMGR_ID id)
