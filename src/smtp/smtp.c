@@ -58,9 +58,25 @@ typedef struct SMTP_PARAMS {
     int     mx_session_limit;
     char  **fallback;
     int     nfallback;
+    int     cache_on;			/* smtp_connection_cache_on_demand */
+    int     cache_time;			/* smtp_connection_cache_time_limit */
+    int     reuse_limit;		/* smtp_connection_reuse_count_limit, capped */
+    int     rset_tmo;
 } SMTP_PARAMS;
 
+/*
+ * relayq's own bounds on the connection cache: Postfix's reuse count limit
+ * 0 means "no limit", but one session should not live for ever; nor should
+ * a burst to many servers leave an unbounded number of idle sockets.  The
+ * time bound is Postfix's smtp_connection_reuse_time_limit default.
+ */
+#define SMTP_CACHE_MAX_USES	100
+#define SMTP_CACHE_MAX_IDLE	100
+#define SMTP_CACHE_MAX_AGE_US	(300 * 1000000LL)
+#define SMTP_CACHE_QUIT_TMO	10
+
 typedef struct SMTP_DELIV SMTP_DELIV;
+typedef struct SMTP_CONN SMTP_CONN;
 
 struct SMTP {
     struct event_base *base;
@@ -73,6 +89,8 @@ struct SMTP {
     SMTP_DELIV *delivs;
     int     shutdown;
     uint64_t rng;
+    SMTP_CONN *conns;			/* cached sessions: idle, or closing */
+    int     nidle;
 };
 
 /* One candidate server address. */
@@ -82,6 +100,29 @@ typedef struct SMTP_ADDR {
     int     family;
     int     port;
 } SMTP_ADDR;
+
+/*
+ * A cached session between two deliveries: the connection (TLS or not, as
+ * its parameters wanted), what EHLO announced, and how often it served.
+ * Idle, it is looked up by server address and port under the same
+ * parameters (so the same TLS requirement and HELO name); closing, it has
+ * sent QUIT and waits for the reply or the end.
+ */
+struct SMTP_CONN {
+    SMTP   *s;
+    SMTP_CONN *prev, *next;
+    SMTP_PARAMS *p;
+    struct bufferevent *bev;
+    struct event *timer;
+    char    addr[64];
+    int     port;
+    int     tls_on;
+    int     f_pipelining, f_dsn, f_smtputf8, f_starttls, f_8bitmime, f_size;
+    long long size_limit;
+    int     uses;			/* transactions done on it */
+    int64_t born_us;
+    int     closing;
+};
 
 /* Recipient progress within this attempt. */
 #define R_PENDING  0
@@ -105,6 +146,7 @@ typedef struct SMTP_ADDR {
 #define ST_TLS       6
 #define ST_XACT      7			/* MAIL/RCPT/DATA/body/. */
 #define ST_QUIT      8
+#define ST_RSET      9			/* after a rejected transaction, before caching */
 
 typedef struct SMTP_CMD {
     int     type;
@@ -174,6 +216,12 @@ struct SMTP_DELIV {
     int     body_bol;
     int     in_body;			/* streaming the content */
     unsigned conn_gen;			/* bumped by sess_close() */
+    int     conn_use;			/* transactions on this session, this one included */
+    int64_t conn_born_us;
+    int     reused;			/* the session came from the cache */
+    int     xact_replies;		/* replies received in this transaction */
+    int     no_reuse;			/* the server said 421: do not cache */
+    int     skip_cache;			/* a cached session was dead: connect afresh */
     int     reached;			/* index of the last address that answered, or -1 */
     int     finished;
 };
@@ -186,6 +234,11 @@ static void sess_fail_connect(SMTP_DELIV *d, const char *text);
 static void sess_readcb(struct bufferevent *bev, void *arg);
 static void sess_writecb(struct bufferevent *bev, void *arg);
 static void sess_eventcb(struct bufferevent *bev, short what, void *arg);
+static void sess_connect(SMTP_DELIV *d);
+static void xact_start(SMTP_DELIV *d);
+static void send_quit(SMTP_DELIV *d);
+static void cache_close_idle(SMTP *s);
+static int cache_take(SMTP_DELIV *d);
 
 /* ---------------------------------------------------------------------- */
 /* Parameters                                                              */
@@ -220,6 +273,13 @@ static SMTP_PARAMS *params_load(const CONFIG *cf)
     p->mx_session_limit = (int) smtp_cf_int(cf, "smtp_mx_session_limit", 2);
     if (cf && config_known("smtp_fallback_relay"))
 	p->fallback = config_list(cf, "smtp_fallback_relay", &p->nfallback);
+    p->cache_on = cf && config_known("smtp_connection_cache_on_demand")
+	? config_bool(cf, "smtp_connection_cache_on_demand") : 1;
+    p->cache_time = (int) smtp_cf_time(cf, "smtp_connection_cache_time_limit", 2);
+    p->reuse_limit = (int) smtp_cf_int(cf, "smtp_connection_reuse_count_limit", 0);
+    if (p->reuse_limit <= 0 || p->reuse_limit > SMTP_CACHE_MAX_USES)
+	p->reuse_limit = SMTP_CACHE_MAX_USES;
+    p->rset_tmo = (int) smtp_cf_time(cf, "smtp_rset_timeout", 20);
     return (p);
 }
 
@@ -299,6 +359,7 @@ SMTP   *smtp_create(struct event_base *base, const CONFIG *cf)
 
 void    smtp_reconfigure(SMTP *s, const CONFIG *cf)
 {
+    cache_close_idle(s);			/* made under the old parameters */
     smtp_config(s, cf);
 }
 
@@ -320,7 +381,11 @@ static void deliv_log(SMTP_DELIV *d, int slot, const char *relay)
     int64_t arrival = d->msg->arrival_us;
     int64_t a, b, c, dd;
     char    sd[32], sa[32], sb[32], sc[32], sdd[32];
+    char    use[32] = "";
 
+    /* Postfix: ", conn_use=N" from the second delivery over one session on. */
+    if (d->connected && relay == d->relay && d->conn_use > 1)
+	snprintf(use, sizeof(use), ", conn_use=%d", d->conn_use);
     a = d->active_us - arrival;
     b = d->handoff_us - d->active_us;
     if (d->setup_us) {
@@ -331,8 +396,8 @@ static void deliv_log(SMTP_DELIV *d, int slot, const char *relay)
 	dd = now - d->handoff_us;
     }
 #define NN(x) ((x) < 0 ? 0 : (x))
-    log_msg(d->service, "%s: to=<%s>, relay=%s, delay=%s, delays=%s/%s/%s/%s, dsn=%s, status=%s (%s)",
-	    d->msg->qid, qr->addr, relay,
+    log_msg(d->service, "%s: to=<%s>, relay=%s%s, delay=%s, delays=%s/%s/%s/%s, dsn=%s, status=%s (%s)",
+	    d->msg->qid, qr->addr, relay, use,
 	    log_format_delay(NN(now - arrival) / 1e6, sd),
 	    log_format_delay(NN(a) / 1e6, sa), log_format_delay(NN(b) / 1e6, sb),
 	    log_format_delay(NN(c) / 1e6, sc), log_format_delay(NN(dd) / 1e6, sdd),
@@ -581,7 +646,7 @@ static void sess_timeout_cb(evutil_socket_t fd, short what, void *arg)
 	text = xasprintf("connect to %s:%d: %s", d->namaddr, d->addrs[d->cur].port, strerror(ETIMEDOUT));
 	log_msg("smtp", "%s", text);
 	sess_fail_connect(d, text);
-    } else if (d->stage == ST_QUIT) {
+    } else if (d->stage == ST_QUIT || d->stage == ST_RSET) {
 	sess_close(d);
 	deliv_next_address(d);
 	return;
@@ -649,6 +714,10 @@ static void sess_connected(SMTP_DELIV *d)
     d->f_pipelining = d->f_dsn = d->f_smtputf8 = d->f_starttls = d->f_8bitmime = d->f_size = 0;
     d->size_limit = 0;
     d->tls_on = 0;
+    d->conn_use = 0;
+    d->conn_born_us = time_mono_us();
+    d->reused = 0;
+    d->no_reuse = 0;
     buf_reset(&d->reply);
     d->reply_lines = 0;
     sess_arm(d, ST_GREETING, d->p->helo_tmo, "receiving the initial server greeting");
@@ -683,6 +752,8 @@ static void sess_connect(SMTP_DELIV *d)
     socklen_t sslen;
     char   *text;
 
+    if (cache_take(d))
+	return;
     memset(&ss, 0, sizeof(ss));
     if (a->family == AF_INET6) {
 	struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *) &ss;
@@ -713,6 +784,246 @@ static void sess_connect(SMTP_DELIV *d)
     d->conn_ev = event_new(d->s->base, d->fd, EV_WRITE, sess_connect_cb, d);
     event_add(d->conn_ev, NULL);
     sess_arm(d, ST_CONNECT, d->p->connect_tmo, "connecting");
+}
+
+/* ---------------------------------------------------------------------- */
+/* The connection cache                                                    */
+/* ---------------------------------------------------------------------- */
+
+/*
+ * Like Postfix's smtp_connection_cache_on_demand, inside the process: a
+ * session whose transaction ended cleanly is parked instead of closed, and
+ * the next delivery to the same server address and port (under the same
+ * parameters, hence the same TLS requirement) starts with MAIL FROM.  An
+ * idle session is closed with QUIT after smtp_connection_cache_time_limit,
+ * at a reload, at shutdown, and at smtp_free().  If the server speaks or
+ * hangs up while the session is idle, it is dropped at once.
+ */
+
+static void conn_free(SMTP_CONN *c)
+{
+    SMTP   *s = c->s;
+
+    if (c->prev)
+	c->prev->next = c->next;
+    else if (s->conns == c)
+	s->conns = c->next;
+    if (c->next)
+	c->next->prev = c->prev;
+    if (!c->closing)
+	s->nidle--;
+    if (c->timer)
+	event_free(c->timer);
+    if (c->bev)
+	bufferevent_free(c->bev);		/* closes the socket (and frees SSL) */
+    params_release(c->p);
+    free(c);
+}
+
+/*
+ * Idle: the server spoke first (most likely "421 timeout") and is going
+ * away.  Closing: this is the reply to QUIT.  Either way the session ends.
+ */
+static void conn_readcb(struct bufferevent *bev, void *arg)
+{
+    conn_free((SMTP_CONN *) arg);
+}
+
+static void conn_eventcb(struct bufferevent *bev, short what, void *arg)
+{
+    if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR))
+	conn_free((SMTP_CONN *) arg);
+}
+
+/* Say QUIT, then wait a little for the reply or the end. */
+static void conn_quit(SMTP_CONN *c)
+{
+    struct timeval tv = {SMTP_CACHE_QUIT_TMO, 0};
+
+    c->closing = 1;
+    c->s->nidle--;
+    evbuffer_add(bufferevent_get_output(c->bev), "QUIT\r\n", 6);
+    bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+    evtimer_add(c->timer, &tv);
+}
+
+/*
+ * QUIT without the event loop (smtp_free(), after the loop stopped): one
+ * non-blocking write of the command (through TLS when the session has it),
+ * best effort.
+ */
+static void conn_quit_now(SMTP_CONN *c)
+{
+    struct bufferevent *under = bufferevent_get_underlying(c->bev);
+    SSL    *ssl = bufferevent_openssl_get_ssl(c->bev);
+
+    if (ssl != NULL && under != NULL) {
+	if (SSL_write(ssl, "QUIT\r\n", 6) > 0)
+	    evbuffer_write(bufferevent_get_output(under), bufferevent_getfd(under));
+	ERR_clear_error();
+    } else {
+	evbuffer_add(bufferevent_get_output(c->bev), "QUIT\r\n", 6);
+	evbuffer_write(bufferevent_get_output(c->bev), bufferevent_getfd(c->bev));
+    }
+}
+
+static void conn_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+    SMTP_CONN *c = arg;
+
+    if (c->closing)
+	conn_free(c);
+    else
+	conn_quit(c);				/* smtp_connection_cache_time_limit */
+}
+
+/* Close every idle cached session with QUIT (reload, shutdown). */
+static void cache_close_idle(SMTP *s)
+{
+    SMTP_CONN *c, *next;
+
+    for (c = s->conns; c != NULL; c = next) {
+	next = c->next;
+	if (!c->closing)
+	    conn_quit(c);
+    }
+}
+
+/* May this session, its transaction over, serve another delivery? */
+static int sess_cacheable(SMTP_DELIV *d)
+{
+    SMTP   *s = d->s;
+
+    return (d->p->cache_on && !s->shutdown && d->p == s->p && !d->no_reuse
+	    && d->bev != NULL && d->conn_use < d->p->reuse_limit
+	    && s->nidle < SMTP_CACHE_MAX_IDLE
+	    && time_mono_us() - d->conn_born_us < SMTP_CACHE_MAX_AGE_US
+    /* Anything unread now would be taken for the next reply. */
+	    && evbuffer_get_length(bufferevent_get_input(d->bev)) == 0);
+}
+
+/* Park the session, then go on with this delivery (usually: its end). */
+static void sess_cache(SMTP_DELIV *d)
+{
+    SMTP   *s = d->s;
+    SMTP_CONN *c = xcalloc(1, sizeof(*c));
+    const SMTP_ADDR *a = &d->addrs[d->cur];
+    struct timeval tv = {d->p->cache_time > 0 ? d->p->cache_time : 1, 0};
+
+    c->s = s;
+    c->p = d->p;
+    c->p->refs++;
+    c->bev = d->bev;
+    d->bev = NULL;
+    d->fd = -1;
+    snprintf(c->addr, sizeof(c->addr), "%s", a->addr);
+    c->port = a->port;
+    c->tls_on = d->tls_on;
+    c->f_pipelining = d->f_pipelining;
+    c->f_dsn = d->f_dsn;
+    c->f_smtputf8 = d->f_smtputf8;
+    c->f_starttls = d->f_starttls;
+    c->f_8bitmime = d->f_8bitmime;
+    c->f_size = d->f_size;
+    c->size_limit = d->size_limit;
+    c->uses = d->conn_use;
+    c->born_us = d->conn_born_us;
+    c->timer = evtimer_new(s->base, conn_timer_cb, c);
+    bufferevent_setcb(c->bev, conn_readcb, NULL, conn_eventcb, c);
+    bufferevent_enable(c->bev, EV_READ);
+    evtimer_add(c->timer, &tv);
+    c->next = s->conns;
+    if (s->conns)
+	s->conns->prev = c;
+    s->conns = c;
+    s->nidle++;
+    sess_close(d);
+    deliv_next_address(d);
+}
+
+/*
+ * Take an idle session to addrs[cur] and start the transaction on it: no
+ * connect, greeting, EHLO or TLS, so delays= c is about 0.  The newest
+ * session first: it is the least likely to have been timed out by the
+ * server.  0 when there is none.
+ */
+static int cache_take(SMTP_DELIV *d)
+{
+    SMTP   *s = d->s;
+    const SMTP_ADDR *a = &d->addrs[d->cur];
+    SMTP_CONN *c;
+
+    if (d->skip_cache || !d->p->cache_on)
+	return (0);
+    for (c = s->conns; c != NULL; c = c->next)
+	if (!c->closing && c->p == d->p && c->port == a->port && strcmp(c->addr, a->addr) == 0)
+	    break;
+    if (c == NULL)
+	return (0);
+    d->bev = c->bev;
+    c->bev = NULL;
+    d->fd = -1;					/* the bufferevent owns the socket */
+    d->tls_on = c->tls_on;
+    d->f_pipelining = c->f_pipelining;
+    d->f_dsn = c->f_dsn;
+    d->f_smtputf8 = c->f_smtputf8;
+    d->f_starttls = c->f_starttls;
+    d->f_8bitmime = c->f_8bitmime;
+    d->f_size = c->f_size;
+    d->size_limit = c->size_limit;
+    d->conn_use = c->uses;
+    d->conn_born_us = c->born_us;
+    d->reused = 1;
+    d->no_reuse = 0;
+    conn_free(c);
+    snprintf(d->namaddr, sizeof(d->namaddr), "%s[%s]", a->host, a->addr);
+    snprintf(d->relay, sizeof(d->relay), "%s:%d", d->namaddr, a->port);
+    d->connected = 1;
+    d->reached = d->cur;
+    buf_reset(&d->reply);
+    d->reply_lines = 0;
+    bufferevent_setcb(d->bev, sess_readcb, sess_writecb, sess_eventcb, d);
+    bufferevent_enable(d->bev, EV_READ | EV_WRITE);
+    xact_start(d);
+    return (1);
+}
+
+/*
+ * A cached session that turns out dead before the server answered anything
+ * in this transaction (end of file, or 421 to the first command): not a
+ * failure of the delivery.  Connect to the same address afresh, quietly.
+ */
+static int sess_stale(SMTP_DELIV *d)
+{
+    if (!d->reused || d->xact_replies > 0 || d->stage != ST_XACT)
+	return (0);
+    sess_close(d);
+    d->reused = 0;
+    d->skip_cache = 1;
+    d->sessions--;
+    d->setup_us = 0;
+    sess_connect(d);
+    return (1);
+}
+
+/*
+ * The transaction is over and the session is fine: park it for the next
+ * delivery (after RSET when the transaction was cut short before the end
+ * of DATA), or end it with QUIT.
+ */
+static void xact_end(SMTP_DELIV *d, int need_rset)
+{
+    if (!sess_cacheable(d)) {
+	send_quit(d);
+	return;
+    }
+    if (need_rset) {
+	sess_send(d, "RSET");
+	d->cmd_head = d->cmd_tail = 0;
+	sess_arm(d, ST_RSET, d->p->rset_tmo, "sending RSET");
+	return;
+    }
+    sess_cache(d);
 }
 
 /*
@@ -1036,6 +1347,8 @@ static void xact_start(SMTP_DELIV *d)
 
     d->setup_us = time_now_us();
     d->sessions++;
+    d->conn_use++;
+    d->xact_replies = 0;
     if ((m->flags & QFLAG_SMTPUTF8) && !d->f_smtputf8) {
 	text = xasprintf("SMTPUTF8 is required, but was not offered by host %s", d->namaddr);
 	d->stage = ST_XACT;
@@ -1043,7 +1356,7 @@ static void xact_start(SMTP_DELIV *d)
 	    if (d->rstate[i] == R_PENDING)
 		rcpt_final(d, i, SMTP_BOUNCED, "5.6.7", text, d->relay, d->addrs[d->cur].host, NULL);
 	free(text);
-	send_quit(d);
+	xact_end(d, 0);				/* nothing was sent */
 	return;
     }
     if (d->f_size && d->size_limit > 0 && (long long) m->size > d->size_limit) {
@@ -1054,7 +1367,7 @@ static void xact_start(SMTP_DELIV *d)
 	    if (d->rstate[i] == R_PENDING)
 		rcpt_final(d, i, SMTP_BOUNCED, "5.3.4", text, d->relay, d->addrs[d->cur].host, NULL);
 	free(text);
-	send_quit(d);
+	xact_end(d, 0);
 	return;
     }
     d->cmd_head = d->cmd_tail = 0;
@@ -1144,6 +1457,12 @@ static void xact_reply(SMTP_DELIV *d, int code, const char *reply)
 
     if (d->cmd_head == d->cmd_tail)
 	return;					/* unexpected: ignore */
+    if (code == 421) {
+	if (sess_stale(d))
+	    return;
+	d->no_reuse = 1;			/* the server is closing the session */
+    }
+    d->xact_replies++;
     cmd = d->cmdq[d->cmd_head++];
     smtp_reply_dsn(reply, dsn);
 
@@ -1164,7 +1483,7 @@ static void xact_reply(SMTP_DELIV *d, int code, const char *reply)
 		rcpt_fail(d, i, dsn, text, reply);
 	free(text);
 	if (!d->f_pipelining)
-	    send_quit(d);
+	    xact_end(d, 1);
 	return;
     case CMD_RCPT:
 	if (d->mail_failed)
@@ -1187,7 +1506,7 @@ static void xact_reply(SMTP_DELIV *d, int code, const char *reply)
 		cmd_push(d, CMD_DATA, -1);
 		sess_arm(d, ST_XACT, d->p->data_init_tmo, "sending DATA command");
 	    } else {
-		send_quit(d);
+		xact_end(d, 1);
 	    }
 	} else if (d->cmdq[d->cmd_head].type == CMD_DATA) {
 	    sess_arm(d, ST_XACT, d->p->data_init_tmo, "sending DATA command");
@@ -1201,7 +1520,7 @@ static void xact_reply(SMTP_DELIV *d, int code, const char *reply)
 	    return;
 	}
 	if (d->mail_failed || d->naccepted == 0) {
-	    send_quit(d);
+	    xact_end(d, 1);
 	    return;
 	}
 	if (code == 354) {
@@ -1217,7 +1536,7 @@ static void xact_reply(SMTP_DELIV *d, int code, const char *reply)
 	    if (d->accepted[i])
 		rcpt_fail(d, i, dsn, text, reply);
 	free(text);
-	send_quit(d);
+	xact_end(d, 1);
 	return;
     case CMD_DOT:
 	if (code / 100 == 2) {
@@ -1234,10 +1553,10 @@ static void xact_reply(SMTP_DELIV *d, int code, const char *reply)
 		    rcpt_fail(d, i, dsn, text, reply);
 	    free(text);
 	}
-	send_quit(d);
+	xact_end(d, 0);				/* the end of DATA ends the transaction */
 	return;
     case CMD_DOT_NONE:
-	send_quit(d);
+	xact_end(d, 0);
 	return;
     }
 }
@@ -1366,6 +1685,15 @@ static void sess_reply(SMTP_DELIV *d, int code, const char *reply)
     case ST_XACT:
 	xact_reply(d, code, reply);
 	return;
+    case ST_RSET:
+	if (code / 100 == 2 && sess_cacheable(d))
+	    sess_cache(d);
+	else if (code == 421) {
+	    sess_close(d);
+	    deliv_next_address(d);
+	} else
+	    send_quit(d);
+	return;
     case ST_QUIT:
 	sess_close(d);
 	deliv_next_address(d);
@@ -1434,7 +1762,9 @@ static void sess_eventcb(struct bufferevent *bev, short what, void *arg)
     }
     if (!(what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)))
 	return;
-    if (d->stage == ST_QUIT) {
+    if (d->stage == ST_XACT && sess_stale(d))
+	return;
+    if (d->stage == ST_QUIT || d->stage == ST_RSET) {
 	sess_close(d);
 	deliv_next_address(d);
 	return;
@@ -1563,6 +1893,7 @@ void    smtp_shutdown(SMTP *s)
     SMTP_DELIV *d;
 
     s->shutdown = 1;
+    cache_close_idle(s);
 
     /* Drop the resolvers first: no lookup may answer into a freed delivery. */
     if (s->dns) {
@@ -1598,6 +1929,11 @@ void    smtp_free(SMTP *s)
     while ((d = s->delivs) != NULL) {
 	deliv_unlink(d);
 	deliv_free(d);
+    }
+    while (s->conns != NULL) {
+	if (!s->conns->closing)
+	    conn_quit_now(s->conns);
+	conn_free(s->conns);
     }
     if (s->ssl_ctx)
 	SSL_CTX_free(s->ssl_ctx);

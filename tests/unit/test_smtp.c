@@ -702,7 +702,8 @@ static void test_dot_stuffing_dsn_size(void)
     int     port;
     int     lfd = listen_on("127.0.0.1", &port);
     char    dump[400], dest[64];
-    CONFIG *cf = mkcf(NULL);
+    /* fake_server() takes one session and ends at QUIT: no caching here. */
+    CONFIG *cf = mkcf("smtp_connection_cache_on_demand=no", NULL);
     SMTP   *s = smtp_create(base, cf);
     QMSG   *m = mkmsg("Subject: dots\r\n\r\n.leading dot\r\n..two\r\nmid.dle\r\n.\r\nno final newline", "x@dest.test", NULL);
     RES     res;
