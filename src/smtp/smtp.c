@@ -850,20 +850,28 @@ static void conn_quit(SMTP_CONN *c)
 /*
  * QUIT without the event loop (smtp_free(), after the loop stopped): one
  * non-blocking write of the command (through TLS when the session has it),
- * best effort.
+ * best effort.  A bufferevent keeps the front of its output buffer frozen
+ * so that only it drains it; the session ends here, so thaw it and write.
  */
 static void conn_quit_now(SMTP_CONN *c)
 {
     struct bufferevent *under = bufferevent_get_underlying(c->bev);
     SSL    *ssl = bufferevent_openssl_get_ssl(c->bev);
+    struct evbuffer *out;
 
     if (ssl != NULL && under != NULL) {
-	if (SSL_write(ssl, "QUIT\r\n", 6) > 0)
-	    evbuffer_write(bufferevent_get_output(under), bufferevent_getfd(under));
-	ERR_clear_error();
+	if (SSL_write(ssl, "QUIT\r\n", 6) <= 0) {
+	    ERR_clear_error();
+	    return;
+	}
+	out = bufferevent_get_output(under);
+	evbuffer_unfreeze(out, 1);
+	evbuffer_write(out, bufferevent_getfd(under));
     } else {
-	evbuffer_add(bufferevent_get_output(c->bev), "QUIT\r\n", 6);
-	evbuffer_write(bufferevent_get_output(c->bev), bufferevent_getfd(c->bev));
+	out = bufferevent_get_output(c->bev);
+	evbuffer_add(out, "QUIT\r\n", 6);
+	evbuffer_unfreeze(out, 1);
+	evbuffer_write(out, bufferevent_getfd(c->bev));
     }
 }
 

@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <sys/socket.h>
@@ -891,6 +892,332 @@ out:
     config_free(cf);
 }
 
+/* ---- the connection cache ---------------------------------------------- */
+
+#define SRV_CLOSE_IDLE 1			/* close a session idle for 300 ms after a transaction */
+#define SRV_421_REUSE  2			/* answer a second MAIL on one session with 421 and close */
+
+/*
+ * A scripted server for the cache tests, in a child: takes nconn sessions
+ * one after another and writes a transcript to dump: "connect", each
+ * command's verb (the final dot as "."), and how the session ended ("idle
+ * close", "421 close"; QUIT ends it too).  "RCPT TO:<bad...>" gets 550.
+ */
+static pid_t cache_server(int lfd, int mode, int nconn, const char *dump)
+{
+    pid_t   pid = fork();
+
+    if (pid != 0)
+	return (pid);
+    alarm(20);
+    FILE   *dfp = fopen(dump, "w");
+
+    setvbuf(dfp, NULL, _IOLBF, 0);
+    for (int n = 0; n < nconn; n++) {
+	int     fd = accept(lfd, NULL, NULL);
+	FILE   *in = fdopen(fd, "r");
+	FILE   *out = fdopen(dup(fd), "w");
+	char    line[4096];
+	int     data = 0, mails = 0, rcpts = 0, xact_done = 0;
+
+	fprintf(dfp, "connect\n");
+	fprintf(out, "220 fake ESMTP\r\n");
+	fflush(out);
+	for (;;) {
+	    if ((mode & SRV_CLOSE_IDLE) && xact_done) {
+		struct pollfd pfd = {fileno(in), POLLIN, 0};
+
+		xact_done = 0;
+		if (poll(&pfd, 1, 300) == 0) {
+		    fprintf(dfp, "idle close\n");
+		    break;
+		}
+	    }
+	    if (fgets(line, sizeof(line), in) == NULL) {
+		fprintf(dfp, "eof\n");
+		break;
+	    }
+	    if (data) {
+		if (strcmp(line, ".\r\n") == 0) {
+		    data = 0;
+		    xact_done = 1;
+		    fprintf(dfp, ".\n");
+		    fprintf(out, "250 2.0.0 Ok: queued as FAKE%d\r\n", n + 1);
+		    fflush(out);
+		}
+		continue;
+	    }
+	    fprintf(dfp, "%.4s\n", line);
+	    if (str_has_prefix_ci(line, "EHLO")) {
+		fputs("250-fake\r\n250-PIPELINING\r\n250 8BITMIME\r\n", out);
+	    } else if (str_has_prefix_ci(line, "MAIL")) {
+		rcpts = 0;
+		if ((mode & SRV_421_REUSE) && mails++ > 0) {
+		    fprintf(out, "421 4.4.2 fake: idle too long\r\n");
+		    fprintf(dfp, "421 close\n");
+		    break;
+		}
+		fprintf(out, "250 2.1.0 Ok\r\n");
+	    } else if (str_has_prefix_ci(line, "RCPT")) {
+		if (str_has_prefix_ci(line, "RCPT TO:<bad")) {
+		    fprintf(out, "550 5.1.1 no such user\r\n");
+		} else {
+		    fprintf(out, "250 2.1.5 Ok\r\n");
+		    rcpts++;
+		}
+	    } else if (str_has_prefix_ci(line, "DATA")) {
+		if (rcpts == 0) {
+		    fprintf(out, "554 5.5.1 Error: no valid recipients\r\n");
+		} else {
+		    fprintf(out, "354 go ahead\r\n");
+		    data = 1;
+		}
+	    } else if (str_has_prefix_ci(line, "RSET")) {
+		fprintf(out, "250 2.0.0 Ok\r\n");
+	    } else if (str_has_prefix_ci(line, "QUIT")) {
+		fprintf(out, "221 2.0.0 Bye\r\n");
+		break;
+	    } else {
+		fprintf(out, "502 5.5.2 what\r\n");
+	    }
+	    fflush(out);
+	}
+	fclose(out);
+	fclose(in);
+    }
+    fclose(dfp);
+    _exit(0);
+}
+
+/* Run the event loop for up to secs, until dump contains want. */
+static int loop_until_dump(const char *dump, const char *want, int secs)
+{
+    int64_t deadline = time_mono_us() + secs * 1000000LL;
+    int     found = 0;
+
+    while (!found && time_mono_us() < deadline) {
+	char   *got;
+
+	event_base_loop(base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+	usleep(2000);
+	got = slurp(dump);
+	found = strstr(got, want) != NULL;
+	free(got);
+    }
+    return (found);
+}
+
+#define XACT "MAIL\nRCPT\nDATA\n.\n"
+
+/* The c of the first "delays=a/b/c/d" in text. */
+static const char *delays_c(const char *text)
+{
+    static char c[32];
+    const char *p = strstr(text, "delays=");
+    int     slash = 0;
+    size_t  n = 0;
+
+    c[0] = 0;
+    if (p == NULL)
+	return (c);
+    for (p += 7; *p && *p != ',' && slash < 3; p++) {
+	if (*p == '/')
+	    slash++;
+	else if (slash == 2 && n < sizeof(c) - 1)
+	    c[n++] = *p;
+    }
+    c[n] = 0;
+    return (c);
+}
+
+static void test_cache_reuse(void)
+{
+    int     port;
+    int     lfd = listen_on("127.0.0.1", &port);
+    char    dump[400], dest[64], want[256];
+    CONFIG *cf = mkcf(NULL);
+    SMTP   *s = smtp_create(base, cf);
+    QMSG   *m = mkmsg(body, "a@dest.test", NULL);
+    QMSG   *bad = mkmsg(body, "bad@dest.test", NULL);
+    RES     res;
+    pid_t   pid;
+    char   *got;
+
+    snprintf(dump, sizeof(dump), "%s/cache1", tmpdir);
+    snprintf(dest, sizeof(dest), "smtp:[127.0.0.1]:%d", port);
+    pid = cache_server(lfd, 0, 1, dump);
+
+    /* Two deliveries back to back: one connection, the second says conn_use=2. */
+    log_clear();
+    deliver(s, m, dest, &res, 10);
+    T_EQ_INT(res.status[0], SMTP_SENT);
+    T_EQ_STR(res.text[0], "250 2.0.0 Ok: queued as FAKE1");
+    T_CHECK(log_has("to=<a@dest.test>, relay=127.0.0.1[127.0.0.1]:"));
+    got = log_read();
+    T_CHECK(strstr(got, "conn_use=") == NULL);
+    free(got);
+    log_clear();
+    deliver(s, m, dest, &res, 10);
+    T_EQ_INT(res.status[0], SMTP_SENT);
+    T_EQ_STR(res.text[0], "250 2.0.0 Ok: queued as FAKE1");
+    snprintf(want, sizeof(want), "to=<a@dest.test>, relay=127.0.0.1[127.0.0.1]:%d, conn_use=2, delay=", port);
+    T_CHECK(log_has(want));
+    got = log_read();
+    T_EQ_STR(delays_c(got), "0");		/* no set-up */
+    free(got);
+
+    /* A rejected recipient: RSET, and the session serves a third time. */
+    log_clear();
+    deliver(s, bad, dest, &res, 10);
+    T_EQ_INT(res.status[0], SMTP_BOUNCED);
+    T_CHECK(log_has("to=<bad@dest.test>, relay=127.0.0.1[127.0.0.1]:"));
+    T_CHECK(log_has(", conn_use=3, "));
+    deliver(s, m, dest, &res, 10);
+    T_EQ_INT(res.status[0], SMTP_SENT);
+    T_CHECK(log_has(", conn_use=4, "));
+    got = slurp(dump);
+    T_EQ_STR(got, "connect\nEHLO\n" XACT XACT "MAIL\nRCPT\nDATA\nRSET\n" XACT);
+    free(got);
+
+    /* smtp_free() says QUIT to the cached session. */
+    smtp_free(s);
+    waitpid(pid, NULL, 0);
+    got = slurp(dump);
+    T_EQ_STR(got, "connect\nEHLO\n" XACT XACT "MAIL\nRCPT\nDATA\nRSET\n" XACT "QUIT\n");
+    free(got);
+    close(lfd);
+    freemsg(m);
+    freemsg(bad);
+    config_free(cf);
+}
+
+/* The server closed the cached session: the next delivery connects afresh, no failure shown. */
+static void test_cache_dead_session(void)
+{
+    static const int modes[] = {SRV_CLOSE_IDLE, SRV_421_REUSE};
+    static const char *wants[] = {
+	"connect\nEHLO\n" XACT "idle close\nconnect\nEHLO\n" XACT,
+	"connect\nEHLO\n" XACT "MAIL\n421 close\nconnect\nEHLO\n" XACT,
+    };
+
+    for (int i = 0; i < 2; i++) {
+	int     port;
+	int     lfd = listen_on("127.0.0.1", &port);
+	char    dump[400], dest[64], want[256];
+	CONFIG *cf = mkcf(NULL);
+	SMTP   *s = smtp_create(base, cf);
+	QMSG   *m = mkmsg(body, "a@dest.test", NULL);
+	RES     res;
+	pid_t   pid;
+	char   *got;
+
+	snprintf(dump, sizeof(dump), "%s/cache2", tmpdir);
+	snprintf(dest, sizeof(dest), "smtp:[127.0.0.1]:%d", port);
+	pid = cache_server(lfd, modes[i], 2, dump);
+	deliver(s, m, dest, &res, 10);
+	T_EQ_INT(res.status[0], SMTP_SENT);
+	if (modes[i] == SRV_CLOSE_IDLE)
+	    usleep(700000);			/* the server gives up on the idle session */
+	log_clear();
+	deliver(s, m, dest, &res, 10);
+	T_EQ_INT(res.status[0], SMTP_SENT);
+	T_EQ_STR(res.text[0], "250 2.0.0 Ok: queued as FAKE2");
+	T_EQ_INT(res.hop_failed, 0);
+	snprintf(want, sizeof(want), "to=<a@dest.test>, relay=127.0.0.1[127.0.0.1]:%d, delay=", port);
+	T_CHECK(log_has(want));			/* a new session: no conn_use */
+	got = log_read();
+	T_CHECK(strstr(got, "lost connection") == NULL && strstr(got, "idle too long") == NULL
+		&& strstr(got, "deferred") == NULL);
+	free(got);
+	got = slurp(dump);
+	T_CHECK(strncmp(got, wants[i], strlen(wants[i])) == 0);
+	if (strncmp(got, wants[i], strlen(wants[i])) != 0)
+	    printf("\n    transcript: %s\n", got);
+	free(got);
+	smtp_free(s);
+	waitpid(pid, NULL, 0);
+	close(lfd);
+	freemsg(m);
+	config_free(cf);
+    }
+}
+
+/* smtp_connection_cache_time_limit: the idle session gets QUIT; then a new one. */
+static void test_cache_limits(void)
+{
+    int     port;
+    int     lfd = listen_on("127.0.0.1", &port);
+    char    dump[400], dest[64];
+    CONFIG *cf = mkcf("smtp_connection_cache_time_limit=1s", NULL);
+    SMTP   *s = smtp_create(base, cf);
+    QMSG   *m = mkmsg(body, "a@dest.test", NULL);
+    RES     res;
+    pid_t   pid;
+    char   *got;
+    int64_t t0;
+
+    snprintf(dump, sizeof(dump), "%s/cache3", tmpdir);
+    snprintf(dest, sizeof(dest), "smtp:[127.0.0.1]:%d", port);
+    pid = cache_server(lfd, 0, 2, dump);
+    deliver(s, m, dest, &res, 10);
+    T_EQ_INT(res.status[0], SMTP_SENT);
+    t0 = time_mono_us();
+    T_CHECK(loop_until_dump(dump, "QUIT", 4));
+    T_CHECK(time_mono_us() - t0 > 800000);	/* not before the limit */
+    log_clear();
+    deliver(s, m, dest, &res, 10);
+    T_EQ_INT(res.status[0], SMTP_SENT);
+    got = log_read();
+    T_CHECK(strstr(got, "conn_use=") == NULL);
+    free(got);
+    smtp_free(s);
+    waitpid(pid, NULL, 0);
+    got = slurp(dump);
+    T_EQ_STR(got, "connect\nEHLO\n" XACT "QUIT\nconnect\nEHLO\n" XACT "QUIT\n");
+    free(got);
+    config_free(cf);
+
+    /* smtp_connection_reuse_count_limit=2: QUIT after the second delivery. */
+    cf = mkcf("smtp_connection_reuse_count_limit=2", NULL);
+    s = smtp_create(base, cf);
+    pid = cache_server(lfd, 0, 2, dump);
+    for (int i = 0; i < 3; i++) {
+	deliver(s, m, dest, &res, 10);
+	T_EQ_INT(res.status[0], SMTP_SENT);
+    }
+    T_CHECK(loop_until_dump(dump, "connect\nEHLO\n" XACT XACT "QUIT\nconnect\nEHLO\n" XACT, 3));
+    smtp_free(s);
+    waitpid(pid, NULL, 0);
+    config_free(cf);
+
+    /* smtp_connection_cache_on_demand=no: QUIT after every delivery. */
+    cf = mkcf("smtp_connection_cache_on_demand=no", NULL);
+    s = smtp_create(base, cf);
+    pid = cache_server(lfd, 0, 2, dump);
+    for (int i = 0; i < 2; i++) {
+	deliver(s, m, dest, &res, 10);
+	T_EQ_INT(res.status[0], SMTP_SENT);
+    }
+    T_CHECK(loop_until_dump(dump, "connect\nEHLO\n" XACT "QUIT\nconnect\nEHLO\n" XACT "QUIT\n", 3));
+    smtp_free(s);
+    waitpid(pid, NULL, 0);
+    config_free(cf);
+
+    /* smtp_shutdown() closes the idle session with QUIT through the loop. */
+    cf = mkcf(NULL);
+    s = smtp_create(base, cf);
+    pid = cache_server(lfd, 0, 1, dump);
+    deliver(s, m, dest, &res, 10);
+    T_EQ_INT(res.status[0], SMTP_SENT);
+    smtp_shutdown(s);
+    T_CHECK(loop_until_dump(dump, "connect\nEHLO\n" XACT "QUIT\n", 3));
+    smtp_free(s);
+    waitpid(pid, NULL, 0);
+    config_free(cf);
+    close(lfd);
+    freemsg(m);
+}
+
 int     main(void)
 {
     char    err[256];
@@ -916,6 +1243,9 @@ int     main(void)
     T_RUN(test_dot_stuffing_dsn_size);
     T_RUN(test_fallback_relay);
     T_RUN(test_mx_dnsmasq);
+    T_RUN(test_cache_reuse);
+    T_RUN(test_cache_dead_session);
+    T_RUN(test_cache_limits);
     event_base_free(base);
     log_close();
     {
