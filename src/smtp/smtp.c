@@ -15,6 +15,11 @@
  * dsn=, status= (text)".  done() runs from a zero timer, never from
  * inside smtp_deliver().
  *
+ * A session whose transaction ended cleanly is parked in a per-SMTP cache
+ * of idle sessions (keyed by server address and port under the same
+ * parameters) and reused by the next delivery to that server, as Postfix's
+ * smtp_connection_cache_on_demand; see "The connection cache" below.
+ *
  * Texts follow Postfix's smtp(8): "connect to H[A]:P: Connection refused",
  * "host H[A] refused to talk to me: REPLY", "host H[A] said: REPLY (in
  * reply to RCPT TO command)", "lost connection with H[A] while sending

@@ -93,6 +93,8 @@ void    smtp_deliver(SMTP *s, const SMTP_REQUEST *req, SMTP_DONE done, void *ctx
  * smtp_shutdown() returns, with its unfinished recipients deferred (4.3.0
  * "delivery aborted by mail system shutdown"); new requests are then
  * refused the same way.  smtp_free() drops deliveries without calling done().
+ * Both close the idle cached sessions (smtp_connection_cache_on_demand)
+ * with QUIT; smtp_reconfigure() does too.
  */
 void    smtp_shutdown(SMTP *s);
 
