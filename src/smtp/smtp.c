@@ -1399,8 +1399,16 @@ static void xact_start(SMTP_DELIV *d)
 	    buf_puts(&b, " RET=FULL");
 	else if (m->ret == QRET_HDRS)
 	    buf_puts(&b, " RET=HDRS");
-	if (m->envid && *m->envid)
-	    buf_printf(&b, " ENVID=%s", m->envid);
+	if (m->envid && *m->envid) {
+	    /* Stored decoded; on the wire it is xtext (RFC 3461 4.4). */
+	    buf_puts(&b, " ENVID=");
+	    for (const unsigned char *cp = (const unsigned char *) m->envid; *cp; cp++) {
+		if (*cp < '!' || *cp > '~' || *cp == '+' || *cp == '=')
+		    buf_printf(&b, "+%02X", *cp);
+		else
+		    buf_putc(&b, (char) *cp);
+	    }
+	}
     }
     sess_send(d, "%s", b.data);
     buf_free(&b);

@@ -715,7 +715,7 @@ static void test_dot_stuffing_dsn_size(void)
     snprintf(dest, sizeof(dest), "smtp:[127.0.0.1]:%d", port);
     m->rcpts[0].notify = QNOTIFY_SUCCESS | QNOTIFY_FAILURE;
     m->rcpts[0].orcpt = xstrdup("rfc822;x@dest.test");
-    m->envid = xstrdup("ENV1");
+    m->envid = xstrdup("ENV+1=x");		/* stored decoded, sent as xtext */
     m->ret = QRET_HDRS;
     pid = fake_server(lfd, "250-fake\r\n250-PIPELINING\r\n250-DSN\r\n250 SIZE 100000\r\n", dump);
     deliver(s, m, dest, &res, 10);
@@ -723,7 +723,7 @@ static void test_dot_stuffing_dsn_size(void)
     T_EQ_INT(res.status[0], SMTP_SENT);
     T_EQ_STR(res.text[0], "250 2.0.0 Ok: queued as FAKE1");
     got = slurp(dump);
-    T_EQ_STR(got, "MAIL FROM:<sender@sender.test> SIZE=66 RET=HDRS ENVID=ENV1\r\n"
+    T_EQ_STR(got, "MAIL FROM:<sender@sender.test> SIZE=66 RET=HDRS ENVID=ENV+2B1+3Dx\r\n"
 	     "RCPT TO:<x@dest.test> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;x@dest.test\r\n"
 	     "Subject: dots\r\n\r\n..leading dot\r\n...two\r\nmid.dle\r\n..\r\nno final newline\r\n.\r\n");
     free(got);
