@@ -186,6 +186,8 @@ const PARAM param_table[] = {
        "how long a cached SMTP session may stay idle before it is closed"),
     PI("smtp_connection_reuse_count_limit", "0", 0, 0,
        "most deliveries over one cached SMTP session; 0: no limit (relayq still stops at 100)"),
+    PI("smtp_line_length_limit", "998", 0, 0,
+       "longest line sent over SMTP; longer ones are folded with <CR><LF><SPACE>; 0: no limit"),
     PI("smtp_mx_address_limit", "5", 0, 0,
        "most MX addresses tried per delivery; 0: no limit"),
     PI("smtp_mx_session_limit", "2", 0, 0,

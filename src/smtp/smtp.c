@@ -57,6 +57,7 @@ typedef struct SMTP_PARAMS {
     int     refs;
     int     connect_tmo, helo_tmo, mail_tmo, rcpt_tmo;
     int     data_init_tmo, data_xfer_tmo, data_done_tmo, quit_tmo, starttls_tmo;
+    size_t  line_limit;			/* smtp_line_length_limit; 0 = none */
     char   *helo_name;
     int     tls_level;
     int     mx_address_limit;
@@ -219,6 +220,7 @@ struct SMTP_DELIV {
     int     mail_failed;
     size_t  body_off;
     int     body_bol;
+    size_t  body_col;			/* characters sent on the current line */
     int     in_body;			/* streaming the content */
     unsigned conn_gen;			/* bumped by sess_close() */
     int     conn_use;			/* transactions on this session, this one included */
@@ -274,6 +276,7 @@ static SMTP_PARAMS *params_load(const CONFIG *cf)
     p->tls_level = strcmp(lvl, "may") == 0 ? TLS_MAY
 	: (strcmp(lvl, "encrypt") == 0 || strcmp(lvl, "verify") == 0
 	   || strcmp(lvl, "secure") == 0) ? TLS_ENCRYPT : TLS_NONE;
+    p->line_limit = (size_t) smtp_cf_int(cf, "smtp_line_length_limit", 998);
     p->mx_address_limit = (int) smtp_cf_int(cf, "smtp_mx_address_limit", 5);
     p->mx_session_limit = (int) smtp_cf_int(cf, "smtp_mx_session_limit", 2);
     if (cf && config_known("smtp_fallback_relay"))
@@ -1439,13 +1442,41 @@ static void body_pump(SMTP_DELIV *d)
 	const char *nl;
 	size_t  n;
 
-	if (d->body_bol && *p == '.')
+	if (d->body_bol && *p == '.') {
 	    evbuffer_add(out, ".", 1);
+	    d->body_col = 1;
+	}
+	d->body_bol = 0;
 	nl = memchr(p, '\n', chunk);
 	n = nl ? (size_t) (nl - p) + 1 : chunk;
+
+	/*
+	 * RFC 5321 allows 998 characters a line.  A longer line is folded as
+	 * Postfix folds it (smtp_line_length_limit): <CR><LF><SPACE> after
+	 * the limit, which keeps MIME structure intact.
+	 */
+	if (d->p->line_limit > 0) {
+	    size_t  text = n;
+
+	    if (nl) {
+		text = n - 1;
+		if (text > 0 && p[text - 1] == '\r')
+		    text--;
+	    }
+	    if (d->body_col + text > d->p->line_limit) {
+		size_t  take = d->p->line_limit > d->body_col ? d->p->line_limit - d->body_col : 0;
+
+		evbuffer_add(out, p, take);
+		evbuffer_add(out, "\r\n ", 3);
+		d->body_off += take;
+		d->body_col = 1;
+		continue;
+	    }
+	}
 	evbuffer_add(out, p, n);
 	d->body_off += n;
 	d->body_bol = nl != NULL;
+	d->body_col = nl ? 0 : d->body_col + n;
     }
     if (d->body_off < size) {
 	evtimer_add(d->timer, &tv);
@@ -1547,6 +1578,7 @@ static void xact_reply(SMTP_DELIV *d, int code, const char *reply)
 	if (code == 354) {
 	    d->body_off = 0;
 	    d->body_bol = 1;
+	    d->body_col = 0;
 	    d->in_body = 1;
 	    sess_arm(d, ST_XACT, d->p->data_xfer_tmo, "sending message body");
 	    body_pump(d);

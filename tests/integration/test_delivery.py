@@ -141,3 +141,16 @@ def test_silent_next_hop_times_out(env):
                    % (qid, port), timeout=20)
     finally:
         lsock.close()
+
+
+def test_long_lines_are_folded_at_998(env):
+    sink = env.pysink()
+    d = env.relayqd(relayhost='[127.0.0.1]:%d' % sink.port)
+    long_line = 'x' * 2500
+    env.send(d.port, 'a@sender.test', ['b@dest.test'], 'Subject: long\r\n\r\n' + long_line + '\r\nshort\r\n')
+    m = sink.wait_messages(1)[0]
+    lines = m['data'].split(b'\r\n')
+    assert max(len(l) for l in lines) <= 998, max(len(l) for l in lines)
+    # folded with CRLF SPACE: nothing lost
+    body = m['data'].split(b'\r\n\r\n', 1)[1]
+    assert body.replace(b'\r\n ', b'') == (long_line + '\r\nshort\r\n').encode()
