@@ -572,8 +572,15 @@ static void sched_run(RELAYQD *d)
 		    do_activate(d, copy[i].a.id, now);
 		break;
 	    case QMGR_ACT_DELIVER:
-		if (!d->stopping)
-		    do_deliver(d, &copy[i]);
+
+		/*
+		 * Even when stopping: smtp refuses it at once (deferred,
+		 * "delivery aborted by mail system shutdown"), so that the
+		 * pass ends and its batch records the recipients that already
+		 * got a 250.  Skipping it would leave the pass open, nothing
+		 * would be written, and they would all go out again.
+		 */
+		do_deliver(d, &copy[i]);
 		break;
 	    case QMGR_ACT_SUSPEND:
 		do_suspend(d, &copy[i]);
