@@ -170,14 +170,65 @@ void    sched_add_incoming(RELAYQD *d, const QMSG *msg)
 
 /* ---- ACTIVATE ---- */
 
+static void corrupt_committed(void *ctx, int ok)
+{
+    RELAYQD *d = ctx;
+
+    d->pending_commits--;
+    if (!ok)
+	log_warn("qmgr", "cannot move a corrupt message to the corrupt state: %s",
+		 queue_last_error(d->queue));
+}
+
+/*
+ * The message was taken for delivery but could not be loaded.  Its
+ * content fails its length or checksum (or is missing): it goes to the
+ * corrupt state, as queue_recover() would do at start, with one warning,
+ * so that it is neither delivered damaged, nor retried for ever, nor left
+ * in mailq as if it were waiting.  A read error of the store itself is no
+ * verdict on the message: it is retried after the minimal backoff.  A
+ * message whose record is gone (deleted) is simply forgotten.
+ */
+static void activate_failed(RELAYQD *d, QMGR_ID id, int64_t now)
+{
+    char    why[256];
+    QMSG   *m;
+
+    snprintf(why, sizeof(why), "%s", queue_last_error(d->queue));
+    qmgr_remove(d->qmgr, id);			/* leaves the active set */
+    if ((m = queue_load(d->queue, id, 0)) == NULL) {
+	log_warn("qmgr", "message with queue sequence %llu could not be read; skipped: %s",
+		 (unsigned long long) id, why);
+	return;
+    }
+    if (strstr(why, "mismatch") != NULL
+	|| (strncmp(why, "no content", 10) == 0 && strstr(why, "locked") == NULL
+	    && strstr(why, "busy") == NULL)) {
+	QBATCH *b = queue_batch(d->queue);
+
+	log_warn("qmgr", "%s: corrupt queue record moved to the corrupt state: %s", m->qid, why);
+	m->state = QSTATE_CORRUPT;
+	queue_batch_update(b, m);
+	d->pending_commits++;
+	queue_batch_submit(b, corrupt_committed, d);
+    } else {
+	QMGR_MSGINFO info;
+
+	log_warn("qmgr", "%s: could not be read (%s); will be retried", m->qid, why);
+	info_from_msg(m, &info);
+	info.state = QMGR_MSG_DEFERRED;
+	info.next_eligible = now + qmgr_params(d->qmgr)->minimal_backoff_time;
+	qmgr_add(d->qmgr, id, &info, now);
+    }
+    qmsg_free(m);
+}
+
 static void do_activate(RELAYQD *d, QMGR_ID id, int64_t now)
 {
     QMSG   *m = queue_load(d->queue, id, 1);
 
     if (m == NULL) {
-	log_warn("qmgr", "message with queue sequence %llu could not be read; skipped",
-		 (unsigned long long) id);
-	qmgr_remove(d->qmgr, id);
+	activate_failed(d, id, now);
 	return;
     }
     ACTIVE *a = xcalloc(1, sizeof(*a));

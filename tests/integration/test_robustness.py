@@ -26,6 +26,29 @@ def db_exec(d, sql, args=()):
         c.close()
 
 
+def test_corrupt_at_activation(env):
+    # A dead next hop: the message is deferred, then its content is damaged
+    # on disk (same length, wrong checksum) and a flush takes it again.
+    d = env.relayqd(minimal_backoff_time='1s', maximal_backoff_time='2s', queue_run_delay='1s')
+    qid = env.send(d.port, 'a@sender.test', ['b@dest.test'], MSG)
+    d.wait_log(qid + r': to=<b@dest.test>.*status=deferred')
+    db_exec(d, 'UPDATE content SET data = zeroblob(size) WHERE seq = (SELECT seq FROM msg WHERE qid = ?)', (qid,))
+    env.cli(d, 'flush', check=True)
+    d.wait_log(qid + r'.*corrupt')
+    # Give the scheduler several queue runs: it must not try it again and again.
+    time.sleep(4)
+    env.cli(d, 'flush', check=True)
+    time.sleep(1)
+    log = d.log()
+    assert len(re.findall(qid + r'.*corrupt', log)) == 1, log[-3000:]
+    assert not re.search(qid + r': from=<.*\(queue active\)', log.split('corrupt')[-1]), log[-3000:]
+    # On disk it is in the corrupt state (kept for the operator), not left deferred or deleted.
+    assert db_rows(d, 'SELECT state FROM msg WHERE qid = ?', (qid,)) == [(4,)]
+    # The daemon still works.
+    assert env.cli(d, 'mailq').returncode == 0
+    assert d.proc.poll() is None
+
+
 def test_sigterm_mid_pass_keeps_the_250s(env):
     # One message, 200 recipients, 10 per delivery, to a slow next hop: SIGTERM
     # arrives while later deliveries of the pass still wait for a slot.
