@@ -587,8 +587,9 @@ def test_long_line_in_data_kept_whole(env):
     assert c.reply().startswith('250 2.0.0 Ok: queued as')
     c.cmd('QUIT')
     data = sink.wait_messages(1)[0]['data']
-    # Compare without line breaks: a next hop may fold lines over 998 bytes.
-    flat = data.replace(b'\r\n', b'')
+    # relayq folds lines over 998 bytes with CRLF SPACE on the way out
+    # (smtp_line_length_limit, as Postfix); unfolded, nothing is missing.
+    flat = data.replace(b'\r\n ', b'').replace(b'\r\n', b'')
     want = b'start:' + b''.join(b'%d' % i + b'y' * 9999 for i in range(10)) + b'end'
     assert want in flat, len(data)
 
