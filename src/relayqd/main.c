@@ -347,6 +347,13 @@ int     main(int argc, char **argv)
     control_free(d.control);
     metrics_free(d.metrics);
     qmgr_free(d.qmgr);
+    sched_free(&d);
+    struct event *evs[] = {d.queue_ev, d.sig_term, d.sig_int, d.sig_hup, d.pickup_timer, d.exit_timer};
+
+    for (size_t i = 0; i < ARRAY_LEN(evs); i++)
+	if (evs[i])
+	    event_free(evs[i]);
+    event_base_free(d.base);
     log_close();
     config_free(d.cf);
     free(d.overrides);

@@ -58,6 +58,7 @@ void    sched_kick(RELAYQD *d);				/* run qmgr soon */
 void    sched_add_incoming(RELAYQD *d, const QMSG *msg);
 void    sched_state(void *ctx, const QMSG *msg, SHOWQ_SCHED *out);
 int     sched_idle(const RELAYQD *d);			/* nothing in flight */
+void    sched_free(RELAYQD *d);			/* at exit */
 
 
 /* admin.c */

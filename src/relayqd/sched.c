@@ -670,6 +670,22 @@ void    sched_kick(RELAYQD *d)
     }
 }
 
+/* At exit: the scheduler's events and what is still in the active set. */
+void    sched_free(RELAYQD *d)
+{
+    if (d->kick_ev)
+	event_free(d->kick_ev);
+    if (d->qmgr_timer)
+	event_free(d->qmgr_timer);
+    d->kick_ev = d->qmgr_timer = NULL;
+    for (size_t i = 0; i < d->active_size; i++)
+	while (d->active[i])
+	    active_free(d, d->active[i]);
+    free(d->active);
+    d->active = NULL;
+    d->active_size = 0;
+}
+
 int     sched_idle(const RELAYQD *d)
 {
     return inflight_total == 0 && d->pending_commits == 0;

@@ -77,3 +77,48 @@ def test_sigterm_mid_pass_keeps_the_250s(env):
     again = [r for m in sink.messages[first:] for r in m['rcpts'] if r in sent]
     assert again == [], 'delivered twice after a 250: %s' % again[:10]
     assert set(r for m in sink.messages for r in m['rcpts']) == set(rcpts)
+
+
+def test_valgrind_clean_session(env):
+    # A short session under valgrind: deliveries, a bounce with its notice,
+    # admin requests, a reload, SIGTERM.  No invalid access, nothing leaked.
+    import shutil
+    import harness
+    vg = shutil.which('valgrind')
+    if not vg:
+        raise harness.Skip('valgrind not installed')
+    vgdir = os.path.join(env.dir, 'vgbin')
+    os.makedirs(vgdir)
+    os.chmod(env.dir, 0o755)
+    vglog = os.path.join(env.dir, 'valgrind.log')
+    with open(os.path.join(vgdir, 'relayqd'), 'w') as f:
+        f.write('#!/bin/sh\nexec %s --leak-check=full --show-leak-kinds=definite,indirect '
+                '--errors-for-leak-kinds=definite,indirect --error-exitcode=3 --log-file=%s %s "$@"\n'
+                % (vg, vglog, os.path.join(harness.BIN, 'relayqd')))
+    os.chmod(os.path.join(vgdir, 'relayqd'), 0o755)
+    sink = env.pysink(replies={'rcpt': lambda a: '550 5.1.1 no such user' if a.startswith('bad') else '250 2.1.5 Ok'})
+    saved = harness.BIN
+    harness.BIN = vgdir
+    try:
+        d = env.relayqd(relayhost='[127.0.0.1]:%d' % sink.port, minimal_backoff_time='1s',
+                        maximal_backoff_time='2s', queue_run_delay='1s', start=False)
+        d.start()
+    finally:
+        harness.BIN = saved
+    for i in range(8):
+        env.send(d.port, 'a@sender.test', ['ok%d@dest.test' % i, 'bad%d@dest.test' % i], MSG,
+                 rcpt_options=['NOTIFY=SUCCESS,FAILURE'] if i % 3 == 0 else [])
+    d.wait_log(r'sender non-delivery notification', count=8, timeout=60)
+    q = env.send(d.port, 'a@sender.test', ['x@dest.test'], MSG)
+    env.cli(d, 'hold', 'ALL')
+    env.cli(d, 'release', 'ALL')
+    env.cli(d, 'explain', q)
+    env.cli(d, 'mailq')
+    d.hup()
+    d.wait_log(r'reload -- version', timeout=30)
+    env.send(d.port, 'a@sender.test', ['after@dest.test'], MSG)
+    d.wait_log(r'to=<after@dest.test>.*status=sent', timeout=60)
+    rc = d.stop(timeout=120)
+    report = open(vglog).read() if os.path.exists(vglog) else ''
+    assert rc == 0, 'relayqd under valgrind exited %s:\n%s' % (rc, report[-6000:])
+    assert 'ERROR SUMMARY: 0 errors' in report, report[-6000:]
