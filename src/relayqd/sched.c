@@ -153,8 +153,17 @@ static int load_one(void *ctx, const QMSG *m)
     return 0;
 }
 
+/*
+ * Tests only: RELAYQ_TEST_FAULT=fail-pass makes the queue fail the batch of
+ * the first pass that ends (queue_test_fault "fail-batch").
+ */
+static int test_fail_pass;
+
 int     sched_start(RELAYQD *d)
 {
+    const char *fault = getenv("RELAYQ_TEST_FAULT");
+
+    test_fail_pass = fault != NULL && strcmp(fault, "fail-pass") == 0;
     return queue_walk(d->queue, 0, load_one, d);
 }
 
@@ -556,6 +565,10 @@ static void do_done(RELAYQD *d, const ACT *act, int64_t now)
 	break;
     }
     free(pending);
+    if (test_fail_pass) {
+	test_fail_pass = 0;
+	queue_test_fault(d->queue, "fail-batch");
+    }
     d->pending_commits++;
     queue_batch_submit(b, pass_committed, p);
     active_free(d, a);

@@ -122,3 +122,23 @@ def test_valgrind_clean_session(env):
     report = open(vglog).read() if os.path.exists(vglog) else ''
     assert rc == 0, 'relayqd under valgrind exited %s:\n%s' % (rc, report[-6000:])
     assert 'ERROR SUMMARY: 0 errors' in report, report[-6000:]
+
+
+def test_failed_pass_commit_is_retried(env):
+    # The queue fails the batch that ends the first pass: the message must
+    # stay queued, be known to the scheduler, and be delivered later.
+    sink = env.pysink()
+    os.environ['RELAYQ_TEST_FAULT'] = 'fail-pass'
+    try:
+        d = env.relayqd(relayhost='[127.0.0.1]:%d' % sink.port, minimal_backoff_time='1s',
+                        maximal_backoff_time='2s', queue_run_delay='1s')
+    finally:
+        del os.environ['RELAYQ_TEST_FAULT']
+    qid = env.send(d.port, 'a@sender.test', ['b@dest.test'], MSG)
+    d.wait_log(qid + r': queue update failed')
+    d.wait_log(qid + r': removed', timeout=20)
+    assert db_rows(d, 'SELECT count(*) FROM msg') == [(0,)]
+    assert 'Mail queue is empty' in env.cli(d, 'mailq').stdout
+    # Delivered at least once (the first 250 could not be recorded: once more is the price).
+    assert 1 <= len(sink.messages) <= 2, len(sink.messages)
+    assert d.proc.poll() is None
