@@ -142,3 +142,33 @@ def test_failed_pass_commit_is_retried(env):
     # Delivered at least once (the first 250 could not be recorded: once more is the price).
     assert 1 <= len(sink.messages) <= 2, len(sink.messages)
     assert d.proc.poll() is None
+
+
+def test_thousand_recipients(env):
+    # 1,000 recipients in one message (smtpd_recipient_limit): each reaches
+    # the next hop exactly once, in deliveries of at most the recipient limit.
+    sink = env.pysink()
+    d = env.relayqd(relayhost='[127.0.0.1]:%d' % sink.port)
+    rcpts = ['u%04d@dest.test' % i for i in range(1000)]
+    qid = env.send(d.port, 'a@sender.test', rcpts, MSG)
+    d.wait_log(qid + r': removed', timeout=60)
+    got = [r for m in sink.messages for r in m['rcpts']]
+    assert sorted(got) == rcpts
+    assert max(len(m['rcpts']) for m in sink.messages) <= 50
+    assert len(re.findall(qid + r': to=<[^>]+>.*status=sent', d.log())) == 1000
+
+
+def test_notice_that_bounces_makes_no_notice(env):
+    # The sender's own address is rejected too: the non-delivery notice
+    # (null sender) fails for good and is dropped, with no notice about it.
+    sink = env.pysink(replies={'rcpt': lambda a: '550 5.1.1 no such user' if a.startswith('bad') else '250 2.1.5 Ok'})
+    d = env.relayqd(relayhost='[127.0.0.1]:%d' % sink.port)
+    qid = env.send(d.port, 'bad-sender@sender.test', ['bad-rcpt@dest.test'], MSG)
+    nline = d.wait_log(qid + r': sender non-delivery notification: ([0-9A-F]+)')[0]
+    nqid = nline.group(1)
+    d.wait_log(nqid + r': to=<bad-sender@sender.test>.*status=bounced')
+    d.wait_log(nqid + r': removed')
+    time.sleep(1)
+    log = d.log()
+    assert len(re.findall(r'notification: ', log)) == 1, log[-3000:]
+    assert 'Mail queue is empty' in env.cli(d, 'mailq').stdout
