@@ -154,16 +154,24 @@ static int load_one(void *ctx, const QMSG *m)
 }
 
 /*
- * Tests only: RELAYQ_TEST_FAULT=fail-pass makes the queue fail the batch of
- * the first pass that ends (queue_test_fault "fail-batch").
+ * Tests only: RELAYQ_TEST_FAULT arms a queue fault (queue_test_fault) for
+ * the batch of the first pass that ends: "fail-pass" makes it fail,
+ * "crash-before-pass" / "crash-after-pass" kill the process just before /
+ * just after its COMMIT (the writer thread _exit()s), so that the tests can
+ * restart the daemon at every step of deliver, defer and bounce.
  */
-static int test_fail_pass;
+static const char *test_pass_fault;
 
 int     sched_start(RELAYQD *d)
 {
     const char *fault = getenv("RELAYQ_TEST_FAULT");
 
-    test_fail_pass = fault != NULL && strcmp(fault, "fail-pass") == 0;
+    if (fault && strcmp(fault, "fail-pass") == 0)
+	test_pass_fault = "fail-batch";
+    else if (fault && strcmp(fault, "crash-before-pass") == 0)
+	test_pass_fault = "before-commit";
+    else if (fault && strcmp(fault, "crash-after-pass") == 0)
+	test_pass_fault = "after-commit";
     return queue_walk(d->queue, 0, load_one, d);
 }
 
@@ -565,9 +573,9 @@ static void do_done(RELAYQD *d, const ACT *act, int64_t now)
 	break;
     }
     free(pending);
-    if (test_fail_pass) {
-	test_fail_pass = 0;
-	queue_test_fault(d->queue, "fail-batch");
+    if (test_pass_fault) {
+	queue_test_fault(d->queue, test_pass_fault);
+	test_pass_fault = NULL;
     }
     d->pending_commits++;
     queue_batch_submit(b, pass_committed, p);

@@ -251,7 +251,8 @@ class PySink:
 class Env:
     def __init__(self, name):
         self.name = name
-        self.dir = tempfile.mkdtemp(prefix='relayq-it-%s-' % name, dir='/var/tmp')
+        # short: UNIX socket paths under it must stay below 108 bytes
+        self.dir = tempfile.mkdtemp(prefix='rq-%s-' % name[5:25], dir='/var/tmp')
         os.chmod(self.dir, 0o755)
         self.daemons = []
         self.procs = []
