@@ -36,7 +36,7 @@ ALL_LDFLAGS := $(LDFLAGS) $(SANFLAGS)
 
 LIB_SRC := $(filter-out src/relayqd/% src/cli/%,$(wildcard src/*/*.c))
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o)
-D_SRC   := $(wildcard src/relayqd/*.c) $(wildcard src/cli/explain.c src/cli/explain_msg.c)
+D_SRC   := $(wildcard src/relayqd/*.c)
 D_OBJ   := $(D_SRC:%.c=$(BUILD)/%.o)
 C_SRC   := $(wildcard src/cli/*.c)
 C_OBJ   := $(C_SRC:%.c=$(BUILD)/%.o)

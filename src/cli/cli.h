@@ -27,13 +27,6 @@ int     cli_qshape(CLI *cli, int argc, char **argv);
 int     cli_explain(CLI *cli, int argc, char **argv);
 int     cli_sendmail(CLI *cli, int argc, char **argv);
 
-/* explain with a queue ID: asks the daemon (query socket "explain ID ..."). */
-int     cmd_explain_id(CLI *cli, const char *qid, int argc, char **argv, FILE *out);
-
-/* Written by the explain module (src/cli/explain.c); a weak stub stands in until it exists. */
-int     cmd_explain_config(const QMGR_PARAMS *p, int argc, char **argv, FILE *out);
-
-void    cli_params(const CONFIG *cf, QMGR_PARAMS *p);
 void    cli_fatal(int status, const char *fmt, ...) __attribute__((format(printf, 2, 3), noreturn));
 void    cli_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 

@@ -21,7 +21,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
-#include "cli/explain.h"
+#include "explain/explain.h"
 #include "control/control.h"
 #include "log/log.h"
 #include "queue/queue.h"
@@ -79,11 +79,6 @@ static const CONFIG *cli_cf(CLI *cli)
 static const char *cli_qdir(CLI *cli)
 {
     return config_str(cli_cf(cli), "queue_directory");
-}
-
-void    cli_params(const CONFIG *cf, QMGR_PARAMS *p)
-{
-    explain_params(cf, p);
 }
 
 /* Print a daemon payload or a local result as is. */
@@ -272,8 +267,8 @@ int     cli_mailq(CLI *cli, int argc, char **argv)
     if (json) {
 	QMGR_PARAMS p;
 
-	cli_params(cli_cf(cli), &p);
-	ret = showq_json(q, 0, 0, p.maximal_queue_lifetime, p.bounce_queue_lifetime, &out);
+	explain_params(cli_cf(cli), &p);
+	ret = showq_json(q, 0, 0, &p, &out);
     } else {
 	ret = showq_text(q, 0, 0, &out);
     }
@@ -451,98 +446,73 @@ int     cli_qshape(CLI *cli, int argc, char **argv)
 
 /* ---- explain ---- */
 
-/*
- * The daemon answers "explain ID [--json] [--attempt-duration S]" on the
- * query socket (src/relayqd/admin.c), since only it knows the queue-run
- * phase and dead destinations; this prints its payload.  When it is down,
- * explain_id_offline() says what is known from the queue alone.
- */
-static int explain_id_offline(CLI *cli, const char *qid, int argc, char **argv, FILE *out)
+static int explain_usage(const char *why)
 {
-    char    err[512];
-    QUEUE  *q;
-    QMSG   *m;
-    QMGR_PARAMS p;
-    EXPLAIN_MSG em;
-    int     json = 0;
-
-    fprintf(stderr, "relayq: warning: Mail system is down -- accessing queue directly\n");
-    if ((q = queue_open(cli_qdir(cli), QUEUE_OPEN_READ, err, sizeof(err))) == NULL)
-	cli_fatal(1, "%s", err);
-    if ((m = queue_load_qid(q, qid, 0)) == NULL) {
-	queue_close(q);
-	cli_fatal(1, "%s: no such message in the queue", qid);
-    }
-    memset(&em, 0, sizeof(em));
-    for (int i = 1; i < argc; i++) {
-	if (strcmp(argv[i], "--json") == 0)
-	    json = 1;
-	else if (strcmp(argv[i], "--attempt-duration") == 0 && i + 1 < argc)
-	    em.attempt_duration = atoll(argv[++i]);
-    }
-    em.msg = m;
-    em.nhistory = queue_history(q, m->seq, &em.history);
-    if (em.nhistory < 0)
-	em.nhistory = 0;
-    em.now = (int64_t) time(NULL);
-    em.destination_dead = 0;
-    em.anchor = 0;				/* unknown: no daemon */
-    cli_params(cli_cf(cli), &p);
-    explain_message(out, &p, &em, json);
-    qattempt_free_array(em.history, em.nhistory);
-    qmsg_free(m);
-    queue_close(q);
-    return 0;
+    fprintf(stderr, "relayq: explain: %s\n"
+	    "usage: relayq explain [--arrival-offset SECONDS] [--attempt-duration SECONDS]\n"
+	    "                      [--sender ADDRESS] [--max-attempts N] [--json] [--svg FILE]\n"
+	    "       relayq explain QUEUEID [--attempt-duration SECONDS] [--json]\n",
+	    why);
+    return (2);
 }
 
-int     cmd_explain_id(CLI *cli, const char *qid, int argc, char **argv, FILE *out)
+/*
+ * explain QUEUEID: the daemon answers "explain ID [options]" on the query
+ * socket, since only it knows the queue-run phase and dead destinations;
+ * this prints its payload.  When it is down, the same code runs here on
+ * the queue alone (no daemon state: the text says so).
+ */
+static int cli_explain_id(CLI *cli, const EXPLAIN_OPTS *o)
 {
     BUF     req = BUF_INIT, reply = BUF_INIT;
     char    err[512];
-    int     i, ret;
+    QUEUE  *q;
+    QMGR_PARAMS p;
+    int     ret;
 
-    if (!cli_valid_id(qid) || strcmp(qid, "ALL") == 0)
-	cli_fatal(1, "invalid queue ID: \"%s\"", qid);
-    buf_printf(&req, "explain %s", qid);
-    for (i = 1; i < argc; i++) {
-	if (argv[i] == qid)
-	    continue;
-	if (strchr(argv[i], ' ') || strchr(argv[i], '\n') || *argv[i] == 0)
-	    cli_fatal(1, "invalid argument: \"%s\"", argv[i]);
-	buf_printf(&req, " %s", argv[i]);
-    }
+    if (!cli_valid_id(o->qid) || strcmp(o->qid, "ALL") == 0)
+	cli_fatal(1, "invalid queue ID: \"%s\"", o->qid);
+    explain_opts_request(o, &req);
     ret = control_call(cli_qdir(cli), 0, req.data, &reply, err, sizeof(err));
     buf_free(&req);
-    if (ret == CONTROL_DOWN)
-	return explain_id_offline(cli, qid, argc, argv, out);
-    if (ret != CONTROL_OK)
+    if (ret == CONTROL_OK) {
+	cli_print(stdout, &reply);
+	buf_free(&reply);
+	return 0;
+    }
+    if (ret != CONTROL_DOWN)
 	cli_fatal(1, "%s", err);
-    cli_print(out, &reply);
-    buf_free(&reply);
+    fprintf(stderr, "relayq: warning: Mail system is down -- accessing queue directly\n");
+    if ((q = queue_open(cli_qdir(cli), QUEUE_OPEN_READ, err, sizeof(err))) == NULL)
+	cli_fatal(1, "%s", err);
+    explain_params(cli_cf(cli), &p);
+    ret = explain_queued(q, &p, o, NULL, NULL, 0, (int64_t) time(NULL), stdout, err, sizeof(err));
+    queue_close(q);
+    if (ret < 0)
+	cli_fatal(1, "%s", err);
     return 0;
 }
 
 int     cli_explain(CLI *cli, int argc, char **argv)
 {
+    EXPLAIN_OPTS o;
     QMGR_PARAMS p;
-    int     i;
+    char    err[256];
+    int     ret;
 
-    /* The first word that is neither an option nor an option's value is the ID. */
-    for (i = 1; i < argc; i++) {
-	if (argv[i][0] == '-') {
-	    /* options of explain.c that take a separate value */
-	    if (strchr(argv[i], '=') == 0
-		&& (strcmp(argv[i], "--attempt-duration") == 0 || strcmp(argv[i], "--arrival-offset") == 0
-		    || strcmp(argv[i], "--svg") == 0 || strcmp(argv[i], "--sender") == 0
-		    || strcmp(argv[i], "--max-attempts") == 0))
-		i++;
-	    continue;
-	}
-	if (cli_valid_id(argv[i]) && strchr(argv[i], '=') == 0)
-	    return cmd_explain_id(cli, argv[i], argc, argv, stdout);
-    }
-    cli_params(cli_cf(cli), &p);
-    return cmd_explain_config(&p, argc, argv, stdout);
+    if (explain_opts_parse(argc - 1, argv + 1, &o, err, sizeof(err)) < 0)
+	return explain_usage(err);
+    if (o.qid && !cli_valid_id(o.qid))
+	return explain_usage("unexpected argument");
+    if (o.qid)
+	return cli_explain_id(cli, &o);
+    explain_params(cli_cf(cli), &p);
+    ret = explain_config(&p, &o, stdout, err, sizeof(err));
+    if (ret < 0)
+	return explain_usage(err);
+    if (ret > 0)
+	fprintf(stderr, "relayq: explain: %s\n", err);
+    return ret;
 }
 
 /* ---- main ---- */

@@ -27,6 +27,7 @@
 #include <event2/event.h>
 #include "util/util.h"
 #include "queue/queue.h"
+#include "qmgr/qmgr.h"
 
 /* ---- daemon side ---- */
 typedef struct CONTROL CONTROL;
@@ -68,14 +69,14 @@ typedef struct SHOWQ_SCHED {
     int     active;			/* being delivered now */
     int64_t next_attempt;		/* the queue run that will take it; 0 = unknown */
     int     destination_dead;		/* -1 = unknown (daemon down) */
+    int64_t dead_until;			/* when destination_dead: until when (explain) */
 } SHOWQ_SCHED;
 typedef void (*SHOWQ_SCHED_FN) (void *ctx, const QMSG *msg, SHOWQ_SCHED *out);
 
 /* Postfix's mailq layout; sched may be NULL (daemon down). */
 int     showq_text(QUEUE *q, SHOWQ_SCHED_FN sched, void *ctx, BUF *out);
-/* postqueue -j lines plus relayq's fields (CONTRACT.md). */
-int     showq_json(QUEUE *q, SHOWQ_SCHED_FN sched, void *ctx, int64_t max_lifetime,
-		           int64_t bounce_lifetime, BUF *out);
+/* postqueue -j lines plus relayq's fields (CONTRACT.md); expire_time from p (qmgr_lifetime). */
+int     showq_json(QUEUE *q, SHOWQ_SCHED_FN sched, void *ctx, const QMGR_PARAMS *p, BUF *out);
 /* Postfix's qshape table: queue_name "deferred"/"active"/"incoming"/"hold" (NULL: all), by_sender (-s), now, top N rows. */
 int     qshape_text(QUEUE *q, const char *queue_name, int by_sender, int64_t now, int top, BUF *out);
 
@@ -85,7 +86,7 @@ int     qshape_text(QUEUE *q, const char *queue_name, int by_sender, int64_t now
  */
 int     showq_text_msgs(const QMSG *const *msgs, int n, SHOWQ_SCHED_FN sched, void *ctx, BUF *out);
 int     showq_json_msgs(const QMSG *const *msgs, int n, SHOWQ_SCHED_FN sched, void *ctx,
-			        int64_t max_lifetime, int64_t bounce_lifetime, BUF *out);
+			        const QMGR_PARAMS *p, BUF *out);
 int     qshape_text_msgs(const QMSG *const *msgs, int n, const char *queue_name, int by_sender,
 			         int64_t now, int top, BUF *out);
 /* s as a JSON string, quotes included (", \, control characters escaped). */

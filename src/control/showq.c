@@ -41,6 +41,7 @@ static void showq_get_sched(SHOWQ_SCHED_FN fn, void *ctx, const QMSG *msg, SHOWQ
     sc->active = (msg->state == QSTATE_ACTIVE);
     sc->next_attempt = 0;
     sc->destination_dead = -1;
+    sc->dead_until = 0;
     if (fn)
 	fn(ctx, msg, sc);
 }
@@ -219,8 +220,7 @@ typedef struct SHOWQ_JSON {
     BUF    *out;
     SHOWQ_SCHED_FN sched;
     void   *ctx;
-    int64_t max_lifetime;
-    int64_t bounce_lifetime;
+    const QMGR_PARAMS *params;
 } SHOWQ_JSON;
 
 /* ORCPT "rfc822;a@b" -> "a@b"; other address types are shown whole. */
@@ -237,7 +237,6 @@ static int showq_json_walk(void *ctx, const QMSG *msg)
     BUF    *out = sj->out;
     SHOWQ_SCHED sc;
     int     i, first = 1;
-    int64_t lifetime;
 
     if (!showq_visible(msg))
 	return 0;
@@ -270,9 +269,6 @@ static int showq_json_walk(void *ctx, const QMSG *msg)
 	}
 	buf_putc(out, '}');
     }
-    lifetime = (msg->sender && *msg->sender) ? sj->max_lifetime : sj->bounce_lifetime;
-    if (lifetime > sj->max_lifetime)
-	lifetime = sj->max_lifetime;
     buf_printf(out, "], \"attempts\": %d, \"next_eligible_time\": %lld, \"next_attempt_time\": ",
 	       msg->attempts, (long long) msg->next_eligible);
     if (sc.next_attempt > 0)
@@ -280,23 +276,22 @@ static int showq_json_walk(void *ctx, const QMSG *msg)
     else
 	buf_puts(out, "null");
     buf_printf(out, ", \"expire_time\": %lld, \"destination_dead\": %s}\n",
-	       (long long) (msg->create_time + lifetime),
+	       (long long) (msg->create_time + qmgr_lifetime(sj->params, !(msg->sender && *msg->sender))),
 	       sc.destination_dead < 0 ? "null" : sc.destination_dead ? "true" : "false");
     return 0;
 }
 
-int     showq_json(QUEUE *q, SHOWQ_SCHED_FN sched, void *ctx, int64_t max_lifetime,
-		           int64_t bounce_lifetime, BUF *out)
+int     showq_json(QUEUE *q, SHOWQ_SCHED_FN sched, void *ctx, const QMGR_PARAMS *p, BUF *out)
 {
-    SHOWQ_JSON sj = {out, sched, ctx, max_lifetime, bounce_lifetime};
+    SHOWQ_JSON sj = {out, sched, ctx, p};
 
     return queue_walk(q, 1, showq_json_walk, &sj) < 0 ? -1 : 0;
 }
 
 int     showq_json_msgs(const QMSG *const *msgs, int n, SHOWQ_SCHED_FN sched, void *ctx,
-			        int64_t max_lifetime, int64_t bounce_lifetime, BUF *out)
+			        const QMGR_PARAMS *p, BUF *out)
 {
-    SHOWQ_JSON sj = {out, sched, ctx, max_lifetime, bounce_lifetime};
+    SHOWQ_JSON sj = {out, sched, ctx, p};
     int     i;
 
     for (i = 0; i < n; i++)

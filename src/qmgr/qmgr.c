@@ -128,6 +128,13 @@ struct QMGR {
 
 /* ----------------------------------------------------------------- params */
 
+int64_t qmgr_lifetime(const QMGR_PARAMS *p, int null_sender)
+{
+    if (null_sender && p->bounce_queue_lifetime < p->maximal_queue_lifetime)
+	return (p->bounce_queue_lifetime);
+    return (p->maximal_queue_lifetime);
+}
+
 static void qmgr_fix_params(QMGR_PARAMS *p)
 {
     /* bounce_queue_lifetime is capped at maximal_queue_lifetime (qmgr_post_init). */
@@ -698,8 +705,7 @@ static void qmgr_msg_done(QMGR *q, uint32_t i, int64_t now)
 	qmgr_slot_free(q, i);
 	return;
     }
-    lifetime = (m->flags & F_NULL_SENDER) ?
-	q->p.bounce_queue_lifetime : q->p.maximal_queue_lifetime;
+    lifetime = qmgr_lifetime(&q->p, (m->flags & F_NULL_SENDER) != 0);
     if ((m->flags & F_FORCE) || now >= m->create_time + lifetime) {
 	a->disposition = QMGR_EXPIRE;
 	a->forced = (m->flags & F_FORCE) != 0;

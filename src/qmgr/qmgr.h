@@ -98,6 +98,14 @@ void    qmgr_free(QMGR *q);
 void    qmgr_reload(QMGR *q, const QMGR_PARAMS *p, int64_t now);
 const QMGR_PARAMS *qmgr_params(const QMGR *q);
 
+/*
+ * How long a message may stay in the queue after its create_time: the
+ * one place for the rule, used by the scheduler, explain and mailq -j.
+ * maximal_queue_lifetime; for the null sender bounce_queue_lifetime,
+ * capped at maximal_queue_lifetime (Postfix's qmgr does the same).
+ */
+int64_t qmgr_lifetime(const QMGR_PARAMS *p, int null_sender);
+
 /* Messages */
 void    qmgr_add(QMGR *q, QMGR_ID id, const QMGR_MSGINFO *info, int64_t now);
 void    qmgr_remove(QMGR *q, QMGR_ID id);	/* deleted by an admin (not while active) */

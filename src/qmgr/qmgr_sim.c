@@ -50,8 +50,7 @@ int     qmgr_simulate(const QMGR_PARAMS *p, const QMGR_SIM_INPUT *in, QMGR_TIMEL
 
     memset(out, 0, sizeof(*out));
     q = qmgr_create(p, in->anchor);
-    out->lifetime = in->null_sender ? qmgr_params(q)->bounce_queue_lifetime
-	: qmgr_params(q)->maximal_queue_lifetime;
+    out->lifetime = qmgr_lifetime(qmgr_params(q), in->null_sender);
     if (in->held) {
 	qmgr_free(q);
 	return (1);

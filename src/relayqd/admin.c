@@ -284,76 +284,38 @@ static int admin_change_when_settled(RELAYQD *d, int argc, char **argv, BUF *out
     return 0;
 }
 
-/* explain ID: the timeline of one queued message, from the daemon's state. */
+/* explain ID [options]: the timeline of one queued message, with the daemon's state. */
 static int admin_explain(RELAYQD *d, int argc, char **argv, BUF *out)
 {
-    const char *qid = NULL;
-    int     json = 0;
-    int64_t duration = 0;
+    EXPLAIN_OPTS o;
+    char    err[256];
+    char   *data = NULL;
+    size_t  len = 0;
+    FILE   *fp;
+    int     ret;
 
-    for (int i = 1; i < argc; i++) {
-	if (strcmp(argv[i], "--json") == 0)
-	    json = 1;
-	else if (strcmp(argv[i], "--attempt-duration") == 0 && i + 1 < argc)
-	    duration = atoll(argv[++i]);
-	else
-	    qid = argv[i];
+    ret = explain_opts_parse(argc - 1, argv + 1, &o, err, sizeof(err));
+    if (ret == 0 && o.qid == NULL) {
+	snprintf(err, sizeof(err), "no queue ID");
+	ret = -1;
     }
-    if (qid == NULL) {
-	buf_puts(out, "usage: explain QUEUEID [--json] [--attempt-duration S]");
+    if (ret < 0) {
+	buf_printf(out, "%s; usage: explain QUEUEID [--json] [--attempt-duration S]", err);
 	return -1;
     }
-    QMSG   *m = queue_load_qid(d->queue, qid, 1);
-
-    if (m == NULL) {
-	buf_printf(out, "%s: no such message in the queue", qid);
-	return -1;
-    }
-    QATTEMPT *hist = NULL;
-    int     nhist = queue_history(d->queue, m->seq, &hist);
-    QMGR_MSGSTATE st;
-    int64_t now = (int64_t) time(NULL);
-
-    qmgr_msg_state(d->qmgr, m->seq, &st);
-
-    /* Past attempts and the current state, then the simulated future. */
-    EXPLAIN_MSG em;
-
-    memset(&em, 0, sizeof(em));
-    em.msg = m;
-    em.history = hist;
-    em.nhistory = nhist < 0 ? 0 : nhist;
-    em.active = st.known && st.active;
-    em.next_attempt = st.next_attempt;
-    em.destination_dead = st.destination_dead;
-    for (int i = 0; i < m->nrcpt; i++) {
-	SMTP_ROUTE r;
-	char    err[128];
-	int64_t until = 0;
-
-	if (m->rcpts[i].state == QRCPT_PENDING && smtp_route(d->cf, m->rcpts[i].addr, &r, err, sizeof(err)) == 0
-	    && qmgr_dest_dead(d->qmgr, r.key, &until) && until > em.dead_until)
-	    em.dead_until = until;
-    }
-    em.anchor = qmgr_anchor(d->qmgr);
-    em.now = now;
-    em.attempt_duration = duration;
-
-    FILE   *fp = open_memstream(&em.buf_data, &em.buf_len);
-
-    if (fp == NULL) {
+    if ((fp = open_memstream(&data, &len)) == NULL) {
 	buf_puts(out, "out of memory");
-	qmsg_free(m);
-	qattempt_free_array(hist, nhist < 0 ? 0 : nhist);
 	return -1;
     }
-    explain_message(fp, qmgr_params(d->qmgr), &em, json);
+    ret = explain_queued(d->queue, qmgr_params(d->qmgr), &o, sched_state, d, qmgr_anchor(d->qmgr),
+			 (int64_t) time(NULL), fp, err, sizeof(err));
     fclose(fp);
-    buf_append(out, em.buf_data, em.buf_len);
-    free(em.buf_data);
-    qmsg_free(m);
-    qattempt_free_array(hist, nhist < 0 ? 0 : nhist);
-    return 0;
+    if (ret < 0)
+	buf_puts(out, err);
+    else
+	buf_append(out, data, len);
+    free(data);
+    return ret;
 }
 
 int     admin_handle(void *ctx, int admin, int argc, char **argv, BUF *out)
@@ -363,8 +325,7 @@ int     admin_handle(void *ctx, int admin, int argc, char **argv, BUF *out)
 
     if (strcmp(cmd, "mailq") == 0) {
 	if (argc > 1 && strcmp(argv[1], "json") == 0)
-	    return showq_json(d->queue, sched_state, d, config_time(d->cf, "maximal_queue_lifetime"),
-			      qmgr_params(d->qmgr)->bounce_queue_lifetime, out) < 0 ? -1 : 0;
+	    return showq_json(d->queue, sched_state, d, qmgr_params(d->qmgr), out) < 0 ? -1 : 0;
 	return showq_text(d->queue, sched_state, d, out) < 0 ? -1 : 0;
     }
     if (strcmp(cmd, "qshape") == 0) {

@@ -19,7 +19,7 @@
 #include "smtpd/smtpd.h"
 #include "control/control.h"
 #include "metrics/metrics.h"
-#include "cli/explain.h"
+#include "explain/explain.h"
 
 typedef struct ACTIVE ACTIVE;			/* a message in the active set */
 

@@ -722,14 +722,19 @@ void    sched_state(void *ctx, const QMSG *msg, SHOWQ_SCHED *out)
     out->active = st.known && st.active;
     out->next_attempt = st.known ? st.next_attempt : 0;
     out->destination_dead = st.known ? st.destination_dead : 0;
+    out->dead_until = 0;
     /* qmgr knows destinations only of active mail: route the others' recipients. */
-    for (int i = 0; i < msg->nrcpt && !out->destination_dead; i++) {
+    for (int i = 0; i < msg->nrcpt; i++) {
 	SMTP_ROUTE r;
 	char    err[256];
+	int64_t until = 0;
 
 	if (msg->rcpts[i].state == QRCPT_PENDING
 	    && smtp_route(d->cf, msg->rcpts[i].addr, &r, err, sizeof(err)) == 0
-	    && qmgr_dest_dead(d->qmgr, r.key, NULL))
+	    && qmgr_dest_dead(d->qmgr, r.key, &until)) {
 	    out->destination_dead = 1;
+	    if (until > out->dead_until)
+		out->dead_until = until;
+	}
     }
 }

@@ -2,6 +2,7 @@
 `relayq explain --json` predicts for the same configuration and queue-run
 phase; expiry returns the message; a dead destination is suspended."""
 import calendar
+import os
 import json
 import re
 import time
@@ -113,3 +114,77 @@ def test_explain_queued_message_daemon_down(env):
     js = json.loads(r.stdout)
     assert js['queue_id'] == qid and js['attempts'] == 1 and len(js['history']) == 1
     assert js['timeline']['attempts'][0]['n'] == 2
+
+
+def query_socket(d, request):
+    """One raw request on the daemon's query socket (any local user may send one)."""
+    import socket
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(30)
+    s.connect(os.path.join(d.queue_dir, 'public', 'query'))
+    s.sendall(request.encode() + b'\n')
+    data = b''
+    while True:
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    s.close()
+    return data.decode(errors='replace')
+
+
+def test_explain_queued_message_options(env):
+    """Issue 13: the daemon parses explain's options as the CLI does:
+    --opt=VALUE as well as --opt VALUE, and time units (5m is 300 s)."""
+    port = free_port()
+    d = env.relayqd(relayhost='[127.0.0.1]:%d' % port, queue_run_delay='30s',
+                    minimal_backoff_time='30s', maximal_backoff_time='60s', maximal_queue_lifetime='1h')
+    qid = env.send(d.port, 'a@sender.test', ['b@dest.test'], MSG)
+    d.wait_log(r'%s: to=<b@dest\.test>.*status=deferred' % qid)
+    for args, want in ((['--attempt-duration=30'], 30), (['--attempt-duration', '30'], 30),
+                       (['--attempt-duration=5m'], 300), (['--attempt-duration', '2h'], 7200)):
+        r = env.cli(d, 'explain', qid, '--json', *args)
+        assert r.returncode == 0, (args, r.stdout + r.stderr)
+        assert 'Mail system is down' not in r.stderr, r.stderr
+        js = json.loads(r.stdout)
+        assert js['queue_id'] == qid
+        assert js['timeline']['parameters']['attempt_duration'] == want, (args, js['timeline']['parameters'])
+        r = env.cli(d, 'explain', *args, qid)
+        assert r.returncode == 0 and qid in r.stdout and 'each attempt takes' not in r.stdout, r.stdout + r.stderr
+    # Bad values are refused by the CLI before it asks, with a usage error.
+    for bad in ('--attempt-duration=-5', '--attempt-duration=5x', '--sender=<>', '--bogus'):
+        r = env.cli(d, 'explain', qid, bad)
+        assert r.returncode == 2 and 'usage' in r.stderr, (bad, r.returncode, r.stderr)
+    # ... and by the daemon itself, whoever sends them.
+    for bad in ('--attempt-duration=99999999999999999999w', '--attempt-duration=-1', '--json=1',
+                '--attempt-duration', '--svg=/tmp/x', 'ABC --attempt-duration=1'):
+        reply = query_socket(d, 'explain %s %s' % (qid, bad))
+        assert reply.startswith('error '), (bad, reply)
+    reply = query_socket(d, 'explain %s --attempt-duration=1m' % qid)
+    assert reply.startswith('ok\n') and qid in reply, reply
+    assert d.proc.poll() is None
+
+
+def test_explain_null_sender_lifetime_capped_daemon_down(env):
+    """Issue 13: bounce_queue_lifetime (10d) above maximal_queue_lifetime (5d)
+    is capped in every view: offline explain, explain through the daemon,
+    and mailq -j."""
+    port = free_port()
+    d = env.relayqd(relayhost='[127.0.0.1]:%d' % port, queue_run_delay='30s',
+                    minimal_backoff_time='30s', maximal_backoff_time='60s',
+                    maximal_queue_lifetime='5d', bounce_queue_lifetime='10d')
+    qid = env.send(d.port, '', ['b@dest.test'], MSG)
+    d.wait_log(r'%s: to=<b@dest\.test>.*status=deferred' % qid)
+    for down in (False, True):
+        if down:
+            d.stop()
+        r = env.cli(d, 'explain', qid)
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert ('Mail system is down' in r.stderr) == down, r.stderr
+        assert '(5d after creation)' in r.stdout, r.stdout
+        assert 'bounce_queue_lifetime  = 432000s (5d; the sender is <>)' in r.stdout, r.stdout
+        assert '10d' not in r.stdout, r.stdout
+        js = json.loads(env.cli(d, 'explain', '--json', qid, check=True).stdout)
+        assert js['timeline']['parameters']['lifetime'] == 432000, js['timeline']['parameters']
+        rec = json.loads(env.cli(d, 'mailq', '-j', check=True).stdout.splitlines()[0])
+        assert rec['expire_time'] - rec['arrival_time'] in (432000, 432001), rec

@@ -101,6 +101,17 @@ static const char cap_t1j[] =
 
 /* ---- fixtures ---- */
 
+/* The scheduler parameters that mailq -j's expire_time depends on. */
+static const QMGR_PARAMS *lifetimes(int64_t max, int64_t bounce)
+{
+    static QMGR_PARAMS p;
+
+    memset(&p, 0, sizeof(p));
+    p.maximal_queue_lifetime = max;
+    p.bounce_queue_lifetime = bounce;
+    return (&p);
+}
+
 static QMSG *fx_msg(const char *qid, int state, size_t size, int64_t arrival, const char *sender,
 		            const char *rcpt, const char *reason)
 {
@@ -253,7 +264,7 @@ static void test_showq_flags_reasons(void)
     v[0]->rcpts[0].reason = xstrdup("say \"hi\"\\\n\x01");
     v[0]->rcpts[0].orcpt = xstrdup("rfc822;Orig@X.test");
     v[1]->sender[0] = 0;
-    showq_json_msgs((const QMSG *const *) v, 2, fake_sched, 0, 5 * 86400, 86400, &out);
+    showq_json_msgs((const QMSG *const *) v, 2, fake_sched, 0, lifetimes(5 * 86400, 86400), &out);
     T_EQ_STR(out.data,
 	     "{\"queue_name\": \"active\", \"queue_id\": \"AAAAA000001\", \"arrival_time\": 1795813927, "
 	     "\"message_size\": 2048, \"forced_expire\": false, \"sender\": \"s@x.test\", \"recipients\": "
@@ -265,6 +276,12 @@ static void test_showq_flags_reasons(void)
 	     "[{\"address\": \"b@x.test\", \"delay_reason\": \"busy\"}, {\"address\": \"d@x.test\"}], "
 	     "\"attempts\": 0, \"next_eligible_time\": 1795814227, \"next_attempt_time\": 1795815000, "
 	     "\"expire_time\": 1795900327, \"destination_dead\": true}\n");
+
+    /* bounce_queue_lifetime above maximal_queue_lifetime is capped (issue 13). */
+    buf_reset(&out);
+    showq_json_msgs((const QMSG *const *) v, 2, fake_sched, 0, lifetimes(5 * 86400, 10 * 86400), &out);
+    T_CHECK(strstr(out.data, "\"expire_time\": 1796245927, \"destination_dead\": false}") != 0);
+    T_CHECK(strstr(out.data, "\"expire_time\": 1796245927, \"destination_dead\": true}") != 0);
     buf_free(&out);
     fx_free(v, 2);
 }
@@ -276,7 +293,7 @@ static void test_showq_empty(void)
     showq_text_msgs(0, 0, 0, 0, &out);
     T_EQ_STR(out.data, "Mail queue is empty\n");
     buf_reset(&out);
-    showq_json_msgs(0, 0, 0, 0, 1, 1, &out);
+    showq_json_msgs(0, 0, 0, 0, lifetimes(1, 1), &out);
     T_EQ_INT(out.len, 0);
     buf_free(&out);
 }
@@ -288,7 +305,7 @@ static void test_showq_json_t1_prefix(void)
     BUF     out = BUF_INIT;
     size_t  plen = strlen(cap_t1j) - 2;	/* Postfix's object without "}\n" */
 
-    showq_json_msgs((const QMSG *const *) &m, 1, 0, 0, 432000, 432000, &out);
+    showq_json_msgs((const QMSG *const *) &m, 1, 0, 0, lifetimes(432000, 432000), &out);
     T_CHECK(out.len > plen && memcmp(out.data, cap_t1j, plen) == 0);
     T_CHECK(strstr(out.data, "\"next_attempt_time\": null") != 0);
     T_CHECK(strstr(out.data, "\"destination_dead\": null}\n") != 0);
@@ -405,7 +422,7 @@ static void test_real_queue_and_admin(void)
 	     "\n"
 	     "-- 0 Kbytes in 2 Requests.\n");
     buf_reset(&out);
-    showq_json(q, 0, 0, 432000, 432000, &out);
+    showq_json(q, 0, 0, lifetimes(432000, 432000), &out);
     T_CHECK(strstr(out.data, "{\"queue_name\": \"hold\", \"queue_id\": \"3DAB5102035\"") != 0);
 
     /* hold: one changed, the held one untouched; logged as postsuper. */
@@ -428,7 +445,7 @@ static void test_real_queue_and_admin(void)
     T_EQ_INT(control_admin_offline(q, "requeue", ids, 1, 1795820000, &out), 1);
     T_CHECK(queue_load_qid(q, "46312102006", 0) == 0);
     buf_reset(&out);
-    showq_json(q, 0, 0, 432000, 432000, &out);
+    showq_json(q, 0, 0, lifetimes(432000, 432000), &out);
     T_CHECK(strstr(out.data, "\"queue_name\": \"incoming\"") != 0);
     T_CHECK(strstr(out.data, "\"arrival_time\": 1795813927, \"message_size\": 395") != 0);
     T_CHECK(strstr(out.data, "\"expire_time\": 1796252000") != 0);

@@ -2,17 +2,18 @@
  * test_explain.c - `relayq explain` for a configuration: the table, the
  * JSON of CONTRACT.md and the SVG, for the seed (spec §13) and trace T2.
  *
- * explain.c lives in src/cli (not in librelayq.a), so it is compiled into
- * this test directly.  The SVG is checked here for one mark per attempt and
- * for well-formedness with a small tag-balance checker; full XML parsing is
- * left to an integration test.
+ * The SVG is checked here for one mark per attempt and for well-formedness
+ * with a small tag-balance checker; full XML parsing is left to an
+ * integration test.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "t.h"
-#include "cli/explain.c"
+#include "explain/explain.h"
+
+#define EXPLAIN_T0 ((int64_t) 1795813927)
 
 static QMGR_PARAMS seed_params(void)
 {
@@ -41,10 +42,15 @@ static char *run_explain(const QMGR_PARAMS *p, int *status, const char *a1, cons
     char   *buf = 0;
     size_t  len = 0;
     FILE   *fp = open_memstream(&buf, &len);
+    EXPLAIN_OPTS o;
+    char    err[256];
 
     while (argc < 7 && argv[argc])
 	argc++;
-    *status = cmd_explain_config(p, argc, argv, fp);
+    *status = explain_opts_parse(argc - 1, argv + 1, &o, err, sizeof(err)) < 0 ? 2
+	: explain_config(p, &o, fp, err, sizeof(err));
+    if (*status < 0)
+	*status = 2;
     fclose(fp);
     return (buf);
 }
@@ -283,6 +289,130 @@ static void test_usage_errors(void)
     free(out);
 }
 
+/* One parser for the CLI, the daemon and the offline path (issue 13). */
+static void test_opts_parse(void)
+{
+    char   *two[] = {"ABC123", "--attempt-duration", "5m", "--json"};
+    char   *one[] = {"--attempt-duration=5m", "ABC123", "--json"};
+    char   *cfg[] = {"--arrival-offset=1h", "--sender", "<>", "--max-attempts=7", "--svg=-"};
+    char    err[256];
+    EXPLAIN_OPTS a, b;
+    BUF     req = BUF_INIT;
+
+    T_EQ_INT(explain_opts_parse(4, two, &a, err, sizeof(err)), 0);
+    T_EQ_INT(explain_opts_parse(3, one, &b, err, sizeof(err)), 0);
+    T_EQ_STR(a.qid, "ABC123");
+    T_EQ_STR(b.qid, "ABC123");
+    T_EQ_INT(a.attempt_duration, 300);		/* 5m is 300 seconds, not 5 */
+    T_EQ_INT(b.attempt_duration, 300);
+    T_CHECK(a.json && b.json);
+    T_EQ_INT(a.arrival_offset, 1);		/* the default */
+
+    /* The request the CLI sends parses back to the same options. */
+    explain_opts_request(&a, &req);
+    T_EQ_STR(req.data, "explain ABC123 --json --attempt-duration=300");
+    buf_free(&req);
+
+    T_EQ_INT(explain_opts_parse(5, cfg, &a, err, sizeof(err)), 0);
+    T_CHECK(a.qid == 0);
+    T_EQ_INT(a.arrival_offset, 3600);
+    T_CHECK(a.null_sender);
+    T_EQ_INT(a.max_attempts, 7);
+    T_EQ_STR(a.svg, "-");
+    T_CHECK(a.flags & EXPLAIN_OPT_CONFIG_ONLY);
+
+    /* Hostile or wrong values: each is refused with a reason. */
+    {
+	static char *bad[][2] = {
+	    {"--attempt-duration=-5", 0}, {"--attempt-duration=+5", 0},
+	    {"--attempt-duration= 5", 0}, {"--attempt-duration=", 0},
+	    {"--attempt-duration=5mm", 0}, {"--attempt-duration=5x", 0},
+	    {"--attempt-duration=99999999999999999999", 0},
+	    {"--attempt-duration=9223372036854775807w", 0},
+	    {"--attempt-duration=3651d", 0}, {"--max-attempts=0", 0},
+	    {"--max-attempts=5m", 0}, {"--max-attempts=100001", 0},
+	    {"--json=yes", 0}, {"--jsonx", 0}, {"--svg=", 0},
+	    {"--attempt-duration", 0}, {"ABC123", "DEF456"}, {"ABC123", "--sender=<>"},
+	    {"ABC123", "--svg=x.svg"}, {"-x", 0}, {"", 0},
+	};
+
+	for (size_t k = 0; k < ARRAY_LEN(bad); k++) {
+	    char   *argv[2] = {bad[k][0], bad[k][1]};
+
+	    err[0] = 0;
+	    T_EQ_INT(explain_opts_parse(bad[k][1] ? 2 : 1, argv, &a, err, sizeof(err)), -1);
+	    T_CHECK(err[0] != 0);
+	}
+    }
+    {
+	char   *edge[] = {"--attempt-duration=3650d"};
+
+	T_EQ_INT(explain_opts_parse(1, edge, &a, err, sizeof(err)), 0);
+	T_EQ_INT(a.attempt_duration, 3650LL * 86400);
+    }
+}
+
+/*
+ * bounce_queue_lifetime = 10d above maximal_queue_lifetime = 5d: a
+ * null-sender message's lifetime is 5d everywhere in explain (issue 13:
+ * the message view said 10d, the table 5d).
+ */
+static void test_message_lifetime_capped(void)
+{
+    QMGR_PARAMS p = seed_params();
+    QMSG    m;
+    QRCPT   r;
+    EXPLAIN_MSG em;
+    char   *buf = 0;
+    size_t  len = 0;
+    FILE   *fp;
+
+    p.maximal_queue_lifetime = 5 * 86400;
+    p.bounce_queue_lifetime = 10 * 86400;
+    memset(&m, 0, sizeof(m));
+    memset(&r, 0, sizeof(r));
+    snprintf(m.qid, sizeof(m.qid), "ABC123");
+    m.sender = (char *) "";
+    m.state = QSTATE_DEFERRED;
+    m.create_time = EXPLAIN_T0;
+    m.arrival_us = (int64_t) EXPLAIN_T0 * 1000000;
+    m.next_eligible = EXPLAIN_T0 + 900;
+    m.attempts = 1;
+    r.addr = (char *) "rcpt@dest.test";
+    r.state = QRCPT_PENDING;
+    m.rcpts = &r;
+    m.nrcpt = 1;
+    memset(&em, 0, sizeof(em));
+    em.msg = &m;
+    em.now = EXPLAIN_T0 + 60;
+
+    fp = open_memstream(&buf, &len);
+    explain_message(fp, &p, &em, 0);
+    fclose(fp);
+    T_CHECK(strstr(buf, "(5d after creation)") != 0);
+    T_CHECK(strstr(buf, "10d") == 0);
+    T_CHECK(strstr(buf, "bounce_queue_lifetime  = 432000s (5d; the sender is <>)") != 0);
+    free(buf);
+
+    buf = 0;
+    fp = open_memstream(&buf, &len);
+    explain_message(fp, &p, &em, 1);
+    fclose(fp);
+    T_CHECK(strstr(buf, "\"bounce_queue_lifetime\": 432000") != 0);
+    T_CHECK(strstr(buf, "\"lifetime\": 432000") != 0);
+    T_CHECK(strstr(buf, "864000") == 0);
+    free(buf);
+
+    /* An ordinary sender: maximal_queue_lifetime. */
+    m.sender = (char *) "a@sender.test";
+    buf = 0;
+    fp = open_memstream(&buf, &len);
+    explain_message(fp, &p, &em, 0);
+    fclose(fp);
+    T_CHECK(strstr(buf, "(5d after creation)") != 0);
+    free(buf);
+}
+
 int     main(void)
 {
     T_RUN(test_duration_words);
@@ -292,5 +422,7 @@ int     main(void)
     T_RUN(test_t2_warning_json);
     T_RUN(test_svg);
     T_RUN(test_usage_errors);
+    T_RUN(test_opts_parse);
+    T_RUN(test_message_lifetime_capped);
     return (t_done());
 }

@@ -14,7 +14,7 @@
 
 #include "util/util.h"
 #include "qmgr/qmgr.h"
-#include "cli/explain.h"
+#include "explain/explain.h"
 
 #define EXPLAIN_BASE ((int64_t) 1000000000)	/* simulated arrival epoch; never shown */
 
@@ -55,15 +55,6 @@ static char *explain_rel(const QMGR_SIM_INPUT *in, int64_t t, char *buf, size_t 
 
     snprintf(buf, len, "+%s", explain_duration(t - in->arrival, tmp, sizeof(tmp)));
     return (buf);
-}
-
-static int64_t explain_lifetime(const QMGR_PARAMS *p, const QMGR_SIM_INPUT *in)
-{
-    int64_t b = p->bounce_queue_lifetime;
-
-    if (b > p->maximal_queue_lifetime)
-	b = p->maximal_queue_lifetime;
-    return (in->null_sender ? b : p->maximal_queue_lifetime);
 }
 
 static int64_t explain_offset(const QMGR_PARAMS *p, const QMGR_SIM_INPUT *in)
@@ -115,7 +106,7 @@ void    explain_print_text(FILE *fp, const QMGR_PARAMS *p, const QMGR_SIM_INPUT 
     size_t  width[COLS];
     int     i, c, rows = tl->nattempts + 1;
     char    b1[64], b2[64];
-    int64_t lifetime = explain_lifetime(p, in);
+    int64_t lifetime = qmgr_lifetime(p, in->null_sender);
     int64_t R = p->queue_run_delay > 0 ? p->queue_run_delay : 1;
 
     fprintf(fp, "Retry timeline of a message whose next hop fails every attempt\n\n");
@@ -250,9 +241,8 @@ void    explain_print_json(FILE *fp, const QMGR_PARAMS *p, const QMGR_SIM_INPUT 
 	    "\"null_sender\": %s",
 	    (long long) p->queue_run_delay, (long long) p->minimal_backoff_time,
 	    (long long) p->maximal_backoff_time, (long long) p->maximal_queue_lifetime,
-	    (long long) (p->bounce_queue_lifetime > p->maximal_queue_lifetime ?
-			 p->maximal_queue_lifetime : p->bounce_queue_lifetime),
-	    (long long) p->delay_warning_time, (long long) explain_lifetime(p, in),
+	    (long long) qmgr_lifetime(p, 1),
+	    (long long) p->delay_warning_time, (long long) qmgr_lifetime(p, in->null_sender),
 	    (long long) explain_offset(p, in), (long long) in->attempt_duration,
 	    in->null_sender ? "true" : "false");
     if (in->now > 0)
@@ -288,11 +278,11 @@ void    explain_print_json(FILE *fp, const QMGR_PARAMS *p, const QMGR_SIM_INPUT 
     if (tl->expiry_at && tl->nattempts > 0)
 	fprintf(fp, "{\"at\": %lld, \"attempt\": %d, \"lifetime\": %lld, \"status\": \"%s\"}",
 		(long long) (tl->expiry_at - in->arrival), tl->attempts[tl->nattempts - 1].n,
-		(long long) explain_lifetime(p, in),
+		(long long) qmgr_lifetime(p, in->null_sender),
 		in->null_sender ? "dropped" : "returned to sender");
     else
 	fprintf(fp, "{\"at\": null, \"attempt\": null, \"lifetime\": %lld, \"status\": \"not reached\"}",
-		(long long) explain_lifetime(p, in));
+		(long long) qmgr_lifetime(p, in->null_sender));
     fputs("}\n", fp);
 }
 
@@ -322,7 +312,7 @@ void    explain_write_svg(FILE *fp, const QMGR_PARAMS *p, const QMGR_SIM_INPUT *
 	6 * 3600, 8 * 3600, 12 * 3600, 16 * 3600, 86400, 36 * 3600, 2 * 86400, 3 * 86400,
 	4 * 86400, 5 * 86400, 7 * 86400, 10 * 86400, 14 * 86400, 21 * 86400, 28 * 86400};
     int64_t R = p->queue_run_delay > 0 ? p->queue_run_delay : 1;
-    int64_t lifetime = explain_lifetime(p, in), span = 60, run;
+    int64_t lifetime = qmgr_lifetime(p, in->null_sender), span = 60, run;
     int64_t start = in->now > in->arrival ? in->now : in->arrival;
     double  last = -100.0, x;
     char    b1[64], b2[64];
@@ -464,131 +454,40 @@ void    explain_write_svg(FILE *fp, const QMGR_PARAMS *p, const QMGR_SIM_INPUT *
 
 /* -------------------------------------------------------------- command */
 
-/* Seconds with an optional unit s, m, h, d, w. */
-static int explain_seconds(const char *s, int64_t *out)
-{
-    char   *end;
-    long long v;
-    int64_t mult = 1;
-
-    errno = 0;
-    v = strtoll(s, &end, 10);
-    if (end == s || errno != 0 || v < 0)
-	return (-1);
-    if (*end) {
-	switch (*end) {
-	case 's':
-	    mult = 1;
-	    break;
-	case 'm':
-	    mult = 60;
-	    break;
-	case 'h':
-	    mult = 3600;
-	    break;
-	case 'd':
-	    mult = 86400;
-	    break;
-	case 'w':
-	    mult = 7 * 86400;
-	    break;
-	default:
-	    return (-1);
-	}
-	if (end[1])
-	    return (-1);
-    }
-    *out = (int64_t) v *mult;
-    return (0);
-}
-
-static int explain_usage(const char *why)
-{
-    fprintf(stderr, "relayq: explain: %s\n"
-	    "usage: relayq explain [--arrival-offset SECONDS] [--attempt-duration SECONDS]\n"
-	    "                      [--sender ADDRESS] [--max-attempts N] [--json] [--svg FILE]\n",
-	    why);
-    return (2);
-}
-
-int     cmd_explain_config(const QMGR_PARAMS *p, int argc, char **argv, FILE *out)
+int     explain_config(const QMGR_PARAMS *p, const EXPLAIN_OPTS *o, FILE *out, char *err, size_t errlen)
 {
     QMGR_SIM_INPUT in;
     QMGR_TIMELINE tl;
-    int64_t offset = 1, duration = 0, v;
-    int     json = 0, max_attempts = 0, null_sender = 0, i, status = 0;
-    const char *svg = 0;
-    int     first = (argc > 0 && argv[0] && strncmp(argv[0], "--", 2) != 0) ? 1 : 0;
-
-    for (i = first; i < argc; i++) {
-	const char *opt = argv[i], *val = 0, *eq;
-	char    name[64];
-
-	if (strncmp(opt, "--", 2) != 0)
-	    return (explain_usage("unexpected argument"));
-	if ((eq = strchr(opt, '=')) != 0) {
-	    snprintf(name, sizeof(name), "%.*s", (int) (eq - opt), opt);
-	    val = eq + 1;
-	} else {
-	    snprintf(name, sizeof(name), "%s", opt);
-	}
-	if (strcmp(name, "--json") == 0) {
-	    json = 1;
-	    continue;
-	}
-	if (strcmp(name, "--arrival-offset") != 0 && strcmp(name, "--attempt-duration") != 0
-	    && strcmp(name, "--sender") != 0 && strcmp(name, "--svg") != 0
-	    && strcmp(name, "--max-attempts") != 0)
-	    return (explain_usage("unknown option"));
-	if (val == 0) {
-	    if (i + 1 >= argc)
-		return (explain_usage("option needs a value"));
-	    val = argv[++i];
-	}
-	if (strcmp(name, "--sender") == 0) {
-	    null_sender = (*val == 0 || strcmp(val, "<>") == 0);
-	} else if (strcmp(name, "--svg") == 0) {
-	    svg = val;
-	} else if (strcmp(name, "--max-attempts") == 0) {
-	    if (explain_seconds(val, &v) < 0 || v < 1 || v > 100000)
-		return (explain_usage("bad --max-attempts"));
-	    max_attempts = (int) v;
-	} else {
-	    if (explain_seconds(val, &v) < 0 || v > 10LL * 365 * 86400)
-		return (explain_usage("bad time value"));
-	    if (strcmp(name, "--arrival-offset") == 0)
-		offset = v;
-	    else
-		duration = v;
-	}
-    }
+    int     status = 0;
 
     memset(&in, 0, sizeof(in));
     in.arrival = EXPLAIN_BASE;
-    in.anchor = EXPLAIN_BASE - offset;
-    in.attempt_duration = duration;
-    in.null_sender = null_sender;
-    in.max_attempts = max_attempts;
-    if (qmgr_simulate(p, &in, &tl) != 0)
-	return (explain_usage("cannot simulate these parameters"));
+    in.anchor = EXPLAIN_BASE - o->arrival_offset;
+    in.attempt_duration = o->attempt_duration;
+    in.null_sender = o->null_sender;
+    in.max_attempts = o->max_attempts;
+    if (qmgr_simulate(p, &in, &tl) != 0) {
+	snprintf(err, errlen, "cannot simulate these parameters");
+	return (-1);
+    }
 
-    if (svg && strcmp(svg, "-") == 0) {
+    if (o->svg && strcmp(o->svg, "-") == 0) {
 	explain_write_svg(out, p, &in, &tl);
     } else {
-	if (json)
+	if (o->json)
 	    explain_print_json(out, p, &in, &tl);
 	else
 	    explain_print_text(out, p, &in, &tl);
-	if (svg) {
-	    FILE   *fp = fopen(svg, "w");
+	if (o->svg) {
+	    FILE   *fp = fopen(o->svg, "w");
 
 	    if (fp == 0) {
-		fprintf(stderr, "relayq: explain: cannot write %s: %s\n", svg, strerror(errno));
+		snprintf(err, errlen, "cannot write %s: %s", o->svg, strerror(errno));
 		status = 1;
 	    } else {
 		explain_write_svg(fp, p, &in, &tl);
 		if (fclose(fp) != 0) {
-		    fprintf(stderr, "relayq: explain: cannot write %s: %s\n", svg, strerror(errno));
+		    snprintf(err, errlen, "cannot write %s: %s", o->svg, strerror(errno));
 		    status = 1;
 		}
 	    }

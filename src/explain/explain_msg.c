@@ -8,11 +8,12 @@
  * scheduler's own code, assuming every further attempt fails the same way.
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "util/util.h"
-#include "cli/explain.h"
+#include "explain/explain.h"
 
 static void fmt_time(int64_t t, char *buf, size_t len)
 {
@@ -68,7 +69,7 @@ static void explain_text(FILE *fp, const QMGR_PARAMS *p, const EXPLAIN_MSG *em)
 {
     const QMSG *m = em->msg;
     char    t1[64], t2[64], d1[32];
-    int64_t lifetime = (m->sender && *m->sender) ? p->maximal_queue_lifetime : p->bounce_queue_lifetime;
+    int64_t lifetime = qmgr_lifetime(p, m->sender == NULL || m->sender[0] == 0);
 
     fmt_time(m->arrival_us / 1000000, t1, sizeof(t1));
     fprintf(fp, "Queue ID %s from <%s>, arrived %s, %d recipient(s), %zu bytes\n",
@@ -190,17 +191,36 @@ void    explain_message(FILE *fp, const QMGR_PARAMS *p, const EXPLAIN_MSG *em, i
     qmgr_timeline_free(&tl);
 }
 
-void    explain_params(const CONFIG *cf, QMGR_PARAMS *p)
+int     explain_queued(QUEUE *q, const QMGR_PARAMS *p, const EXPLAIN_OPTS *o,
+		               SHOWQ_SCHED_FN sched, void *ctx, int64_t anchor, int64_t now,
+		               FILE *out, char *err, size_t errlen)
 {
-    memset(p, 0, sizeof(*p));
-    p->queue_run_delay = config_time(cf, "queue_run_delay");
-    p->minimal_backoff_time = config_time(cf, "minimal_backoff_time");
-    p->maximal_backoff_time = config_time(cf, "maximal_backoff_time");
-    p->maximal_queue_lifetime = config_time(cf, "maximal_queue_lifetime");
-    p->bounce_queue_lifetime = config_time(cf, "bounce_queue_lifetime");
-    p->delay_warning_time = config_time(cf, "delay_warning_time");
-    p->qmgr_message_active_limit = (int) config_int(cf, "qmgr_message_active_limit");
-    p->initial_destination_concurrency = (int) config_int(cf, "initial_destination_concurrency");
-    p->default_destination_concurrency_limit = (int) config_int(cf, "default_destination_concurrency_limit");
-    p->default_destination_recipient_limit = (int) config_int(cf, "default_destination_recipient_limit");
+    EXPLAIN_MSG em;
+    SHOWQ_SCHED sc;
+    QMSG   *m;
+    int     nhist;
+
+    if ((m = queue_load_qid(q, o->qid, 0)) == NULL) {
+	snprintf(err, errlen, "%s: no such message in the queue", o->qid);
+	return (-1);
+    }
+    memset(&em, 0, sizeof(em));
+    em.msg = m;
+    nhist = queue_history(q, m->seq, &em.history);
+    em.nhistory = nhist < 0 ? 0 : nhist;
+    if (sched) {
+	memset(&sc, 0, sizeof(sc));
+	sched(ctx, m, &sc);
+	em.active = sc.active;
+	em.next_attempt = sc.next_attempt;
+	em.destination_dead = sc.destination_dead > 0;
+	em.dead_until = sc.dead_until;
+    }
+    em.anchor = anchor;
+    em.now = now;
+    em.attempt_duration = o->attempt_duration;
+    explain_message(out, p, &em, o->json);
+    qattempt_free_array(em.history, em.nhistory);
+    qmsg_free(m);
+    return (0);
 }
