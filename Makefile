@@ -13,7 +13,7 @@
 # BUILD lets several builds (gcc, clang, sanitizer) share one tree.
 
 CC      ?= cc
-PKGS    := libevent libevent_openssl libevent_pthreads openssl libcares sqlite3
+PKGS    := libevent libevent_openssl libevent_pthreads openssl libcares sqlite3 libidn2
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
