@@ -13,7 +13,7 @@
 # BUILD lets several builds (gcc, clang, sanitizer) share one tree.
 
 CC      ?= cc
-PKGS    := libevent libevent_openssl libevent_pthreads openssl libcares sqlite3 libidn2
+PKGS    := libevent libevent_openssl libevent_pthreads openssl libcares sqlite3 libidn2 lmdb libcdb libpcre2-8
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
@@ -31,7 +31,7 @@ BIN     ?= bin
 WARN    := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wno-unused-parameter
 CFLAGS  ?= $(OPT)
 ALL_CFLAGS := -std=c11 -D_GNU_SOURCE $(WARN) $(CFLAGS) $(SANFLAGS) -Isrc $(PKG_CFLAGS) -MMD -MP
-LDLIBS  := $(PKG_LIBS) -lpthread -lm
+LDLIBS  := $(PKG_LIBS) -ldb-5.3 -lpthread -lm
 ALL_LDFLAGS := $(LDFLAGS) $(SANFLAGS)
 
 LIB_SRC := $(filter-out src/relayqd/% src/cli/%,$(wildcard src/*/*.c))

@@ -64,6 +64,7 @@ static void usage(void)
 	    "  qshape [deferred|active|incoming|hold] [-s]\n"
 	    "  explain [ID] [options]         retry timeline\n"
 	    "  config [-n] [-d] [--check] [NAME...]\n"
+	    "  postmap [-f] [-i] [-q KEY] [-s] type:file...\n"
 	    "  check                          = config --check\n"
 	    "  send [sendmail options] [RCPT...]\n");
     exit(EX_USAGE_STATUS);
@@ -531,6 +532,7 @@ static const struct {
     {"requeue", cli_admin},
     {"expire", cli_admin},
     {"qshape", cli_qshape},
+    {"postmap", cli_postmap},
     {"explain", cli_explain},
     {"send", cli_sendmail},
     {"sendmail", cli_sendmail},

@@ -5,6 +5,7 @@
  */
 #include <ctype.h>
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +25,30 @@ static const TABLE_OPS *const table_types[] = {
 static TABLE *registry;
 
 struct event_base *table_event_base;
+
+static void (*table_warn_hook) (const char *msg);
+
+void    table_set_warn(void (*fn) (const char *msg))
+{
+    table_warn_hook = fn;
+}
+
+/* One warning line: through the hook (the CLI), or the log. */
+static void table_warn(const char *service, const char *fmt, ...) UTIL_PRINTF(2, 3);
+
+static void table_warn(const char *service, const char *fmt, ...)
+{
+    va_list ap;
+    char    msg[2048];
+
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    if (table_warn_hook)
+	table_warn_hook(msg);
+    else
+	log_warn(service ? service : "master", "%s", msg);
+}
 
 void    table_set_event_base(struct event_base *base)
 {
@@ -152,6 +177,13 @@ TABLE  *table_open(const char *spec, int flags, const char *param, char *err, si
 	table_free(t);
 	return (NULL);
     }
+    /* As Postfix: an indexed file older than its source is used, with a warning. */
+    if (ops->flags & TABLE_OPS_INDEXED) {
+	struct stat src;
+
+	if (stat(t->name, &src) == 0 && t->size >= 0 && src.st_mtime > t->mtime.tv_sec)
+	    table_warn(NULL, "database %s is older than source file %s", t->watch, t->name);
+    }
     if ((ops->flags & TABLE_OPS_SINGLETON) == 0) {
 	t->next = registry;
 	registry = t;
@@ -211,14 +243,12 @@ static int table_refresh(TABLE *t, const char *service)
     errno = 0;
     if ((priv = t->ops->load(t, err, sizeof(err))) == NULL) {
 	saved_errno = errno;
-	if (service == NULL)
-	    service = "master";
 	if (saved_errno == EACCES && t->load_euid == 0 && geteuid() != 0)
-	    log_warn(service, "%s%s%s: cannot read it again without privileges: "
+	    table_warn(service, "%s%s%s: cannot read it again without privileges: "
 		     "keeping the contents read at start; restart relayqd to read it again",
 		     t->param ? t->param : "", t->param ? ": " : "", t->spec);
 	else
-	    log_warn(service, "%s%s%s; keeping the last good contents",
+	    table_warn(service, "%s%s%s; keeping the last good contents",
 		     t->param ? t->param : "", t->param ? ": " : "", err);
 	return (-1);
     }
@@ -231,15 +261,21 @@ static int table_refresh(TABLE *t, const char *service)
 int     table_lookup(TABLE *t, const char *key, const char **val, char *err, size_t errlen)
 {
     *val = NULL;
-    if (t->ops->flags & TABLE_OPS_INDEXED) {
-	time_t  now = time(NULL);
-
-	if (now != t->last_check) {
-	    t->last_check = now;
-	    (void) table_refresh(t, NULL);
-	}
-    }
+    /* An indexed file rebuilt by postmap is re-opened at the next lookup. */
+    if (t->ops->flags & TABLE_OPS_INDEXED)
+	(void) table_refresh(t, NULL);
     return (t->ops->lookup(t, t->priv, key, val, err, errlen));
+}
+
+int     table_dump(TABLE *t, int (*cb) (void *ctx, const char *key, const char *val),
+		           void *ctx, char *err, size_t errlen)
+{
+    if (t->ops->dump == NULL) {
+	snprintf(err, errlen, "%s: table type \"%s\" cannot be listed (postmap -s reads "
+		 "hash, btree, lmdb and cdb)", t->spec, t->type);
+	return (-1);
+    }
+    return (t->ops->dump(t, t->priv, cb, ctx, err, errlen));
 }
 
 int     table_reload_all(const char *service)

@@ -33,8 +33,8 @@
  *
  * Reloading: table_reload_all() (the daemon's SIGHUP) re-reads every file
  * table whose file changed; indexed files (hash, btree, lmdb, cdb) are also
- * re-opened at the next lookup when their mtime changed, checked at most
- * once a second.  A table that fails to load keeps its last good contents
+ * re-opened at the next lookup after their mtime, size or inode changed
+ * (one stat(2) per lookup).  A table that fails to load keeps its last good contents
  * (one warning naming file and line); a file that only root can read,
  * opened before privileges were dropped, keeps its contents with a warning
  * that a restart is needed to read it again.
@@ -189,17 +189,34 @@ void    table_cancel(TABLE_REQ *req);
  */
 int     table_reload_all(const char *service);
 
+/*
+ * Where warnings go (reload failures, an indexed file older than its
+ * source): by default log_warn() with service "master" (or the one given
+ * to table_reload_all); the CLI sends them to stderr.
+ */
+void    table_set_warn(void (*fn) (const char *msg));
+
 /* ---- building (postmap) ---------------------------------------------- */
 
 /*
- * Build "type:file" (hash, btree, lmdb, cdb) from the source text file
- * (postmap's input format) into file.db / .lmdb / .cdb in Postfix's
+ * Build "type:file" (hash, btree, lmdb, cdb) from source (postmap's input
+ * format; "-" is standard input; NULL is file itself) into file.db / .lmdb / .cdb in Postfix's
  * format: keys lower-cased when fold is set (postmap without -f), key and
  * value stored with their trailing NUL as Postfix does.  Malformed lines
  * and duplicate keys are skipped with a warning through warn(), as
  * postmap does.  0 ok, -1 error with err set.
  */
-int     table_build(const char *spec, int fold, void (*warn) (const char *msg),
-		            char *err, size_t errlen);
+#define TABLE_BUILD_FOLD	(1<<0)	/* lower-case keys (postmap without -f) */
+#define TABLE_BUILD_UPDATE	(1<<1)	/* postmap -i: add to the existing file */
+int     table_build(const char *spec, const char *source, int flags,
+		            void (*warn) (const char *msg), char *err, size_t errlen);
+
+/*
+ * postmap -s: every entry of an indexed table (hash, btree, lmdb, cdb), as
+ * stored (without the trailing NUL).  cb returns 0 to go on.  0 ok, -1
+ * error (err set; also for types that cannot be listed).
+ */
+int     table_dump(TABLE *t, int (*cb) (void *ctx, const char *key, const char *val),
+		           void *ctx, char *err, size_t errlen);
 
 #endif

@@ -24,6 +24,9 @@ typedef struct TABLE_OPS {
 		               char *err, size_t errlen);
     void    (*free) (void *priv);
     int     flags;
+    /* Optional: every entry, as postmap -s (NULL: not supported). */
+    int     (*dump) (TABLE *t, void *priv, int (*cb) (void *, const char *, const char *),
+		             void *ctx, char *err, size_t errlen);
 } TABLE_OPS;
 
 #define TABLE_OPS_PATTERN	(1<<0)	/* regexp, pcre */

@@ -213,7 +213,7 @@ static int ht_lookup(TABLE *t, void *priv, const char *key, const char **val,
 }
 
 const TABLE_OPS table_ops_texthash = {
-    "texthash", thash_load, ht_lookup, table_ht_free, TABLE_OPS_FILE,
+    "texthash", thash_load, ht_lookup, table_ht_free, TABLE_OPS_FILE, NULL,
 };
 
 /* ---- inline ----------------------------------------------------------- */
@@ -359,7 +359,7 @@ static void *inline_load(TABLE *t, char *err, size_t errlen)
 }
 
 const TABLE_OPS table_ops_inline = {
-    "inline", inline_load, ht_lookup, table_ht_free, 0,
+    "inline", inline_load, ht_lookup, table_ht_free, 0, NULL,
 };
 
 /* ---- static ----------------------------------------------------------- */
@@ -384,7 +384,7 @@ static int static_lookup(TABLE *t, void *priv, const char *key, const char **val
 }
 
 const TABLE_OPS table_ops_static = {
-    "static", static_load, static_lookup, free, 0,
+    "static", static_load, static_lookup, free, 0, NULL,
 };
 
 /* ---- unionmap and pipemap ------------------------------------------- */
@@ -497,9 +497,9 @@ static int pipe_lookup(TABLE *t, void *priv, const char *key, const char **val,
 }
 
 const TABLE_OPS table_ops_unionmap = {
-    "unionmap", combo_load, union_lookup, combo_free, 0,
+    "unionmap", combo_load, union_lookup, combo_free, 0, NULL,
 };
 
 const TABLE_OPS table_ops_pipemap = {
-    "pipemap", combo_load, pipe_lookup, combo_free, 0,
+    "pipemap", combo_load, pipe_lookup, combo_free, 0, NULL,
 };
