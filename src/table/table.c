@@ -55,6 +55,17 @@ void    table_set_event_base(struct event_base *base)
     table_event_base = base;
 }
 
+void    table_warnf(const char *fmt, ...)
+{
+    va_list ap;
+    char    msg[2048];
+
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    table_warn(NULL, "%s", msg);
+}
+
 /* ---- helpers shared by the types ------------------------------------- */
 
 void    table_set_result(TABLE *t, const char *s, size_t len, const char **val)

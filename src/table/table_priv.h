@@ -78,6 +78,19 @@ int     table_read_source(const char *path, TABLE_SRC_CB cb, void *ctx,
 			          void (*warn) (void *ctx, const char *msg, int skipped),
 			          char *err, size_t errlen);
 
+/* The same logical lines, whole (regexp, pcre). */
+typedef int (*TABLE_LINE_CB) (void *ctx, char *line, size_t len, int lineno);
+int     table_read_lines(const char *path, TABLE_LINE_CB cb, void *ctx,
+			         void (*warn) (void *ctx, const char *msg, int skipped),
+			         char *err, size_t errlen);
+
+/* Split the body of name = "{ a, { b c }, d }" into elements. */
+int     table_split_braced(TABLE *t, int (*cb) (void *, const char *, size_t), void *ctx,
+			           char *err, size_t errlen);
+
+/* A warning through table_set_warn's hook or the log. */
+void    table_warnf(const char *fmt, ...) UTIL_PRINTF(1, 2);
+
 /* A string hash table (texthash, inline): first entry for a key wins. */
 typedef struct TABLE_HT TABLE_HT;
 TABLE_HT *table_ht_create(void);

@@ -17,8 +17,6 @@ static int stub_lookup(TABLE *t, void *priv, const char *key, const char **val,
     return (TABLE_ERROR);
 }
 
-const TABLE_OPS table_ops_regexp = {"regexp", stub_load, stub_lookup, NULL, TABLE_OPS_PATTERN, NULL};
-const TABLE_OPS table_ops_pcre = {"pcre", stub_load, stub_lookup, NULL, TABLE_OPS_PATTERN, NULL};
 const TABLE_OPS table_ops_socketmap = {"socketmap", stub_load, stub_lookup, NULL, 0, NULL};
 
 void   *table_sockmap_async(TABLE *t, const char *key, TABLE_SOCK_CB cb, void *arg)

@@ -45,7 +45,8 @@ static int read_logical(FILE *fp, BUF *b, int *lineno, int *first,
 		i++;
 	    if (i == b->len || b->data[i] == '#') {
 		b->len = start;
-		b->data[start] = 0;
+		if (b->data)
+		    b->data[start] = 0;
 	    }
 	}
 	if (start == 0)
@@ -72,14 +73,23 @@ static int read_logical(FILE *fp, BUF *b, int *lineno, int *first,
     return (b->len > 0);
 }
 
-int     table_read_source(const char *path, TABLE_SRC_CB cb, void *ctx,
-			          void (*warn) (void *ctx, const char *msg, int skipped),
-			          char *err, size_t errlen)
+typedef struct SRC_CTX {
+    const char *path;
+    TABLE_SRC_CB cb;
+    void   *ctx;
+    void    (*warn) (void *ctx, const char *msg, int skipped);
+} SRC_CTX;
+
+static int source_line(void *ptr, char *line, size_t len, int first);
+
+int     table_read_lines(const char *path, TABLE_LINE_CB cb, void *ctx,
+			         void (*warn) (void *ctx, const char *msg, int skipped),
+			         char *err, size_t errlen)
 {
     FILE   *fp;
     BUF     b = BUF_INIT;
     int     lineno = 0, first = 0, rc = 0;
-    char    msg[1024];
+    void   *wctx = ctx;
 
     if (strcmp(path, "-") == 0)
 	fp = stdin;
@@ -87,60 +97,12 @@ int     table_read_source(const char *path, TABLE_SRC_CB cb, void *ctx,
 	snprintf(err, errlen, "open %s: %s", path, strerror(errno));
 	return (-1);
     }
-    while (read_logical(fp, &b, &lineno, &first, warn, ctx, path)) {
-	char   *key = b.data, *value;
-	int     in_quotes = 0;
-
-	if (memchr(b.data, 0, b.len)) {
-	    snprintf(msg, sizeof(msg), "%s, line %d: text after null byte may be ignored",
-		     path, first);
-	    if (warn)
-		warn(ctx, msg, 0);
-	}
-	for (value = key; *value; value++) {
-	    if (*value == '\\') {
-		if (*++value == 0)
-		    break;
-	    } else if (isspace((unsigned char) *value)) {
-		if (!in_quotes)
-		    break;
-	    } else if (*value == '"') {
-		in_quotes = !in_quotes;
-	    }
-	}
-	if (in_quotes) {
-	    snprintf(msg, sizeof(msg), "%s, line %d: unbalanced '\"' in '%s' -- ignoring this line",
-		     path, first, b.data);
-	    if (warn)
-		warn(ctx, msg, 1);
-	    continue;
-	}
-	if (*value)
-	    *value++ = 0;
-	while (isspace((unsigned char) *value))
-	    value++;
-	{
-	    char   *e = value + strlen(value);
-
-	    while (e > value && isspace((unsigned char) e[-1]))
-		*--e = 0;
-	}
-	if (*key == 0 || *value == 0) {
-	    snprintf(msg, sizeof(msg), "%s, line %d: expected format: key whitespace value",
-		     path, first);
-	    if (warn)
-		warn(ctx, msg, 1);
-	    continue;
-	}
-	if (key[strlen(key) - 1] == ':') {
-	    snprintf(msg, sizeof(msg), "%s, line %d: record is in \"key: value\" format; "
-		     "is this an alias file?", path, first);
-	    if (warn)
-		warn(ctx, msg, 0);
-	}
-	if ((rc = cb(ctx, key, value, first)) < 0)
+    /* postmap's reader hands its own context to warn. */
+    if (cb == source_line)
+	wctx = ((SRC_CTX *) ctx)->ctx;
+    while (read_logical(fp, &b, &lineno, &first, warn, wctx, path))
+	if ((rc = cb(ctx, b.data, b.len, first)) < 0)
 	    break;
-    }
     if (rc == 0 && ferror(fp)) {
 	snprintf(err, errlen, "read %s: %s", path, strerror(errno));
 	rc = -1;
@@ -149,6 +111,72 @@ int     table_read_source(const char *path, TABLE_SRC_CB cb, void *ctx,
     if (fp != stdin)
 	fclose(fp);
     return (rc);
+}
+
+static int source_line(void *ptr, char *line, size_t len, int first)
+{
+    SRC_CTX *sc = ptr;
+    char   *key = line, *value;
+    int     in_quotes = 0;
+    char    msg[1024];
+
+    if (memchr(line, 0, len)) {
+	snprintf(msg, sizeof(msg), "%s, line %d: text after null byte may be ignored",
+		 sc->path, first);
+	if (sc->warn)
+	    sc->warn(sc->ctx, msg, 0);
+    }
+    for (value = key; *value; value++) {
+	if (*value == '\\') {
+	    if (*++value == 0)
+		break;
+	} else if (isspace((unsigned char) *value)) {
+	    if (!in_quotes)
+		break;
+	} else if (*value == '"') {
+	    in_quotes = !in_quotes;
+	}
+    }
+    if (in_quotes) {
+	snprintf(msg, sizeof(msg), "%s, line %d: unbalanced '\"' in '%s' -- ignoring this line",
+		 sc->path, first, line);
+	if (sc->warn)
+	    sc->warn(sc->ctx, msg, 1);
+	return (0);
+    }
+    if (*value)
+	*value++ = 0;
+    while (isspace((unsigned char) *value))
+	value++;
+    {
+	char   *e = value + strlen(value);
+
+	while (e > value && isspace((unsigned char) e[-1]))
+	    *--e = 0;
+    }
+    if (*key == 0 || *value == 0) {
+	snprintf(msg, sizeof(msg), "%s, line %d: expected format: key whitespace value",
+		 sc->path, first);
+	if (sc->warn)
+	    sc->warn(sc->ctx, msg, 1);
+	return (0);
+    }
+    if (key[strlen(key) - 1] == ':') {
+	snprintf(msg, sizeof(msg), "%s, line %d: record is in \"key: value\" format; "
+		 "is this an alias file?", sc->path, first);
+	if (sc->warn)
+	    sc->warn(sc->ctx, msg, 0);
+    }
+    return (sc->cb(sc->ctx, key, value, first));
+}
+
+int     table_read_source(const char *path, TABLE_SRC_CB cb, void *ctx,
+			          void (*warn) (void *ctx, const char *msg, int skipped),
+			          char *err, size_t errlen)
+{
+    SRC_CTX sc = {path, cb, ctx, warn};
+
+    return (table_read_lines(path, source_line, &sc, warn, err, errlen));
 }
 
 /* ---- texthash --------------------------------------------------------- */
@@ -503,3 +531,16 @@ const TABLE_OPS table_ops_unionmap = {
 const TABLE_OPS table_ops_pipemap = {
     "pipemap", combo_load, pipe_lookup, combo_free, 0, NULL,
 };
+
+int     table_split_braced(TABLE *t, int (*cb) (void *, const char *, size_t), void *ctx,
+			           char *err, size_t errlen)
+{
+    const char *body;
+    size_t  len;
+
+    if (braced(t->name, &body, &len) < 0) {
+	snprintf(err, errlen, "%s: expected %s:{ ... }", t->spec, t->type);
+	return (-1);
+    }
+    return (split_elements(body, len, cb, ctx, t->spec, err, errlen));
+}
