@@ -104,6 +104,26 @@ static void cli_report(const BUF *b)
     }
 }
 
+/*
+ * The queue without the daemon.  Run as root, the CLI first becomes
+ * mail_owner for good: the database, its -wal and -shm and the lock are
+ * then opened with no more rights than the daemon has, so nothing that
+ * mail_owner planted in the queue directory can lead root anywhere.
+ */
+static QUEUE *cli_queue_open(CLI *cli, int mode, char *err, size_t errlen)
+{
+    const char *owner = config_str(cli_cf(cli), "mail_owner");
+    struct passwd *pw;
+
+    if (geteuid() == 0) {
+	if ((pw = getpwnam(owner)) == 0 || pw->pw_uid == 0)
+	    cli_fatal(1, "mail_owner %s: no such user, or root", owner);
+	if (setgroups(0, NULL) < 0 || setgid(pw->pw_gid) < 0 || setuid(pw->pw_uid) < 0)
+	    cli_fatal(1, "cannot become mail_owner %s: %s", owner, strerror(errno));
+    }
+    return queue_open(cli_qdir(cli), mode, err, errlen);
+}
+
 static void cli_denied(CLI *cli, const char *err)
 {
     cli_fatal(1, "permission denied: you are not in group %s (%s)",
@@ -263,7 +283,7 @@ int     cli_mailq(CLI *cli, int argc, char **argv)
 	cli_fatal(1, "%s", err);
     /* Down, or the socket is not ours to use: read the queue itself, as postqueue does. */
     fprintf(stderr, "relayq: warning: Mail system is down -- accessing queue directly\n");
-    if ((q = queue_open(qdir, QUEUE_OPEN_READ, err, sizeof(err))) == 0)
+    if ((q = cli_queue_open(cli, QUEUE_OPEN_READ, err, sizeof(err))) == 0)
 	cli_fatal(1, "cannot read the queue: %s", err);
     if (json) {
 	QMGR_PARAMS p;
@@ -380,7 +400,7 @@ int     cli_admin(CLI *cli, int argc, char **argv)
 	cli_fatal(1, "%s", err);
     if (ret == CONTROL_DOWN) {
 	/* No daemon: edit the queue under its lock, as postsuper does. */
-	if ((q = queue_open(qdir, QUEUE_OPEN_ADMIN, err, sizeof(err))) == 0) {
+	if ((q = cli_queue_open(cli, QUEUE_OPEN_ADMIN, err, sizeof(err))) == 0) {
 	    if (errno == EACCES || strstr(err, "ermission"))
 		cli_fatal(1, "permission denied: %s (run as root or mail_owner)", err);
 	    cli_fatal(1, "%s", err);
@@ -433,7 +453,7 @@ int     cli_qshape(CLI *cli, int argc, char **argv)
     if (ret == CONTROL_ERROR)
 	cli_fatal(1, "%s", err);
     fprintf(stderr, "relayq: warning: Mail system is down -- accessing queue directly\n");
-    if ((q = queue_open(cli_qdir(cli), QUEUE_OPEN_READ, err, sizeof(err))) == 0)
+    if ((q = cli_queue_open(cli, QUEUE_OPEN_READ, err, sizeof(err))) == 0)
 	cli_fatal(1, "cannot read the queue: %s", err);
     /* Same top-N as the daemon's answer (src/relayqd/admin.c). */
     ret = qshape_text(q, name, by_sender, (int64_t) time(0), 10, &out);
@@ -484,7 +504,7 @@ static int cli_explain_id(CLI *cli, const EXPLAIN_OPTS *o)
     if (ret != CONTROL_DOWN)
 	cli_fatal(1, "%s", err);
     fprintf(stderr, "relayq: warning: Mail system is down -- accessing queue directly\n");
-    if ((q = queue_open(cli_qdir(cli), QUEUE_OPEN_READ, err, sizeof(err))) == NULL)
+    if ((q = cli_queue_open(cli, QUEUE_OPEN_READ, err, sizeof(err))) == NULL)
 	cli_fatal(1, "%s", err);
     explain_params(cli_cf(cli), &p);
     ret = explain_queued(q, &p, o, NULL, NULL, 0, (int64_t) time(NULL), stdout, err, sizeof(err));

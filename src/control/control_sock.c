@@ -280,11 +280,12 @@ static int control_mkdir(const char *path, mode_t mode, int gid, char *err, size
 	snprintf(err, errlen, "%s: not a directory", path);
 	return -1;
     }
-    if (gid >= 0 && chown(path, (uid_t) -1, (gid_t) gid) < 0) {
+    /* relayqd gave it the group as root; mail_owner need not be a member of it. */
+    if (gid >= 0 && st.st_gid != (gid_t) gid && chown(path, (uid_t) -1, (gid_t) gid) < 0) {
 	snprintf(err, errlen, "chown %s: %s", path, strerror(errno));
 	return -1;
     }
-    if (chmod(path, mode) < 0) {
+    if ((st.st_mode & 07777) != mode && chmod(path, mode) < 0) {
 	snprintf(err, errlen, "chmod %s: %s", path, strerror(errno));
 	return -1;
     }
@@ -320,7 +321,11 @@ static int control_listen(CONTROL *ctl, CONTROL_LISTENER *l, const char *queue_d
 	snprintf(err, errlen, "bind %s: %s", l->path, strerror(errno));
 	return -1;
     }
-    if (gid >= 0 && chown(l->path, (uid_t) -1, (gid_t) gid) < 0) {
+    struct stat st;
+
+    /* In the set-gid private/ the socket has the group already. */
+    if (gid >= 0 && (stat(l->path, &st) < 0 || st.st_gid != (gid_t) gid)
+	&& chown(l->path, (uid_t) -1, (gid_t) gid) < 0) {
 	snprintf(err, errlen, "chown %s: %s", l->path, strerror(errno));
 	return -1;
     }
@@ -359,7 +364,7 @@ CONTROL *control_create(struct event_base *base, const char *queue_dir, int gid,
      * socket itself is 0660 of that group.
      */
     ok = control_mkdir(pub, 0755, -1, err, errlen) == 0
-	&& control_mkdir(priv, gid >= 0 ? 0710 : 0700, gid, err, errlen) == 0
+	&& control_mkdir(priv, gid >= 0 ? 02710 : 0700, gid, err, errlen) == 0
 	&& control_listen(ctl, &ctl->lsn[0], queue_dir, CONTROL_QUERY_PATH, 0, 0666, -1, err, errlen) == 0
 	&& control_listen(ctl, &ctl->lsn[1], queue_dir, CONTROL_ADMIN_PATH, 1, gid >= 0 ? 0660 : 0600, gid, err, errlen) == 0;
     free(pub);

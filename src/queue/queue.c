@@ -390,7 +390,7 @@ static int queue_lock(QUEUE *q, char *err, size_t errlen)
     ssize_t n;
     int     fd;
 
-    fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
     if (fd < 0) {
 	set_err(err, errlen, "cannot open queue lock %s: %s", path, strerror(errno));
 	free(path);

@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -25,6 +26,7 @@
 
 #include "util/util.h"
 #include "log/log.h"
+#include "util/safe_file.h"
 #include "relayqd/relayqd.h"
 
 #define RELAYQ_VERSION "0.1"
@@ -61,9 +63,79 @@ static int mkdir_parents(const char *path, char *err, size_t errlen)
 /* ---- privileges ---- */
 
 /*
- * Started as root: the queue directory and the log file go to mail_owner,
- * then we become mail_owner for good.  Started as anyone else: stay.
+ * The queue directory as root (Postfix's safe_open(3) as the model, see
+ * docs/security.md): the directory is opened without following a link
+ * and every change inside it goes through that descriptor.  A queue path
+ * that is a symbolic link, or that belongs to anyone but root and
+ * mail_owner, stops the start with one line.  The queue itself (lock,
+ * database, sockets) is opened only after becoming mail_owner.
  */
+static int queue_dir_prepare(RELAYQD *d, char *err, size_t errlen)
+{
+    const char *qdir = config_str(d->cf, "queue_directory");
+    struct group *gr = getgrnam(config_str(d->cf, "setgid_group"));
+    const char *entries[] = {"queue.db", "queue.db-wal", "queue.db-shm", "lock"};
+    uid_t   uid = geteuid();
+    gid_t   gid = getegid();
+    struct passwd *pw;
+    int     fd, lfd, ret = -1;
+
+    if (uid == 0) {
+	const char *owner = config_str(d->cf, "mail_owner");
+
+	if ((pw = getpwnam(owner)) == NULL) {
+	    snprintf(err, errlen, "mail_owner user \"%s\" does not exist; create it with: "
+		     "useradd --system --no-create-home --shell /usr/sbin/nologin %s", owner, owner);
+	    return -1;
+	}
+	if (pw->pw_uid == 0) {
+	    snprintf(err, errlen, "mail_owner must not be root");
+	    return -1;
+	}
+	uid = pw->pw_uid;
+	gid = pw->pw_gid;
+    }
+    if ((fd = safe_dir_open(qdir, 0700, uid, err, errlen)) < 0)
+	return -1;
+    /* Traversable by local users for the public socket and the maildrop (as /var/spool/postfix). */
+    if ((geteuid() == 0 && fchown(fd, uid, gid) < 0) || fchmod(fd, 0755) < 0) {
+	snprintf(err, errlen, "chown/chmod %s: %s", qdir, strerror(errno));
+	goto out;
+    }
+    for (size_t i = 0; i < ARRAY_LEN(entries); i++)
+	if (safe_entry_check(fd, qdir, entries[i], uid, err, errlen) < 0)
+	    goto out;
+    if (safe_subdir(fd, qdir, "public", uid, (gid_t) -1, 0755, err, errlen) < 0
+	|| safe_subdir(fd, qdir, "private", uid, gr ? gr->gr_gid : (gid_t) -1,
+		       gr ? 02710 : 0700, err, errlen) < 0
+	|| safe_subdir(fd, qdir, "maildrop", uid, (gid_t) -1, 01733, err, errlen) < 0)
+	goto out;
+    /* Is another relayqd using this queue?  Asked here so that its port does not answer first. */
+    if ((lfd = safe_file_open(fd, qdir, "lock", uid, err, errlen)) < 0)
+	goto out;
+    if (geteuid() == 0 && fchown(lfd, uid, gid) < 0) {
+	snprintf(err, errlen, "chown %s/lock: %s", qdir, strerror(errno));
+	close(lfd);
+	goto out;
+    }
+    if (flock(lfd, LOCK_EX | LOCK_NB) < 0 && errno == EWOULDBLOCK) {
+	char    buf[32];
+	ssize_t n = pread(lfd, buf, sizeof(buf) - 1, 0);
+
+	buf[n > 0 ? n : 0] = 0;
+	snprintf(err, errlen, "queue directory %s is locked by a running relayqd (pid %ld)",
+		 qdir, strtol(buf, 0, 10));
+	close(lfd);
+	goto out;
+    }
+    close(lfd);					/* the queue takes the lock for good */
+    ret = 0;
+out:
+    close(fd);
+    return ret;
+}
+
+/* Started as root: become mail_owner for good.  Started as anyone else: stay. */
 static int drop_privileges(RELAYQD *d, char *err, size_t errlen)
 {
     const char *owner = config_str(d->cf, "mail_owner");
@@ -72,28 +144,9 @@ static int drop_privileges(RELAYQD *d, char *err, size_t errlen)
 
     if (geteuid() != 0)
 	return 0;
-    if ((pw = getpwnam(owner)) == NULL) {
-	snprintf(err, errlen, "mail_owner user \"%s\" does not exist; create it with: "
-		 "useradd --system --no-create-home --shell /usr/sbin/nologin %s", owner, owner);
+    if ((pw = getpwnam(owner)) == NULL || pw->pw_uid == 0) {
+	snprintf(err, errlen, "mail_owner user \"%s\" is unusable", owner);
 	return -1;
-    }
-    if (pw->pw_uid == 0) {
-	snprintf(err, errlen, "mail_owner must not be root");
-	return -1;
-    }
-    if (chown(qdir, pw->pw_uid, pw->pw_gid) < 0) {
-	snprintf(err, errlen, "chown %s: %s", qdir, strerror(errno));
-	return -1;
-    }
-    /* Everything the queue made while we were root belongs to mail_owner. */
-    const char *files[] = {"queue.db", "queue.db-wal", "queue.db-shm", "lock", "maildrop", "public", "private"};
-
-    for (size_t i = 0; i < ARRAY_LEN(files); i++) {
-	char   *p = xasprintf("%s/%s", qdir, files[i]);
-
-	if (chown(p, pw->pw_uid, -1) < 0 && errno != ENOENT)
-	    log_warn("master", "chown %s: %s", p, strerror(errno));
-	free(p);
     }
     if (log_fd() > 2 && fchown(log_fd(), pw->pw_uid, pw->pw_gid) < 0)
 	log_warn("master", "chown of the log file: %s", strerror(errno));
@@ -244,37 +297,24 @@ int     main(int argc, char **argv)
 	return 1;
     }
 
-    /* The queue first: its lock tells us whether another relayqd runs here. */
+    /*
+     * As root only what needs root: the queue directory's own set-up
+     * (through descriptors, see queue_dir_prepare), the listeners; then
+     * mail_owner opens the queue and makes the sockets in it.
+     */
     const char *qdir = config_str(d.cf, "queue_directory");
 
-    if (mkdir_parents(qdir, err, sizeof(err)) < 0) {
-	fprintf(stderr, "relayqd: fatal: %s\n", err);
-	return 1;
-    }
-
-    if ((d.queue = queue_open(qdir, QUEUE_OPEN_DAEMON, err, sizeof(err))) == NULL) {
+    if (mkdir_parents(qdir, err, sizeof(err)) < 0 || queue_dir_prepare(&d, err, sizeof(err)) < 0) {
 	fprintf(stderr, "relayqd: fatal: %s\n", err);
 	log_msg("master", "fatal: %s", err);
 	return 1;
     }
-    /* Traversable by local users for the public socket and the maildrop (as /var/spool/postfix). */
-    if (chmod(qdir, 0755) < 0)
-	log_warn("master", "chmod %s: %s", qdir, strerror(errno));
     SMTPD_HOOKS hooks = {on_queued, &d};
 
-    d.smtpd = smtpd_create(d.base, d.cf, d.queue, &hooks);
+    d.smtpd = smtpd_create(d.base, d.cf, NULL, &hooks);
     if (smtpd_listen(d.smtpd, err, sizeof(err)) < 0) {
 	fprintf(stderr, "relayqd: fatal: %s\n", err);
 	log_msg("master", "fatal: %s", err);
-	queue_close(d.queue);
-	return 1;
-    }
-    struct group *gr = getgrnam(config_str(d.cf, "setgid_group"));
-
-    d.control = control_create(d.base, qdir, gr ? (int) gr->gr_gid : -1, admin_handle, &d, err, sizeof(err));
-    if (d.control == NULL) {
-	fprintf(stderr, "relayqd: fatal: %s\n", err);
-	queue_close(d.queue);
 	return 1;
     }
     const char *mlisten = config_str(d.cf, "metrics_listen");
@@ -282,12 +322,24 @@ int     main(int argc, char **argv)
     if (mlisten && *mlisten
 	&& (d.metrics = metrics_create(d.base, mlisten, admin_metrics, &d, err, sizeof(err))) == NULL) {
 	fprintf(stderr, "relayqd: fatal: %s\n", err);
-	queue_close(d.queue);
 	return 1;
     }
     if (drop_privileges(&d, err, sizeof(err)) < 0) {
 	fprintf(stderr, "relayqd: fatal: %s\n", err);
 	log_msg("master", "fatal: %s", err);
+	return 1;
+    }
+    if ((d.queue = queue_open(qdir, QUEUE_OPEN_DAEMON, err, sizeof(err))) == NULL) {
+	fprintf(stderr, "relayqd: fatal: %s\n", err);
+	log_msg("master", "fatal: %s", err);
+	return 1;
+    }
+    smtpd_set_queue(d.smtpd, d.queue);
+    struct group *gr = getgrnam(config_str(d.cf, "setgid_group"));
+
+    d.control = control_create(d.base, qdir, gr ? (int) gr->gr_gid : -1, admin_handle, &d, err, sizeof(err));
+    if (d.control == NULL) {
+	fprintf(stderr, "relayqd: fatal: %s\n", err);
 	queue_close(d.queue);
 	return 1;
     }

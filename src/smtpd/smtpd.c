@@ -1014,6 +1014,11 @@ SMTPD  *smtpd_create(struct event_base *base, const CONFIG *cf, QUEUE *q, const 
     return (s);
 }
 
+void    smtpd_set_queue(SMTPD *s, QUEUE *q)
+{
+    s->q = q;
+}
+
 /* "host:port" or "[v6]:port" (port 0: any free port). */
 static int listen_addr(const char *spec, struct sockaddr_storage *ss, int *sslen)
 {

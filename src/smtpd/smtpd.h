@@ -20,6 +20,8 @@ typedef struct SMTPD_HOOKS {
 } SMTPD_HOOKS;
 
 SMTPD  *smtpd_create(struct event_base *base, const CONFIG *cf, QUEUE *q, const SMTPD_HOOKS *hooks);
+/* The queue, when it is opened after the listeners (relayqd binds as root, opens the queue as mail_owner). */
+void    smtpd_set_queue(SMTPD *s, QUEUE *q);
 /* Bind every smtpd_listen address (before dropping root). -1 with err: "bind 127.0.0.1:2525: Address already in use". */
 int     smtpd_listen(SMTPD *s, char *err, size_t errlen);
 /* New configuration (SIGHUP); sessions in progress keep theirs. */
