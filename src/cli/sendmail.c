@@ -19,12 +19,14 @@
 #include "cli/cli.h"
 #include "control/control.h"
 #include "util/util.h"
+#include "smtpd/smtpd_proto.h"
 
 #define EX_OK_		0
 #define EX_USAGE_	64
 #define EX_DATAERR_	65
 #define EX_NOINPUT_	66
 #define EX_NOUSER_	67
+#define EX_UNAVAILABLE_	69
 #define EX_SOFTWARE_	70
 #define EX_CANTCREAT_	73
 #define EX_TEMPFAIL_	75
@@ -132,9 +134,10 @@ static char *bare_addr(const char *s)
 
 /*
  * Read stdin into CRLF lines.  Without -i a line with a single "." ends
- * the message (and is not part of it).
+ * the message (and is not part of it).  Returns -1 as soon as the message
+ * is larger than limit (0: none): memory stays bounded.
  */
-static void read_message(BUF *msg, int dot_ends)
+static int read_message(BUF *msg, int dot_ends, long long limit)
 {
     char   *line = 0;
     size_t  cap = 0;
@@ -151,8 +154,13 @@ static void read_message(BUF *msg, int dot_ends)
 	    break;
 	buf_append(msg, line, len);
 	buf_puts(msg, "\r\n");
+	if (limit > 0 && (long long) msg->len > limit) {
+	    free(line);
+	    return -1;
+	}
     }
     free(line);
+    return 0;
 }
 
 /*
@@ -222,28 +230,6 @@ static void scan_headers(BUF *msg, int extract, ADDRS *rcpts, int *has_from)
     *msg = out;
     if (msg->data == 0)
 	buf_puts(msg, "");
-}
-
-/*
- * A maildrop that root's sendmail created (before the daemon ever ran, or
- * in the moment between its start and its first pickup scan) must belong
- * to mail_owner, or the daemon, which runs as mail_owner, can neither
- * list it nor remove what it picked up.
- */
-static void sendmail_give_maildrop(const CONFIG *cf)
-{
-    const char *qdir = config_str(cf, "queue_directory");
-    struct passwd *owner;
-    char   *md, *co;
-
-    if (geteuid() != 0 || (owner = getpwnam(config_str(cf, "mail_owner"))) == 0)
-	return;
-    md = xasprintf("%s/maildrop", qdir);
-    co = xasprintf("%s/maildrop/corrupt", qdir);
-    if (chown(co, owner->pw_uid, owner->pw_gid) < 0 || chown(md, owner->pw_uid, owner->pw_gid) < 0)
-	cli_warn("chown %s to %s: %s", md, config_str(cf, "mail_owner"), strerror(errno));
-    free(md);
-    free(co);
 }
 
 int     cli_sendmail(CLI *cli, int argc, char **argv)
@@ -317,19 +303,23 @@ int     cli_sendmail(CLI *cli, int argc, char **argv)
     if (!extract && rcpts.n == 0)
 	cli_fatal(EX_USAGE_, "no recipients specified (give them as arguments, or use -t)");
 
-    read_message(&msg, dot_ends);
-    if (ferror(stdin))
-	cli_fatal(EX_NOINPUT_, "error reading the message: %s", strerror(errno));
-    scan_headers(&msg, extract, &rcpts, &has_from);
-    if (rcpts.n == 0)
-	cli_fatal(EX_USAGE_, "no recipient addresses found in message header");
-
     {
 	char   *bare = bare_addr(from ? from : user);
 
 	sender = qualify(cli->cf, bare);
 	free(bare);
     }
+    /* Postfix's postdrop: "sendmail: fatal: SENDER(UID): message file too big", EX_UNAVAILABLE. */
+    if (read_message(&msg, dot_ends, config_size(cli->cf, "message_size_limit")) < 0)
+	cli_fatal(EX_UNAVAILABLE_, "%s(%ld): message file too big", sender, (long) getuid());
+    if (ferror(stdin))
+	cli_fatal(EX_NOINPUT_, "error reading the message: %s", strerror(errno));
+    scan_headers(&msg, extract, &rcpts, &has_from);
+    if (rcpts.n == 0)
+	cli_fatal(EX_USAGE_, "no recipient addresses found in message header");
+    /* The address rules of smtpd: nothing can ride along into the next hop's MAIL or RCPT. */
+    if (*sender && !smtpd_addr_valid(sender))
+	cli_fatal(EX_DATAERR_, "bad sender address syntax: %s", sender);
     if (fullname && !has_from) {
 	/* -F: a From: header when the message has none (sendmail(1)). */
 	BUF     nm = BUF_INIT;
@@ -343,8 +333,11 @@ int     cli_sendmail(CLI *cli, int argc, char **argv)
 	msg = nm;
     }
     qrcpts = xcalloc(rcpts.n + 1, sizeof(char *));
-    for (i = 0; i < rcpts.n; i++)
+    for (i = 0; i < rcpts.n; i++) {
 	qrcpts[i] = qualify(cli->cf, rcpts.v[i]);
+	if (!smtpd_addr_valid(qrcpts[i]))
+	    cli_fatal(EX_DATAERR_, "bad recipient address syntax: %s", qrcpts[i]);
+    }
 
     memset(&m, 0, sizeof(m));
     m.sender = sender;
@@ -359,8 +352,10 @@ int     cli_sendmail(CLI *cli, int argc, char **argv)
 	/* No daemon has run yet: create the maildrop if we may (root, mail_owner). */
 	char    ierr[256];
 
-	if (maildrop_init(config_str(cli->cf, "queue_directory"), ierr, sizeof(ierr)) == 0) {
-	    sendmail_give_maildrop(cli->cf);
+	struct passwd *owner = getpwnam(config_str(cli->cf, "mail_owner"));
+
+	if (maildrop_prepare(config_str(cli->cf, "queue_directory"), owner ? owner->pw_uid : geteuid(),
+			     ierr, sizeof(ierr)) == 0) {
 	    ret = maildrop_write(config_str(cli->cf, "queue_directory"), &m, err, sizeof(err));
 	}
     }

@@ -121,20 +121,32 @@ typedef struct MAILDROP_MSG {
 } MAILDROP_MSG;
 /* Create queue_directory/maildrop (mode 1733) and maildrop/corrupt (0700) if missing: the daemon, at start. */
 int     maildrop_init(const char *queue_dir, char *err, size_t errlen);
+/*
+ * sendmail before the daemon ever ran: create the maildrop (1733, owned by
+ * owner) safely even as root (no link followed, see util/safe_file.h).
+ */
+int     maildrop_prepare(const char *queue_dir, uid_t owner, char *err, size_t errlen);
 int     maildrop_write(const char *queue_dir, const MAILDROP_MSG *m, char *err, size_t errlen);
 
 /*
- * Daemon: read each complete file in maildrop (oldest first); for each,
- * take() gets the parsed message; if take() returns 0 the file is removed
- * (after the message is durable in the queue, the caller's business), else
- * kept.  A malformed file is moved aside to maildrop/corrupt/ with a warning.
- * A caller that commits asynchronously returns non-zero, remembers path,
- * and calls maildrop_remove(path) once the message is durable.  m->uid is
- * the file's owner (not the uid line of the file); m and path are valid
- * only during take().  Returns the number of files removed, or -1.
- * The file format is described in maildrop.c and docs/cli.md.
+ * Daemon: read complete files in maildrop (oldest first), at most
+ * MAILDROP_SCAN_FILES files or MAILDROP_SCAN_BYTES bytes per call (the
+ * rest waits for the next call: the event loop is never held long); for
+ * each, take() gets the parsed message.  take() returns 0: the file is
+ * removed (the message is durable in the queue); 1: kept (a caller that
+ * commits asynchronously remembers path and calls maildrop_remove(path)
+ * once the message is durable); -1 with *why: the file is bad and is moved
+ * aside to maildrop/corrupt/ once, with a warning, as is a malformed file
+ * or one larger than max_size bytes (0: no limit).  m->uid is the file's
+ * owner (not the uid line of the file); m and path are valid only during
+ * take().  Returns the number of files removed, or -1.  The file format is
+ * described in maildrop.c and docs/cli.md.
  */
-int     maildrop_scan(const char *queue_dir, int (*take)(void *ctx, const char *path, const MAILDROP_MSG *m), void *ctx);
+#define MAILDROP_SCAN_FILES	200
+#define MAILDROP_SCAN_BYTES	((size_t) 64 << 20)
+int     maildrop_scan(const char *queue_dir, size_t max_size,
+		              int (*take)(void *ctx, const char *path, const MAILDROP_MSG *m, const char **why),
+		              void *ctx);
 int     maildrop_remove(const char *path);
 
 #endif

@@ -37,10 +37,13 @@
 
 #include "control/control.h"
 #include "log/log.h"
+#include "util/safe_file.h"
 
 #define MAILDROP_MAGIC		"relayq-maildrop 1"
 #define MAILDROP_LINE_MAX	4096
 #define MAILDROP_FILE_MAX	((off_t) 1 << 30)	/* 1 GiB sanity bound */
+#define MAILDROP_ENVELOPE_MAX	((size_t) 1 << 20)	/* sender, recipient lines */
+#define MAILDROP_SCAN_NAMES	10000	/* names listed per scan */
 #define MAILDROP_TMP_MAX_AGE	86400	/* a crashed sendmail's tmp file */
 
 static int maildrop_mkdir(const char *path, mode_t mode, char *err, size_t errlen)
@@ -76,6 +79,21 @@ int     maildrop_init(const char *queue_dir, char *err, size_t errlen)
     return ret;
 }
 
+int     maildrop_prepare(const char *queue_dir, uid_t owner, char *err, size_t errlen)
+{
+    int     fd, ret;
+
+    /* The queue directory must exist already: an installation or the daemon makes it. */
+    if ((fd = open(queue_dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) < 0) {
+	snprintf(err, errlen, "queue directory %s: %s", queue_dir,
+		 errno == ELOOP ? "is a symbolic link" : strerror(errno));
+	return -1;
+    }
+    ret = safe_subdir(fd, queue_dir, "maildrop", owner, (gid_t) -1, 01733, err, errlen);
+    close(fd);
+    return ret;
+}
+
 /* A header value must stay on its line. */
 static int maildrop_clean(const char *s)
 {
@@ -98,13 +116,39 @@ static int maildrop_write_all(int fd, const char *p, size_t len)
     return 0;
 }
 
+/*
+ * The maildrop directory for writing, through a descriptor: not a link,
+ * a directory of mode 1733 (sendmail may run as root: a directory that
+ * mail_owner swapped for a link to another one must not receive its file).
+ */
+static int maildrop_dir_open(const char *dir, char *err, size_t errlen)
+{
+    struct stat st;
+    int     dfd;
+
+    if ((dfd = open(dir, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) < 0) {
+	if (errno == ENOTDIR || errno == ELOOP)
+	    snprintf(err, errlen, "%s is a symbolic link or not a directory: refusing to use it", dir);
+	else
+	    snprintf(err, errlen, "create file in %s: %s", dir, strerror(errno));
+	return -1;
+    }
+    if (fstat(dfd, &st) < 0 || (st.st_mode & 07777) != 01733) {
+	snprintf(err, errlen, "%s has mode %04o, expected 1733: refusing to use it", dir,
+		 (unsigned) (st.st_mode & 07777));
+	close(dfd);
+	return -1;
+    }
+    return dfd;
+}
+
 int     maildrop_write(const char *queue_dir, const MAILDROP_MSG *m, char *err, size_t errlen)
 {
     char   *dir = xasprintf("%s/maildrop", queue_dir);
-    char   *tmp = xasprintf("%s/tmp.XXXXXX", dir);
-    char   *final = 0;
+    char    tmp[64] = "";
+    char    final[96];
     BUF     hdr = BUF_INIT;
-    int     fd = -1, dfd = -1, i, ret = -1;
+    int     fd = -1, dfd = -1, sfd = -1, i, ret = -1, tries;
     unsigned rnd;
 
     if (!maildrop_clean(m->sender) || !maildrop_clean(m->user ? m->user : "")) {
@@ -121,12 +165,24 @@ int     maildrop_write(const char *queue_dir, const MAILDROP_MSG *m, char *err, 
 	    goto out;
 	}
     }
-    if ((fd = mkstemp(tmp)) < 0) {
+    if ((dfd = maildrop_dir_open(dir, err, errlen)) < 0)
+	goto out;
+    /* A new name of our own: O_EXCL and O_NOFOLLOW, never an existing file or a link. */
+    for (tries = 0; fd < 0 && tries < 100; tries++) {
+	if (getentropy(&rnd, sizeof(rnd)) < 0)
+	    rnd = (unsigned) time_mono_us() ^ (unsigned) tries;
+	snprintf(tmp, sizeof(tmp), "tmp.%ld.%08x", (long) getpid(), rnd);
+	fd = openat(dfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (fd < 0 && errno != EEXIST)
+	    break;
+    }
+    if (fd < 0) {
 	snprintf(err, errlen, "create file in %s: %s", dir, strerror(errno));
+	*tmp = 0;
 	goto out;
     }
     if (fchmod(fd, 0644) < 0) {
-	snprintf(err, errlen, "chmod %s: %s", tmp, strerror(errno));
+	snprintf(err, errlen, "chmod %s/%s: %s", dir, tmp, strerror(errno));
 	goto out;
     }
     buf_printf(&hdr, "%s\ntime %lld\nuid %lu\nuser %s\nsender %s\n", MAILDROP_MAGIC,
@@ -136,52 +192,51 @@ int     maildrop_write(const char *queue_dir, const MAILDROP_MSG *m, char *err, 
     buf_printf(&hdr, "content %zu\n", m->len);
     if (maildrop_write_all(fd, hdr.data, hdr.len) < 0
 	|| maildrop_write_all(fd, m->content, m->len) < 0) {
-	snprintf(err, errlen, "write %s: %s", tmp, strerror(errno));
+	snprintf(err, errlen, "write %s/%s: %s", dir, tmp, strerror(errno));
 	goto out;
     }
     buf_reset(&hdr);
     buf_printf(&hdr, "end %d %zu\n", m->nrcpt, m->len);
     if (maildrop_write_all(fd, hdr.data, hdr.len) < 0 || fsync(fd) < 0) {
-	snprintf(err, errlen, "write %s: %s", tmp, strerror(errno));
+	snprintf(err, errlen, "write %s/%s: %s", dir, tmp, strerror(errno));
 	goto out;
     }
     if (close(fd) < 0) {
 	fd = -1;
-	snprintf(err, errlen, "close %s: %s", tmp, strerror(errno));
+	snprintf(err, errlen, "close %s/%s: %s", dir, tmp, strerror(errno));
 	goto out;
     }
     fd = -1;
     if (getentropy(&rnd, sizeof(rnd)) < 0)
 	rnd = (unsigned) time_mono_us();
-    final = xasprintf("%s/%016llx.%ld.%08x", dir, (unsigned long long) time_now_us(),
-		      (long) getpid(), rnd);
-    if (rename(tmp, final) < 0) {
-	snprintf(err, errlen, "rename %s: %s", tmp, strerror(errno));
+    snprintf(final, sizeof(final), "%016llx.%ld.%08x", (unsigned long long) time_now_us(),
+	     (long) getpid(), rnd);
+    if (renameat(dfd, tmp, dfd, final) < 0) {
+	snprintf(err, errlen, "rename %s/%s: %s", dir, tmp, strerror(errno));
 	goto out;
     }
     *tmp = 0;					/* renamed: nothing to clean up */
     /* Make the rename itself durable. */
-    if ((dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0 || fsync(dfd) < 0) {
+    if ((sfd = openat(dfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0 || fsync(sfd) < 0) {
 	/* Not listable (1733) for an ordinary user: O_RDONLY may be refused. */
 	if (errno != EACCES) {
 	    snprintf(err, errlen, "fsync %s: %s", dir, strerror(errno));
 	    goto out;
 	}
-	if (dfd < 0 && (dfd = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC)) >= 0)
-	    (void) syncfs(dfd);
+	sync();
     }
     ret = 0;
 out:
     if (fd >= 0)
 	close(fd);
+    if (ret < 0 && *tmp && dfd >= 0)
+	(void) unlinkat(dfd, tmp, 0);
+    if (sfd >= 0)
+	close(sfd);
     if (dfd >= 0)
 	close(dfd);
-    if (ret < 0 && *tmp)
-	(void) unlink(tmp);
     buf_free(&hdr);
     free(dir);
-    free(tmp);
-    free(final);
     return ret;
 }
 
@@ -297,7 +352,8 @@ static int maildrop_name_cmp(const void *a, const void *b)
 }
 
 /* Read a whole regular file (no symlinks) into memory. */
-static char *maildrop_slurp(int dfd, const char *name, size_t *len, uid_t *owner, const char **why)
+static char *maildrop_slurp(int dfd, const char *name, size_t max_size, size_t *len, uid_t *owner,
+			            const char **why)
 {
     struct stat st;
     char   *data;
@@ -308,8 +364,13 @@ static char *maildrop_slurp(int dfd, const char *name, size_t *len, uid_t *owner
 	*why = strerror(errno);
 	return 0;
     }
-    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size > MAILDROP_FILE_MAX) {
-	*why = "not a regular file, or too large";
+    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+	*why = "not a regular file";
+	close(fd);
+	return 0;
+    }
+    if (st.st_size > MAILDROP_FILE_MAX || (max_size > 0 && (size_t) st.st_size > max_size)) {
+	*why = "message file too big";
 	close(fd);
 	return 0;
     }
@@ -346,8 +407,13 @@ static void maildrop_corrupt(const char *queue_dir, const char *name, const char
     free(to);
 }
 
-int     maildrop_scan(const char *queue_dir, int (*take)(void *ctx, const char *path, const MAILDROP_MSG *m), void *ctx)
+int     maildrop_scan(const char *queue_dir, size_t max_size,
+		              int (*take)(void *ctx, const char *path, const MAILDROP_MSG *m, const char **why),
+		              void *ctx)
 {
+    size_t  budget = MAILDROP_SCAN_BYTES;
+    int     rc;
+
     char   *dir = xasprintf("%s/maildrop", queue_dir);
     char    err[256];
     char  **names = 0;
@@ -378,6 +444,8 @@ int     maildrop_scan(const char *queue_dir, int (*take)(void *ctx, const char *
 		(void) unlinkat(dfd, de->d_name, 0);
 	    continue;
 	}
+	if (nnames >= MAILDROP_SCAN_NAMES)
+	    break;				/* the rest at a later scan */
 	if (nnames == cap) {
 	    cap = cap ? 2 * cap : 32;
 	    names = xrealloc(names, cap * sizeof(char *));
@@ -385,14 +453,16 @@ int     maildrop_scan(const char *queue_dir, int (*take)(void *ctx, const char *
 	names[nnames++] = xstrdup(de->d_name);
     }
     qsort(names, nnames, sizeof(char *), maildrop_name_cmp);
-    for (i = 0; i < nnames; i++) {
+    for (i = 0; i < nnames && i < MAILDROP_SCAN_FILES && budget > 0; i++) {
 	MAILDROP_PARSE mp;
 	const char *why = 0;
 	size_t  len;
 	uid_t   owner;
 	char   *data, *path;
 
-	if ((data = maildrop_slurp(dfd, names[i], &len, &owner, &why)) == 0) {
+	/* The envelope lines of a file of max_size bytes of content need room too. */
+	if ((data = maildrop_slurp(dfd, names[i], max_size ? max_size + MAILDROP_ENVELOPE_MAX : 0,
+				   &len, &owner, &why)) == 0) {
 	    if (why && strcmp(why, strerror(ENOENT)) != 0)
 		maildrop_corrupt(queue_dir, names[i], why);
 	    continue;
@@ -403,14 +473,18 @@ int     maildrop_scan(const char *queue_dir, int (*take)(void *ctx, const char *
 	    /* The file owner is who submitted it; the uid line can be forged. */
 	    mp.msg.uid = owner;
 	    path = xasprintf("%s/%s", dir, names[i]);
-	    if (take(ctx, path, &mp.msg) == 0) {
+	    why = "rejected";
+	    if ((rc = take(ctx, path, &mp.msg, &why)) == 0) {
 		(void) unlink(path);
 		taken++;
+	    } else if (rc < 0) {
+		maildrop_corrupt(queue_dir, names[i], why);
 	    }
 	    free(path);
 	}
 	free(mp.rcpts);
 	free(data);
+	budget = len >= budget ? 0 : budget - len;
     }
     for (i = 0; i < nnames; i++)
 	free(names[i]);

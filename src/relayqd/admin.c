@@ -20,6 +20,7 @@
 #include "log/log.h"
 #include "cleanup/cleanup.h"
 #include "relayqd/relayqd.h"
+#include "smtpd/smtpd_proto.h"
 
 /* ---- helpers ---- */
 
@@ -407,7 +408,7 @@ static void pickup_done(void *ctx, int ok)
     free(p);
 }
 
-static int pickup_take(void *ctx, const char *path, const MAILDROP_MSG *md)
+static int pickup_take(void *ctx, const char *path, const MAILDROP_MSG *md, const char **why)
 {
     RELAYQD *d = ctx;
     QMSG   *m;
@@ -418,8 +419,15 @@ static int pickup_take(void *ctx, const char *path, const MAILDROP_MSG *md)
     char    uidbuf[16];
 
     if (md->nrcpt <= 0) {
-	log_warn("pickup", "%s: no recipients; file ignored", path);
-	return 1;
+	*why = "no recipients";
+	return -1;
+    }
+    /* Anyone can write a maildrop file: its addresses pass smtpd's rules, or the file goes aside. */
+    for (int i = 0; i < md->nrcpt; i++) {
+	if (!smtpd_addr_valid(md->rcpts[i])) {
+	    *why = "bad recipient address syntax";
+	    return -1;
+	}
     }
     m = xcalloc(1, sizeof(*m));
     m->state = QSTATE_INCOMING;
@@ -432,6 +440,11 @@ static int pickup_take(void *ctx, const char *path, const MAILDROP_MSG *md)
 	m->sender = xstrdup(md->sender);
     else
 	m->sender = xasprintf("%s@%s", md->user ? md->user : "nobody", config_str(d->cf, "myorigin"));
+    if (*m->sender && !smtpd_addr_valid(m->sender)) {
+	qmsg_free(m);
+	*why = "bad sender address syntax";
+	return -1;
+    }
     m->rcpts = xcalloc((size_t) md->nrcpt, sizeof(QRCPT));
     m->nrcpt = md->nrcpt;
     for (int i = 0; i < md->nrcpt; i++)
@@ -452,11 +465,12 @@ static int pickup_take(void *ctx, const char *path, const MAILDROP_MSG *md)
     ci.single_rcpt = md->nrcpt == 1 ? md->rcpts[0] : NULL;
     ci.header_size_limit = (size_t) config_size(d->cf, "header_size_limit");
     if (cleanup_message(&ci, md->content, md->len, &content, &msgid, err, sizeof(err)) < 0) {
-	log_warn("pickup", "%s: %s; file kept", path, err);
 	qmsg_free(m);
 	buf_free(&content);
 	free(msgid);
-	return 1;
+	*why = "cleanup refused the message";
+	log_warn("pickup", "%s: %s", path, err);
+	return -1;
     }
     log_msg("pickup", "%s: uid=%u from=<%s>", m->qid, (unsigned) md->uid, m->sender);
     log_msg("cleanup", "%s: message-id=%s", m->qid, msgid && *msgid ? msgid : "<>");
@@ -481,7 +495,9 @@ void    admin_pickup(RELAYQD *d)
 {
     if (pickup_inflight > 0 || d->stopping)
 	return;
-    maildrop_scan(config_str(d->cf, "queue_directory"), pickup_take, d);
+    long long max = config_size(d->cf, "message_size_limit");
+
+    maildrop_scan(config_str(d->cf, "queue_directory"), max > 0 ? (size_t) max : 0, pickup_take, d);
 }
 
 /* ---- metrics ---- */

@@ -90,6 +90,69 @@ void    smtpd_cmd_split(char *line, char **verb, char **arg)
 
 /* Addresses */
 
+/*
+ * The domain of an address: a host name (Postfix's valid_hostname(): labels
+ * of letters, digits, '-' and '_', or UTF-8 bytes, 1-63 long, not beginning
+ * or ending with '-', at most 255 in all, no empty label, not numeric at
+ * the top) or an address literal ([1.2.3.4], [IPv6:...]).  Anything else,
+ * "[127.0.0.1]:2525" or "host:25" among them, is refused: a port never
+ * comes from an address.
+ */
+static int smtpd_domain_ok(const char *a, size_t len)
+{
+    const char *at = 0, *d;
+    size_t  dlen, i, label = 0;
+    int     quoted = 0, numeric = 1;
+    char    lit[INET6_ADDRSTRLEN + 8];
+    unsigned char buf[sizeof(struct in6_addr)];
+
+    for (i = 0; i < len; i++) {
+	if (quoted && a[i] == '\\') {
+	    i++;
+	    continue;
+	}
+	if (a[i] == '"')
+	    quoted = !quoted;
+	else if (!quoted && a[i] == '@')
+	    at = a + i;
+    }
+    if (at == 0)
+	return (1);				/* "postmaster": no domain at all */
+    d = at + 1;
+    dlen = (size_t) (a + len - d);
+    if (dlen == 0 || dlen > 255)
+	return (0);
+    if (d[0] == '[') {
+	if (d[dlen - 1] != ']' || dlen - 2 >= sizeof(lit))
+	    return (0);
+	memcpy(lit, d + 1, dlen - 2);
+	lit[dlen - 2] = 0;
+	if (str_ncasecmp(lit, "IPv6:", 5) == 0)
+	    return (inet_pton(AF_INET6, lit + 5, buf) == 1);
+	return (inet_pton(AF_INET, lit, buf) == 1);
+    }
+    for (i = 0; i <= dlen; i++) {
+	unsigned char c = i < dlen ? (unsigned char) d[i] : '.';
+
+	if (c == '.') {
+	    if (label == 0 || label > 63 || d[i - 1] == '-')
+		return (0);
+	    if (i < dlen)
+		numeric = 1;
+	    label = 0;
+	    continue;
+	}
+	if (!(isalnum(c) || c == '-' || c == '_' || c >= 0x80))
+	    return (0);
+	if (c == '-' && label == 0)
+	    return (0);
+	if (!isdigit(c))
+	    numeric = 0;
+	label++;
+    }
+    return (!numeric);
+}
+
 /* Check an address (between the brackets, source route removed). */
 static int smtpd_addr_ok(const char *a, size_t len)
 {
@@ -116,7 +179,12 @@ static int smtpd_addr_ok(const char *a, size_t len)
 		 || c == ',' || c == ';' || c == '\\')
 	    return (0);
     }
-    return (quoted == 0);
+    return (quoted == 0 && smtpd_domain_ok(a, len));
+}
+
+int     smtpd_addr_valid(const char *addr)
+{
+    return (*addr && smtpd_addr_ok(addr, strlen(addr)));
 }
 
 int     smtpd_parse_path(const char *arg, const char *kw, char **addr, const char **params)

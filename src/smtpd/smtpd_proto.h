@@ -48,6 +48,15 @@ void    smtpd_cmd_split(char *line, char **verb, char **arg);
 #define SMTPD_PATH_BAD		(-2)	/* address syntax error */
 int     smtpd_parse_path(const char *arg, const char *kw, char **addr, const char **params);
 
+/*
+ * A non-empty envelope address as stored (no <>, no source route), by the
+ * rules smtpd applies to MAIL FROM and RCPT TO: no control characters, no
+ * unquoted white space or <>(),;\, and a valid domain name or address
+ * literal (no port, no stray brackets, no empty label).  For sendmail and
+ * pickup, whose addresses must pass the same test.  1 when valid.
+ */
+int     smtpd_addr_valid(const char *addr);
+
 /* xtext (RFC 3461) decode; -1 on bad syntax.  *out is allocated. */
 int     smtpd_xtext_decode(const char *in, char **out);
 

@@ -491,11 +491,12 @@ typedef struct TAKEN {
     int     refuse;
 } TAKEN;
 
-static int take_cb(void *ctx, const char *path, const MAILDROP_MSG *m)
+static int take_cb(void *ctx, const char *path, const MAILDROP_MSG *m, const char **why)
 {
     TAKEN  *t = ctx;
 
     (void) path;
+    *why = "refused by the test";
     t->n++;
     snprintf(t->sender, sizeof(t->sender), "%s", m->sender);
     snprintf(t->rcpt2, sizeof(t->rcpt2), "%s", m->nrcpt > 1 ? m->rcpts[1] : "");
@@ -541,12 +542,12 @@ static void test_maildrop_round_trip(void)
 
     memset(&t, 0, sizeof(t));
     t.refuse = 1;				/* kept when take() refuses */
-    T_EQ_INT(maildrop_scan(dir, take_cb, &t), 0);
+    T_EQ_INT(maildrop_scan(dir, 0, take_cb, &t), 0);
     T_EQ_INT(t.n, 1);
     T_EQ_INT(count_files(md), 1);
 
     memset(&t, 0, sizeof(t));
-    T_EQ_INT(maildrop_scan(dir, take_cb, &t), 1);
+    T_EQ_INT(maildrop_scan(dir, 0, take_cb, &t), 1);
     T_EQ_INT(t.n, 1);
     T_EQ_STR(t.sender, "");
     T_EQ_STR(t.rcpt2, "b@y.test");
@@ -606,12 +607,29 @@ static void test_maildrop_corrupt(void)
 	free(p);
     }
     memset(&t, 0, sizeof(t));
-    T_EQ_INT(maildrop_scan(dir, take_cb, &t), 1);
+    T_EQ_INT(maildrop_scan(dir, 0, take_cb, &t), 1);
     T_EQ_INT(t.n, 1);
     T_EQ_STR(t.sender, "s@t");
     T_EQ_STR(t.content, "hi");
     T_EQ_INT(count_files(md), 0);
     T_EQ_INT(count_files(co), (int) ARRAY_LEN(bad));
+
+    /* Refused by take() (bad address...): moved aside once, never retried. */
+    {
+	char   *p = xasprintf("%s/big", md);
+
+	write_file(p, good);
+	free(p);
+	p = xasprintf("%s/refused", md);
+	write_file(p, good);
+	free(p);
+    }
+    memset(&t, 0, sizeof(t));
+    t.refuse = -1;
+    T_EQ_INT(maildrop_scan(dir, 0, take_cb, &t), 0);
+    T_EQ_INT(t.n, 2);
+    T_EQ_INT(count_files(md), 0);
+    T_EQ_INT(count_files(co), (int) ARRAY_LEN(bad) + 2);
     free(md);
     free(co);
     rm_rf(dir);

@@ -236,6 +236,28 @@ static const PATH_CASE path_cases[] = {
     {"TO:<@r1u@d>", "TO:", SMTPD_PATH_BAD, 0, 0},
     {"TO:<a\tb@c>", "TO:", SMTPD_PATH_BAD, 0, 0},
     {"TO:<a\x01@c>", "TO:", SMTPD_PATH_BAD, 0, 0},
+    /* Issue 14: the domain must be a host name or an address literal, never a port. */
+    {"FROM:<x@[127.0.0.1]:2525>", "FROM:", SMTPD_PATH_BAD, 0, 0},
+    {"TO:<a@host.test:25>", "TO:", SMTPD_PATH_BAD, 0, 0},
+    {"TO:<a@b..c>", "TO:", SMTPD_PATH_BAD, 0, 0},
+    {"TO:<a@>", "TO:", SMTPD_PATH_BAD, 0, 0},
+    {"TO:<a@.b>", "TO:", SMTPD_PATH_BAD, 0, 0},
+    {"TO:<a@b.>", "TO:", SMTPD_PATH_BAD, 0, 0},
+    {"TO:<a@-b.c>", "TO:", SMTPD_PATH_BAD, 0, 0},
+    {"TO:<a@b-.c>", "TO:", SMTPD_PATH_BAD, 0, 0},
+    {"TO:<a@[1.2.3]>", "TO:", SMTPD_PATH_BAD, 0, 0},
+    {"TO:<a@[1.2.3.4]x>", "TO:", SMTPD_PATH_BAD, 0, 0},
+    {"TO:<a@[[1.2.3.4]]>", "TO:", SMTPD_PATH_BAD, 0, 0},
+    {"TO:<a@1.2.3.4>", "TO:", SMTPD_PATH_BAD, 0, 0},
+    {"TO:<a@b@c>", "TO:", SMTPD_PATH_OK, "a@b@c", ""},
+    {"TO:<a@x/y.test>", "TO:", SMTPD_PATH_BAD, 0, 0},
+    {"TO:<a@[127.0.0.1]>", "TO:", SMTPD_PATH_OK, "a@[127.0.0.1]", ""},
+    {"TO:<a@[IPv6:::1]>", "TO:", SMTPD_PATH_OK, "a@[IPv6:::1]", ""},
+    {"TO:<a@[IPv6:1.2.3.4]>", "TO:", SMTPD_PATH_BAD, 0, 0},
+    {"TO:<\"a@b:1\"@c.test>", "TO:", SMTPD_PATH_OK, "\"a@b:1\"@c.test", ""},
+    {"TO:<a@under_score.test>", "TO:", SMTPD_PATH_OK, "a@under_score.test", ""},
+    {"TO:<a@b.123>", "TO:", SMTPD_PATH_BAD, 0, 0},
+    {"TO:<a@123.test>", "TO:", SMTPD_PATH_OK, "a@123.test", ""},
 };
 
 static void test_parse_path(void)

@@ -1,0 +1,231 @@
+"""Issue 14: relayq in front of the internet and among local users.
+
+Each test plays the attacker: an outsider on the SMTP port (a client bound
+to 127.0.0.2, outside mynetworks), a local user, or a compromised
+mail_owner planting links in the queue directory.  docs/security.md lists
+which test shows which defence.
+"""
+import os
+import pwd
+import re
+import socket
+import subprocess
+import time
+
+import harness
+from harness import BIN, free_port
+
+MSG = 'Subject: t\r\n\r\nhello\r\n'
+
+
+def mail_owner():
+    if os.geteuid() != 0:
+        raise harness.Skip('needs root (the daemon must start as root and drop to mail_owner)')
+    try:
+        return pwd.getpwnam('relayq')
+    except KeyError:
+        raise harness.Skip('no relayq user (scripts/deps creates it)')
+
+
+def as_owner(cmd):
+    """Run a shell command as mail_owner: what a compromised daemon could do."""
+    r = subprocess.run(['setpriv', '--reuid=relayq', '--regid=relayq', '--init-groups', 'sh', '-c', cmd],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r
+    return r
+
+
+def root_file(env, name, text='secret\n'):
+    p = os.path.join(env.dir, name)
+    with open(p, 'w') as f:
+        f.write(text)
+    os.chmod(p, 0o600)
+    return p
+
+
+def start_fails(d):
+    r = subprocess.run([os.path.join(BIN, 'relayqd'), '-c', d.confdir], capture_output=True, text=True, timeout=30)
+    return r
+
+
+# ---- 2. root and the queue directory ----
+
+def test_root_start_refuses_planted_links(env):
+    mail_owner()
+    for name in ('lock', 'queue.db', 'queue.db-wal', 'maildrop', 'private'):
+        d = env.relayqd()
+        d.stop()
+        target = root_file(env, 'target-' + name)
+        tdir = os.path.join(env.dir, 'targetdir-' + name)
+        os.mkdir(tdir, 0o700)
+        link_to = tdir if name in ('maildrop', 'private') else target
+        as_owner('cd %s && rm -rf %s && ln -s %s %s' % (d.queue_dir, name, link_to, name))
+        r = start_fails(d)
+        assert r.returncode == 1, (name, r)
+        assert re.search(r'relayqd: fatal: .*/%s is a symbolic link: refusing to use it' % re.escape(name), r.stderr), (name, r.stderr)
+        assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+        st = os.stat(target)
+        assert st.st_uid == 0 and open(target).read() == 'secret\n', name
+        assert os.stat(tdir).st_uid == 0 and os.listdir(tdir) == [], name
+
+
+def test_root_start_refuses_foreign_owner_and_hard_links(env):
+    mail_owner()
+    d = env.relayqd()
+    d.stop()
+    # a file of another user's in the queue directory
+    os.unlink(os.path.join(d.queue_dir, 'lock'))
+    with open(os.path.join(d.queue_dir, 'lock'), 'w'):
+        pass
+    os.chown(os.path.join(d.queue_dir, 'lock'), 65534, 65534)
+    r = start_fails(d)
+    assert r.returncode == 1 and 'lock is owned by uid 65534, not by root or mail_owner' in r.stderr, r
+    os.unlink(os.path.join(d.queue_dir, 'lock'))
+    # a hard link to a root file (protected_hardlinks off, or a file mail_owner could read)
+    target = root_file(env, 'hard-target')
+    os.chmod(target, 0o644)
+    os.link(target, os.path.join(d.queue_dir, 'lock'))
+    r = start_fails(d)
+    assert r.returncode == 1 and 'hard links' in r.stderr, r
+    assert open(target).read() == 'secret\n'
+
+
+def test_root_sendmail_does_not_follow_a_maildrop_link(env):
+    mail_owner()
+    d = env.relayqd()
+    d.stop()
+    tdir = os.path.join(env.dir, 'cron.d')
+    os.mkdir(tdir, 0o755)
+    os.chmod(tdir, 0o1733)
+    as_owner('cd %s && rm -rf maildrop && ln -s %s maildrop' % (d.queue_dir, tdir))
+    r = env.cli(d, '-f', 'root@x.test', 'a@dest.test', input='* * * * * root id\n', prog='sendmail')
+    assert r.returncode != 0 and 'symbolic link' in r.stderr, r
+    assert os.listdir(tdir) == [], os.listdir(tdir)
+
+
+def test_root_cli_offline_drops_to_mail_owner(env):
+    mail_owner()
+    d = env.relayqd()
+    d.stop()
+    target = root_file(env, 'shadow')
+    as_owner('cd %s && rm -f lock && ln -s %s lock' % (d.queue_dir, target))
+    r = env.cli(d, 'hold', 'ALL')
+    assert r.returncode != 0, r
+    st = os.stat(target)
+    assert st.st_uid == 0 and open(target).read() == 'secret\n'
+    # an ordinary offline command still works, as mail_owner
+    os.unlink(os.path.join(d.queue_dir, 'lock'))
+    r = env.cli(d, 'hold', 'ALL')
+    assert r.returncode == 0, r
+    assert os.stat(os.path.join(d.queue_dir, 'queue.db')).st_uid == pwd.getpwnam('relayq').pw_uid
+
+
+# ---- outsiders: a client bound to 127.0.0.2, outside mynetworks ----
+
+OUTSIDE = dict(mynetworks='127.0.0.1/32', relay_domains='dest.test')
+
+
+def raw(port, src='127.0.0.2'):
+    c = socket.socket()
+    c.bind((src, 0))
+    c.settimeout(30)
+    c.connect(('127.0.0.1', port))
+    f = c.makefile('rb')
+    f.readline()
+    return c, f
+
+
+def reply(f):
+    lines = []
+    while True:
+        l = f.readline().decode('utf-8', 'replace')
+        if not l:
+            return ''.join(lines)
+        lines.append(l)
+        if len(l) < 4 or l[3] != '-':
+            return ''.join(lines)
+
+
+# ---- 1. mail loops: address syntax ----
+
+def test_address_with_a_port_or_bad_domain_is_refused(env):
+    sink = env.pysink()
+    d = env.relayqd(relayhost='[127.0.0.1]:%d' % sink.port, **OUTSIDE)
+    c, f = raw(d.port)
+    c.sendall(b'EHLO outsider.test\r\n')
+    reply(f)
+    for a in ('x@[127.0.0.1]:%d' % d.port, 'x@host.test:25', 'x@[127.0.0.1', 'x@a..b', 'x@', 'x@1.2.3.4'):
+        c.sendall(b'MAIL FROM:<%s>\r\n' % a.encode())
+        assert reply(f) == '501 5.1.7 Bad sender address syntax\r\n', a
+    c.sendall(b'MAIL FROM:<ok@sender.test>\r\n')
+    assert reply(f).startswith('250 ')
+    for a in ('r@[127.0.0.1]:%d' % d.port, 'r@dest.test:2525', 'r@[127.0.0.1]]', 'r@dest..test'):
+        c.sendall(b'RCPT TO:<%s>\r\n' % a.encode())
+        assert reply(f) == '501 5.1.3 Bad recipient address syntax\r\n', a
+    c.sendall(b'RCPT TO:<r@dest.test>\r\n')
+    assert reply(f).startswith('250 ')
+    c.sendall(b'RCPT TO:<r@[127.0.0.1]>\r\n')       # valid, but not ours to relay for an outsider
+    assert reply(f).startswith('454 4.7.1 <r@[127.0.0.1]>: Relay access denied')
+    c.sendall(b'QUIT\r\n')
+    c.close()
+
+
+# ---- 4. local submission ----
+
+def test_sendmail_enforces_message_size_limit(env):
+    d = env.relayqd(message_size_limit=2000)
+    md = os.path.join(d.queue_dir, 'maildrop')
+    r = env.cli(d, '-f', 'big@sender.test', 'x@dest.test', input='Subject: big\n\n' + 'y' * 80 * 100 + '\n',
+                prog='sendmail', user='65534')
+    assert r.returncode == 69, r
+    assert r.stderr.strip().endswith('fatal: big@sender.test(65534): message file too big'), r.stderr
+    assert [f for f in os.listdir(md) if f != 'corrupt'] == []
+    r = env.cli(d, '-f', 'small@sender.test', 'x@dest.test', input='Subject: small\n\nok\n', prog='sendmail')
+    assert r.returncode == 0, r
+
+
+def test_sendmail_refuses_smuggled_address_parameters(env):
+    d = env.relayqd()
+    for rcpt in ('x@dest.test NOTIFY=SUCCESS', 'x@dest.test>NOTIFY=SUCCESS',
+                 '\x1b[2Jx@dest.test'):
+        r = env.cli(d, '-f', 'a@sender.test', rcpt, input='Subject: s\n\nx\n', prog='sendmail', user='65534')
+        assert r.returncode == 65 and 'bad recipient address syntax' in r.stderr, (rcpt, r)
+    r = env.cli(d, '-f', 'a@sender.test> NOTIFY=SUCCESS', 'x@dest.test', input='x\n', prog='sendmail')
+    assert r.returncode == 65 and 'bad sender address syntax' in r.stderr, r
+
+
+def write_maildrop(d, name, sender, rcpts, content='Subject: m\r\n\r\nx\r\n', user='65534'):
+    lines = ['relayq-maildrop 1', 'time 1', 'uid 0', 'user nobody', 'sender ' + sender]
+    lines += ['rcpt ' + r for r in rcpts]
+    lines.append('content %d' % len(content))
+    data = ('\n'.join(lines) + '\n' + content + 'end %d %d\n' % (len(rcpts), len(content))).encode()
+    path = os.path.join(d.queue_dir, 'maildrop', name)
+    script = 'import sys; open(sys.argv[1], "xb").write(sys.stdin.buffer.read())'
+    r = subprocess.run(['setpriv', '--reuid=%s' % user, '--regid=%s' % user, '--init-groups', '/usr/bin/python3',
+                        '-c', script, path], input=data, capture_output=True, timeout=30)
+    assert r.returncode == 0, r
+
+
+def test_pickup_checks_what_a_local_user_writes_into_the_maildrop(env):
+    sink = env.pysink()
+    d = env.relayqd(start=False, relayhost='[127.0.0.1]:%d' % sink.port, message_size_limit=5000)
+    os.makedirs(os.path.join(d.queue_dir, 'maildrop'))
+    os.chmod(d.queue_dir, 0o755)
+    os.chmod(os.path.join(d.queue_dir, 'maildrop'), 0o1733)
+    write_maildrop(d, '01smuggle', 'a@sender.test', ['x@dest.test> NOTIFY=SUCCESS ORCPT=rfc822;spy@evil.test'])
+    write_maildrop(d, '02escape', 'a@sender.test', ['\x1b]0;owned\x07x@dest.test'])
+    write_maildrop(d, '03sender', 'a@sender.test> NOTIFY=SUCCESS', ['x@dest.test'])
+    write_maildrop(d, '04big', 'a@sender.test', ['x@dest.test'], content='Subject: b\r\n\r\n' + 'z' * (2 << 20))
+    write_maildrop(d, '05good', 'good@sender.test', ['x@dest.test'])
+    d.start()
+    d.wait_log(r'to=<x@dest\.test>.*status=sent')
+    for name, why in (('01smuggle', 'bad recipient address syntax'), ('02escape', 'bad recipient address syntax'),
+                      ('03sender', 'bad sender address syntax'), ('04big', 'message file too big')):
+        d.wait_log(r'maildrop file %s: %s; moved to maildrop/corrupt' % (name, why))
+    time.sleep(3)   # three more pickup scans: nothing is retried
+    assert len(re.findall(r'maildrop file 0\d', d.log())) == 4, d.log()
+    m = sink.wait_messages(1)
+    assert len(sink.messages) == 1 and m[0]['from'] == 'good@sender.test', sink.messages
+    assert m[0]['rcpt_args'] == [''], m
+    corrupt = os.path.join(d.queue_dir, 'maildrop', 'corrupt')
+    assert sorted(os.listdir(corrupt)) == ['01smuggle', '02escape', '03sender', '04big']
