@@ -312,7 +312,7 @@ int     main(int argc, char **argv)
     SMTPD_HOOKS hooks = {on_queued, &d};
 
     d.smtpd = smtpd_create(d.base, d.cf, NULL, &hooks);
-    if (smtpd_listen(d.smtpd, err, sizeof(err)) < 0) {
+    if (smtpd_bind(d.smtpd, err, sizeof(err)) < 0) {
 	fprintf(stderr, "relayqd: fatal: %s\n", err);
 	log_msg("master", "fatal: %s", err);
 	return 1;
@@ -387,6 +387,12 @@ int     main(int argc, char **argv)
 	    (double) (time_mono_us() - load_t0) / 1e6, qmgr_memory(d.qmgr));
     sched_kick(&d);
     admin_pickup(&d);
+    /* Last: a client that can connect finds the queue, the sockets and the schedule ready. */
+    if (smtpd_listen(d.smtpd, err, sizeof(err)) < 0) {
+	fprintf(stderr, "relayqd: fatal: %s\n", err);
+	log_msg("master", "fatal: %s", err);
+	return 1;
+    }
 
     event_base_dispatch(d.base);
 

@@ -83,6 +83,9 @@ struct SMTPD {
     char  **listen;
     struct evconnlistener **lis;
     int     nlis;
+    int    *bound;			/* smtpd_bind()'s sockets, not yet listening */
+    char  **bound_name;
+    int     nbound;
     SESSION *sessions;
     int     nsess;
     int     shutting;
@@ -1064,7 +1067,7 @@ static int listen_addr(const char *spec, struct sockaddr_storage *ss, int *sslen
     return (-1);
 }
 
-int     smtpd_listen(SMTPD *s, char *err, size_t errlen)
+int     smtpd_bind(SMTPD *s, char *err, size_t errlen)
 {
     char  **cp;
 
@@ -1072,7 +1075,6 @@ int     smtpd_listen(SMTPD *s, char *err, size_t errlen)
 	struct sockaddr_storage ss;
 	int     sslen = sizeof(ss);
 	int     fd, on = 1;
-	struct evconnlistener *l;
 
 	memset(&ss, 0, sizeof(ss));
 	if (listen_addr(*cp, &ss, &sslen) < 0) {
@@ -1092,15 +1094,37 @@ int     smtpd_listen(SMTPD *s, char *err, size_t errlen)
 	    close(fd);
 	    return (-1);
 	}
-	l = evconnlistener_new(s->base, accept_cb, s, LEV_OPT_CLOSE_ON_FREE, -1, fd);
+	s->bound = xrealloc(s->bound, (size_t) (s->nbound + 1) * sizeof(*s->bound));
+	s->bound_name = xrealloc(s->bound_name, (size_t) (s->nbound + 1) * sizeof(*s->bound_name));
+	s->bound[s->nbound] = fd;
+	s->bound_name[s->nbound++] = *cp;
+    }
+    return (0);
+}
+
+int     smtpd_listen(SMTPD *s, char *err, size_t errlen)
+{
+    int     i;
+
+    if (s->nbound == 0 && s->nlis == 0 && smtpd_bind(s, err, errlen) < 0)
+	return (-1);
+    for (i = 0; i < s->nbound; i++) {
+	struct evconnlistener *l;
+
+	l = evconnlistener_new(s->base, accept_cb, s, LEV_OPT_CLOSE_ON_FREE, -1, s->bound[i]);
 	if (l == 0) {
-	    snprintf(err, errlen, "listen %s: %s", *cp, strerror(errno));
-	    close(fd);
+	    snprintf(err, errlen, "listen %s: %s", s->bound_name[i], strerror(errno));
 	    return (-1);
 	}
+	s->bound[i] = -1;
 	s->lis = xrealloc(s->lis, (size_t) (s->nlis + 1) * sizeof(*s->lis));
 	s->lis[s->nlis++] = l;
     }
+    free(s->bound);
+    free(s->bound_name);
+    s->bound = 0;
+    s->bound_name = 0;
+    s->nbound = 0;
     return (0);
 }
 
@@ -1168,6 +1192,11 @@ void    smtpd_free(SMTPD *s)
     for (i = 0; i < s->nlis; i++)
 	evconnlistener_free(s->lis[i]);
     free(s->lis);
+    for (i = 0; i < s->nbound; i++)
+	if (s->bound[i] >= 0)
+	    close(s->bound[i]);
+    free(s->bound);
+    free(s->bound_name);
     str_list_free(s->listen);
     params_unref(s->p);
     event_free(s->done_ev);

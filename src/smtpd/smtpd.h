@@ -23,6 +23,12 @@ SMTPD  *smtpd_create(struct event_base *base, const CONFIG *cf, QUEUE *q, const 
 /* The queue, when it is opened after the listeners (relayqd binds as root, opens the queue as mail_owner). */
 void    smtpd_set_queue(SMTPD *s, QUEUE *q);
 /* Bind every smtpd_listen address (before dropping root). -1 with err: "bind 127.0.0.1:2525: Address already in use". */
+int     smtpd_bind(SMTPD *s, char *err, size_t errlen);
+/*
+ * Start listening (binding first if smtpd_bind was not called): relayqd
+ * binds as root but listens only once the queue and the sockets are ready,
+ * so that a client that connects finds the whole daemon.
+ */
 int     smtpd_listen(SMTPD *s, char *err, size_t errlen);
 /* New configuration (SIGHUP); sessions in progress keep theirs. */
 void    smtpd_reconfigure(SMTPD *s, const CONFIG *cf);
