@@ -180,6 +180,9 @@ TABLE_REQ *table_find_addr_async(TABLE_LIST *l, const char *addr,
 				         const TABLE_ADDR_OPTS *opts, TABLE_CB cb, void *arg);
 void    table_cancel(TABLE_REQ *req);
 
+/* Socketmap limits in seconds (Postfix's: 100, 10, 100); tests shorten them. */
+void    table_set_sockmap_limits(int timeout, int idle, int ttl);
+
 /* ---- reloading ------------------------------------------------------ */
 
 /*
