@@ -180,7 +180,8 @@ void    sched_add_incoming(RELAYQD *d, const QMSG *msg)
     QMGR_MSGINFO info;
 
     info_from_msg(msg, &info);
-    info.state = QMGR_MSG_INCOMING;
+    /* A message held on arrival (a milter's quarantine) waits for release. */
+    info.state = msg->state == QSTATE_HOLD ? QMGR_MSG_HOLD : QMGR_MSG_INCOMING;
     qmgr_add(d->qmgr, msg->seq, &info, (int64_t) time(NULL));
     sched_kick(d);
 }

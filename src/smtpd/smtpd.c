@@ -38,6 +38,7 @@
 #include "config/config.h"
 #include "queue/queue.h"
 #include "cleanup/cleanup.h"
+#include "milter/milter.h"
 #include "smtpd/smtpd.h"
 #include "smtpd/smtpd_proto.h"
 
@@ -71,6 +72,10 @@ typedef struct SMTPD_PARAMS {
     char  **rcpt_restr;
     char  **rewrite_clients;
     SSL_CTX *ssl;
+    MILTERS *milters;			/* smtpd_milters; NULL: none */
+    char   *milter_error;		/* smtpd_milters does not parse */
+    char   *milter_daemon_name;
+    char   *milter_v;
 } SMTPD_PARAMS;
 
 typedef struct SESSION SESSION;
@@ -125,6 +130,18 @@ struct SESSION {
     int     logged_disconnect;
     struct event *close_ev;		/* close_check_cb */
     long long close_polls;
+    /* Milters (NULL when none is configured: nothing below is used). */
+    MILTER_SESS *ms;
+    int     milter_wait;		/* a filter is being asked; input paused */
+    char   *milter_hold;		/* quarantine reason for this message */
+    int     milter_discard;		/* drop this message after 250 */
+    char   *pend_addr;			/* RCPT waiting for the filters */
+    SMTPD_RCPTP pend_rp;
+    BUF     mbuf;			/* the cleaned message while filters see it */
+    MILTER_MSG mmsg;
+    char    laddr[INET6_ADDRSTRLEN];
+    int     lport, cport, family;
+    char    macro_buf[512];
 };
 
 static void session_process(SESSION *ss);
@@ -173,6 +190,19 @@ static SMTPD_PARAMS *params_load(const CONFIG *cf)
     p->rcpt_restr = config_list(cf, "smtpd_recipient_restrictions", 0);
     p->rewrite_clients = config_list(cf, "local_header_rewrite_clients", 0);
     p->tls_level = tls_level(config_str(cf, "smtpd_tls_security_level"));
+    {
+	char    merr[512];
+
+	p->milters = milters_create(cf, "smtpd_milters", config_str(cf, "smtpd_milters"),
+				    merr, sizeof(merr));
+	if (p->milters == 0 && merr[0]) {
+	    /* As Postfix's milter8_conf_error(): mail is deferred until it is fixed. */
+	    log_warn("smtpd", "%s; mail is refused with 451 until this is fixed", merr);
+	    p->milter_error = xstrdup(merr);
+	}
+	p->milter_daemon_name = xstrdup(config_str(cf, "milter_macro_daemon_name"));
+	p->milter_v = xstrdup(config_str(cf, "milter_macro_v"));
+    }
     cert = config_str(cf, "smtpd_tls_cert_file");
     key = config_str(cf, "smtpd_tls_key_file");
     if (p->tls_level != TLS_NONE && *cert && *key) {
@@ -203,6 +233,10 @@ static void params_unref(SMTPD_PARAMS *p)
     str_list_free(p->relay_restr);
     str_list_free(p->rcpt_restr);
     str_list_free(p->rewrite_clients);
+    milters_free(p->milters);
+    free(p->milter_error);
+    free(p->milter_daemon_name);
+    free(p->milter_v);
     if (p->ssl)
 	SSL_CTX_free(p->ssl);
     free(p);
@@ -276,6 +310,11 @@ static void session_close_after_write(SESSION *ss)
 
 static void txn_reset(SESSION *ss)
 {
+    if (ss->ms)
+	milter_abort(ss->ms);
+    free(ss->milter_hold);
+    ss->milter_hold = 0;
+    ss->milter_discard = 0;
     qmsg_free(ss->msg);
     ss->msg = 0;
     ss->rcpt_alloc = 0;
@@ -298,11 +337,181 @@ static int has_8bit(const char *s)
     return (0);
 }
 
+/* Milters: the macros, the log lines, pausing the session while a filter answers */
+
+static const char *milter_macro(void *ctx, const char *name)
+{
+    SESSION *ss = ctx;
+    SMTPD_PARAMS *p = ss->p;
+    const char *cp;
+
+#define MACRO_IS(n) (strcmp(name, (n)) == 0)
+    if (MACRO_IS("j"))
+	return (p->myhostname);
+    if (MACRO_IS("daemon_name"))
+	return (p->milter_daemon_name);
+    if (MACRO_IS("v"))
+	return (p->milter_v);
+    if (MACRO_IS("_")) {
+	snprintf(ss->macro_buf, sizeof(ss->macro_buf), "%s [%s]", ss->name, ss->addr);
+	return (ss->macro_buf);
+    }
+    if (MACRO_IS("client_addr"))
+	return (ss->addr);
+    if (MACRO_IS("client_name") || MACRO_IS("client_ptr"))
+	return (ss->name);
+    if (MACRO_IS("client_resolve"))
+	return (strcmp(ss->name, "unknown") ? "OK" : "FAIL");
+    if (MACRO_IS("client_port") || MACRO_IS("daemon_port")) {
+	snprintf(ss->macro_buf, sizeof(ss->macro_buf), "%d",
+		 MACRO_IS("client_port") ? ss->cport : ss->lport);
+	return (ss->macro_buf);
+    }
+    if (MACRO_IS("daemon_addr"))
+	return (ss->laddr);
+    if (ss->tls && ss->bev && (MACRO_IS("tls_version") || MACRO_IS("cipher")
+				|| MACRO_IS("cipher_bits"))) {
+	SSL    *ssl = bufferevent_openssl_get_ssl(ss->bev);
+
+	if (ssl == 0)
+	    return (0);
+	if (MACRO_IS("tls_version"))
+	    return (SSL_get_version(ssl));
+	if (MACRO_IS("cipher"))
+	    return (SSL_get_cipher_name(ssl));
+	snprintf(ss->macro_buf, sizeof(ss->macro_buf), "%d", SSL_get_cipher_bits(ssl, 0));
+	return (ss->macro_buf);
+    }
+    /* As Postfix, the queue ID exists from the first accepted recipient on. */
+    if (MACRO_IS("i"))
+	return (ss->msg && ss->msg->qid[0] ? ss->msg->qid : 0);
+    if (MACRO_IS("mail_addr"))
+	return (ss->msg ? ss->msg->sender : 0);
+    if (MACRO_IS("mail_host"))
+	return (ss->msg ? ((cp = strrchr(ss->msg->sender, '@')) ? cp + 1 : "") : 0);
+    if (MACRO_IS("mail_mailer") || MACRO_IS("rcpt_mailer"))
+	return (ss->msg ? "smtp" : 0);
+    if (MACRO_IS("rcpt_addr"))
+	return (ss->pend_addr);
+    if (MACRO_IS("rcpt_host"))
+	return (ss->pend_addr ? ((cp = strrchr(ss->pend_addr, '@')) ? cp + 1 : "") : 0);
+    return (0);
+#undef MACRO_IS
+}
+
+/*
+ * "NOQUEUE: milter-reject: RCPT from NAME[ADDR]: 550 5.7.1 text; from=<s>
+ * to=<r> proto=ESMTP helo=<h>", as Postfix's smtpd (and, for the end of
+ * the message, its cleanup, which logs the text without the reply code).
+ */
+static void milter_log(SESSION *ss, const char *service, const char *action,
+		               const char *where, const char *text, const char *to)
+{
+    BUF     b = BUF_INIT;
+
+    if (ss->msg)
+	buf_printf(&b, " from=<%s>", ss->msg->sender);
+    if (to)
+	buf_printf(&b, " to=<%s>", to);
+    buf_printf(&b, " proto=%s", proto_name(ss));
+    if (ss->helo)
+	buf_printf(&b, " helo=<%s>", ss->helo);
+    log_msg(service, "%s: %s: %s from %s: %s;%s",
+	    ss->msg && ss->msg->qid[0] ? ss->msg->qid : "NOQUEUE", action, where,
+	    ss->namaddr, text, b.data);
+    buf_free(&b);
+}
+
+/* Log a filter's decision; 1 when it ends the command with r->reply. */
+static int milter_decided(SESSION *ss, const MILTER_RESULT *r, const char *where, const char *to)
+{
+    if (r->hold && ss->milter_hold == 0 && ss->msg) {
+	ss->milter_hold = xstrdup(r->hold);
+	milter_log(ss, "smtpd", "milter-hold", where, r->hold, to);
+    }
+    switch (r->action) {
+    case MILTER_REJECT:
+    case MILTER_SHUTDOWN:
+	milter_log(ss, "smtpd", "milter-reject", where, r->reply, to);
+	return (1);
+    case MILTER_DISCARD:
+	if (!ss->milter_discard && ss->msg)
+	    milter_log(ss, "smtpd", "milter-discard", where, "milter triggers DISCARD action", to);
+	ss->milter_discard = 1;
+	return (0);
+    default:
+	return (0);
+    }
+}
+
+static void milter_pause(SESSION *ss)
+{
+    ss->milter_wait = 1;
+    if (ss->bev)
+	bufferevent_disable(ss->bev, EV_READ);
+}
+
+/* After a filter answered: go on with the input that waited. */
+static void milter_resume(SESSION *ss)
+{
+    ss->milter_wait = 0;
+    if (ss->closing || ss->bev == 0)
+	return;
+    bufferevent_enable(ss->bev, EV_READ);
+    session_process(ss);
+}
+
+/* The reply for a MILTER_SHUTDOWN, then close. */
+static void milter_shutdown(SESSION *ss, const MILTER_RESULT *r)
+{
+    reply(ss, "%s", r->reply && strncmp(r->reply, "421", 3) == 0 ?
+	  r->reply : "421 4.7.0 Server closing connection");
+    session_close_after_write(ss);
+}
+
+/* argv for SMFIC_MAIL/RCPT: "<addr>" then the ESMTP parameters. */
+static char **milter_args(const char *addr, const char *params)
+{
+    char  **v;
+    int     n = 1;
+    const char *cp = params ? params : "";
+
+    v = xcalloc(strlen(cp) / 2 + 3, sizeof(char *));
+    v[0] = xasprintf("<%s>", addr);
+    while (*cp) {
+	size_t  len;
+
+	while (*cp == ' ' || *cp == '\t')
+	    cp++;
+	if ((len = strcspn(cp, " \t")) == 0)
+	    break;
+	v[n++] = xstrndup(cp, len);
+	cp += len;
+    }
+    return (v);
+}
+
+static void helo_reply(SESSION *ss);
+
+static void milter_helo_cb(void *ctx, const MILTER_RESULT *r)
+{
+    SESSION *ss = ctx;
+
+    /* Sendmail compatibility (Postfix): a rejected HELO still gets 250; the reply persists. */
+    if (r->action == MILTER_REJECT || r->action == MILTER_SHUTDOWN)
+	milter_log(ss, "smtpd", "milter-reject", ss->esmtp ? "EHLO" : "HELO", r->reply, 0);
+    if (r->action == MILTER_SHUTDOWN) {
+	milter_shutdown(ss, r);
+	return;
+    }
+    helo_reply(ss);
+    milter_resume(ss);
+}
+
 /* Commands */
 
 static void cmd_helo(SESSION *ss, const char *arg, int esmtp)
 {
-    SMTPD_PARAMS *p = ss->p;
 
     if (*arg == 0) {
 	reply(ss, "501 Syntax: %s hostname", esmtp ? "EHLO" : "HELO");
@@ -314,7 +523,19 @@ static void cmd_helo(SESSION *ss, const char *arg, int esmtp)
     ss->helo = xstrdup(arg);
     ss->esmtp = esmtp;
     count(ss, esmtp ? SMTPD_C_EHLO : SMTPD_C_HELO, 1);
-    if (!esmtp) {
+    if (ss->ms) {
+	milter_pause(ss);
+	milter_helo_event(ss->ms, arg, milter_helo_cb, ss);
+	return;
+    }
+    helo_reply(ss);
+}
+
+static void helo_reply(SESSION *ss)
+{
+    SMTPD_PARAMS *p = ss->p;
+
+    if (!ss->esmtp) {
 	reply(ss, "250 %s", p->myhostname);
 	return;
     }
@@ -340,6 +561,25 @@ static int need_tls(SESSION *ss)
 	return (1);
     }
     return (0);
+}
+
+static void milter_mail_cb(void *ctx, const MILTER_RESULT *r)
+{
+    SESSION *ss = ctx;
+
+    if (milter_decided(ss, r, "MAIL", 0)) {
+	count(ss, SMTPD_C_MAIL, 0);
+	txn_reset(ss);
+	if (r->action == MILTER_SHUTDOWN) {
+	    milter_shutdown(ss, r);
+	    return;
+	}
+	reply(ss, "%s", r->reply);
+    } else {
+	reply(ss, "250 2.1.0 Ok");
+	count(ss, SMTPD_C_MAIL, 1);
+    }
+    milter_resume(ss);
 }
 
 static void cmd_mail(SESSION *ss, const char *arg)
@@ -393,6 +633,19 @@ static void cmd_mail(SESSION *ss, const char *arg)
 	ss->msg->flags |= QFLAG_8BITMIME;
     if (mp.smtputf8)
 	ss->msg->flags |= QFLAG_SMTPUTF8;
+    if (ss->p->milter_error) {
+	reply(ss, "451 4.3.5 Server configuration problem - try again later");
+	txn_reset(ss);
+	goto fail;
+    }
+    if (ss->ms) {
+	char  **argv = milter_args(addr, params);
+
+	milter_pause(ss);
+	milter_mail_event(ss->ms, argv, milter_mail_cb, ss);
+	str_list_free(argv);
+	return;
+    }
     reply(ss, "250 2.1.0 Ok");
     count(ss, SMTPD_C_MAIL, 1);
     return;
@@ -401,6 +654,9 @@ fail:
     count(ss, SMTPD_C_MAIL, 0);
 }
 
+static void rcpt_accept(SESSION *ss, char *addr, SMTPD_RCPTP *rp);
+static void milter_rcpt_cb(void *ctx, const MILTER_RESULT *r);
+
 static void cmd_rcpt(SESSION *ss, const char *arg)
 {
     SMTPD_PARAMS *p = ss->p;
@@ -408,7 +664,6 @@ static void cmd_rcpt(SESSION *ss, const char *arg)
     char   *addr;
     const char *params;
     SMTPD_RCPTP rp;
-    QRCPT  *r;
     int     rc;
 
     if (need_tls(ss))
@@ -465,6 +720,28 @@ static void cmd_rcpt(SESSION *ss, const char *arg)
 	reply(ss, "%s", rbuf);
 	goto fail;
     }
+    if (ss->ms) {
+	char  **argv = milter_args(addr, params);
+
+	ss->pend_addr = addr;
+	ss->pend_rp = rp;
+	milter_pause(ss);
+	milter_rcpt_event(ss->ms, argv, milter_rcpt_cb, ss);
+	str_list_free(argv);
+	return;
+    }
+    rcpt_accept(ss, addr, &rp);
+    return;
+
+fail:
+    count(ss, SMTPD_C_RCPT, 0);
+}
+
+/* A recipient passed every check: it joins the message. */
+static void rcpt_accept(SESSION *ss, char *addr, SMTPD_RCPTP *rp)
+{
+    QRCPT  *r;
+
     if (ss->msg->nrcpt == 0) {
 	/* Postfix opens the queue file here (smtpd_delay_open_until_valid_rcpt). */
 	queue_assign_id(ss->s->q, ss->msg);
@@ -478,15 +755,58 @@ static void cmd_rcpt(SESSION *ss, const char *arg)
     r = &ss->msg->rcpts[ss->msg->nrcpt++];
     memset(r, 0, sizeof(*r));
     r->addr = addr;
-    r->orcpt = rp.orcpt;
-    r->notify = rp.notify;
+    r->orcpt = rp->orcpt;
+    r->notify = rp->notify;
     r->state = QRCPT_PENDING;
     reply(ss, "250 2.1.5 Ok");
     count(ss, SMTPD_C_RCPT, 1);
-    return;
+}
 
-fail:
-    count(ss, SMTPD_C_RCPT, 0);
+static void milter_rcpt_cb(void *ctx, const MILTER_RESULT *r)
+{
+    SESSION *ss = ctx;
+    char   *addr = ss->pend_addr;
+
+    ss->pend_addr = 0;
+    if (milter_decided(ss, r, "RCPT", addr)) {
+	free(addr);
+	smtpd_rcptp_free(&ss->pend_rp);
+	count(ss, SMTPD_C_RCPT, 0);
+	if (r->action == MILTER_SHUTDOWN) {
+	    milter_shutdown(ss, r);
+	    return;
+	}
+	reply(ss, "%s", r->reply);
+    } else {
+	rcpt_accept(ss, addr, &ss->pend_rp);
+    }
+    milter_resume(ss);
+}
+
+static void data_start(SESSION *ss)
+{
+    buf_init(&ss->data);
+    smtpd_data_init(&ss->dm, ss->bare_mode, (size_t) ss->p->msg_limit, &ss->data);
+    ss->in_data = 1;
+    reply(ss, "354 End data with <CR><LF>.<CR><LF>");
+    /* The data command is counted when the message is accepted or not. */
+}
+
+static void milter_data_cb(void *ctx, const MILTER_RESULT *r)
+{
+    SESSION *ss = ctx;
+
+    if (milter_decided(ss, r, "DATA", ss->msg->nrcpt == 1 ? ss->msg->rcpts[0].addr : 0)) {
+	count(ss, SMTPD_C_DATA, 0);
+	if (r->action == MILTER_SHUTDOWN) {
+	    milter_shutdown(ss, r);
+	    return;
+	}
+	reply(ss, "%s", r->reply);
+    } else {
+	data_start(ss);
+    }
+    milter_resume(ss);
 }
 
 static void cmd_data(SESSION *ss, const char *arg)
@@ -505,11 +825,12 @@ static void cmd_data(SESSION *ss, const char *arg)
 	reply(ss, "554 5.5.1 Error: no valid recipients");
 	goto fail;
     }
-    buf_init(&ss->data);
-    smtpd_data_init(&ss->dm, ss->bare_mode, (size_t) ss->p->msg_limit, &ss->data);
-    ss->in_data = 1;
-    reply(ss, "354 End data with <CR><LF>.<CR><LF>");
-    /* The data command is counted when the message is accepted or not. */
+    if (ss->ms) {
+	milter_pause(ss);
+	milter_data_event(ss->ms, milter_data_cb, ss);
+	return;
+    }
+    data_start(ss);
     return;
 
 fail:
@@ -525,6 +846,9 @@ static void queued_cb(void *ctx, int ok)
     ss->waiting = 0;
     ss->msg = 0;
     ss->rcpt_alloc = 0;
+    free(ss->milter_hold);
+    ss->milter_hold = 0;
+    ss->milter_discard = 0;
     if (ok) {
 	s->st.messages++;
 	reply(ss, "250 2.0.0 Ok: queued as %s", msg->qid);
@@ -567,6 +891,100 @@ static int rewrite_allowed(const SESSION *ss, const char *local_addr)
     return (0);
 }
 
+static void data_queue(SESSION *ss, BUF *out);
+
+/* Envelope edits from the filters: sender, then recipients in order. */
+static void milter_envelope(SESSION *ss, const MILTER_RESULT *r)
+{
+    QMSG   *msg = ss->msg;
+    int     i, j;
+
+    if (r->new_sender) {
+	log_msg("cleanup", "%s: milter-change-sender: from=<%s> to <%s>", msg->qid,
+		msg->sender, r->new_sender);
+	free(msg->sender);
+	msg->sender = xstrdup(r->new_sender);
+    }
+    for (i = 0; i < r->nrcpt_edits; i++) {
+	const MILTER_RCPT_EDIT *e = &r->rcpt_edits[i];
+
+	if (!e->add) {
+	    for (j = 0; j < msg->nrcpt; j++) {
+		if (str_casecmp(msg->rcpts[j].addr, e->addr) != 0)
+		    continue;
+		free(msg->rcpts[j].addr);
+		free(msg->rcpts[j].orcpt);
+		memmove(msg->rcpts + j, msg->rcpts + j + 1, (size_t) (msg->nrcpt - j - 1) * sizeof(QRCPT));
+		msg->nrcpt--;
+		j--;
+	    }
+	} else {
+	    SMTPD_RCPTP rp;
+	    char    rbuf[256];
+	    QRCPT  *nr;
+
+	    memset(&rp, 0, sizeof(rp));
+	    if (e->args && smtpd_rcpt_params(e->args, &rp, rbuf, sizeof(rbuf)) < 0) {
+		log_warn("cleanup", "%s: ignoring bad ESMTP parameter \"%s\" from a milter",
+			 msg->qid, e->args);
+		memset(&rp, 0, sizeof(rp));
+	    }
+	    if (msg->nrcpt >= ss->rcpt_alloc) {
+		ss->rcpt_alloc = msg->nrcpt + 4;
+		msg->rcpts = xrealloc(msg->rcpts, (size_t) ss->rcpt_alloc * sizeof(QRCPT));
+	    }
+	    nr = &msg->rcpts[msg->nrcpt++];
+	    memset(nr, 0, sizeof(*nr));
+	    nr->addr = xstrdup(e->addr);
+	    nr->orcpt = rp.orcpt;
+	    nr->notify = rp.notify;
+	    nr->state = QRCPT_PENDING;
+	}
+    }
+}
+
+static void milter_eom_cb(void *ctx, const MILTER_RESULT *r)
+{
+    SESSION *ss = ctx;
+    BUF     out = ss->mbuf;
+    const char *to = ss->msg->nrcpt ? ss->msg->rcpts[0].addr : 0;
+
+    buf_init(&ss->mbuf);
+    ss->milter_wait = 0;
+    if (r->hold && ss->milter_hold == 0) {
+	ss->milter_hold = xstrdup(r->hold);
+	milter_log(ss, "cleanup", "milter-hold", "END-OF-MESSAGE", r->hold, to);
+    }
+    if (r->action == MILTER_REJECT || r->action == MILTER_SHUTDOWN) {
+	milter_log(ss, "cleanup", "milter-reject", "END-OF-MESSAGE",
+		   strlen(r->reply) > 4 ? r->reply + 4 : r->reply, to);
+	buf_free(&out);
+	count(ss, SMTPD_C_DATA, 0);
+	txn_reset(ss);
+	if (r->action == MILTER_SHUTDOWN) {
+	    milter_shutdown(ss, r);
+	    return;
+	}
+	reply(ss, "%s", r->reply);
+	milter_resume(ss);
+	return;
+    }
+    if (r->action == MILTER_DISCARD) {
+	milter_log(ss, "cleanup", "milter-discard", "END-OF-MESSAGE",
+		   "milter triggers DISCARD action", to);
+	ss->milter_discard = 1;
+    } else {
+	milter_envelope(ss, r);
+	if (ss->msg->nrcpt == 0) {
+	    log_msg("cleanup", "%s: milter removed every recipient: message discarded", ss->msg->qid);
+	    ss->milter_discard = 1;
+	}
+    }
+    data_queue(ss, &out);
+    if (!ss->waiting)
+	milter_resume(ss);
+}
+
 /* End of DATA: cleanup, then hand to the queue. */
 static void data_done(SESSION *ss)
 {
@@ -576,7 +994,6 @@ static void data_done(SESSION *ss)
     BUF     out = BUF_INIT;
     char   *msgid = 0;
     char    err[256];
-    QBATCH *b;
 
     ss->in_data = 0;
     if (ss->dm.overflow) {
@@ -611,13 +1028,40 @@ static void data_done(SESSION *ss)
     buf_free(&ss->data);
     log_msg("cleanup", "%s: message-id=%s", msg->qid, *msgid ? msgid : "<>");
     msg->message_id = msgid;
-    msg->size = out.len;
-    msg->content = buf_steal(&out);
     msg->client_name = xstrdup(ss->name);
     msg->client_addr = xstrdup(ss->addr);
     msg->helo = xstrdup(ss->helo);
     msg->state = QSTATE_INCOMING;
+    if (ss->ms && !ss->milter_discard) {
+	/* Header and body checks are done; the filters see the message as it will be queued. */
+	ss->mbuf = out;
+	ss->mmsg.content = &ss->mbuf;
+	ss->mmsg.own_received = 1;
+	milter_pause(ss);
+	milter_message(ss->ms, &ss->mmsg, milter_eom_cb, ss);
+	return;
+    }
+    data_queue(ss, &out);
+}
 
+/* The cleaned (and filtered) message goes to the queue; 250 when it is durable. */
+static void data_queue(SESSION *ss, BUF *out)
+{
+    QMSG   *msg = ss->msg;
+    QBATCH *b;
+
+    if (ss->milter_discard) {
+	/* As Postfix: the client is told the message was queued. */
+	buf_free(out);
+	reply(ss, "250 2.0.0 Ok: queued as %s", msg->qid);
+	count(ss, SMTPD_C_DATA, 1);
+	txn_reset(ss);
+	return;
+    }
+    if (ss->milter_hold)
+	msg->state = QSTATE_HOLD;
+    msg->size = out->len;
+    msg->content = buf_steal(out);
     b = queue_batch(ss->s->q);
     queue_batch_insert(b, msg);
     ss->waiting = 1;
@@ -764,7 +1208,7 @@ static void session_command(SESSION *ss, char *line, size_t len, int crlf)
 /* Work through the input buffer: DATA content or command lines. */
 static void session_process(SESSION *ss)
 {
-    while (ss->bev && !ss->closing && !ss->waiting) {
+    while (ss->bev && !ss->closing && !ss->waiting && !ss->milter_wait) {
 	struct evbuffer *in = bufferevent_get_input(ss->bev);
 	size_t  n = evbuffer_get_length(in);
 
@@ -890,6 +1334,18 @@ static void session_free(SESSION *ss)
 	ss->close_ev = 0;
     }
     ss->gone = 1;
+    if (ss->ms) {
+	/* No filter callback comes after this. */
+	milter_sess_free(ss->ms);
+	ss->ms = 0;
+	ss->milter_wait = 0;
+	buf_free(&ss->mbuf);
+    }
+    if (ss->pend_addr) {
+	free(ss->pend_addr);
+	ss->pend_addr = 0;
+	smtpd_rcptp_free(&ss->pend_rp);
+    }
     if (ss->waiting)
 	return;				/* queued_cb frees */
     txn_reset(ss);
@@ -924,6 +1380,38 @@ static void sockaddr_str(const struct sockaddr *sa, char *out, size_t len)
     }
 }
 
+static int sockaddr_port(const struct sockaddr *sa)
+{
+    if (sa->sa_family == AF_INET6)
+	return (ntohs(((const struct sockaddr_in6 *) sa)->sin6_port));
+    if (sa->sa_family == AF_INET)
+	return (ntohs(((const struct sockaddr_in *) sa)->sin_port));
+    return (0);
+}
+
+/*
+ * The filters' verdict on the connection (Postfix): 5xx gives "554 ... not
+ * accepting connections", 421 closes, anything else the normal greeting;
+ * a rejection persists and answers MAIL FROM and later commands.
+ */
+static void milter_conn_cb(void *ctx, const MILTER_RESULT *r)
+{
+    SESSION *ss = ctx;
+
+    if (r->action == MILTER_REJECT || r->action == MILTER_SHUTDOWN)
+	milter_log(ss, "smtpd", "milter-reject", "CONNECT", r->reply, 0);
+    if (r->action == MILTER_SHUTDOWN || (r->reply && strncmp(r->reply, "421", 3) == 0)) {
+	reply(ss, "421 %s Service unavailable - try again later", ss->p->myhostname);
+	session_close_after_write(ss);
+	return;
+    }
+    if (r->action == MILTER_REJECT && r->reply[0] == '5')
+	reply(ss, "554 %s ESMTP not accepting connections", ss->p->myhostname);
+    else
+	reply(ss, "220 %s", ss->p->banner);
+    milter_resume(ss);
+}
+
 static void accept_cb(struct evconnlistener *l, evutil_socket_t fd,
 		              struct sockaddr *sa, int salen, void *ctx)
 {
@@ -949,8 +1437,13 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd,
 	     strcmp(ss->addr, "127.0.0.1") == 0 || strcmp(ss->addr, "::1") == 0 ?
 	     "localhost" : "unknown");
     snprintf(ss->namaddr, sizeof(ss->namaddr), "%s[%s]", ss->name, ss->addr);
-    if (getsockname(fd, (struct sockaddr *) &local, &llen) == 0)
+    if (getsockname(fd, (struct sockaddr *) &local, &llen) == 0) {
 	sockaddr_str((struct sockaddr *) &local, laddr, sizeof(laddr));
+	ss->lport = sockaddr_port((struct sockaddr *) &local);
+    }
+    snprintf(ss->laddr, sizeof(ss->laddr), "%s", laddr);
+    ss->cport = sockaddr_port(sa);
+    ss->family = strchr(ss->addr, ':') ? 6 : 4;
     snprintf(ss->last_cmd, sizeof(ss->last_cmd), "CONNECT");
     ss->lr.limit = (size_t) p->line_limit;
     ss->in_mynet = smtpd_net_match(ss->addr, p->mynetworks);
@@ -995,6 +1488,13 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd,
 	s->st.rejects_other++;
 	reply(ss, "421 4.3.2 %s Service unavailable - try again later", p->myhostname);
 	session_close_after_write(ss);
+	return;
+    }
+    if (p->milters) {
+	ss->ms = milter_sess_create(s->base, p->milters, milter_macro, ss);
+	milter_pause(ss);
+	bufferevent_enable(ss->bev, EV_WRITE);
+	milter_conn_event(ss->ms, ss->name, ss->addr, ss->cport, ss->family, milter_conn_cb, ss);
 	return;
     }
     reply(ss, "220 %s", p->banner);
