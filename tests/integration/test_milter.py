@@ -282,3 +282,52 @@ def test_bad_milter_setting_defers_mail(env):
         code, resp = s.mail('a@sender.test')
         assert code == 451 and b'4.3.5' in resp, (code, resp)
     assert 'unknown milter setting "bogus"' in d.log()
+
+
+def dkim_txt(path):
+    """The p= record of opendkim-genkey's sel.txt, as a DNS TXT answer."""
+    return ''.join(re.findall(r'"([^"]*)"', read(path)))
+
+
+def verify_dkim(env, data, txt):
+    """Check the signature with an independent verifier (Debian's python3-dkim)."""
+    mf = os.path.join(env.dir, 'verify.eml')
+    with open(mf, 'wb') as f:
+        f.write(data)
+    code = ('import dkim,sys\n'
+            'msg=open(sys.argv[1],"rb").read()\n'
+            'txt=sys.argv[2].encode()\n'
+            'print(dkim.verify(msg, dnsfunc=lambda name, timeout=5: txt))\n')
+    r = subprocess.run([PY, '-c', code, mf, txt], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    return r.stdout.strip() == 'True'
+
+
+def test_opendkim_signs_and_an_independent_verifier_accepts(env):
+    if not os.path.exists('/usr/sbin/opendkim') or not have_module('dkim'):
+        raise Skip('opendkim or python3-dkim (Debian) is not installed')
+    kd = os.path.join(env.dir, 'dkim')
+    os.makedirs(kd, mode=0o700)
+    subprocess.run(['opendkim-genkey', '-D', kd, '-d', 'example.test', '-s', 'sel'], check=True)
+    port = free_port()
+    conf = os.path.join(kd, 'opendkim.conf')
+    with open(conf, 'w') as f:
+        f.write('Syslog no\nSocket inet:%d@127.0.0.1\nMode sv\nDomain example.test\n'
+                'Selector sel\nKeyFile %s/sel.private\nCanonicalization relaxed/simple\n'
+                'InternalHosts 127.0.0.1\nPidFile %s/pid\nBackground no\n'
+                # the test directory is under /var/tmp, which every user may write
+                'RequireSafeKeys no\n' % (port, kd, kd))
+    env.spawn(['/usr/sbin/opendkim', '-f', '-x', conf])
+    wait_port(port)
+    sink = env.pysink()
+    d = env.relayqd(relayhost='[127.0.0.1]:%d' % sink.port,
+                    smtpd_milters='inet:127.0.0.1:%d' % port)
+    env.send(d.port, 'alerts@example.test', ['b@dest.test'],
+             'From: Alerts <alerts@example.test>\r\nTo: b@dest.test\r\nSubject: signed\r\n\r\n'
+             'Hello from the relay.\r\nA second line.\r\n')
+    data = sink.wait_messages(1)[0]['data']
+    assert b'DKIM-Signature: v=1; a=rsa-sha256; c=relaxed/simple; d=example.test;' in data, data
+    txt = dkim_txt(os.path.join(kd, 'sel.txt'))
+    assert verify_dkim(env, data, txt), data
+    # the check can fail: a body changed after signing does not verify
+    assert not verify_dkim(env, data.replace(b'A second line.', b'A changed line.'), txt)
