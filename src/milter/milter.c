@@ -1306,6 +1306,11 @@ static int handle_reply(MILTER_SESS *ms, MCONN *mc, int cmd, const char *data, s
 		fail_current(ms);
 		return (-1);
 	    }
+	    if (!milter_hdr_name_ok(s1)) {
+		log_warn(service(ms), "milter %s: ignoring header edit with a bad header name",
+			 mc->m->name);
+		return (1);
+	    }
 	    if (cmd == SMFIR_ADDHEADER)
 		milter_hdrs_add(ms->hdrs, s1, space, s2);
 	    else if (cmd == SMFIR_INSHEADER)

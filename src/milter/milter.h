@@ -141,6 +141,9 @@ void    milter_hdrs_replace_body(MILTER_HDRS *h, const char *body, size_t len);
 void    milter_hdrs_write(const MILTER_HDRS *h, BUF *out);
 void    milter_hdrs_free(MILTER_HDRS *h);
 
+/* A header name a filter may use: printable ASCII, no colon, not empty. */
+int     milter_hdr_name_ok(const char *name);
+
 /* A reply from SMFIR_REPLYCODE: "ddd d.d.d text" (lines joined by CRLF) checked and cleaned. */
 int     milter_valid_reply(const char *text);
 

@@ -15,22 +15,28 @@
 
 #include "milter/milter.h"
 
+typedef struct HDR {
+    char   *text;			/* "Name: value\r\n" with folded lines */
+    size_t  len;			/* may hold NUL bytes: a length, not a C string */
+} HDR;
+
 struct MILTER_HDRS {
-    char  **hdr;			/* each "Name: value\r\n" with folded lines */
+    HDR    *hdr;
     int     n, cap;
     int     own_received;		/* hdr[0] is ours, hidden from filters */
     int     sep;			/* the blank line after the headers was there */
     BUF     body;
 };
 
-static void hdrs_put(MILTER_HDRS *h, int at, char *text)
+static void hdrs_put(MILTER_HDRS *h, int at, char *text, size_t len)
 {
     if (h->n == h->cap) {
 	h->cap = h->cap ? 2 * h->cap : 16;
 	h->hdr = xrealloc(h->hdr, h->cap * sizeof(*h->hdr));
     }
     memmove(h->hdr + at + 1, h->hdr + at, (h->n - at) * sizeof(*h->hdr));
-    h->hdr[at] = text;
+    h->hdr[at].text = text;
+    h->hdr[at].len = len;
     h->n++;
 }
 
@@ -75,19 +81,18 @@ MILTER_HDRS *milter_hdrs_parse(const char *content, size_t len, int own_received
 	    break;
 	}
 	if ((p[0] == ' ' || p[0] == '\t') && h->n > 0) {
-	    char   *prev = h->hdr[h->n - 1];
-	    size_t  plen = strlen(prev);
+	    HDR    *prev = &h->hdr[h->n - 1];
 
-	    prev = xrealloc(prev, plen + textlen + 3);
-	    memcpy(prev + plen, p, textlen);
-	    memcpy(prev + plen + textlen, "\r\n", 3);
-	    h->hdr[h->n - 1] = prev;
+	    prev->text = xrealloc(prev->text, prev->len + textlen + 3);
+	    memcpy(prev->text + prev->len, p, textlen);
+	    memcpy(prev->text + prev->len + textlen, "\r\n", 3);
+	    prev->len += textlen + 2;
 	} else if (is_header_start(p, textlen)) {
 	    char   *t = xmalloc(textlen + 3);
 
 	    memcpy(t, p, textlen);
 	    memcpy(t + textlen, "\r\n", 3);
-	    hdrs_put(h, h->n, t);
+	    hdrs_put(h, h->n, t, textlen + 2);
 	} else {
 	    break;				/* body without a blank line */
 	}
@@ -95,7 +100,7 @@ MILTER_HDRS *milter_hdrs_parse(const char *content, size_t len, int own_received
     }
     buf_append(&h->body, p, (size_t) (end - p));
     h->own_received = own_received && h->n > 0
-	&& str_ncasecmp(h->hdr[0], "Received:", 9) == 0;
+	&& str_ncasecmp(h->hdr[0].text, "Received:", 9) == 0;
     return (h);
 }
 
@@ -117,13 +122,14 @@ const char *milter_hdrs_body(const MILTER_HDRS *h, size_t *len)
 
 int     milter_hdrs_get(const MILTER_HDRS *h, int i, int leadspc, BUF *name, BUF *value)
 {
-    const char *t, *colon, *cp;
+    const char *t, *colon, *cp, *end;
     size_t  nlen;
 
     if (i < 0 || i >= h->n)
 	return (-1);
-    t = h->hdr[i];
-    colon = strchr(t, ':');
+    t = h->hdr[i].text;
+    end = t + h->hdr[i].len;
+    colon = strchr(t, ':');		/* before any NUL: see is_header_start() */
     nlen = (size_t) (colon - t);
     while (nlen > 0 && (t[nlen - 1] == ' ' || t[nlen - 1] == '\t'))
 	nlen--;
@@ -134,8 +140,8 @@ int     milter_hdrs_get(const MILTER_HDRS *h, int i, int leadspc, BUF *name, BUF
     if (!leadspc && *cp == ' ')
 	cp++;
     buf_reset(value);
-    for (; *cp; cp++) {
-	if (cp[0] == '\r' && cp[1] == '\n')
+    for (; cp < end && *cp; cp++) {
+	if (cp[0] == '\r' && cp + 1 < end && cp[1] == '\n')
 	    continue;
 	buf_putc(value, *cp);
     }
@@ -146,14 +152,17 @@ int     milter_hdrs_get(const MILTER_HDRS *h, int i, int leadspc, BUF *name, BUF
 }
 
 /* "name:" SPACE value with CRLF line ends and white space before every continuation. */
-static char *hdr_text(const char *name, const char *space, const char *value)
+static char *hdr_text(const char *name, const char *space, const char *value, size_t *len)
 {
     BUF     b = BUF_INIT;
     const char *cp;
 
+    /* Only what RFC 5322 allows in a field name (milter.c refuses the rest first). */
     for (cp = name; *cp; cp++)
-	if (*cp != '\r' && *cp != '\n' && *cp != ':')
+	if ((unsigned char) *cp > 32 && (unsigned char) *cp < 127 && *cp != ':')
 	    buf_putc(&b, *cp);
+    if (b.len == 0)
+	buf_puts(&b, "X-Invalid-Header-Name");
     buf_putc(&b, ':');
     buf_puts(&b, space);
     for (cp = value; *cp; cp++) {
@@ -170,12 +179,16 @@ static char *hdr_text(const char *name, const char *space, const char *value)
 	buf_putc(&b, *cp);
     }
     buf_puts(&b, "\r\n");
+    *len = b.len;
     return (buf_steal(&b));
 }
 
 void    milter_hdrs_add(MILTER_HDRS *h, const char *name, const char *space, const char *value)
 {
-    hdrs_put(h, h->n, hdr_text(name, space, value));
+    size_t  len;
+    char   *t = hdr_text(name, space, value, &len);
+
+    hdrs_put(h, h->n, t, len);
 }
 
 void    milter_hdrs_insert(MILTER_HDRS *h, long index, const char *name, const char *space,
@@ -185,7 +198,12 @@ void    milter_hdrs_insert(MILTER_HDRS *h, long index, const char *name, const c
 	index = 0;
     if (index > h->n)
 	index = h->n;
-    hdrs_put(h, (int) index, hdr_text(name, space, value));
+    {
+	size_t  len;
+	char   *t = hdr_text(name, space, value, &len);
+
+	hdrs_put(h, (int) index, t, len);
+    }
 }
 
 static int name_is(const char *hdr, const char *name)
@@ -208,14 +226,14 @@ void    milter_hdrs_change(MILTER_HDRS *h, long index, const char *name, const c
     if (index < 1)
 	index = 1;
     for (i = h->own_received ? 1 : 0; i < h->n; i++) {
-	if (!name_is(h->hdr[i], name) || ++seen != index)
+	if (!name_is(h->hdr[i].text, name) || ++seen != index)
 	    continue;
-	free(h->hdr[i]);
+	free(h->hdr[i].text);
 	if (*value == 0) {
 	    memmove(h->hdr + i, h->hdr + i + 1, (h->n - i - 1) * sizeof(*h->hdr));
 	    h->n--;
 	} else {
-	    h->hdr[i] = hdr_text(name, space, value);
+	    h->hdr[i].text = hdr_text(name, space, value, &h->hdr[i].len);
 	}
 	return;
     }
@@ -248,8 +266,9 @@ void    milter_hdrs_write(const MILTER_HDRS *h, BUF *out)
     int     i;
 
     for (i = 0; i < h->n; i++)
-	buf_puts(out, h->hdr[i]);
-    if (h->sep || h->body.len > 0)
+	buf_append(out, h->hdr[i].text, h->hdr[i].len);
+    /* The blank line; also where it was missing, so the body stays the body. */
+    if (h->sep || (h->n > 0 && h->body.len > 0))
 	buf_puts(out, "\r\n");
     buf_append(out, h->body.data ? h->body.data : "", h->body.len);
 }
@@ -261,10 +280,20 @@ void    milter_hdrs_free(MILTER_HDRS *h)
     if (h == 0)
 	return;
     for (i = 0; i < h->n; i++)
-	free(h->hdr[i]);
+	free(h->hdr[i].text);
     free(h->hdr);
     buf_free(&h->body);
     free(h);
+}
+
+int     milter_hdr_name_ok(const char *name)
+{
+    const char *cp;
+
+    for (cp = name; *cp; cp++)
+	if ((unsigned char) *cp <= 32 || (unsigned char) *cp >= 127 || *cp == ':')
+	    return (0);
+    return (cp > name);
 }
 
 /* "ddd d.d.d text" per line, 4xx or 5xx, lines joined by CRLF; % doubled as Sendmail's. */
@@ -291,8 +320,6 @@ int     milter_valid_reply(const char *text)
 	    return (1);
 	if (cp[0] != '\r' || cp[1] != '\n')
 	    return (0);
-	cp += 2;
-	if (*cp == 0)
-	    return (1);
+	cp += 2;			/* a line must follow: "550 a\r\n" is not a reply */
     }
 }
