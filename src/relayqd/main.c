@@ -324,6 +324,8 @@ int     main(int argc, char **argv)
 	fprintf(stderr, "relayqd: fatal: %s\n", err);
 	return 1;
     }
+    /* Before dropping root: a root-only smtp_sasl_password_maps file is read now. */
+    d.smtp = smtp_create(d.base, d.cf);
     if (drop_privileges(&d, err, sizeof(err)) < 0) {
 	fprintf(stderr, "relayqd: fatal: %s\n", err);
 	log_msg("master", "fatal: %s", err);
@@ -357,7 +359,6 @@ int     main(int argc, char **argv)
 	log_warn("qmgr", "bounce_queue_lifetime is larger than maximal_queue_lifetime - using %llds",
 		 (long long) p.maximal_queue_lifetime);
     d.qmgr = qmgr_create(&p, (int64_t) time(NULL));
-    d.smtp = smtp_create(d.base, d.cf);
 
     d.queue_ev = event_new(d.base, queue_notify_fd(d.queue), EV_READ | EV_PERSIST, on_queue_notify, &d);
     event_add(d.queue_ev, NULL);

@@ -56,7 +56,6 @@
 static SMTP_PARAMS *params_load(const CONFIG *cf)
 {
     SMTP_PARAMS *p = xcalloc(1, sizeof(*p));
-    const char *lvl;
 
     p->refs = 1;
     p->connect_tmo = (int) smtp_cf_time(cf, "smtp_connect_timeout", 30);
@@ -74,10 +73,7 @@ static SMTP_PARAMS *params_load(const CONFIG *cf)
 	free(p->helo_name);
 	p->helo_name = xstrdup("localhost");
     }
-    lvl = smtp_cf_str(cf, "smtp_tls_security_level", "");
-    p->tls_level = strcmp(lvl, "may") == 0 ? TLS_MAY
-	: (strcmp(lvl, "encrypt") == 0 || strcmp(lvl, "verify") == 0
-	   || strcmp(lvl, "secure") == 0) ? TLS_ENCRYPT : TLS_NONE;
+    secure_params_load(p, cf);
     p->line_limit = (size_t) smtp_cf_int(cf, "smtp_line_length_limit", 998);
     p->mx_address_limit = (int) smtp_cf_int(cf, "smtp_mx_address_limit", 5);
     p->mx_session_limit = (int) smtp_cf_int(cf, "smtp_mx_session_limit", 2);
@@ -98,6 +94,7 @@ void params_release(SMTP_PARAMS *p)
     if (--p->refs > 0)
 	return;
     free(p->helo_name);
+    secure_params_free(p);
     if (p->fallback)
 	str_list_free(p->fallback);
     free(p);
@@ -120,31 +117,18 @@ static void smtp_seed(SMTP *s, const CONFIG *cf)
     s->rng = seed ? (uint64_t) seed : (uint64_t) time_mono_us() ^ ((uint64_t) getpid() << 32);
 }
 
-static SSL_CTX *smtp_ssl_ctx(void)
-{
-    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
-
-    if (ctx == NULL)
-	return (NULL);
-
-    /* may/encrypt: no peer verification, as Postfix at these levels. */
-    SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
-    SSL_CTX_set_min_proto_version(ctx, TLS1_VERSION);
-    return (ctx);
-}
-
 static void smtp_config(SMTP *s, const CONFIG *cf)
 {
     const char *servers = smtp_cf_str(cf, "dns_servers", "");
     char    err[256];
 
+    SMTP_PARAMS *np = params_load(cf);	/* first: tables still open are shared */
+
     if (s->p)
 	params_release(s->p);
-    s->p = params_load(cf);
+    s->p = np;
     smtp_seed(s, cf);
     smtp_maps_flush();
-    if (s->p->tls_level != TLS_NONE && s->ssl_ctx == NULL)
-	s->ssl_ctx = smtp_ssl_ctx();
     if (s->dns == NULL || s->dns_servers == NULL || strcmp(s->dns_servers, servers) != 0) {
 	if (s->dns) {
 	    /* In-flight lookups still answer into the old resolver. */
@@ -180,6 +164,7 @@ void    smtp_reconfigure(SMTP *s, const CONFIG *cf)
 static void deliv_free(SMTP_DELIV *d)
 {
     sess_close(d);
+    tls_policy_free(&d->tls_pol);
     if (d->timer)
 	event_free(d->timer);
     if (d->done_ev)
@@ -438,8 +423,6 @@ void    smtp_free(SMTP *s)
 	    conn_quit_now(s->conns);
 	conn_free(s->conns);
     }
-    if (s->ssl_ctx)
-	SSL_CTX_free(s->ssl_ctx);
     if (s->p)
 	params_release(s->p);
     free(s->dns_servers);

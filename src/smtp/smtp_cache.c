@@ -142,6 +142,9 @@ int sess_cacheable(SMTP_DELIV *d)
 {
     SMTP   *s = d->s;
 
+    /* A session logged in for one sender must not carry another's mail. */
+    if (d->sasl_done && d->p->sasl_sender_dep)
+	return (0);
     return (d->p->cache_on && !s->shutdown && d->p == s->p && !d->no_reuse
 	    && d->bev != NULL && d->conn_use < d->p->reuse_limit
 	    && s->nidle < SMTP_CACHE_MAX_IDLE
@@ -167,6 +170,7 @@ void sess_cache(SMTP_DELIV *d)
     snprintf(c->addr, sizeof(c->addr), "%s", a->addr);
     c->port = a->port;
     c->tls_on = d->tls_on;
+    snprintf(c->dest, sizeof(c->dest), "%s", a->dest);
     c->f_pipelining = d->f_pipelining;
     c->f_dsn = d->f_dsn;
     c->f_smtputf8 = d->f_smtputf8;
@@ -204,7 +208,8 @@ int cache_take(SMTP_DELIV *d)
     if (d->skip_cache || !d->p->cache_on)
 	return (0);
     for (c = s->conns; c != NULL; c = c->next)
-	if (!c->closing && c->p == d->p && c->port == a->port && strcmp(c->addr, a->addr) == 0)
+	if (!c->closing && c->p == d->p && c->port == a->port && strcmp(c->addr, a->addr) == 0
+	    && strcmp(c->dest, a->dest) == 0)	/* same TLS policy and credentials */
 	    break;
     if (c == NULL)
 	return (0);

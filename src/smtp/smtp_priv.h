@@ -24,6 +24,9 @@
 #include "dns/dns.h"
 #include "smtp/smtp.h"
 #include "util/util.h"
+#include "tls/tls.h"
+#include "sasl/sasl.h"
+#include "table/table.h"
 
 /* Parameter lookups that tolerate a name the config table lacks. */
 const char *smtp_cf_str(const CONFIG *cf, const char *name, const char *dflt);
@@ -33,10 +36,6 @@ long long smtp_cf_int(const CONFIG *cf, const char *name, long long dflt);
 /* Forget cached texthash tables (smtp_create / smtp_reconfigure). */
 void    smtp_maps_flush(void);
 
-#define TLS_NONE    0
-#define TLS_MAY     1
-#define TLS_ENCRYPT 2
-
 /* Parameters, shared by reference with the deliveries that started under them. */
 typedef struct SMTP_PARAMS {
     int     refs;
@@ -44,7 +43,22 @@ typedef struct SMTP_PARAMS {
     int     data_init_tmo, data_xfer_tmo, data_done_tmo, quit_tmo, starttls_tmo;
     size_t  line_limit;			/* smtp_line_length_limit; 0 = none */
     char   *helo_name;
-    int     tls_level;
+
+    /* TLS and SMTP AUTH (smtp_secure.c). */
+    TLS_CLIENT_PARAMS tlsp;		/* strings in strs */
+    TLS_CLIENT *tls;			/* NULL: the TLS engine is unavailable */
+    int     tls_wrapper;		/* smtp_tls_wrappermode */
+    TABLE_LIST *tls_policy;		/* smtp_tls_policy_maps, or NULL */
+    int     sasl_enable;
+    TABLE_LIST *sasl_passwd;		/* smtp_sasl_password_maps, or NULL */
+    int     sasl_passwd_broken;		/* set but unusable: defer, never go unauthenticated */
+    int     sasl_sender_dep;
+    int     sasl_soft_bounce;
+    char    sasl_delim[2];
+    char   *sasl_mech_filter;
+    unsigned sasl_opts, sasl_tls_opts, sasl_tlsv_opts;
+    char  **strs;			/* strings owned by these parameters */
+    int     nstrs;
     int     mx_address_limit;
     int     mx_session_limit;
     char  **fallback;
@@ -76,7 +90,6 @@ struct SMTP {
     char   *dns_servers;
     DNS   **old_dns;			/* replaced by a reload, still answering */
     int     nold_dns;
-    SSL_CTX *ssl_ctx;
     SMTP_DELIV *delivs;
     int     shutdown;
     uint64_t rng;
@@ -90,6 +103,7 @@ typedef struct SMTP_ADDR {
     char    addr[64];
     int     family;
     int     port;
+    char    dest[256];			/* the next hop as written, for TLS policy and SASL */
 } SMTP_ADDR;
 
 /*
@@ -108,6 +122,7 @@ struct SMTP_CONN {
     char    addr[64];
     int     port;
     int     tls_on;
+    char    dest[256];			/* the next hop it was opened for */
     int     f_pipelining, f_dsn, f_smtputf8, f_starttls, f_8bitmime, f_size;
     long long size_limit;
     int     uses;			/* transactions done on it */
@@ -138,6 +153,7 @@ struct SMTP_CONN {
 #define ST_XACT      7			/* MAIL/RCPT/DATA/body/. */
 #define ST_QUIT      8
 #define ST_RSET      9			/* after a rejected transaction, before caching */
+#define ST_AUTH      10			/* SMTP AUTH exchange */
 
 typedef struct SMTP_CMD {
     int     type;
@@ -196,6 +212,15 @@ struct SMTP_DELIV {
     int     f_pipelining, f_dsn, f_smtputf8, f_starttls, f_8bitmime, f_size;
     long long size_limit;
     int     tls_on;
+    TLS_POLICY tls_pol;			/* for the address in use */
+    int     tls_wrapped;		/* smtp_tls_wrappermode: TLS before the greeting */
+    int     tls_matched;		/* the server certificate was verified */
+    int     f_auth;			/* EHLO offered AUTH */
+    char   *auth_mechs;			/* its mechanisms, filtered */
+    SASL_CLIENT *sasl;
+    char   *sasl_pending;		/* an initial response sent after the first 334 */
+    int     sasl_steps;
+    int     sasl_done;			/* logged in (session not reusable with sender-dependent auth) */
     BUF     reply;			/* lines of the reply being read, joined by spaces */
     int     reply_lines;
     SMTP_CMD *cmdq;
@@ -249,6 +274,22 @@ void    sess_cache(SMTP_DELIV *d);
 int     cache_take(SMTP_DELIV *d);
 int     sess_stale(SMTP_DELIV *d);
 void    xact_end(SMTP_DELIV *d, int need_rset);
+
+/* smtp_proto.c (continued) */
+void    setup_done(SMTP_DELIV *d);
+void    send_ehlo(SMTP_DELIV *d);
+
+/* smtp_secure.c: TLS and SMTP AUTH */
+void    secure_params_load(SMTP_PARAMS *p, const CONFIG *cf);
+void    secure_params_free(SMTP_PARAMS *p);
+int     secure_policy(SMTP_DELIV *d);	/* 0, or -1 after failing the address */
+void    secure_tls_start(SMTP_DELIV *d, int wrapped);
+void    secure_tls_done(SMTP_DELIV *d);
+void    secure_after_ehlo(SMTP_DELIV *d);
+void    secure_starttls_reply(SMTP_DELIV *d, int code, const char *reply);
+void    secure_auth_reply(SMTP_DELIV *d, int code, const char *reply);
+void    secure_ehlo_auth(SMTP_DELIV *d, const char *kw);
+void    secure_reset(SMTP_DELIV *d);		/* a session ends */
 
 /* smtp_trouble.c */
 void    rcpt_final(SMTP_DELIV *d, int slot, int status, const char *dsn,

@@ -79,6 +79,7 @@ void sess_close(SMTP_DELIV *d)
     }
     if (d->timer)
 	evtimer_del(d->timer);
+    secure_reset(d);
     d->stage = ST_NONE;
     d->connected = 0;
     d->in_body = 0;
@@ -113,6 +114,11 @@ static void sess_connected(SMTP_DELIV *d)
     d->no_reuse = 0;
     buf_reset(&d->reply);
     d->reply_lines = 0;
+    if (d->p->tls_wrapper) {
+	/* smtp_tls_wrappermode: TLS first, the greeting comes through it. */
+	secure_tls_start(d, 1);
+	return;
+    }
     sess_arm(d, ST_GREETING, d->p->helo_tmo, "receiving the initial server greeting");
 }
 
@@ -147,6 +153,10 @@ void sess_connect(SMTP_DELIV *d)
 
     if (cache_take(d))
 	return;
+    snprintf(d->namaddr, sizeof(d->namaddr), "%s[%s]", a->host, a->addr);
+    snprintf(d->relay, sizeof(d->relay), "%s:%d", d->namaddr, a->port);
+    if (secure_policy(d) < 0)
+	return;
     memset(&ss, 0, sizeof(ss));
     if (a->family == AF_INET6) {
 	struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *) &ss;
@@ -163,8 +173,6 @@ void sess_connect(SMTP_DELIV *d)
 	inet_pton(AF_INET, a->addr, &sin->sin_addr);
 	sslen = sizeof(*sin);
     }
-    snprintf(d->namaddr, sizeof(d->namaddr), "%s[%s]", a->host, a->addr);
-    snprintf(d->relay, sizeof(d->relay), "%s:%d", d->namaddr, a->port);
     d->stage = ST_CONNECT;
     d->fd = socket(a->family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (d->fd < 0 || (connect(d->fd, (struct sockaddr *) &ss, sslen) < 0 && errno != EINPROGRESS)) {
@@ -514,32 +522,11 @@ static void xact_reply(SMTP_DELIV *d, int code, const char *reply)
     }
 }
 
-static void tls_start(SMTP_DELIV *d)
+void send_ehlo(SMTP_DELIV *d)
 {
-    SSL    *ssl = d->s->ssl_ctx ? SSL_new(d->s->ssl_ctx) : NULL;
-    struct bufferevent *tb;
-
-    if (ssl == NULL) {
-	sess_fail_soft(d, "4.7.5", "Cannot start TLS: handshake failure", NULL);
-	return;
-    }
-    SSL_set_tlsext_host_name(ssl, d->addrs[d->cur].host);
-    tb = bufferevent_openssl_filter_new(d->s->base, d->bev, ssl, BUFFEREVENT_SSL_CONNECTING,
-					BEV_OPT_CLOSE_ON_FREE);
-    if (tb == NULL) {
-	SSL_free(ssl);
-	sess_fail_soft(d, "4.7.5", "Cannot start TLS: handshake failure", NULL);
-	return;
-    }
-    bufferevent_openssl_set_allow_dirty_shutdown(tb, 1);
-    d->bev = tb;
-    bufferevent_setcb(d->bev, sess_readcb, sess_writecb, sess_eventcb, d);
-    bufferevent_enable(d->bev, EV_READ | EV_WRITE);
-    sess_arm(d, ST_TLS, d->p->starttls_tmo, "performing the TLS handshake");
-}
-
-static void send_ehlo(SMTP_DELIV *d)
-{
+    free(d->auth_mechs);			/* EHLO after STARTTLS: features anew */
+    d->auth_mechs = NULL;
+    d->f_auth = 0;
     d->f_pipelining = d->f_dsn = d->f_smtputf8 = d->f_starttls = d->f_8bitmime = d->f_size = 0;
     d->size_limit = 0;
     sess_send(d, "EHLO %s", d->p->helo_name);
@@ -547,12 +534,12 @@ static void send_ehlo(SMTP_DELIV *d)
 }
 
 /* The handshake is complete (EHLO/HELO, and TLS when wanted). */
-static void setup_done(SMTP_DELIV *d)
+void setup_done(SMTP_DELIV *d)
 {
-    char   *text;
+    /* Never mail in the clear when the policy requires TLS. */
+    if (TLS_REQUIRED(d->tls_pol.level) && !d->tls_on) {
+	char   *text = xasprintf("TLS is required, but was not offered by host %s", d->namaddr);
 
-    if (d->p->tls_level == TLS_ENCRYPT && !d->tls_on) {
-	text = xasprintf("TLS is required, but was not offered by host %s", d->namaddr);
 	sess_fail_soft(d, "4.7.4", text, NULL);
 	free(text);
 	return;
@@ -577,6 +564,8 @@ static void ehlo_feature(SMTP_DELIV *d, const char *kw)
 	d->f_size = 1;
 	d->size_limit = kw[4] ? strtoll(kw + 5, NULL, 10) : 0;
     }
+    else
+	secure_ehlo_auth(d, kw);
 }
 
 /* A complete reply arrived. */
@@ -600,12 +589,7 @@ static void sess_reply(SMTP_DELIV *d, int code, const char *reply)
 	return;
     case ST_EHLO:
 	if (code / 100 == 2) {
-	    if (!d->tls_on && d->f_starttls && d->p->tls_level != TLS_NONE && d->s->ssl_ctx) {
-		sess_send(d, "STARTTLS");
-		sess_arm(d, ST_STARTTLS, d->p->helo_tmo, "sending STARTTLS");
-		return;
-	    }
-	    setup_done(d);
+	    secure_after_ehlo(d);
 	    return;
 	}
 	if (code / 100 == 5) {
@@ -616,7 +600,7 @@ static void sess_reply(SMTP_DELIV *d, int code, const char *reply)
 	/* FALLTHROUGH */
     case ST_HELO:
 	if (code / 100 == 2) {
-	    setup_done(d);
+	    secure_after_ehlo(d);
 	    return;
 	}
 	smtp_reply_dsn(reply, dsn);
@@ -628,12 +612,10 @@ static void sess_reply(SMTP_DELIV *d, int code, const char *reply)
 	free(text);
 	return;
     case ST_STARTTLS:
-	if (code == 220) {
-	    tls_start(d);
-	    return;
-	}
-	/* may: go on in plaintext; encrypt: setup_done() refuses. */
-	setup_done(d);
+	secure_starttls_reply(d, code, reply);
+	return;
+    case ST_AUTH:
+	secure_auth_reply(d, code, reply);
 	return;
     case ST_XACT:
 	xact_reply(d, code, reply);
@@ -707,10 +689,8 @@ void sess_eventcb(struct bufferevent *bev, short what, void *arg)
     char   *text;
 
     if (what & BEV_EVENT_CONNECTED) {
-	if (d->stage == ST_TLS) {
-	    d->tls_on = 1;
-	    send_ehlo(d);
-	}
+	if (d->stage == ST_TLS)
+	    secure_tls_done(d);
 	return;
     }
     if (!(what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)))

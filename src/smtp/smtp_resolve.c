@@ -40,6 +40,8 @@ static void addr_push(SMTP_DELIV *d, const char *host, const DNS_ADDR *a, int po
     snprintf(d->addrs[d->naddr].addr, sizeof(d->addrs[d->naddr].addr), "%s", a->addr);
     d->addrs[d->naddr].family = a->family;
     d->addrs[d->naddr].port = port;
+    snprintf(d->addrs[d->naddr].dest, sizeof(d->addrs[d->naddr].dest), "%s",
+	     d->resolve && d->iresolve > 0 ? d->resolve[d->iresolve - 1] : host);
     d->naddr++;
 }
 

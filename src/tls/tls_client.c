@@ -257,16 +257,25 @@ static int scache_new_cb(SSL *ssl, SSL_SESSION *sess)
     life = SSL_SESSION_get_timeout(sess);
     if (tc->p.scache_timeout < life)
 	life = tc->p.scache_timeout;
+    /*
+     * Keep a copy: OpenSSL marks the connection's own session object not
+     * resumable when the connection is freed without a TLS shutdown (an
+     * SMTP session ends with QUIT, not close_notify).
+     */
+    SSL_SESSION *copy = SSL_SESSION_dup(sess);
+
+    if (copy == NULL)
+	return (0);
     e = xcalloc(1, sizeof(*e));
     e->key = xstrdup(x->cache_key);
-    e->sess = sess;				/* we keep the reference OpenSSL gave */
+    e->sess = copy;
     e->expires = now + life;
     e->next = tc->cache;
     tc->cache = e;
     tc->ncache++;
     if (tc->p.loglevel >= 2)
 	log_msg("smtp", "save session %s to memory cache", x->cache_key);
-    return (1);
+    return (0);					/* OpenSSL keeps its reference */
 }
 
 int     tls_scache_count(const TLS_CLIENT *tc)
@@ -566,8 +575,11 @@ SSL    *tls_client_ssl(TLS_CLIENT *tc, const TLS_POLICY *pol, const char *nextho
 				 tls_level_name(pol->level));
 	scache_expire(tc, time(NULL));
 	for (SCACHE_ENT *e = tc->cache; e; e = e->next) {
-	    if (strcmp(e->key, x->cache_key) == 0) {
-		SSL_set_session(ssl, e->sess);
+	    SSL_SESSION *copy;
+
+	    if (strcmp(e->key, x->cache_key) == 0 && (copy = SSL_SESSION_dup(e->sess)) != NULL) {
+		SSL_set_session(ssl, copy);	/* the SSL holds its own reference */
+		SSL_SESSION_free(copy);
 		if (tc->p.loglevel >= 2)
 		    log_msg("smtp", "reloaded session %s from memory cache", x->cache_key);
 		break;
