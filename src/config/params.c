@@ -69,6 +69,10 @@ const PARAM param_table[] = {
     /* Queue and ownership. */
     PN("queue_directory", PT_STR, "/var/spool/relayq", "Postfix: /var/spool/postfix",
        "holds the SQLite queue, the queue lock and the sockets"),
+    PS("queue_minfree", "0",
+       "new mail is refused (452 4.3.1) while the queue file system has less free space, in bytes; 1.5 x message_size_limit is always required"),
+    PR("relayq_queue_reserve_size", PT_SIZE, "0",
+       "space held back in queue_directory/reserve for the queue's own bookkeeping on a full disk, in bytes; 0: 4 MiB + 2 x message_size_limit"),
     PN("mail_owner", PT_STR, "relayq", "Postfix: postfix",
        "the user the daemon runs as after binding"),
     PN("setgid_group", PT_STR, "relayqdrop", "Postfix: postdrop",

@@ -144,9 +144,28 @@ int     log_fd(void)
     return (fd);
 }
 
+/*
+ * Lines that could not be written (a full log file system): counted for
+ * the metrics; the first failure of a run is reported once on stderr, and
+ * when writing works again one warning line says how many were lost.
+ */
+static uint64_t log_errors;			/* under log_lock */
+static uint64_t log_lost;			/* lost since the last good write */
+static int log_lost_errno;
+
+uint64_t log_write_errors(void)
+{
+    uint64_t n;
+
+    pthread_mutex_lock(&log_lock);
+    n = log_errors;
+    pthread_mutex_unlock(&log_lock);
+    return (n);
+}
+
 /* log_write_all - one write(2); a short write continues the same buffer */
 
-static void log_write_all(int fd, const char *buf, size_t len)
+static int log_write_all(int fd, const char *buf, size_t len)
 {
     while (len > 0) {
 	ssize_t n = write(fd, buf, len);
@@ -154,11 +173,12 @@ static void log_write_all(int fd, const char *buf, size_t len)
 	if (n < 0) {
 	    if (errno == EINTR)
 		continue;
-	    return;				/* nowhere left to complain */
+	    return (-1);
 	}
 	buf += n;
 	len -= (size_t) n;
     }
+    return (0);
 }
 
 /* log_emit - format and write one line; prefix is "" or "warning: " */
@@ -200,7 +220,30 @@ static void log_emit(int prio, const char *service, const char *prefix,
 	syslog(prio, "%s", line.data);
     } else {
 	buf_putc(&line, '\n');
-	log_write_all(log_fdesc, line.data, line.len);
+	if (log_write_all(log_fdesc, line.data, line.len) < 0) {
+	    if (log_lost++ == 0 && log_errors == 0) {
+		char    msg[160];
+		int     n = snprintf(msg, sizeof(msg), "%s/%s: warning: cannot write the log: %s;"
+				     " lines are lost (counted in relayq_log_write_errors_total)\n",
+				     log_name, service, strerror(errno));
+
+		if (write(2, msg, (size_t) n) < 0) {
+		    /* nowhere left to complain */
+		}
+	    }
+	    if (log_lost == 1)
+		log_lost_errno = errno;
+	    log_errors++;
+	} else if (log_lost > 0) {
+	    BUF     note = BUF_INIT;
+
+	    buf_append(&note, line.data, text);	/* the same time, host and service */
+	    buf_printf(&note, "warning: %llu log lines were lost: %s\n",
+		       (unsigned long long) log_lost, strerror(log_lost_errno));
+	    if (log_write_all(log_fdesc, note.data, note.len) == 0)
+		log_lost = 0;
+	    buf_free(&note);
+	}
     }
     pthread_mutex_unlock(&log_lock);
     buf_free(&line);

@@ -33,4 +33,7 @@ void    log_warn(const char *service, const char *fmt, ...) UTIL_PRINTF(2, 3);
  */
 char   *log_format_delay(double seconds, char *out);
 
+/* Lines that could not be written to maillog_file (e.g. its file system is full). */
+uint64_t log_write_errors(void);
+
 #endif

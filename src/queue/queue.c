@@ -28,6 +28,7 @@
 #include <sys/eventfd.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <sqlite3.h>
@@ -39,6 +40,8 @@
 #define QUEUE_GROUP_MAX		256	/* batches per transaction, at most */
 #define QUEUE_BUSY_MS		10000	/* busy_timeout for every connection */
 #define QUEUE_BLOB_CHUNK	65536	/* streaming unit for checksums */
+#define QUEUE_RESERVE_MARGIN	(1024 * 1024)	/* free space left after re-creating the reserve */
+#define QUEUE_RESERVE_RETRY_US	1000000	/* re-create the reserve at most once a second */
 
 /* Prepared statements, cached per connection (prepared at first use). */
 enum {
@@ -130,6 +133,7 @@ struct QBATCH {
 #define QFAULT_BEFORE_COMMIT	1
 #define QFAULT_AFTER_COMMIT	2
 #define QFAULT_FAIL_BATCH	3
+#define QFAULT_FULL_COMMIT	4	/* the next commit finds the disk full */
 
 struct QUEUE {
     char   *dir;
@@ -155,6 +159,23 @@ struct QUEUE {
     QBATCH *done_head, *done_tail;
     QUEUE_STATS stats;
     char    last_error[256];
+
+    /*
+     * The reserve file (queue_directory/reserve): space held back for the
+     * queue's own bookkeeping, under q->lock.  Released (truncated to 0)
+     * when a commit fails because the disk is full; re-created when there
+     * is room again.
+     */
+    int     reserve_fd;
+    int64_t reserve_size;			/* wanted; 0 = none */
+    int     reserve_held;
+    int64_t reserve_try_us;			/* last attempt to re-create it */
+    uint64_t full_errors;			/* transactions that met a full disk */
+    uint64_t reserve_releases;
+    int64_t space_goal;			/* free bytes wanted beyond the reserve */
+    int     incremental_vacuum;		/* auto_vacuum=INCREMENTAL (stores made by this version) */
+    _Atomic int64_t vacuum_try_us;
+    int     maintain;			/* wake the writer for space_give_back() */
 };
 
 /* Utilities. */
@@ -484,7 +505,7 @@ QUEUE  *queue_open(const char *dir, int mode, char *err, size_t errlen)
 {
     QUEUE  *q;
     struct stat sb;
-    int64_t version = 0, maxseq = 0, hwm = 0;
+    int64_t version = 0, maxseq = 0, hwm = 0, autovac = 0;
     pthread_mutexattr_t ma;
     int     existed;
 
@@ -502,6 +523,7 @@ QUEUE  *queue_open(const char *dir, int mode, char *err, size_t errlen)
     q->mode = mode;
     q->lock_fd = -1;
     q->notify_fd = -1;
+    q->reserve_fd = -1;
     q->verify_content = 1;
     atomic_init(&q->next_seq, 1);
     atomic_init(&q->fault, QFAULT_NONE);
@@ -539,8 +561,20 @@ QUEUE  *queue_open(const char *dir, int mode, char *err, size_t errlen)
 	}
 	if (existed && queue_check_db(q, q->w.db, &version, 1, err, errlen) < 0)
 	    goto fail;
+	/* A new store can give freed pages back to the file system (a full disk). */
+	if (!existed && db_int(q->w.db, "PRAGMA auto_vacuum=INCREMENTAL", 0) < 0) {
+	    set_err(err, errlen, "cannot set auto_vacuum on %s: %s", q->path, sqlite3_errmsg(q->w.db));
+	    goto fail;
+	}
+	/*
+	 * secure_delete=FAST: removing a message must not write its whole
+	 * content again (zeros) into the WAL, as Debian's default (ON) does:
+	 * 16 KB instead of 1 MB of WAL for a 1 MB message, which is what
+	 * lets a removal succeed on a full disk.
+	 */
 	if (db_int(q->w.db, "PRAGMA journal_mode=WAL", 0) < 0
-	    || db_int(q->w.db, "PRAGMA synchronous=FULL", 0) < 0) {
+	    || db_int(q->w.db, "PRAGMA synchronous=FULL", 0) < 0
+	    || db_int(q->w.db, "PRAGMA secure_delete=FAST", 0) < 0) {
 	    set_err(err, errlen, "cannot set WAL mode on %s: %s", q->path,
 		    sqlite3_errmsg(q->w.db));
 	    goto fail;
@@ -556,6 +590,8 @@ QUEUE  *queue_open(const char *dir, int mode, char *err, size_t errlen)
 	    goto fail;
 	}
 	atomic_store(&q->next_seq, (uint64_t) (maxseq > hwm ? maxseq : hwm) + 1);
+	if (db_int(q->w.db, "PRAGMA auto_vacuum", &autovac) == 0)
+	    q->incremental_vacuum = autovac == 2;
     }
 
     /*
@@ -640,6 +676,8 @@ void    queue_close(QUEUE *q)
 	close(q->notify_fd);
     if (q->lock_fd >= 0)
 	close(q->lock_fd);
+    if (q->reserve_fd >= 0)
+	close(q->reserve_fd);
     pthread_mutex_destroy(&q->wlock);
     pthread_mutex_destroy(&q->rlock);
     pthread_mutex_destroy(&q->lock);
@@ -1044,29 +1082,44 @@ static int apply_batch(QUEUE *q, QBATCH *b)
     return rc;
 }
 
+/* SQLite says the disk (or the file size limit) is full. */
+#define IS_FULL(db) (sqlite3_errcode(db) == SQLITE_FULL)
+
 /*
- * Commit n batches in one transaction; sets each b->ok.  Caller holds
- * q->wlock.  Returns the number of batches that committed.
+ * Commit n batches in one transaction; sets each b->ok and, when a write
+ * failed because the disk is full, *full.  Caller holds q->wlock.
+ * Returns the number of batches that committed.
  */
-static int queue_commit_group(QUEUE *q, QBATCH **v, int n)
+static int commit_group_once(QUEUE *q, QBATCH **v, int n, int *full)
 {
     int64_t t0 = time_mono_us(), dt;
     int     i, good = 0;
 
     for (i = 0; i < n; i++)
 	v[i]->ok = 0;
+    if (atomic_load(&q->fault) == QFAULT_FULL_COMMIT) {
+	queue_set_last_error(q, "COMMIT", 0);
+	*full = 1;
+	return 0;
+    }
     if (qdb_run(&q->w, S_BEGIN) < 0) {
+	*full |= IS_FULL(q->w.db);
 	queue_set_last_error(q, "BEGIN", q->w.db);
 	return 0;
     }
     for (i = 0; i < n; i++) {
-	if (qdb_run(&q->w, S_SAVEPOINT) < 0)
+	if (qdb_run(&q->w, S_SAVEPOINT) < 0) {
+	    *full |= IS_FULL(q->w.db);
 	    break;
+	}
 	if (apply_batch(q, v[i]) == 0) {
-	    if (qdb_run(&q->w, S_RELEASE) < 0)
+	    if (qdb_run(&q->w, S_RELEASE) < 0) {
+		*full |= IS_FULL(q->w.db);
 		break;
+	    }
 	    v[i]->ok = 1;
 	} else {
+	    *full |= IS_FULL(q->w.db);
 	    queue_set_last_error(q, "batch failed", q->w.db);
 	    if (qdb_run(&q->w, S_ROLLBACK_TO) < 0 || qdb_run(&q->w, S_RELEASE) < 0)
 		break;
@@ -1090,8 +1143,10 @@ static int queue_commit_group(QUEUE *q, QBATCH **v, int n)
 		i = -1;
 	    else {
 		sqlite3_bind_int64(st, 1, (sqlite3_int64) hwm);
-		if (step_done(st) < 0)
+		if (step_done(st) < 0) {
+		    *full |= IS_FULL(q->w.db);
 		    i = -1;
+		}
 	    }
 	}
     }
@@ -1105,6 +1160,7 @@ static int queue_commit_group(QUEUE *q, QBATCH **v, int n)
     if (atomic_load(&q->fault) == QFAULT_BEFORE_COMMIT)
 	_exit(9);
     if (qdb_run(&q->w, S_COMMIT) < 0) {
+	*full |= IS_FULL(q->w.db);
 	queue_set_last_error(q, "COMMIT", q->w.db);
 	qdb_run(&q->w, S_ROLLBACK);
 	for (i = 0; i < n; i++)
@@ -1124,6 +1180,174 @@ static int queue_commit_group(QUEUE *q, QBATCH **v, int n)
 	q->stats.commit_us_max = (uint64_t) dt;
     pthread_mutex_unlock(&q->lock);
     return good;
+}
+
+/*
+ * Checkpoint and truncate the WAL, which gives its space back to the file
+ * system.  A reader's snapshot (mailq, sqlite3 -readonly) can prevent it:
+ * wait for readers only briefly, as the writer thread must go on.
+ */
+static void checkpoint_truncate(QUEUE *q)
+{
+    sqlite3_busy_timeout(q->w.db, 100);
+    sqlite3_wal_checkpoint_v2(q->w.db, 0, SQLITE_CHECKPOINT_TRUNCATE, 0, 0);
+    sqlite3_busy_timeout(q->w.db, QUEUE_BUSY_MS);
+}
+
+/*
+ * New mail: a batch of inserts only, none of them a notice relayq made.
+ * Everything else is the queue's bookkeeping (a pass's outcome with its
+ * notices, an administrator's change), which may use the reserve.
+ */
+static int batch_is_new_mail(const QBATCH *b)
+{
+    int     i;
+
+    for (i = 0; i < b->nops; i++)
+	if (b->ops[i].type != QOP_INSERT || (b->ops[i].msg->flags & QFLAG_BOUNCE))
+	    return 0;
+    return b->nops > 0;
+}
+
+/* The reserve file. Caller holds q->lock. */
+static void reserve_release_locked(QUEUE *q)
+{
+    if (q->reserve_fd >= 0 && ftruncate(q->reserve_fd, 0) < 0) {
+	/* Nothing more to give back. */
+    }
+    if (q->reserve_held)
+	q->reserve_releases++;
+    q->reserve_held = 0;
+    q->reserve_try_us = time_mono_us();
+}
+
+/* Allocate the reserve file's blocks if the file system has the room. */
+static void reserve_make_locked(QUEUE *q, int force)
+{
+    struct statvfs sv;
+    struct stat sb;
+    int64_t now = time_mono_us();
+    char   *path;
+
+    if (q->reserve_size <= 0 || q->reserve_held)
+	return;
+    if (!force && now - q->reserve_try_us < QUEUE_RESERVE_RETRY_US)
+	return;
+    q->reserve_try_us = now;
+    if (q->reserve_fd < 0) {
+	path = xasprintf("%s/reserve", q->dir);
+	q->reserve_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+	free(path);
+	if (q->reserve_fd < 0)
+	    return;
+    }
+    if (fstat(q->reserve_fd, &sb) == 0 && S_ISREG(sb.st_mode)
+	&& (int64_t) sb.st_blocks * 512 >= q->reserve_size) {
+	if (sb.st_size > q->reserve_size && ftruncate(q->reserve_fd, q->reserve_size) < 0) {
+	    /* A larger reserve than asked for still does its job. */
+	}
+	q->reserve_held = 1;
+	return;
+    }
+    /* Leave the file system a margin beyond the reserve itself. */
+    if (fstatvfs(q->reserve_fd, &sv) < 0
+	|| (uint64_t) sv.f_bavail * sv.f_frsize
+	< (uint64_t) q->reserve_size + QUEUE_RESERVE_MARGIN)
+	return;
+    if (posix_fallocate(q->reserve_fd, 0, q->reserve_size) != 0) {
+	if (ftruncate(q->reserve_fd, 0) < 0) {
+	    /* as above */
+	}
+	return;
+    }
+    q->reserve_held = 1;
+}
+
+/*
+ * Commit n batches.  When the disk is full, the new mail among them fails
+ * (smtpd answers 451, the client retries later) and the bookkeeping is
+ * tried once more with the reserve given back to the file system and the
+ * WAL checkpointed and truncated (which returns the WAL's own space too):
+ * a delivery, deferral, bounce or removal must not fail for want of the
+ * space that new mail took.
+ */
+static int queue_commit_group(QUEUE *q, QBATCH **v, int n)
+{
+    QBATCH *retry[QUEUE_GROUP_MAX];
+    int     full = 0, good, i, m = 0;
+
+    good = commit_group_once(q, v, n, &full);
+    if (!full)
+	return good;
+    for (i = 0; i < n; i++)
+	if (!v[i]->ok && !batch_is_new_mail(v[i]) && m < QUEUE_GROUP_MAX)
+	    retry[m++] = v[i];
+    pthread_mutex_lock(&q->lock);
+    q->full_errors++;
+    reserve_release_locked(q);
+    pthread_mutex_unlock(&q->lock);
+    if (atomic_load(&q->fault) == QFAULT_FULL_COMMIT)
+	atomic_store(&q->fault, QFAULT_NONE);	/* the reserve helped */
+    checkpoint_truncate(q);
+    if (m == 0)
+	return good;
+    full = 0;
+    return good + commit_group_once(q, retry, m, &full);
+}
+
+/*
+ * SQLite keeps the pages of deleted messages for reuse; the file system
+ * does not see them as free.  When the file system is short (the reserve
+ * is given back, or less is free than smtpd needs to accept mail) and the
+ * store has free pages, give them back (incremental vacuum, then a
+ * truncating checkpoint), so that the reserve can be re-created and mail
+ * accepted again once the queue has drained.  Caller holds q->wlock.
+ */
+/* Incremental vacuum, then a truncating checkpoint: the file system gets the pages back. */
+static int vacuum_step(QUEUE *q)
+{
+    int     rc = sqlite3_exec(q->w.db, "PRAGMA incremental_vacuum", 0, 0, 0);
+
+    if (rc == SQLITE_FULL) {
+	/* A WAL that could not be reset: checkpoint it, then try again. */
+	checkpoint_truncate(q);
+	rc = sqlite3_exec(q->w.db, "PRAGMA incremental_vacuum", 0, 0, 0);
+    }
+    if (rc == SQLITE_OK)
+	checkpoint_truncate(q);
+    return rc;
+}
+
+static void space_give_back(QUEUE *q)
+{
+    struct statvfs sv;
+    int64_t freelist = 0, now = time_mono_us();
+    int     short_of_space;
+
+    if (!q->incremental_vacuum || q->reserve_size <= 0
+	|| now - q->vacuum_try_us < QUEUE_RESERVE_RETRY_US)
+	return;
+    q->vacuum_try_us = now;
+    if (statvfs(q->dir, &sv) < 0)
+	return;
+    pthread_mutex_lock(&q->lock);
+    short_of_space = !q->reserve_held
+	|| (int64_t) ((uint64_t) sv.f_bavail * sv.f_frsize) < q->space_goal + QUEUE_RESERVE_MARGIN;
+    pthread_mutex_unlock(&q->lock);
+    if (!short_of_space)
+	return;
+    if (db_int(q->w.db, "PRAGMA freelist_count", &freelist) < 0 || freelist == 0) {
+	checkpoint_truncate(q);			/* the WAL's space, at least */
+	return;
+    }
+    if (vacuum_step(q) == SQLITE_FULL) {
+	/* The WAL must grow for the vacuum itself: that is what the reserve is for. */
+	pthread_mutex_lock(&q->lock);
+	q->full_errors++;
+	reserve_release_locked(q);
+	pthread_mutex_unlock(&q->lock);
+	vacuum_step(q);
+    }
 }
 
 /* Completed batches go to the done list; the eventfd wakes the loop. */
@@ -1156,11 +1380,19 @@ static void *queue_writer_main(void *arg)
 
     for (;;) {
 	pthread_mutex_lock(&q->lock);
-	while (q->pending_head == 0 && !q->stopping)
+	while (q->pending_head == 0 && !q->stopping && !q->maintain)
 	    pthread_cond_wait(&q->cond, &q->lock);
 	if (q->pending_head == 0 && q->stopping) {
 	    pthread_mutex_unlock(&q->lock);
 	    break;
+	}
+	if (q->pending_head == 0) {		/* asked by queue_space(): space is short */
+	    q->maintain = 0;
+	    pthread_mutex_unlock(&q->lock);
+	    pthread_mutex_lock(&q->wlock);
+	    space_give_back(q);
+	    pthread_mutex_unlock(&q->wlock);
+	    continue;
 	}
 	for (n = 0; n < QUEUE_GROUP_MAX && q->pending_head; n++) {
 	    v[n] = q->pending_head;
@@ -1174,6 +1406,12 @@ static void *queue_writer_main(void *arg)
 	queue_commit_group(q, v, n);
 	pthread_mutex_unlock(&q->wlock);
 	queue_complete(q, v, n);
+	pthread_mutex_lock(&q->wlock);
+	space_give_back(q);
+	pthread_mutex_unlock(&q->wlock);
+	pthread_mutex_lock(&q->lock);
+	reserve_make_locked(q, 0);
+	pthread_mutex_unlock(&q->lock);
     }
     return 0;
 }
@@ -1254,6 +1492,65 @@ void    queue_dispatch(QUEUE *q)
     }
 }
 
+void    queue_set_reserve(QUEUE *q, int64_t bytes, int64_t min_free)
+{
+    pthread_mutex_lock(&q->lock);
+    q->reserve_size = bytes > 0 ? bytes : 0;
+    q->space_goal = min_free > 0 ? min_free : 0;
+    if (q->reserve_size == 0) {
+	reserve_release_locked(q);
+	q->reserve_releases = 0;
+    } else {
+	q->reserve_held = 0;			/* checked again: size may differ */
+	reserve_make_locked(q, 1);
+    }
+    pthread_mutex_unlock(&q->lock);
+}
+
+int     queue_space(QUEUE *q, QUEUE_SPACE *out)
+{
+    struct statvfs sv;
+    int     rc = statvfs(q->dir, &sv);
+
+    memset(out, 0, sizeof(*out));
+    pthread_mutex_lock(&q->lock);
+    if (q->mode != QUEUE_OPEN_READ)
+	reserve_make_locked(q, 0);
+    /* Short of space: the writer may give the store's free pages back. */
+    if (q->writer_running && q->incremental_vacuum && q->reserve_size > 0 && rc == 0
+	&& (!q->reserve_held || (int64_t) ((uint64_t) sv.f_bavail * sv.f_frsize)
+	    < q->space_goal + QUEUE_RESERVE_MARGIN)
+	&& time_mono_us() - q->vacuum_try_us >= QUEUE_RESERVE_RETRY_US) {
+	q->maintain = 1;
+	pthread_cond_signal(&q->cond);
+    }
+    out->reserve_size = q->reserve_size;
+    out->reserve_held = q->reserve_size > 0 ? q->reserve_held : 1;
+    out->full_errors = q->full_errors;
+    out->reserve_releases = q->reserve_releases;
+    pthread_mutex_unlock(&q->lock);
+    if (rc < 0)
+	return -1;
+    out->free_bytes = (uint64_t) sv.f_bavail * sv.f_frsize;
+    out->block_size = sv.f_frsize ? sv.f_frsize : 1;
+    out->free_blocks = sv.f_bavail;
+    return 0;
+}
+
+int     queue_space_refuse(const QUEUE_SPACE *sp, long long minfree, long long msg_limit)
+{
+    double  bs = sp->block_size ? (double) sp->block_size : 1.0;
+    double  blocks = (double) sp->free_blocks;
+
+    /* In blocks, as Postfix compares them. */
+    if ((minfree > 0 && (double) minfree / bs >= blocks)
+	|| (double) (msg_limit > 0 ? msg_limit : 0) / bs >= blocks / 1.5)
+	return QUEUE_SPACE_LOW;
+    if (!sp->reserve_held)
+	return QUEUE_SPACE_RESERVE;
+    return QUEUE_SPACE_OK;
+}
+
 void    queue_stats(QUEUE *q, QUEUE_STATS *st)
 {
     pthread_mutex_lock(&q->lock);
@@ -1273,6 +1570,8 @@ void    queue_test_fault(QUEUE *q, const char *step)
 	f = QFAULT_AFTER_COMMIT;
     else if (strcmp(step, "fail-batch") == 0)
 	f = QFAULT_FAIL_BATCH;
+    else if (strcmp(step, "full-commit") == 0)
+	f = QFAULT_FULL_COMMIT;
     else
 	util_fatal("queue_test_fault: unknown step \"%s\"", step);
     atomic_store(&q->fault, f);

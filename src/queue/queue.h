@@ -171,10 +171,50 @@ typedef struct QUEUE_STATS {
 void    queue_stats(QUEUE *q, QUEUE_STATS *st);
 
 /*
+ * A full disk (docs/queue-format.md, "A full disk").  The daemon keeps a
+ * reserve file, queue_directory/reserve, of the given size (0: none): when
+ * a commit fails because the disk is full, the new mail in it fails and
+ * the queue's own bookkeeping (anything but a batch of inserts of new
+ * mail) is retried once with the reserve given back to the file system
+ * and the WAL checkpointed and truncated.  The reserve is re-created when
+ * the file system has the room again; until then queue_space() says
+ * reserve_held = 0 and smtpd refuses new mail.  While the file system
+ * has less than min_free free (smtpd's threshold) or the reserve is given
+ * back, the writer returns the store's free pages to the file system
+ * (incremental vacuum: stores created by this version).
+ */
+void    queue_set_reserve(QUEUE *q, int64_t bytes, int64_t min_free);
+
+typedef struct QUEUE_SPACE {
+    uint64_t free_bytes;		/* available to unprivileged users (f_bavail) */
+    uint64_t free_blocks;
+    uint64_t block_size;
+    int64_t reserve_size;		/* 0: no reserve */
+    int     reserve_held;		/* 1 also when there is no reserve */
+    uint64_t full_errors;		/* transactions that met a full disk */
+    uint64_t reserve_releases;		/* times the reserve was given back */
+} QUEUE_SPACE;
+
+/* statvfs(queue_directory) and the reserve; -1 (reserve fields set) if statvfs fails. */
+int     queue_space(QUEUE *q, QUEUE_SPACE *out);
+
+/*
+ * Postfix's rule (smtpd_check_queue): new mail is refused while the free
+ * space is below queue_minfree or below 1.5 x message_size_limit; relayq
+ * also refuses it while the reserve is given back.  Returns 0 (accept),
+ * 1 (too little free space) or 2 (the reserve is in use).
+ */
+#define QUEUE_SPACE_OK		0
+#define QUEUE_SPACE_LOW		1
+#define QUEUE_SPACE_RESERVE	2
+int     queue_space_refuse(const QUEUE_SPACE *sp, long long minfree, long long msg_limit);
+
+/*
  * Fault injection for tests: "before-commit" (the committing thread
  * _exit(9)s just before COMMIT), "after-commit" (just after COMMIT, before
- * any callback), "fail-batch" (the next batch fails alone, ok=0), or NULL
- * to clear.
+ * any callback), "fail-batch" (the next batch fails alone, ok=0),
+ * "full-commit" (commits find the disk full until the reserve has been
+ * released once), or NULL to clear.
  */
 void    queue_test_fault(QUEUE *q, const char *step);
 

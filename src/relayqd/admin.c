@@ -491,9 +491,35 @@ static int pickup_take(void *ctx, const char *path, const MAILDROP_MSG *md, cons
     return 1;					/* kept until durable: pickup_done removes it */
 }
 
+/*
+ * While smtpd refuses new mail for want of space, pickup waits too: the
+ * maildrop file is durable where it is, and taking it would use the room
+ * the queue keeps for its bookkeeping.  One warning when it starts waiting.
+ */
+static int pickup_space_wait(RELAYQD *d)
+{
+    static int waiting;
+    QUEUE_SPACE sp;
+    int     why;
+
+    if (queue_space(d->queue, &sp) < 0)
+	return 0;
+    why = queue_space_refuse(&sp, config_size(d->cf, "queue_minfree"),
+			     config_size(d->cf, "message_size_limit"));
+    if (why != QUEUE_SPACE_OK && !waiting)
+	log_warn("pickup", "not enough free space in mail queue: %llu bytes%s; maildrop files wait",
+		 (unsigned long long) sp.free_bytes,
+		 why == QUEUE_SPACE_LOW ? " < 1.5*message_size_limit" : ", reserve in use");
+    else if (why == QUEUE_SPACE_OK && waiting)
+	log_msg("pickup", "free space in mail queue: %llu bytes; taking maildrop files again",
+		(unsigned long long) sp.free_bytes);
+    waiting = why != QUEUE_SPACE_OK;
+    return waiting;
+}
+
 void    admin_pickup(RELAYQD *d)
 {
-    if (pickup_inflight > 0 || d->stopping)
+    if (pickup_inflight > 0 || d->stopping || pickup_space_wait(d))
 	return;
     long long max = config_size(d->cf, "message_size_limit");
 
@@ -543,6 +569,36 @@ void    admin_metrics(void *ctx, BUF *out)
 
     metrics_family(out, "relayq_dead_destinations", "gauge", "Destinations currently suspended as dead.");
     metrics_sample(out, "relayq_dead_destinations", "", qmgr_dead_count(d->qmgr));
+
+    QUEUE_SPACE sp;
+    int     space_ok = queue_space(d->queue, &sp) == 0;
+
+    metrics_family(out, "relayq_queue_filesystem_free_bytes", "gauge",
+		   "Free space of the queue file system (available to unprivileged users), in bytes.");
+    if (space_ok)
+	metrics_sample(out, "relayq_queue_filesystem_free_bytes", "", (double) sp.free_bytes);
+    metrics_family(out, "relayq_queue_space_refusing", "gauge",
+		   "1 while new mail is refused with 452 4.3.1 for want of queue space (queue_minfree,"
+		   " 1.5 x message_size_limit, or the reserve in use), else 0.");
+    metrics_sample(out, "relayq_queue_space_refusing", "",
+		   space_ok && queue_space_refuse(&sp, config_size(d->cf, "queue_minfree"),
+						  config_size(d->cf, "message_size_limit")) != QUEUE_SPACE_OK);
+    metrics_family(out, "relayq_queue_reserve_held", "gauge",
+		   "1 while the queue's reserve file holds its space, 0 while it is given back after a full disk.");
+    metrics_sample(out, "relayq_queue_reserve_held", "", sp.reserve_held);
+    metrics_family(out, "relayq_queue_reserve_releases_total", "counter",
+		   "Times the reserve was given back to let the queue record its bookkeeping on a full disk.");
+    metrics_sample(out, "relayq_queue_reserve_releases_total", "", (double) sp.reserve_releases);
+    metrics_family(out, "relayq_queue_full_errors_total", "counter",
+		   "Queue transactions that failed because the disk was full.");
+    metrics_sample(out, "relayq_queue_full_errors_total", "", (double) sp.full_errors);
+    metrics_family(out, "relayq_queue_updates_suspended", "gauge",
+		   "Messages whose delivery outcome is not yet recorded; their delivery waits until it is.");
+    metrics_sample(out, "relayq_queue_updates_suspended", "", sched_suspended(d));
+
+    metrics_family(out, "relayq_log_write_errors_total", "counter",
+		   "Log lines that could not be written (maillog_file's file system full, ...).");
+    metrics_sample(out, "relayq_log_write_errors_total", "", (double) log_write_errors());
 
     queue_stats(d->queue, &qs);
     metrics_family(out, "relayq_queue_commits_total", "counter", "Queue store transactions committed.");

@@ -74,7 +74,7 @@ static int queue_dir_prepare(RELAYQD *d, char *err, size_t errlen)
 {
     const char *qdir = config_str(d->cf, "queue_directory");
     struct group *gr = getgrnam(config_str(d->cf, "setgid_group"));
-    const char *entries[] = {"queue.db", "queue.db-wal", "queue.db-shm", "lock"};
+    const char *entries[] = {"queue.db", "queue.db-wal", "queue.db-shm", "lock", "reserve"};
     uid_t   uid = geteuid();
     gid_t   gid = getegid();
     struct passwd *pw;
@@ -200,6 +200,24 @@ static void on_term(evutil_socket_t sig, short what, void *ctx)
     event_add(d->exit_timer, &tv);
 }
 
+/*
+ * The queue's reserve for its own bookkeeping on a full disk:
+ * relayq_queue_reserve_size, or by default room for a WAL checkpoint
+ * (SQLite's 1000 pages of 4 KiB) plus two of the largest messages.
+ */
+static void reserve_apply(RELAYQD *d)
+{
+    long long size = config_size(d->cf, "relayq_queue_reserve_size");
+    long long limit = config_size(d->cf, "message_size_limit");
+
+    if (size <= 0)
+	size = 4LL * 1024 * 1024 + 2 * (limit > 0 ? limit : 10240000LL);
+    long long minfree = config_size(d->cf, "queue_minfree");
+    long long want = (long long) (1.5 * (double) (limit > 0 ? limit : 0));
+
+    queue_set_reserve(d->queue, size, minfree > want ? minfree : want);
+}
+
 /* Parameters that take effect only at restart. */
 static const char *restart_params[] = {"smtpd_listen", "queue_directory", "mail_owner", "metrics_listen"};
 
@@ -227,6 +245,7 @@ static void on_hup(evutil_socket_t sig, short what, void *ctx)
     /* Modules keep pointers into the configuration until reconfigured: free the old one only now. */
     config_free(d->cf);
     d->cf = ncf;
+    reserve_apply(d);
     log_msg("master", "reload -- version %s, configuration %s", RELAYQ_VERSION, config_dir(d->cf));
     sched_kick(d);
 }
@@ -337,6 +356,7 @@ int     main(int argc, char **argv)
 	return 1;
     }
     smtpd_set_queue(d.smtpd, d.queue);
+    reserve_apply(&d);
     struct group *gr = getgrnam(config_str(d.cf, "setgid_group"));
 
     d.control = control_create(d.base, qdir, gr ? (int) gr->gr_gid : -1, admin_handle, &d, err, sizeof(err));
@@ -398,6 +418,7 @@ int     main(int argc, char **argv)
     event_base_dispatch(d.base);
 
     /* Stopped: let the writer finish what was submitted, then close. */
+    sched_record_suspended(&d);
     queue_close(d.queue);
     log_msg("master", "daemon stopped");
     smtp_free(d.smtp);

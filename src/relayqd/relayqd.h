@@ -58,7 +58,9 @@ void    sched_kick(RELAYQD *d);				/* run qmgr soon */
 void    sched_add_incoming(RELAYQD *d, const QMSG *msg);
 void    sched_state(void *ctx, const QMSG *msg, SHOWQ_SCHED *out);
 int     sched_idle(const RELAYQD *d);			/* nothing in flight */
+int     sched_suspended(const RELAYQD *d);		/* passes whose update waits to be recorded */
 void    sched_free(RELAYQD *d);			/* at exit */
+void    sched_record_suspended(RELAYQD *d);		/* at exit, before queue_close */
 
 
 /* admin.c */

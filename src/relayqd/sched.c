@@ -440,21 +440,43 @@ static void do_suspend(RELAYQD *d, const ACT *act)
 
 /* ---- DONE: the end of a pass ---- */
 
-typedef struct PASS {
+/*
+ * The outcome of a pass, kept until it is recorded.  When its batch
+ * cannot be committed (a full disk), the message is NOT given back to
+ * qmgr: it was delivered, bounced or deferred, and delivering it again
+ * because the record failed would duplicate it at every retry.  The same
+ * batch (same notices, same queue IDs) is submitted again with a growing
+ * delay until it commits; meanwhile the message waits, suspended.
+ */
+typedef struct PASS PASS;
+struct PASS {
     RELAYQD *d;
     char    qid[16];
     char   *sender;
     QMGR_ID id;
     int     disposition;
     int     forced;
+    QMSG   *msg;				/* the updated message (DEFER) */
+    QATTEMPT *attempts;			/* this pass's attempts (DEFER) */
+    int     nattempts;
     QMSG  **notices;
     const char **notice_kind;
     int     nnotices;
-    int64_t retry_at;			/* when the commit fails: retry the pass outcome */
-} PASS;
+    int     retries;			/* failed commits so far */
+    struct event *retry_ev;
+    PASS   *next;				/* d->suspended list */
+};
 
-/* Build a notice, give it an ID, run it through cleanup, add it to the batch. */
-static void add_notice(RELAYQD *d, QBATCH *b, PASS *p, const QMSG *orig,
+static PASS *suspended;				/* passes waiting to be recorded */
+static int nsuspended;
+
+int     sched_suspended(const RELAYQD *d)
+{
+    return nsuspended;
+}
+
+/* Build a notice, give it an ID, run it through cleanup, keep it for the batch. */
+static void add_notice(RELAYQD *d, PASS *p, const QMSG *orig,
 		               const int *rcpts, int n, int kind, const char *what, int64_t now)
 {
     QMSG   *nt = bounce_build(d->cf, orig, rcpts, n, kind, now);
@@ -465,12 +487,94 @@ static void add_notice(RELAYQD *d, QBATCH *b, PASS *p, const QMSG *orig,
     /* The notice's own Received: line is left out, as relayq's own message. */
     if (nt->message_id)
 	log_msg("cleanup", "%s: message-id=%s", nt->qid, nt->message_id);
-    queue_batch_insert(b, nt);
     p->notices = xrealloc(p->notices, sizeof(QMSG *) * (size_t) (p->nnotices + 1));
     p->notice_kind = xrealloc(p->notice_kind, sizeof(char *) * (size_t) (p->nnotices + 1));
     p->notices[p->nnotices] = nt;
     p->notice_kind[p->nnotices] = what;
     p->nnotices++;
+}
+
+/* The pass's one batch: its notices, and the update or the removal. */
+static QBATCH *pass_batch(RELAYQD *d, const PASS *p)
+{
+    QBATCH *b = queue_batch(d->queue);
+
+    for (int i = 0; i < p->nnotices; i++)
+	queue_batch_insert(b, p->notices[i]);
+    if (p->disposition == QMGR_DEFER) {
+	queue_batch_update(b, p->msg);
+	for (int i = 0; i < p->nattempts; i++)
+	    queue_batch_attempt(b, p->msg->seq, &p->attempts[i]);
+    } else {
+	queue_batch_delete(b, p->id);
+    }
+    return b;
+}
+
+static void pass_free(PASS *p)
+{
+    if (p->retry_ev)
+	event_free(p->retry_ev);
+    for (int i = 0; i < p->nnotices; i++)
+	qmsg_free(p->notices[i]);
+    free(p->notices);
+    free(p->notice_kind);
+    qmsg_free(p->msg);
+    qattempt_free_array(p->attempts, p->nattempts);
+    free(p->sender);
+    free(p);
+}
+
+static void pass_unlink(PASS *p)
+{
+    for (PASS **pp = &suspended; *pp; pp = &(*pp)->next)
+	if (*pp == p) {
+	    *pp = p->next;
+	    nsuspended--;
+	    break;
+	}
+}
+
+static void pass_committed(void *ctx, int ok);
+
+static void pass_retry_cb(evutil_socket_t fd, short what, void *ctx)
+{
+    PASS   *p = ctx;
+    RELAYQD *d = p->d;
+
+    pass_unlink(p);
+    d->pending_commits++;
+    queue_batch_submit(pass_batch(d, p), pass_committed, p);
+}
+
+/* The update failed: suspend the message (it stays out of qmgr) and retry the same batch. */
+static void pass_suspend(RELAYQD *d, PASS *p)
+{
+    int     delay = p->retries < 5 ? 1 << p->retries : 30;	/* 1 2 4 8 16 30 30 ... s */
+    struct timeval tv = {delay, 0};
+
+    if (p->disposition == QMGR_DEFER) {
+	QMSG   *m = queue_load(d->queue, p->id, 0);
+
+	if (m == NULL) {			/* removed meanwhile (relayq delete) */
+	    log_warn("qmgr", "%s: queue update failed and the message is gone; nothing to record", p->qid);
+	    pass_free(p);
+	    return;
+	}
+	qmsg_free(m);
+    }
+    /* qmgr still holds a deferred message: it must not take it again before this is recorded. */
+    if (p->disposition == QMGR_DEFER && d->qmgr)
+	qmgr_remove(d->qmgr, p->id);
+    if (p->retries++ == 0)
+	log_warn("qmgr", "%s: queue update failed (%s); delivery of this message is suspended"
+		 " until the update is recorded, which is retried", p->qid, queue_last_error(d->queue));
+    if (p->retry_ev == NULL)
+	p->retry_ev = evtimer_new(d->base, pass_retry_cb, p);
+    evtimer_add(p->retry_ev, &tv);
+    p->next = suspended;
+    suspended = p;
+    nsuspended++;
 }
 
 static void pass_committed(void *ctx, int ok)
@@ -480,34 +584,31 @@ static void pass_committed(void *ctx, int ok)
 
     d->pending_commits--;
     if (ok) {
+	if (p->retries > 0)
+	    log_msg("qmgr", "%s: queue update recorded after %d failed attempt%s; delivery resumes",
+		    p->qid, p->retries, p->retries == 1 ? "" : "s");
 	for (int i = 0; i < p->nnotices; i++) {
 	    log_msg("bounce", "%s: %s: %s", p->qid, p->notice_kind[i], p->notices[i]->qid);
 	    sched_add_incoming(d, p->notices[i]);
 	}
 	if (p->disposition != QMGR_DEFER)
 	    log_msg("qmgr", "%s: removed", p->qid);
-    } else {
-	/* Nothing changed on disk: the message keeps its old state; try again later. */
-	log_warn("qmgr", "%s: queue update failed; the message stays queued and will be retried", p->qid);
-	if (d->qmgr && !d->stopping) {
+	else if (d->qmgr && !d->stopping && p->retries > 0) {
 	    QMGR_MSGINFO info;
-	    QMSG   *m = queue_load(d->queue, p->id, 0);
 
-	    if (m) {
-		info_from_msg(m, &info);
-		info.state = QMGR_MSG_DEFERRED;
-		info.next_eligible = p->retry_at;
-		qmgr_add(d->qmgr, p->id, &info, (int64_t) time(NULL));
-		qmsg_free(m);
-	    }
+	    /* qmgr forgot it while it was suspended: give it back, deferred. */
+	    info_from_msg(p->msg, &info);
+	    qmgr_add(d->qmgr, p->id, &info, (int64_t) time(NULL));
 	}
+    } else if (!d->stopping) {
+	pass_suspend(d, p);
+	sched_kick(d);
+	return;
+    } else {
+	log_warn("qmgr", "%s: queue update failed (%s) while stopping; the message stays queued"
+		 " as it was and may be delivered again", p->qid, queue_last_error(d->queue));
     }
-    for (int i = 0; i < p->nnotices; i++)
-	qmsg_free(p->notices[i]);
-    free(p->notices);
-    free(p->notice_kind);
-    free(p->sender);
-    free(p);
+    pass_free(p);
     sched_kick(d);
 }
 
@@ -518,7 +619,6 @@ static void do_done(RELAYQD *d, const ACT *act, int64_t now)
     if (a == NULL)
 	return;
     QMSG   *m = a->msg;
-    QBATCH *b = queue_batch(d->queue);
     PASS   *p = xcalloc(1, sizeof(*p));
 
     p->d = d;
@@ -526,17 +626,16 @@ static void do_done(RELAYQD *d, const ACT *act, int64_t now)
     snprintf(p->qid, sizeof(p->qid), "%s", m->qid);
     p->sender = xstrdup(m->sender ? m->sender : "");
     p->disposition = act->a.disposition;
-    p->retry_at = now + qmgr_params(d->qmgr)->minimal_backoff_time;
 
     /* E3.1: a notice for the recipients that failed for good in this pass. */
     if (a->nbounced > 0) {
-	add_notice(d, b, p, m, a->bounced, a->nbounced, BOUNCE_FAILED,
+	add_notice(d, p, m, a->bounced, a->nbounced, BOUNCE_FAILED,
 		   "sender non-delivery notification", now);
 	for (int i = 0; i < a->nbounced; i++)
 	    m->rcpts[a->bounced[i]].state = QRCPT_BOUNCED;
     }
     if (a->nrelayed > 0)
-	add_notice(d, b, p, m, a->relayed, a->nrelayed, BOUNCE_RELAYED,
+	add_notice(d, p, m, a->relayed, a->nrelayed, BOUNCE_RELAYED,
 		   "sender delivery status notification", now);
     int    *pending = xcalloc((size_t) m->nrcpt + 1, sizeof(int));
     int     npending = 0;
@@ -547,20 +646,18 @@ static void do_done(RELAYQD *d, const ACT *act, int64_t now)
 
     switch (act->a.disposition) {
     case QMGR_REMOVE:
-	queue_batch_delete(b, m->seq);
 	break;
     case QMGR_EXPIRE:
 	log_msg("qmgr", "%s: from=<%s>, status=%s, returned to sender",
 		m->qid, m->sender ? m->sender : "", act->a.forced ? "force-expired" : "expired");
 	d->n_expired++;
 	if (npending > 0)
-	    add_notice(d, b, p, m, pending, npending, BOUNCE_FAILED,
+	    add_notice(d, p, m, pending, npending, BOUNCE_FAILED,
 		       "sender non-delivery notification", now);
-	queue_batch_delete(b, m->seq);
 	break;
     default:					/* QMGR_DEFER */
 	if (act->a.warn && npending > 0) {
-	    add_notice(d, b, p, m, pending, npending, BOUNCE_DELAYED,
+	    add_notice(d, p, m, pending, npending, BOUNCE_DELAYED,
 		       "sender delay notification", now);
 	}
 	if (act->a.warn)
@@ -568,18 +665,22 @@ static void do_done(RELAYQD *d, const ACT *act, int64_t now)
 	m->state = QSTATE_DEFERRED;
 	m->next_eligible = act->a.next_eligible;
 	m->attempts++;
-	queue_batch_update(b, m);
-	for (int i = 0; i < a->nattempts; i++)
-	    queue_batch_attempt(b, m->seq, &a->attempts[i]);
 	break;
     }
+    /* The pass keeps what its batch needs, for as long as it is not recorded. */
+    p->msg = a->msg;
+    a->msg = NULL;
+    p->attempts = a->attempts;
+    p->nattempts = a->nattempts;
+    a->attempts = NULL;
+    a->nattempts = 0;
     free(pending);
     if (test_pass_fault) {
 	queue_test_fault(d->queue, test_pass_fault);
 	test_pass_fault = NULL;
     }
     d->pending_commits++;
-    queue_batch_submit(b, pass_committed, p);
+    queue_batch_submit(pass_batch(d, p), pass_committed, p);
     active_free(d, a);
 }
 
@@ -703,9 +804,33 @@ void    sched_free(RELAYQD *d)
     for (size_t i = 0; i < d->active_size; i++)
 	while (d->active[i])
 	    active_free(d, d->active[i]);
+    while (suspended) {
+	PASS   *p = suspended;
+
+	suspended = p->next;
+	nsuspended--;
+	pass_free(p);
+    }
     free(d->active);
     d->active = NULL;
     d->active_size = 0;
+}
+
+/* At exit, before the queue closes: outcomes still not recorded get one last try. */
+void    sched_record_suspended(RELAYQD *d)
+{
+    while (suspended) {
+	PASS   *p = suspended;
+
+	suspended = p->next;
+	nsuspended--;
+	if (queue_batch_commit(pass_batch(d, p)) == 0)
+	    log_msg("qmgr", "%s: queue update recorded at shutdown", p->qid);
+	else
+	    log_warn("qmgr", "%s: queue update still failing at shutdown (%s); the message may be"
+		     " delivered again after the restart", p->qid, queue_last_error(d->queue));
+	pass_free(p);
+    }
 }
 
 int     sched_idle(const RELAYQD *d)

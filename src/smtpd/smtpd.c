@@ -55,6 +55,7 @@ typedef struct SMTPD_PARAMS {
     char   *myhostname;
     char   *banner;
     long long msg_limit;
+    long long queue_minfree;
     long long hdr_limit;
     long long line_limit;
     long long rcpt_limit;
@@ -169,6 +170,7 @@ static SMTPD_PARAMS *params_load(const CONFIG *cf)
     p->myhostname = xstrdup(config_str(cf, "myhostname"));
     p->banner = xstrdup(config_str(cf, "smtpd_banner"));
     p->msg_limit = config_size(cf, "message_size_limit");
+    p->queue_minfree = config_size(cf, "queue_minfree");
     p->hdr_limit = config_size(cf, "header_size_limit");
     p->line_limit = config_size(cf, "line_length_limit");
     if (p->line_limit < 512)
@@ -582,6 +584,36 @@ static void milter_mail_cb(void *ctx, const MILTER_RESULT *r)
     milter_resume(ss);
 }
 
+/*
+ * Postfix's smtpd_check_queue: new mail is refused at MAIL FROM before the
+ * queue file system is full, so that a message that was accepted can
+ * always be written, and the queue's bookkeeping keeps its reserve.
+ */
+static int queue_space_refused(SESSION *ss)
+{
+    QUEUE_SPACE sp;
+    int     why;
+
+    if (ss->s->q == 0 || queue_space(ss->s->q, &sp) < 0)
+	return (0);				/* cannot tell: the queue will say */
+    why = queue_space_refuse(&sp, ss->p->queue_minfree, ss->p->msg_limit);
+    if (why == QUEUE_SPACE_OK)
+	return (0);
+    ss->s->st.rejects_other++;
+    log_msg("smtpd", "NOQUEUE: reject: MAIL from %s: 452 4.3.1 Insufficient system storage; proto=%s%s%s%s",
+	    ss->namaddr, proto_name(ss), ss->helo ? " helo=<" : "",
+	    ss->helo ? ss->helo : "", ss->helo ? ">" : "");
+    if (why == QUEUE_SPACE_LOW)
+	log_warn("smtpd", "not enough free space in mail queue: %llu bytes < 1.5*message_size_limit",
+		 (unsigned long long) sp.free_bytes);
+    else
+	log_warn("smtpd", "queue file system was full and its reserve is in use: %llu bytes free;"
+		 " new mail is refused until the reserve of %lld bytes can be re-created",
+		 (unsigned long long) sp.free_bytes, (long long) sp.reserve_size);
+    reply(ss, "452 4.3.1 Insufficient system storage");
+    return (1);
+}
+
 static void cmd_mail(SESSION *ss, const char *arg)
 {
     SMTPD_PARAMS *p = ss->p;
@@ -621,6 +653,11 @@ static void cmd_mail(SESSION *ss, const char *arg)
 	free(addr);
 	smtpd_mailp_free(&mp);
 	reply(ss, "553 5.6.7 Must declare SMTPUTF8 to send unicode address");
+	goto fail;
+    }
+    if (queue_space_refused(ss)) {
+	free(addr);
+	smtpd_mailp_free(&mp);
 	goto fail;
     }
     ss->msg = xcalloc(1, sizeof(*ss->msg));
