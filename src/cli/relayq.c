@@ -472,7 +472,10 @@ static int explain_usage(const char *why)
     fprintf(stderr, "relayq: explain: %s\n"
 	    "usage: relayq explain [--arrival-offset SECONDS] [--attempt-duration SECONDS]\n"
 	    "                      [--sender ADDRESS] [--max-attempts N] [--json] [--svg FILE]\n"
-	    "       relayq explain QUEUEID [--attempt-duration SECONDS] [--json]\n",
+	    "       relayq explain QUEUEID [--attempt-duration SECONDS] [--json]\n"
+	    "       relayq explain --set NAME=VALUE... --compare [configuration options]\n"
+	    "       relayq explain --what-if --set NAME=VALUE... [--at TIME] [--until TIME]\n"
+	    "                      [QUEUEID... | --all] [--json] [--attempt-duration SECONDS]\n",
 	    why);
     return (2);
 }
@@ -514,6 +517,36 @@ static int cli_explain_id(CLI *cli, const EXPLAIN_OPTS *o)
     return 0;
 }
 
+/*
+ * explain --what-if: only the running daemon knows the queue-run phase, what
+ * is being delivered and which destinations are dead, so it answers; the
+ * changed parameters are those of its configuration with the --set values,
+ * as a reload would read them.
+ */
+static int cli_explain_whatif(CLI *cli, const EXPLAIN_OPTS *o)
+{
+    BUF     req = BUF_INIT, reply = BUF_INIT;
+    char    err[512];
+    QMGR_PARAMS p;
+    int     ret;
+
+    /* A bad --set value is reported here, with the file's own wording. */
+    if (explain_whatif_params(cli->confdir, cli->overrides, cli->noverrides, o, &p,
+			      err, sizeof(err)) < 0)
+	cli_fatal(1, "%s", err);
+    explain_opts_request(o, &req);
+    ret = control_call(cli_qdir(cli), 0, req.data, &reply, err, sizeof(err));
+    buf_free(&req);
+    if (ret == CONTROL_DOWN)
+	cli_fatal(1, "the mail system is not running: --what-if needs relayqd's queue-run phase "
+		  "and state (start it, or use \"explain --set ... --compare\" for a configuration)");
+    if (ret != CONTROL_OK)
+	cli_fatal(1, "%s", err);
+    cli_print(stdout, &reply);
+    buf_free(&reply);
+    return 0;
+}
+
 int     cli_explain(CLI *cli, int argc, char **argv)
 {
     EXPLAIN_OPTS o;
@@ -523,12 +556,24 @@ int     cli_explain(CLI *cli, int argc, char **argv)
 
     if (explain_opts_parse(argc - 1, argv + 1, &o, err, sizeof(err)) < 0)
 	return explain_usage(err);
-    if (o.qid && !cli_valid_id(o.qid))
-	return explain_usage("unexpected argument");
+    for (int i = 0; i < o.nids; i++)
+	if (!cli_valid_id(o.ids[i]) || strcmp(o.ids[i], "ALL") == 0)
+	    return explain_usage("unexpected argument");
+    if (o.what_if)
+	return cli_explain_whatif(cli, &o);
     if (o.qid)
 	return cli_explain_id(cli, &o);
     explain_params(cli_cf(cli), &p);
-    ret = explain_config(&p, &o, stdout, err, sizeof(err));
+    if (o.compare) {
+	QMGR_PARAMS changed;
+
+	if (explain_whatif_params(cli->confdir, cli->overrides, cli->noverrides, &o, &changed,
+				  err, sizeof(err)) < 0)
+	    cli_fatal(1, "%s", err);
+	ret = explain_compare(&p, &changed, &o, stdout, err, sizeof(err));
+    } else {
+	ret = explain_config(&p, &o, stdout, err, sizeof(err));
+    }
     if (ret < 0)
 	return explain_usage(err);
     if (ret > 0)

@@ -305,6 +305,84 @@ static double svg_x(int64_t rel, int64_t span)
     return (SVG_X0 + (SVG_X1 - SVG_X0) * sqrt((double) rel) / sqrt((double) span));
 }
 
+/* One row of the overlay: attempts as marks at height y, the expiry as a line. */
+static void svg_row(FILE *fp, const QMGR_SIM_INPUT *in, const QMGR_TIMELINE *tl, int64_t span,
+		            int y, const char *cls, const char *label)
+{
+    char    b1[64];
+    double  x;
+
+    fprintf(fp, "<text class=\"label\" x=\"%d\" y=\"%d\" text-anchor=\"end\">%s</text>\n",
+	    SVG_X0 - 6, y + 4, label);
+    for (int i = 0; i < tl->nattempts; i++) {
+	const QMGR_SIM_ATTEMPT *a = tl->attempts + i;
+
+	x = svg_x(a->start - in->arrival, span);
+	fprintf(fp, "<circle class=\"%s\" cx=\"%.1f\" cy=\"%d\" r=\"5\"><title>%s attempt %d at %s"
+		"</title></circle>\n", cls, x, y, label, a->n,
+		explain_rel(in, a->start, b1, sizeof(b1)));
+    }
+    if (tl->expiry_at) {
+	x = svg_x(tl->expiry_at - in->arrival, span);
+	fprintf(fp, "<line class=\"%s-exp\" x1=\"%.1f\" y1=\"%d\" x2=\"%.1f\" y2=\"%d\"/>"
+		"<text class=\"label\" x=\"%.1f\" y=\"%d\" text-anchor=\"end\">%s expires %s </text>\n",
+		cls, x, y - 14, x, y + 14, x, y - 18, label,
+		explain_rel(in, tl->expiry_at, b1, sizeof(b1)));
+    }
+}
+
+void    explain_write_svg_pair(FILE *fp, const QMGR_PARAMS *p, const QMGR_PARAMS *q,
+			               const QMGR_SIM_INPUT *in, const QMGR_TIMELINE *a,
+			               const QMGR_TIMELINE *b)
+{
+    int64_t span = 60;
+    char    b1[64], b2[64];
+    double  x, last;
+    static const int64_t labels[] = {60, 300, 900, 1800, 3600, 2 * 3600, 4 * 3600, 8 * 3600,
+	12 * 3600, 86400, 2 * 86400, 3 * 86400, 5 * 86400, 7 * 86400, 14 * 86400, 28 * 86400};
+
+    if (a->nattempts > 0 && a->attempts[a->nattempts - 1].end - in->arrival > span)
+	span = a->attempts[a->nattempts - 1].end - in->arrival;
+    if (b->nattempts > 0 && b->attempts[b->nattempts - 1].end - in->arrival > span)
+	span = b->attempts[b->nattempts - 1].end - in->arrival;
+    span += span / 50 + 1;
+    fprintf(fp, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+    fprintf(fp, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" "
+	    "viewBox=\"0 0 %d %d\" font-family=\"sans-serif\" font-size=\"12\">\n",
+	    SVG_W, SVG_H, SVG_W, SVG_H);
+    fprintf(fp, "<style>.now{fill:#c0392b;stroke:#000}.whatif{fill:#2e86c1;stroke:#000}"
+	    ".now-exp{stroke:#c0392b;stroke-width:3}.whatif-exp{stroke:#2e86c1;stroke-width:3}"
+	    ".axis{stroke:#000}.label{fill:#000}</style>\n");
+    fprintf(fp, "<rect x=\"0\" y=\"0\" width=\"%d\" height=\"%d\" fill=\"#fff\"/>\n", SVG_W, SVG_H);
+    fprintf(fp, "<text x=\"%d\" y=\"24\" font-size=\"15\">Retry timelines: now (lifetime %s, "
+	    "backoff %llds..%llds, runs every %llds) and what-if (lifetime %s, backoff %llds..%llds, "
+	    "runs every %llds)</text>\n", SVG_X0,
+	    explain_duration(qmgr_lifetime(p, in->null_sender), b1, sizeof(b1)),
+	    (long long) p->minimal_backoff_time, (long long) p->maximal_backoff_time,
+	    (long long) p->queue_run_delay,
+	    explain_duration(qmgr_lifetime(q, in->null_sender), b2, sizeof(b2)),
+	    (long long) q->minimal_backoff_time, (long long) q->maximal_backoff_time,
+	    (long long) q->queue_run_delay);
+    fprintf(fp, "<text x=\"%d\" y=\"42\" fill=\"#555\">time after arrival (square-root scale)</text>\n",
+	    SVG_X0);
+    fprintf(fp, "<line class=\"axis\" x1=\"%d\" y1=\"%d\" x2=\"%d\" y2=\"%d\"/>\n",
+	    SVG_X0, SVG_AXIS + 40, SVG_X1, SVG_AXIS + 40);
+    last = SVG_X0 - 100;
+    for (size_t k = 0; k < ARRAY_LEN(labels) && labels[k] <= span; k++) {
+	x = svg_x(labels[k], span);
+	if (x - last < 48.0)
+	    continue;
+	last = x;
+	fprintf(fp, "<line class=\"axis\" x1=\"%.1f\" y1=\"%d\" x2=\"%.1f\" y2=\"%d\"/>"
+		"<text class=\"label\" x=\"%.1f\" y=\"%d\" text-anchor=\"middle\">%s</text>\n",
+		x, SVG_AXIS + 40, x, SVG_AXIS + 50, x, SVG_AXIS + 62,
+		explain_duration(labels[k], b1, sizeof(b1)));
+    }
+    svg_row(fp, in, a, span, 130, "now", "now");
+    svg_row(fp, in, b, span, 210, "whatif", "what-if");
+    fprintf(fp, "</svg>\n");
+}
+
 void    explain_write_svg(FILE *fp, const QMGR_PARAMS *p, const QMGR_SIM_INPUT *in,
 			          const QMGR_TIMELINE *tl)
 {

@@ -41,9 +41,13 @@
  * and --attempt-duration apply to a queued message.
  */
 #define EXPLAIN_OPT_CONFIG_ONLY	(1u << 0)	/* an option that applies to a configuration only was given */
+#define EXPLAIN_OPT_WHAT_IF	(1u << 1)	/* an option of --what-if (--at, --until, --all) was given */
+
+#define EXPLAIN_MAX_SETS	16
+#define EXPLAIN_MAX_IDS		256
 
 typedef struct EXPLAIN_OPTS {
-    const char *qid;			/* NULL: explain the configuration */
+    const char *qid;			/* NULL: explain the configuration (the first of ids) */
     int64_t arrival_offset;
     int64_t attempt_duration;
     int     null_sender;
@@ -51,6 +55,16 @@ typedef struct EXPLAIN_OPTS {
     int     json;
     const char *svg;			/* NULL, a file name, or "-" */
     unsigned flags;			/* EXPLAIN_OPT_* */
+    /* What-if (relayq only): --what-if, --set NAME=VALUE, --at, --until, --all, --compare. */
+    int     what_if;			/* the queue under a changed configuration */
+    int     compare;			/* a configuration: both timelines side by side */
+    const char *sets[EXPLAIN_MAX_SETS];	/* "NAME=VALUE" */
+    int     nsets;
+    int64_t at;				/* when the change is applied (absolute; 0: now) */
+    int64_t until;			/* "expires before" horizon (absolute; 0: none) */
+    int     all;			/* every queued message */
+    const char *ids[EXPLAIN_MAX_IDS];	/* the queue IDs named */
+    int     nids;
 } EXPLAIN_OPTS;
 
 /*
@@ -59,8 +73,21 @@ typedef struct EXPLAIN_OPTS {
  */
 int     explain_opts_parse(int argc, char *const *argv, EXPLAIN_OPTS *o, char *err, size_t errlen);
 
-/* The query-socket request for o (o->qid set): "explain ID [--json] [--attempt-duration=S]". */
+/* The query-socket request for o (o->qid set, or o->what_if): "explain ID [--json] [--attempt-duration=S]". */
 void    explain_opts_request(const EXPLAIN_OPTS *o, BUF *req);
+
+/*
+ * The parameters --set may change: those of the schedule.  1 if name is one.
+ */
+int     explain_schedule_param(const char *name);
+
+/*
+ * The scheduler's parameters of confdir's configuration with overrides
+ * (the daemon's own -o) and then o->sets applied, as a reload would read
+ * them.  Returns 0, or -1 with the configuration error in err.
+ */
+int     explain_whatif_params(const char *confdir, char *const *overrides, int noverrides,
+			              const EXPLAIN_OPTS *o, QMGR_PARAMS *p, char *err, size_t errlen);
 
 /*
  * The scheduler's parameters of a configuration: one place for the daemon
@@ -86,8 +113,57 @@ void    explain_print_json(FILE *fp, const QMGR_PARAMS *p, const QMGR_SIM_INPUT 
 void    explain_write_svg(FILE *fp, const QMGR_PARAMS *p, const QMGR_SIM_INPUT *in,
 			          const QMGR_TIMELINE *tl);
 
+/* Two timelines of the same message overlaid (--compare --svg). */
+void    explain_write_svg_pair(FILE *fp, const QMGR_PARAMS *now, const QMGR_PARAMS *changed,
+			               const QMGR_SIM_INPUT *in, const QMGR_TIMELINE *a,
+			               const QMGR_TIMELINE *b);
+
 /* "29m25s", "24h29m41s", "0s" (no sign); returns buf. */
 char   *explain_duration(int64_t secs, char *buf, size_t len);
+
+/*
+ * `explain --set NAME=VALUE ... --compare`: the two timelines of a
+ * configuration, now and changed, side by side (text or JSON), the SVG with
+ * both overlaid.  Returns as explain_config().
+ */
+int     explain_compare(const QMGR_PARAMS *now, const QMGR_PARAMS *changed, const EXPLAIN_OPTS *o,
+			        FILE *out, char *err, size_t errlen);
+
+/* ---- what-if on the queue ---- */
+
+/*
+ * One message's future under p, the queue-run grid anchored at anchor,
+ * from time now on, if every attempt fails after attempt_duration seconds.
+ */
+typedef struct EXPLAIN_PREDICTION {
+    int     known;			/* 0: held or being delivered: no prediction */
+    int64_t next_attempt;		/* start of the next attempt */
+    int64_t expire_time;		/* end of the failed attempt at which it expires */
+    int64_t warn_time;			/* when the delay warning goes out; 0: none */
+    int     attempts_hour;		/* attempts starting in [now, now + 3600) */
+    int     attempts;			/* attempts until it expires */
+} EXPLAIN_PREDICTION;
+
+/*
+ * The same message today and under changed parameters applied at `at` (a
+ * reload: the grid re-anchored at `at`, dead destinations forgotten);
+ * before `at` the message follows today's schedule.
+ */
+void    explain_predict(const QMGR_PARAMS *p, const QMSG *m, int64_t anchor, int64_t now,
+			        int64_t attempt_duration, EXPLAIN_PREDICTION *out);
+void    explain_predict_change(const QMGR_PARAMS *p_now, const QMGR_PARAMS *p_new, const QMSG *m,
+				       int64_t anchor, int64_t now, int64_t at,
+				       int64_t attempt_duration, EXPLAIN_PREDICTION *out);
+
+/*
+ * `explain --what-if`: every queued message (o->all) or those named, one
+ * line each (or a JSON array) and a summary.  sched/ctx/anchor as for
+ * explain_queued(); they must come from the running daemon.  Returns 0, or
+ * -1 with a reason in err.
+ */
+int     explain_whatif(QUEUE *q, const QMGR_PARAMS *p_now, const QMGR_PARAMS *p_new,
+		               const EXPLAIN_OPTS *o, SHOWQ_SCHED_FN sched, void *ctx,
+		               int64_t anchor, int64_t now, FILE *out, char *err, size_t errlen);
 
 /* ---- a queued message ---- */
 
