@@ -285,6 +285,39 @@ static int admin_change_when_settled(RELAYQD *d, int argc, char **argv, BUF *out
     return 0;
 }
 
+/*
+ * explain --what-if: the queue's schedule now and after a reload with the
+ * --set values, from this daemon's state; nothing is changed.
+ */
+static int admin_explain_whatif(RELAYQD *d, const EXPLAIN_OPTS *o, BUF *out)
+{
+    QMGR_PARAMS changed;
+    char    err[512];
+    char   *data = NULL;
+    size_t  len = 0;
+    FILE   *fp;
+    int     ret;
+
+    if (explain_whatif_params(d->confdir, d->overrides, d->noverrides, o, &changed,
+			      err, sizeof(err)) < 0) {
+	buf_puts(out, err);
+	return -1;
+    }
+    if ((fp = open_memstream(&data, &len)) == NULL) {
+	buf_puts(out, "out of memory");
+	return -1;
+    }
+    ret = explain_whatif(d->queue, qmgr_params(d->qmgr), &changed, o, sched_state, d,
+			 qmgr_anchor(d->qmgr), (int64_t) time(NULL), fp, err, sizeof(err));
+    fclose(fp);
+    if (ret < 0)
+	buf_puts(out, err);
+    else
+	buf_append(out, data, len);
+    free(data);
+    return ret;
+}
+
 /* explain ID [options]: the timeline of one queued message, with the daemon's state. */
 static int admin_explain(RELAYQD *d, int argc, char **argv, BUF *out)
 {
@@ -296,6 +329,8 @@ static int admin_explain(RELAYQD *d, int argc, char **argv, BUF *out)
     int     ret;
 
     ret = explain_opts_parse(argc - 1, argv + 1, &o, err, sizeof(err));
+    if (ret == 0 && o.what_if)
+	return admin_explain_whatif(d, &o, out);
     if (ret == 0 && o.qid == NULL) {
 	snprintf(err, sizeof(err), "no queue ID");
 	ret = -1;
