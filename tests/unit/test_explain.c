@@ -290,6 +290,64 @@ static void test_usage_errors(void)
 }
 
 /* One parser for the CLI, the daemon and the offline path (issue 13). */
+static void test_whatif_opts(void)
+{
+    char   *w[] = {"--what-if", "--set", "maximal_backoff_time=10m", "--set=queue_run_delay=60s",
+	"--at=1800000000", "--until", "1800003600", "ABC123", "DEF456", "--json"};
+    char    err[256];
+    EXPLAIN_OPTS a, b;
+    BUF     req = BUF_INIT;
+    char  **argv;
+    int     argc = 0;
+
+    T_EQ_INT(explain_opts_parse(10, w, &a, err, sizeof(err)), 0);
+    T_CHECK(a.what_if && a.json);
+    T_EQ_INT(a.nsets, 2);
+    T_EQ_STR(a.sets[1], "queue_run_delay=60s");
+    T_EQ_INT(a.at, 1800000000);
+    T_EQ_INT(a.until, 1800003600);
+    T_EQ_INT(a.nids, 2);
+    T_EQ_STR(a.ids[1], "DEF456");
+    /* The request the CLI sends parses back to the same options. */
+    explain_opts_request(&a, &req);
+    T_EQ_STR(req.data, "explain --what-if --set=maximal_backoff_time=10m --set=queue_run_delay=60s "
+	     "--at=1800000000 --until=1800003600 ABC123 DEF456 --json");
+    argv = str_split_list(req.data, &argc);
+    T_EQ_INT(explain_opts_parse(argc - 1, argv + 1, &b, err, sizeof(err)), 0);
+    T_EQ_INT(b.at, a.at);
+    T_EQ_INT(b.nsets, 2);
+    T_EQ_INT(b.nids, 2);
+    str_list_free(argv);
+    buf_free(&req);
+    {
+	static char *bad[][3] = {
+	    {"--what-if", 0, 0},			/* no IDs, no --all */
+	    {"--what-if", "--all", "ABC123"},		/* both */
+	    {"--what-if", "--set=mail_owner=root", "--all"},
+	    {"--what-if", "--set=maximal_backoff_time", "--all"},
+	    {"--what-if", "--set==1", "--all"},
+	    {"--what-if", "--at=tomorrow", "--all"},
+	    {"--what-if", "--at=+-5", "--all"},
+	    {"--what-if", "--svg=x", "--all"},
+	    {"--all", 0, 0},				/* without --what-if */
+	    {"--at=now", 0, 0},
+	    {"--set=maximal_backoff_time=1h", 0, 0},	/* needs --what-if or --compare */
+	    {"--compare", 0, 0},			/* needs --set */
+	    {"--compare", "--set=queue_run_delay=1s", "ABC123"},
+	};
+
+	for (size_t k = 0; k < ARRAY_LEN(bad); k++) {
+	    char   *args[3] = {bad[k][0], bad[k][1], bad[k][2]};
+	    int     n = bad[k][2] ? 3 : bad[k][1] ? 2 : 1;
+
+	    err[0] = 0;
+	    if (explain_opts_parse(n, args, &a, err, sizeof(err)) != -1)
+		T_FAILF("accepted: %s %s %s", args[0], args[1] ? args[1] : "", args[2] ? args[2] : "");
+	    T_CHECK(err[0] != 0);
+	}
+    }
+}
+
 static void test_opts_parse(void)
 {
     char   *two[] = {"ABC123", "--attempt-duration", "5m", "--json"};
@@ -423,6 +481,7 @@ int     main(void)
     T_RUN(test_svg);
     T_RUN(test_usage_errors);
     T_RUN(test_opts_parse);
+    T_RUN(test_whatif_opts);
     T_RUN(test_message_lifetime_capped);
     return (t_done());
 }
