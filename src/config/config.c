@@ -923,6 +923,22 @@ void    config_write_man(FILE *fp)
 	  "a malformed value is an error that stops the program.\n"
 	  "Defaults are those of Postfix 3.7 at compatibility_level = 3.6\n"
 	  "unless the entry says otherwise.\n"
+	  ".SH LOOKUP TABLES\n"
+	  "Parameters whose entry says\n.I lookup tables\n"
+	  "(transport_maps, the type:name elements of relay_domains, and every\n"
+	  ".I *_maps\n"
+	  "parameter) take Postfix's\n.IR type : name\n"
+	  "tables, searched in the order listed:\n"
+	  "inline:{key=value, ...}, texthash:/file, static:value,\n"
+	  "hash:/file and btree:/file (file.db), lmdb:/file (file.lmdb), cdb:/file (file.cdb)\n"
+	  "built by\n.B relayq postmap\nor Postfix's\n.BR postmap (1),\n"
+	  "regexp:/file and pcre:/file pattern tables,\n"
+	  "socketmap:inet:host:port:name and socketmap:unix:/path:name,\n"
+	  "unionmap:{...} and pipemap:{...}.\n"
+	  "Keys are looked up as Postfix does for that parameter\n"
+	  "(addresses, domains and parent domains, address extensions);\n"
+	  "a table file that changed is read again at the next lookup and on SIGHUP.\n"
+	  "See docs/tables.md.\n"
 	  ".SH PARAMETERS\n", fp);
 
     for (int i = 0; i < param_count; i++)

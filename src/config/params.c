@@ -52,7 +52,17 @@ const PARAM param_table[] = {
     PN("mynetworks", PT_LIST, "127.0.0.0/8 [::1]/128", "Postfix: derived from mynetworks_style",
        "trusted client networks (CIDR list)"),
     P("relay_domains", PT_LIST, "",
-      "destination domains relayed for any client"),
+      "destination domains relayed for any client: domain names (a name also matches its "
+      "subdomains, .name only its subdomains) and lookup tables type:name (the domain or a "
+      "parent domain as key)"),
+    P("parent_domain_matches_subdomains", PT_LIST,
+      "debug_peer_list,fast_flush_domains,mynetworks,permit_mx_backup_networks,"
+      "qmqpd_authorized_clients,relay_domains,smtpd_access_maps",
+      "parameters whose lookup tables match subdomains with a parent domain key (example.com); "
+      "the others need .example.com keys"),
+    P("recipient_delimiter", PT_STR, "",
+      "separators of address extensions (user+ext): address lookups try user+ext@domain, then "
+      "user@domain"),
     P("smtpd_relay_restrictions", PT_LIST, "permit_mynetworks, defer_unauth_destination",
       "relay access restrictions applied at RCPT TO"),
     P("smtpd_recipient_restrictions", PT_LIST, "",
@@ -60,7 +70,8 @@ const PARAM param_table[] = {
     P("relayhost", PT_STR, "",
       "the next hop for all mail, e.g. [host]:port; empty: MX lookup"),
     P("transport_maps", PT_LIST, "",
-      "next hop per destination: inline:{...} or texthash:/path"),
+      "lookup tables: next hop per recipient address or domain, in transport(5)'s order "
+      "(any table type but socketmap)"),
     P("smtp_fallback_relay", PT_LIST, "",
       "hosts tried when the normal next hop is unreachable"),
     PR("dns_servers", PT_LIST, "",

@@ -218,6 +218,72 @@ static void reserve_apply(RELAYQD *d)
     queue_set_reserve(d->queue, size, minfree > want ? minfree : want);
 }
 
+/*
+ * Every parameter that takes lookup tables.  relayqd opens them all at
+ * start, before it drops privileges (a table only root may read is read
+ * then and kept), holds them open so that every module's lookups share
+ * one copy, and re-reads changed files on SIGHUP.  Parameters this build
+ * does not know are skipped.
+ */
+static const char *table_params[] = {
+    "transport_maps", "relay_domains", "relay_recipient_maps",
+    "smtp_sasl_password_maps", "smtp_tls_policy_maps", "smtpd_sender_login_maps",
+    "canonical_maps", "sender_canonical_maps", "recipient_canonical_maps",
+    "smtp_generic_maps", "virtual_alias_maps", "header_checks", "body_checks",
+    "smtp_header_checks", "smtpd_client_restrictions_maps", "relayq_retry_policy_maps",
+};
+
+/* Open cf's tables (type:name elements of the parameters above). */
+static int tables_open(const CONFIG *cf, TABLE_LIST ***out, int *nout, char *err, size_t errlen)
+{
+    TABLE_LIST **v = xcalloc(ARRAY_LEN(table_params), sizeof(TABLE_LIST *));
+    int     n = 0;
+
+    for (size_t i = 0; i < ARRAY_LEN(table_params); i++) {
+	char  **elems;
+	BUF     specs = BUF_INIT;
+
+	if (!config_known(table_params[i]))
+	    continue;
+	elems = config_list(cf, table_params[i], 0);
+	for (char **e = elems; *e; e++)
+	    if (strcmp(table_params[i], "relay_domains") != 0 || strchr(*e, ':')) {
+		buf_puts(&specs, specs.len ? ", " : "");
+		buf_puts(&specs, *e);
+	    }
+	str_list_free(elems);
+	if (specs.len == 0) {
+	    buf_free(&specs);
+	    continue;
+	}
+	if ((v[n] = table_list_open(table_params[i], specs.data, TABLE_FLAG_FOLD, err, errlen)) == NULL) {
+	    buf_free(&specs);
+	    while (n > 0)
+		table_list_close(v[--n]);
+	    free(v);
+	    return (-1);
+	}
+	n++;
+	buf_free(&specs);
+    }
+    if (smtp_route_check(cf, err, errlen) < 0) {
+	while (n > 0)
+	    table_list_close(v[--n]);
+	free(v);
+	return (-1);
+    }
+    *out = v;
+    *nout = n;
+    return (0);
+}
+
+static void tables_close(TABLE_LIST **v, int n)
+{
+    for (int i = 0; i < n; i++)
+	table_list_close(v[i]);
+    free(v);
+}
+
 /* Parameters that take effect only at restart. */
 static const char *restart_params[] = {"smtpd_listen", "queue_directory", "mail_owner", "metrics_listen"};
 
@@ -227,11 +293,25 @@ static void on_hup(evutil_socket_t sig, short what, void *ctx)
     char    err[512];
     CONFIG *ncf = config_load(d->confdir, d->overrides, d->noverrides, 0, err, sizeof(err));
 
+    TABLE_LIST **ntables = NULL;
+    int     nntables = 0;
+
     log_reopen();
     if (ncf == NULL) {
 	log_warn("master", "reload failed, keeping the old configuration: %s", err);
 	return;
     }
+    /* Changed table files first, then the new configuration's tables (shared when unchanged). */
+    table_reload_all("master");
+    if (tables_open(ncf, &ntables, &nntables, err, sizeof(err)) < 0) {
+	log_warn("master", "reload failed, keeping the old configuration: %s", err);
+	smtp_route_check(d->cf, err, sizeof(err));
+	config_free(ncf);
+	return;
+    }
+    tables_close(d->tables, d->ntables);
+    d->tables = ntables;
+    d->ntables = nntables;
     for (size_t i = 0; i < ARRAY_LEN(restart_params); i++)
 	if (strcmp(config_str(ncf, restart_params[i]), config_str(d->cf, restart_params[i])) != 0)
 	    log_warn("master", "%s changed: it takes effect only after a restart", restart_params[i]);
@@ -341,6 +421,12 @@ int     main(int argc, char **argv)
     if (mlisten && *mlisten
 	&& (d.metrics = metrics_create(d.base, mlisten, admin_metrics, &d, err, sizeof(err))) == NULL) {
 	fprintf(stderr, "relayqd: fatal: %s\n", err);
+	return 1;
+    }
+    table_set_event_base(d.base);
+    if (tables_open(d.cf, &d.tables, &d.ntables, err, sizeof(err)) < 0) {
+	fprintf(stderr, "relayqd: fatal: %s\n", err);
+	log_msg("master", "fatal: %s", err);
 	return 1;
     }
     /* Before dropping root: a root-only smtp_sasl_password_maps file is read now. */

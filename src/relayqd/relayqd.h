@@ -20,6 +20,7 @@
 #include "control/control.h"
 #include "metrics/metrics.h"
 #include "explain/explain.h"
+#include "table/table.h"
 
 typedef struct ACTIVE ACTIVE;			/* a message in the active set */
 
@@ -35,6 +36,8 @@ typedef struct RELAYQD {
     SMTPD  *smtpd;
     CONTROL *control;
     METRICS *metrics;
+    TABLE_LIST **tables;			/* every table parameter, held open (main.c) */
+    int     ntables;
     struct event *qmgr_timer;
     struct event *queue_ev;
     struct event *pickup_timer;

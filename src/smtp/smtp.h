@@ -35,6 +35,13 @@ typedef struct SMTP_ROUTE {
 int     smtp_route(const CONFIG *cf, const char *rcpt, SMTP_ROUTE *out, char *err, size_t errlen);
 
 /*
+ * Open cf's transport_maps now (relayqd: at start before dropping
+ * privileges, and before accepting a reloaded configuration): -1 with
+ * err naming the table, file and line when one cannot be used.
+ */
+int     smtp_route_check(const CONFIG *cf, char *err, size_t errlen);
+
+/*
  * Split an SMTP nexthop: "[host]:port", "[host]", "host:port", "host",
  * "[v6addr]:port".  *mx is 0 for the bracketed forms (no MX lookup).  The
  * port is 25 when none is given.  0, or -1 when malformed.

@@ -13,7 +13,9 @@
 #include <arpa/inet.h>
 
 #include "util/util.h"
+#include "log/log.h"
 #include "queue/queue.h"
+#include "table/table.h"
 #include "smtpd/smtpd_proto.h"
 
 int     smtpd_bare_mode(const char *value)
@@ -692,6 +694,27 @@ int     smtpd_domain_match(const char *domain, char *const *domains)
 	el = strlen(e);
 	while (el > 0 && e[el - 1] == '.')
 	    el--;
+	/*
+	 * type:name: the domain, then its parents, looked up in the table
+	 * (relay_domains is in parent_domain_matches_subdomains by default).
+	 * relayqd holds these tables open, so this finds the shared copy.
+	 */
+	if (!sub_only && strchr(e, ':') && e[0] != '[') {
+	    char    err[512];
+	    const char *v;
+	    TABLE_LIST *l = table_list_open("relay_domains", e, TABLE_FLAG_FOLD, err, sizeof(err));
+	    int     rc = l ? table_find_domain(l, domain, TABLE_DOM_PARENT, &v, err, sizeof(err))
+		: TABLE_ERROR;
+
+	    table_list_close(l);
+	    if (rc == TABLE_ERROR) {
+		log_warn("smtpd", "%s", err);
+		return (-1);
+	    }
+	    if (rc == TABLE_FOUND)
+		return (1);
+	    continue;
+	}
 	if (el == 0 || strchr(e, '/') || strchr(e, ':'))
 	    continue;
 	if (!sub_only && dl == el && str_ncasecmp(domain, e, el) == 0)
@@ -703,7 +726,7 @@ int     smtpd_domain_match(const char *domain, char *const *domains)
     return (0);
 }
 
-/* Is rcpt a destination this relay may accept from anyone? */
+/* Is rcpt a destination this relay may accept from anyone? 1 yes, 0 no, -1 lookup error. */
 static int rcpt_authorized(const char *rcpt, char *const *relay_domains)
 {
     const char *at = strrchr(rcpt, '@');
@@ -728,13 +751,19 @@ int     smtpd_relay_check(char *const *restrictions, int client_in_mynetworks,
 	if (strcmp(r, "permit_mynetworks") == 0) {
 	    if (client_in_mynetworks)
 		return (0);
-	} else if (strcmp(r, "reject_unauth_destination") == 0) {
-	    if (!rcpt_authorized(rcpt, relay_domains)) {
+	} else if (strcmp(r, "reject_unauth_destination") == 0
+		   || strcmp(r, "defer_unauth_destination") == 0) {
+	    int     ok = rcpt_authorized(rcpt, relay_domains);
+
+	    if (ok < 0) {
+		snprintf(reply, replylen, "451 4.3.0 <%s>: Temporary lookup failure", rcpt);
+		return (-1);
+	    }
+	    if (!ok && r[0] == 'r') {
 		snprintf(reply, replylen, "554 5.7.1 <%s>: Relay access denied", rcpt);
 		return (-1);
 	    }
-	} else if (strcmp(r, "defer_unauth_destination") == 0) {
-	    if (!rcpt_authorized(rcpt, relay_domains)) {
+	    if (!ok) {
 		snprintf(reply, replylen, "454 4.7.1 <%s>: Relay access denied", rcpt);
 		return (-1);
 	    }

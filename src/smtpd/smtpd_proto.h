@@ -109,7 +109,11 @@ int     smtpd_data_feed(SMTPD_DATA *d, const char *buf, size_t len, size_t *cons
 
 /* Networks: "127.0.0.0/8", "[::1]/128", "10.1.2.3", "[::1]". */
 int     smtpd_net_match(const char *addr, char *const *nets);
-/* Domains: "example.com" matches itself and its subdomains. */
+/*
+ * Domains: "example.com" matches itself and its subdomains, ".example.com"
+ * its subdomains, "type:name" when the table has the domain or a parent
+ * domain.  1 match, 0 none, -1 table lookup error (logged).
+ */
 int     smtpd_domain_match(const char *domain, char *const *domains);
 
 /*

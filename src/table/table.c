@@ -202,6 +202,17 @@ TABLE  *table_open(const char *spec, int flags, const char *param, char *err, si
     return (t);
 }
 
+int     table_type_known(const char *spec)
+{
+    const char *colon = strchr(spec, ':');
+
+    for (size_t i = 0; colon && i < ARRAY_LEN(table_types); i++)
+	if (strlen(table_types[i]->type) == (size_t) (colon - spec)
+	    && str_ncasecmp(table_types[i]->type, spec, colon - spec) == 0)
+	    return (1);
+    return (0);
+}
+
 TABLE  *table_close(TABLE *t)
 {
     TABLE **pp;
@@ -272,8 +283,8 @@ static int table_refresh(TABLE *t, const char *service)
 int     table_lookup(TABLE *t, const char *key, const char **val, char *err, size_t errlen)
 {
     *val = NULL;
-    /* An indexed file rebuilt by postmap is re-opened at the next lookup. */
-    if (t->ops->flags & TABLE_OPS_INDEXED)
+    /* A changed file (a postmap rebuild, an edited texthash) is read again now. */
+    if (t->watch)
 	(void) table_refresh(t, NULL);
     return (t->ops->lookup(t, t->priv, key, val, err, errlen));
 }
@@ -435,6 +446,14 @@ TABLE_LIST *table_list_close(TABLE_LIST *l)
 int     table_list_count(const TABLE_LIST *l)
 {
     return (l ? l->n : 0);
+}
+
+int     table_list_has_async(const TABLE_LIST *l)
+{
+    for (int i = 0; l && i < l->n; i++)
+	if (table_is_async(l->tables[i]) || strstr(l->tables[i]->spec, "socketmap:") != NULL)
+	    return (1);
+    return (0);
 }
 
 const char *table_list_param(const TABLE_LIST *l)

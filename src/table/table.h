@@ -73,6 +73,7 @@ typedef struct TABLE_REQ TABLE_REQ;
  */
 TABLE  *table_open(const char *spec, int flags, const char *param, char *err, size_t errlen);
 TABLE  *table_close(TABLE *t);		/* returns NULL; NULL is fine */
+int     table_type_known(const char *spec);	/* "hash:/x" yes, "example.com" no */
 const char *table_spec(const TABLE *t);	/* "type:name" as opened */
 const char *table_type(const TABLE *t);	/* "hash", "texthash", ... */
 int     table_is_pattern(const TABLE *t);	/* regexp/pcre */
@@ -89,6 +90,7 @@ TABLE_LIST *table_list_open(const char *param, const char *value, int flags,
 			            char *err, size_t errlen);
 TABLE_LIST *table_list_close(TABLE_LIST *l);	/* returns NULL */
 int     table_list_count(const TABLE_LIST *l);
+int     table_list_has_async(const TABLE_LIST *l);	/* a socketmap, at any depth */
 const char *table_list_param(const TABLE_LIST *l);
 
 /* First table that has key, in order.  flags: TABLE_PARTIAL. */

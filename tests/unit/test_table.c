@@ -18,6 +18,9 @@
 #include "util/util.h"
 #include "log/log.h"
 #include "table/table.h"
+#include "config/config.h"
+#include "smtp/smtp.h"
+#include "smtpd/smtpd_proto.h"
 
 static char tmpdir[256];
 
@@ -368,6 +371,69 @@ static void test_async_local(void)
     table_list_close(l);
 }
 
+/* The callers moved onto the layer: relay_domains and transport_maps. */
+static void test_relay_domains_tables(void)
+{
+    char   *p = write_file("relay", "allowed.test OK\n");
+    char    spec[512], reply[256];
+    char   *domains[3];
+
+    snprintf(spec, sizeof(spec), "texthash:%s", p);
+    domains[0] = "literal.test";
+    domains[1] = spec;
+    domains[2] = NULL;
+    T_EQ_INT(smtpd_domain_match("literal.test", domains), 1);
+    T_EQ_INT(smtpd_domain_match("allowed.test", domains), 1);
+    T_EQ_INT(smtpd_domain_match("a.b.ALLOWED.test.", domains), 1);
+    T_EQ_INT(smtpd_domain_match("notallowed.test", domains), 0);
+    {
+	char   *restr[] = {"permit_mynetworks", "reject_unauth_destination", NULL};
+
+	T_EQ_INT(smtpd_relay_check(restr, 0, "x@sub.allowed.test", domains, reply, sizeof(reply)), 0);
+	T_EQ_INT(smtpd_relay_check(restr, 0, "x@other.test", domains, reply, sizeof(reply)), -1);
+	T_EQ_STR(reply, "554 5.7.1 <x@other.test>: Relay access denied");
+	/* A table that cannot be read: a temporary failure, not a relay. */
+	domains[1] = "texthash:/nonexistent/relay";
+	T_EQ_INT(smtpd_relay_check(restr, 0, "x@allowed.test", domains, reply, sizeof(reply)), -1);
+	T_EQ_STR(reply, "451 4.3.0 <x@allowed.test>: Temporary lookup failure");
+    }
+    free(p);
+}
+
+static void test_transport_tables(void)
+{
+    char   *p = write_file("transport", "vip@x.test smtp:[127.0.0.1]:2001\n"
+			   "x.test smtp:[127.0.0.1]:2002\n");
+    char    spec[600], err[512];
+    char   *ov[3];
+    CONFIG *cf;
+    SMTP_ROUTE r;
+
+    snprintf(spec, sizeof(spec), "hash:%s", p);
+    T_EQ_INT(table_build(spec, NULL, TABLE_BUILD_FOLD, NULL, err, sizeof(err)), 0);
+    snprintf(spec, sizeof(spec), "transport_maps=regexp:{ {/^boss@/ smtp:[127.0.0.1]:2003} }, hash:%s", p);
+    ov[0] = spec;
+    ov[1] = "recipient_delimiter=+";
+    cf = config_load(tmpdir, ov, 2, 1, err, sizeof(err));
+    T_CHECK(cf != NULL);
+    if (cf == NULL)
+	return;
+    T_EQ_INT(smtp_route(cf, "VIP+tag@x.test", &r, err, sizeof(err)), 0);
+    T_EQ_STR(r.key, "smtp:[127.0.0.1]:2001");
+    T_EQ_INT(smtp_route(cf, "other@x.test", &r, err, sizeof(err)), 0);
+    T_EQ_STR(r.key, "smtp:[127.0.0.1]:2002");
+    T_EQ_INT(smtp_route(cf, "boss@y.test", &r, err, sizeof(err)), 0);
+    T_EQ_STR(r.key, "smtp:[127.0.0.1]:2003");
+    T_EQ_INT(smtp_route_check(cf, err, sizeof(err)), 0);
+    config_free(cf);
+    ov[0] = "transport_maps=socketmap:inet:127.0.0.1:9:x";
+    cf = config_load(tmpdir, ov, 1, 1, err, sizeof(err));
+    T_EQ_INT(smtp_route_check(cf, err, sizeof(err)), -1);
+    T_CHECK(strstr(err, "socketmap tables are not supported here yet") != NULL);
+    config_free(cf);
+    free(p);
+}
+
 int     main(void)
 {
     char    err[256], logpath[300];
@@ -387,6 +453,8 @@ int     main(void)
     T_RUN(test_addr);
     T_RUN(test_union_pipe);
     T_RUN(test_async_local);
+    T_RUN(test_relay_domains_tables);
+    T_RUN(test_transport_tables);
     {
 	char    cmd[300];
 
