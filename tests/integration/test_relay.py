@@ -48,8 +48,13 @@ def test_dead_hop_is_retried_then_delivered(env):
     reason = 'connect to 127.0.0.1[127.0.0.1]:%d: Connection refused' % port
     d.wait_log(r'%s: to=<b@dest\.test>, relay=none, delay=[\d.]+, delays=[\d./]+, dsn=4\.4\.1, '
                r'status=deferred \(%s\)' % (qid, re.escape(reason)))
-    # mailq shows the message with its reason.
-    r = env.cli(d, 'mailq')
+    # mailq shows the message with its reason (the deferral is logged just before the queue update lands).
+    deadline = time.time() + 10
+    while True:
+        r = env.cli(d, 'mailq')
+        if '(%s)' % reason in r.stdout or time.time() > deadline:
+            break
+        time.sleep(0.1)
     assert qid in r.stdout, r.stdout + r.stderr
     assert '(%s)' % reason in r.stdout, r.stdout
     assert 'b@dest.test' in r.stdout
