@@ -448,6 +448,14 @@ QMSG   *bounce_build(const CONFIG *cf, const QMSG *orig, const int *rcpts, int n
      */
     full = kind == BOUNCE_FAILED && orig->ret != QRET_HDRS
 	&& (long long) clen <= size_limit;
+    /* Headers only are capped too: at the last whole line within bounce_size_limit. */
+    if (!full && size_limit > 0 && (long long) hlen > size_limit) {
+	size_t  cut = (size_t) size_limit;
+
+	while (cut > 0 && content[cut - 1] != '\n')
+	    cut--;
+	hlen = cut;
+    }
 
     /*
      * Boundary as Postfix: ORIGID.EPOCH/myhostname.  Make sure the returned

@@ -49,26 +49,71 @@ static void cleanup_date(BUF *b, int64_t when_us)
     buf_puts(b, tmp);
 }
 
+void    cleanup_header_text(BUF *out, const char *s)
+{
+    for (; s && *s; s++)
+	buf_putc(out, (unsigned char) *s < 0x20 || *s == 0x7f ? '?' : *s);
+}
+
+char   *cleanup_helo_name(const char *arg)
+{
+    BUF     b = BUF_INIT;
+    const unsigned char *cp = (const unsigned char *) arg;
+    int     space = 0;
+
+    while (*cp == ' ' || *cp == '\t')
+	cp++;
+    for (; *cp; cp++) {
+	if (*cp == ' ' || *cp == '\t') {
+	    space = 1;
+	    continue;
+	}
+	if (space)
+	    buf_putc(&b, '?');			/* the joining space, neutered */
+	space = 0;
+	buf_putc(&b, *cp < 0x21 || *cp >= 0x7f || strchr("<>()\\\";@", *cp) ? '?' : (char) *cp);
+    }
+    buf_puts(&b, "");
+    return buf_steal(&b);
+}
+
+/* Every value below is something a client or a user chose: cleanup_header_text() it. */
 static void cleanup_received(const CLEANUP_INFO *ci, BUF *out, int64_t when_us)
 {
     if (ci->protocol == 0 || ci->client_addr == 0) {
 	/* Local submission (pickup). */
-	buf_printf(out, "Received: by %s (relayq", ci->myhostname);
-	if (ci->local_user)
-	    buf_printf(out, ", from userid %s", ci->local_user);
-	buf_printf(out, ")\r\n\tid %s; ", ci->qid);
+	buf_puts(out, "Received: by ");
+	cleanup_header_text(out, ci->myhostname);
+	buf_puts(out, " (relayq");
+	if (ci->local_user) {
+	    buf_puts(out, ", from userid ");
+	    cleanup_header_text(out, ci->local_user);
+	}
+	buf_puts(out, ")\r\n\tid ");
+	cleanup_header_text(out, ci->qid);
+	buf_puts(out, "; ");
     } else {
 	const char *name = ci->client_name ? ci->client_name : "unknown";
 
-	buf_printf(out, "Received: from %s (%s [%s%s])\r\n",
-		   ci->helo && *ci->helo ? ci->helo : name, name,
-		   strchr(ci->client_addr, ':') ? "IPv6:" : "", ci->client_addr);
-	buf_printf(out, "\tby %s (relayq) with %s id %s", ci->myhostname,
-		   ci->protocol, ci->qid);
-	if (ci->single_rcpt)
-	    buf_printf(out, "\r\n\tfor <%s>; ", ci->single_rcpt);
-	else
+	buf_puts(out, "Received: from ");
+	cleanup_header_text(out, ci->helo && *ci->helo ? ci->helo : name);
+	buf_puts(out, " (");
+	cleanup_header_text(out, name);
+	buf_puts(out, strchr(ci->client_addr, ':') ? " [IPv6:" : " [");
+	cleanup_header_text(out, ci->client_addr);
+	buf_puts(out, "])\r\n\tby ");
+	cleanup_header_text(out, ci->myhostname);
+	buf_puts(out, " (relayq) with ");
+	cleanup_header_text(out, ci->protocol);
+	buf_puts(out, " id ");
+	cleanup_header_text(out, ci->qid);
+	if (ci->single_rcpt) {
+	    buf_puts(out, "\r\n\tfor <");
+	    cleanup_header_text(out, ci->single_rcpt);
+	    buf_puts(out, ">; ");
+	} else {
 	    buf_puts(out, ";\r\n\t");
+	}
     }
     cleanup_date(out, when_us);
     buf_puts(out, "\r\n");
@@ -108,7 +153,7 @@ static char *header_value(const char *h, size_t len, size_t namelen)
     return (s);
 }
 
-int     cleanup_message(const CLEANUP_INFO *ci, const char *in, size_t len, BUF *out,
+int     cleanup_message(CLEANUP_INFO *ci, const char *in, size_t len, BUF *out,
 			        char **message_id, char *err, size_t errlen)
 {
     int64_t when_us = ci->arrival_us ? ci->arrival_us : time_now_us();
@@ -124,8 +169,11 @@ int     cleanup_message(const CLEANUP_INFO *ci, const char *in, size_t len, BUF 
 	snprintf(err, errlen, "cleanup: myhostname and queue ID are required");
 	return (-1);
     }
-    if (ci->add_received)
+    ci->hops = 0;
+    if (ci->add_received) {
 	cleanup_received(ci, out, when_us);
+	ci->hops++;
+    }
 
 #define FLUSH_HEADER() do { \
 	if (hdr.len) { \
@@ -149,6 +197,9 @@ int     cleanup_message(const CLEANUP_INFO *ci, const char *in, size_t len, BUF 
 	    /* Continuation line. */
 	} else if ((nl = header_name_len(line, llen)) > 0) {
 	    FLUSH_HEADER();
+	    /* Postfix's hop count: every Received: header. */
+	    if (nl == 8 && str_ncasecmp(line, "Received", 8) == 0)
+		ci->hops++;
 	    hdr_namelen = nl;
 	    hdr_trunc = 0;
 	} else {
@@ -182,7 +233,9 @@ int     cleanup_message(const CLEANUP_INFO *ci, const char *in, size_t len, BUF 
 	    localtime_r(&t, &lt);
 	    strftime(stamp, sizeof(stamp), "%Y%m%d%H%M%S", &lt);
 	    msgid = xasprintf("<%s.%s@%s>", stamp, ci->qid, ci->myhostname);
-	    buf_printf(out, "Message-Id: %s\r\n", msgid);
+	    buf_puts(out, "Message-Id: ");
+	    cleanup_header_text(out, msgid);
+	    buf_puts(out, "\r\n");
 	}
 	if (!seen_date) {
 	    buf_puts(out, "Date: ");

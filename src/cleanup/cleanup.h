@@ -24,7 +24,22 @@ typedef struct CLEANUP_INFO {
     int     rewrite_allowed;		/* add Message-ID:/Date: when missing */
     int     add_received;		/* 0 for relayq's own notices */
     size_t  header_size_limit;
+    int     hops;			/* out: Received: headers, ours included (Postfix's hop count) */
 } CLEANUP_INFO;
+
+/*
+ * Append s to a header that relayq builds: every control character (a
+ * bare CR or LF above all) becomes '?', so that no value can end the
+ * header line and forge another one.
+ */
+void    cleanup_header_text(BUF *out, const char *s);
+
+/*
+ * The HELO/EHLO argument as Postfix's helo_cmd keeps it: the words joined
+ * by one space, then non-printable characters, white space and <>()\";@
+ * replaced with '?'.  Allocated.
+ */
+char   *cleanup_helo_name(const char *arg);
 
 /*
  * in/len: the message as received (CRLF lines, dot-unstuffed, no final
@@ -33,7 +48,7 @@ typedef struct CLEANUP_INFO {
  * Returns 0, or -1 with err set (e.g. header too large: Postfix truncates
  * and continues; we do the same and return 0 — -1 is for unusable input).
  */
-int     cleanup_message(const CLEANUP_INFO *ci, const char *in, size_t len, BUF *out,
+int     cleanup_message(CLEANUP_INFO *ci, const char *in, size_t len, BUF *out,
 			        char **message_id, char *err, size_t errlen);
 
 #endif

@@ -626,8 +626,10 @@ static void test_part3_kind(void)
 	{"RET=FULL, small", "50000", QRET_FULL, BOUNCE_FAILED, 1},
 	{"RET=HDRS", "50000", QRET_HDRS, BOUNCE_FAILED, 0},
 	{"size == limit", "", QRET_NONE, BOUNCE_FAILED, 1},
-	{"size > limit", "100", QRET_NONE, BOUNCE_FAILED, 0},
-	{"RET=FULL, size > limit", "100", QRET_FULL, BOUNCE_FAILED, 0},
+	{"size > limit", "-1", QRET_NONE, BOUNCE_FAILED, 0},
+	{"RET=FULL, size > limit", "-1", QRET_FULL, BOUNCE_FAILED, 0},
+	/* Issue 14: the headers alone are capped too, at the last whole line. */
+	{"headers > limit", "100", QRET_NONE, BOUNCE_FAILED, 2},
 	{"delay warning", "50000", QRET_FULL, BOUNCE_DELAYED, 0},
 	{"relayed notice", "50000", QRET_FULL, BOUNCE_RELAYED, 0},
     };
@@ -636,11 +638,13 @@ static void test_part3_kind(void)
 	"said no", NULL, NULL},
     };
     size_t  i;
-    char    exact[32];
+    char    exact[32], less[32];
 
     snprintf(exact, sizeof(exact), "%zu", strlen(T1_CONTENT));
+    snprintf(less, sizeof(less), "%zu", strlen(T1_CONTENT) - 1);
     for (i = 0; i < ARRAY_LEN(cases); i++) {
-	CONFIG *cf = cf_make(cases[i].size_limit[0] ? cases[i].size_limit : exact, "5d", "0h");
+	CONFIG *cf = cf_make(cases[i].size_limit[0] == 0 ? exact : strcmp(cases[i].size_limit, "-1") == 0 ? less
+			     : cases[i].size_limit, "5d", "0h");
 	QMSG   *m = msg_make("46312102006", "sender@sender.test", T1_CONTENT, r, 1);
 	QMSG   *n;
 	char   *p3;
@@ -650,6 +654,12 @@ static void test_part3_kind(void)
 	p3 = n ? part_of(n->content, 3) : NULL;
 	if (p3 == NULL) {
 	    T_FAILF("%s: no part 3", cases[i].name);
+	} else if (cases[i].full == 2) {
+	    if (strcmp(p3, "Content-Description: Undelivered Message Headers\r\n"
+		       "Content-Type: text/rfc822-headers\r\n\r\n"
+		       "Return-Path: <sender@sender.test>\r\n"
+		       "Received: from client.sem.test (localhost [127.0.0.1])\r\n") != 0)
+		T_FAILF("%s: part 3 is not the capped headers:\n%s", cases[i].name, p3);
 	} else if (cases[i].full) {
 	    if (strcmp(p3, "Content-Description: Undelivered Message\r\n"
 		       "Content-Type: message/rfc822\r\n\r\n"

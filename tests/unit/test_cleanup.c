@@ -31,7 +31,7 @@ static CLEANUP_INFO base_info(void)
     return (ci);
 }
 
-static char *run(const CLEANUP_INFO *ci, const char *in, char **msgid)
+static char *run(CLEANUP_INFO *ci, const char *in, char **msgid)
 {
     BUF     out = BUF_INIT;
     char    err[128];
@@ -196,6 +196,50 @@ static void test_header_size_limit(void)
     buf_free(&in);
 }
 
+/* Issue 14: nothing a client chooses can end a header line relayq builds. */
+static void test_no_forged_header_lines(void)
+{
+    CLEANUP_INFO ci = base_info();
+    char   *id, *out, *helo;
+
+    helo = cleanup_helo_name("evil\rX-Forged: yes  two\tthree <a@b>;(\"q\")\x1b");
+    T_EQ_STR(helo, "evil?X-Forged:?yes?two?three??a?b????q???");
+    free(helo);
+    helo = cleanup_helo_name("  host.example\xc3\xa9 ");
+    T_EQ_STR(helo, "host.example??");
+    free(helo);
+    /* Even if a caller passes raw values, no CR or LF gets into Received:. */
+    ci.helo = "a\rX-Forged: 1";
+    ci.single_rcpt = "r@x\nX-Also: 2";
+    out = run(&ci, "Subject: s\r\n\r\nb\r\n", &id);
+    T_CHECK(out != 0);
+    if (out) {
+	T_CHECK(strstr(out, "from a?X-Forged: 1 (localhost") != 0);
+	T_CHECK(strstr(out, "for <r@x?X-Also: 2>") != 0);
+	T_CHECK(strstr(out, "\rX-") == 0 && strstr(out, "\nX-") == 0);
+    }
+    free(out);
+    free(id);
+}
+
+/* Postfix's hop count: every Received: header, ours included. */
+static void test_hop_count(void)
+{
+    CLEANUP_INFO ci = base_info();
+    char   *id, *out;
+
+    out = run(&ci, "Received: from a\r\nreceived: from b\r\n\tcontinued\r\nX-Received: no\r\n\r\n"
+	      "Received: in the body\r\n", &id);
+    T_EQ_INT(ci.hops, 3);
+    free(out);
+    free(id);
+    ci.add_received = 0;
+    out = run(&ci, "Subject: x\r\n\r\n", &id);
+    T_EQ_INT(ci.hops, 0);
+    free(out);
+    free(id);
+}
+
 int     main(void)
 {
     setenv("TZ", "UTC", 1);
@@ -206,5 +250,7 @@ int     main(void)
     T_RUN(test_add_missing_headers);
     T_RUN(test_headers_and_body_edge_cases);
     T_RUN(test_header_size_limit);
+    T_RUN(test_no_forged_header_lines);
+    T_RUN(test_hop_count);
     return (t_done());
 }
