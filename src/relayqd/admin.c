@@ -19,6 +19,7 @@
 #include "util/util.h"
 #include "log/log.h"
 #include "cleanup/cleanup.h"
+#include "bounce/bounce.h"
 #include "relayqd/relayqd.h"
 #include "smtpd/smtpd_proto.h"
 
@@ -423,6 +424,7 @@ typedef struct PICKUP {
     RELAYQD *d;
     char   *path;
     QMSG   *msg;
+    char   *notice_of;			/* msg is the bounce of this queue ID */
 } PICKUP;
 
 static int pickup_inflight;
@@ -434,11 +436,14 @@ static void pickup_done(void *ctx, int ok)
     pickup_inflight--;
     if (ok) {
 	maildrop_remove(p->path);
+	if (p->notice_of)
+	    log_msg("bounce", "%s: sender non-delivery notification: %s", p->notice_of, p->msg->qid);
 	sched_add_incoming(p->d, p->msg);
     } else {
 	log_warn("pickup", "%s: queue write failed; the maildrop file is kept", p->msg->qid);
     }
     qmsg_free(p->msg);
+    free(p->notice_of);
     free(p->path);
     free(p);
 }
@@ -513,11 +518,42 @@ static int pickup_take(void *ctx, const char *path, const MAILDROP_MSG *md, cons
     m->size = content.len;
     m->content = buf_steal(&content);
 
-    PICKUP *p = xmalloc(sizeof(*p));
+    PICKUP *p = xcalloc(1, sizeof(*p));
 
     p->d = d;
     p->path = xstrdup(path);
     p->msg = m;
+    long long hop_limit = config_int(d->cf, "hopcount_limit");
+
+    if (hop_limit > 0 && ci.hops >= hop_limit) {
+	/* Postfix's cleanup bounces local mail that went round too often: 5.4.0 "too many hops". */
+	int    *idx = xcalloc((size_t) m->nrcpt, sizeof(int));
+	QMSG   *nt;
+
+	log_warn("cleanup", "%s: message rejected: hopcount exceeded", m->qid);
+	for (int i = 0; i < m->nrcpt; i++) {
+	    idx[i] = i;
+	    m->rcpts[i].reason = xstrdup("too many hops");
+	    snprintf(m->rcpts[i].dsn, sizeof(m->rcpts[i].dsn), "5.4.0");
+	    m->rcpts[i].state = QRCPT_BOUNCED;
+	    log_msg("cleanup", "%s: to=<%s>, relay=none, delay=0, delays=0/0/0/0, dsn=5.4.0, "
+		    "status=bounced (too many hops)", m->qid, m->rcpts[i].addr);
+	}
+	nt = bounce_build(d->cf, m, idx, m->nrcpt, BOUNCE_FAILED, (int64_t) time(NULL));
+	free(idx);
+	if (nt == NULL) {			/* the null sender gets no notice */
+	    log_msg("qmgr", "%s: removed", m->qid);
+	    qmsg_free(m);
+	    free(p->path);
+	    free(p);
+	    return 0;
+	}
+	queue_assign_id(d->queue, nt);
+	log_msg("qmgr", "%s: removed", m->qid);
+	p->notice_of = xstrdup(m->qid);
+	qmsg_free(m);
+	p->msg = m = nt;
+    }
     QBATCH *b = queue_batch(d->queue);
 
     queue_batch_insert(b, m);

@@ -42,7 +42,6 @@
 #include "smtpd/smtpd.h"
 #include "smtpd/smtpd_proto.h"
 
-#define SMTPD_HARD_ERROR_LIMIT	20	/* Postfix smtpd_hard_error_limit */
 #define SMTPD_READ_HIGH_WATER	65536	/* cap on buffered, unprocessed input */
 
 #define TLS_NONE	0
@@ -62,6 +61,15 @@ typedef struct SMTPD_PARAMS {
     long long conn_limit;
     long long sess_limit;
     long long timeout;
+    int     deadline;			/* smtpd_per_request_deadline */
+    long long min_data_rate;
+    long long junk_limit;
+    long long soft_limit;
+    long long hard_limit;
+    long long error_sleep;
+    int     v4_prefix, v6_prefix;
+    long long hopcount_limit;
+    int     disable_vrfy;
     int     bare_mode;
     int     helo_required;
     int     always_add;
@@ -117,6 +125,15 @@ struct SESSION {
     int     tls;
     char    last_cmd[16];
     int     errors;
+    int     junk;			/* junk commands (Postfix's smtpd_junk_command_limit) */
+    const char *reason;			/* why the session ends: "too many errors" */
+    unsigned char bin[16];		/* the client address, for prefix grouping */
+    int     bfamily;
+    struct evbuffer *held;		/* a reply delayed by smtpd_error_sleep_time */
+    struct event *sleep_ev;
+    int     sleeping;
+    struct event *deadline_ev;		/* smtpd_per_request_deadline */
+    int64_t deadline_us;		/* 0: no request under way */
     SMTPD_LINER lr;
     SMTPD_COUNTS counts;
     /* The transaction. */
@@ -180,6 +197,16 @@ static SMTPD_PARAMS *params_load(const CONFIG *cf)
     p->sess_limit = config_known("relayq_smtpd_session_limit") ?
 	config_int(cf, "relayq_smtpd_session_limit") : 1000;
     p->timeout = config_time(cf, "smtpd_timeout");
+    p->deadline = config_bool(cf, "smtpd_per_request_deadline");
+    p->min_data_rate = config_int(cf, "smtpd_min_data_rate");
+    p->junk_limit = config_int(cf, "smtpd_junk_command_limit");
+    p->soft_limit = config_int(cf, "smtpd_soft_error_limit");
+    p->hard_limit = config_int(cf, "smtpd_hard_error_limit");
+    p->error_sleep = config_time(cf, "smtpd_error_sleep_time");
+    p->v4_prefix = (int) config_int(cf, "smtpd_client_ipv4_prefix_length");
+    p->v6_prefix = (int) config_int(cf, "smtpd_client_ipv6_prefix_length");
+    p->hopcount_limit = config_int(cf, "hopcount_limit");
+    p->disable_vrfy = config_bool(cf, "disable_vrfy_command");
     p->bare_mode = smtpd_bare_mode(config_str(cf, "smtpd_forbid_bare_newline"));
     if (p->bare_mode < 0)
 	p->bare_mode = SMTPD_BARE_NORMALIZE;
@@ -255,7 +282,7 @@ static void reply(SESSION *ss, const char *fmt, ...)
 
     if (ss->bev == 0)
 	return;
-    out = bufferevent_get_output(ss->bev);
+    out = ss->sleeping ? ss->held : bufferevent_get_output(ss->bev);
     va_start(ap, fmt);
     evbuffer_add_vprintf(out, fmt, ap);
     va_end(ap);
@@ -302,6 +329,15 @@ static void session_close_after_write(SESSION *ss)
     ss->closing = 1;
     if (ss->bev == 0)
 	return;
+    /* A reply held back by the error sleep goes now: the session ends anyway. */
+    if (ss->sleeping) {
+	ss->sleeping = 0;
+	if (ss->sleep_ev)
+	    evtimer_del(ss->sleep_ev);
+	evbuffer_add_buffer(bufferevent_get_output(ss->bev), ss->held);
+    }
+    if (ss->deadline_ev)
+	evtimer_del(ss->deadline_ev);
     bufferevent_disable(ss->bev, EV_READ);
     if (ss->close_ev == 0)
 	ss->close_ev = evtimer_new(ss->s->base, close_check_cb, ss);
@@ -522,7 +558,8 @@ static void cmd_helo(SESSION *ss, const char *arg, int esmtp)
     }
     txn_reset(ss);
     free(ss->helo);
-    ss->helo = xstrdup(arg);
+    /* Postfix's helo_cmd: it goes into Received: and every log line, so nothing can hide in it. */
+    ss->helo = cleanup_helo_name(arg);
     ss->esmtp = esmtp;
     count(ss, esmtp ? SMTPD_C_EHLO : SMTPD_C_HELO, 1);
     if (ss->ms) {
@@ -547,7 +584,8 @@ static void helo_reply(SESSION *ss)
 	reply(ss, "250-SIZE %lld", p->msg_limit);
     else
 	reply(ss, "250-SIZE");
-    reply(ss, "250-VRFY");
+    if (!p->disable_vrfy)
+	reply(ss, "250-VRFY");
     if (p->ssl && !ss->tls)
 	reply(ss, "250-STARTTLS");
     reply(ss, "250-ENHANCEDSTATUSCODES");
@@ -890,6 +928,9 @@ static void queued_cb(void *ctx, int ok)
 	s->st.messages++;
 	reply(ss, "250 2.0.0 Ok: queued as %s", msg->qid);
 	count(ss, SMTPD_C_DATA, 1);
+	/* Postfix: the error and junk counts are "without delivering mail". */
+	ss->errors = 0;
+	ss->junk = 0;
 	if (s->hooks.queued)
 	    s->hooks.queued(s->hooks.ctx, msg);
     } else {
@@ -1063,6 +1104,16 @@ static void data_done(SESSION *ss)
 	return;
     }
     buf_free(&ss->data);
+    if (p->hopcount_limit > 0 && ci.hops >= p->hopcount_limit) {
+	/* Postfix's cleanup: the Received: headers, ours included, reach hopcount_limit. */
+	log_warn("cleanup", "%s: message rejected: hopcount exceeded", msg->qid);
+	buf_free(&out);
+	free(msgid);
+	reply(ss, "554 5.4.0 Error: too many hops");
+	count(ss, SMTPD_C_DATA, 0);
+	txn_reset(ss);
+	return;
+    }
     log_msg("cleanup", "%s: message-id=%s", msg->qid, *msgid ? msgid : "<>");
     msg->message_id = msgid;
     msg->client_name = xstrdup(ss->name);
@@ -1161,7 +1212,127 @@ static void cmd_starttls(SESSION *ss, const char *arg)
     bufferevent_enable(tbev, EV_READ | EV_WRITE);
 }
 
+/* smtpd_timeout: as a per-read timeout, or as the deadline of a request. */
+static void session_timeout(SESSION *ss)
+{
+    ss->s->st.timeouts++;
+    log_msg("smtpd", "timeout after %s from %s", ss->last_cmd, ss->namaddr);
+    reply(ss, "421 4.4.2 %s Error: timeout exceeded", ss->p->myhostname);
+    /* As a mid-DATA disconnect: the DATA command counts as failed (data=0/1). */
+    if (ss->in_data)
+	count(ss, SMTPD_C_DATA, 0);
+    txn_reset(ss);
+    session_close_after_write(ss);
+}
+
+static void deadline_cb(evutil_socket_t fd, short what, void *ctx)
+{
+    SESSION *ss = ctx;
+
+    if (!ss->closing && !ss->waiting && !ss->milter_wait && ss->bev)
+	session_timeout(ss);
+}
+
+/*
+ * smtpd_per_request_deadline: a command line must arrive whole within
+ * smtpd_timeout of the moment the server waits for it, however the bytes
+ * trickle in; DATA gets smtpd_timeout plus 1/smtpd_min_data_rate seconds
+ * per byte received, never more than smtpd_timeout ahead.
+ */
+static void deadline_arm(SESSION *ss, int64_t at)
+{
+    int64_t now = time_mono_us();
+    struct timeval tv;
+
+    if (!ss->p->deadline || ss->closing || ss->bev == 0)
+	return;
+    if (at > now + ss->p->timeout * 1000000)
+	at = now + ss->p->timeout * 1000000;
+    ss->deadline_us = at;
+    if (ss->deadline_ev == 0)
+	ss->deadline_ev = evtimer_new(ss->s->base, deadline_cb, ss);
+    tv.tv_sec = (time_t) ((at - now) / 1000000);
+    tv.tv_usec = (suseconds_t) ((at - now) % 1000000);
+    evtimer_add(ss->deadline_ev, &tv);
+}
+
+static void deadline_clear(SESSION *ss)
+{
+    ss->deadline_us = 0;
+    if (ss->deadline_ev)
+	evtimer_del(ss->deadline_ev);
+}
+
+/* The error sleep is over: the held reply goes out, input is read again. */
+static void sleep_cb(evutil_socket_t fd, short what, void *ctx)
+{
+    SESSION *ss = ctx;
+
+    ss->sleeping = 0;
+    if (ss->bev == 0)
+	return;
+    evbuffer_add_buffer(bufferevent_get_output(ss->bev), ss->held);
+    if (!ss->closing && !ss->waiting) {
+	bufferevent_enable(ss->bev, EV_READ);
+	session_process(ss);
+    }
+}
+
+static int is_junk(const char *verb)
+{
+    static const char *const junk[] = {"HELO", "EHLO", "RSET", "NOOP", "VRFY", "ETRN"};
+
+    for (size_t i = 0; i < ARRAY_LEN(junk); i++)
+	if (str_casecmp(verb, junk[i]) == 0)
+	    return (1);
+    return (0);
+}
+
+static void session_command_1(SESSION *ss, char *line, size_t len, int crlf);
+
+/*
+ * One command under Postfix's error rules: junk commands past
+ * smtpd_junk_command_limit count as errors; past smtpd_soft_error_limit
+ * each reply waits smtpd_error_sleep_time (a timer: other sessions go
+ * on); at smtpd_hard_error_limit the session ends with 421.
+ */
 static void session_command(SESSION *ss, char *line, size_t len, int crlf)
+{
+    SMTPD_PARAMS *p = ss->p;
+    char    verb[16];
+    size_t  vl = 0;
+
+    while (vl < len && vl < sizeof(verb) - 1 && line[vl] != ' ' && line[vl] != '\t' && line[vl] != 0) {
+	verb[vl] = line[vl];
+	vl++;
+    }
+    verb[vl] = 0;
+    if (is_junk(verb) && ss->junk++ > p->junk_limit)
+	ss->errors++;
+    ss->sleeping = p->error_sleep > 0 && str_casecmp(verb, "STARTTLS") != 0;
+    session_command_1(ss, line, len, crlf);
+    if (!ss->closing && ss->errors >= p->hard_limit) {
+	ss->reason = "too many errors";
+	reply(ss, "421 4.7.0 %s Error: too many errors", p->myhostname);
+	session_close_after_write(ss);
+    }
+    if (!ss->sleeping)
+	return;
+    if (ss->errors >= p->soft_limit && !ss->closing && ss->bev) {
+	struct timeval tv = {(time_t) p->error_sleep, 0};
+
+	if (ss->sleep_ev == 0)
+	    ss->sleep_ev = evtimer_new(ss->s->base, sleep_cb, ss);
+	bufferevent_disable(ss->bev, EV_READ);
+	evtimer_add(ss->sleep_ev, &tv);
+	return;
+    }
+    ss->sleeping = 0;
+    if (ss->bev)
+	evbuffer_add_buffer(bufferevent_get_output(ss->bev), ss->held);
+}
+
+static void session_command_1(SESSION *ss, char *line, size_t len, int crlf)
 {
     char   *verb, *arg;
 
@@ -1220,6 +1391,9 @@ static void session_command(SESSION *ss, char *line, size_t len, int crlf)
     } else if (str_casecmp(verb, "VRFY") == 0) {
 	if (need_tls(ss)) {
 	    count(ss, SMTPD_C_VRFY, 0);
+	} else if (ss->p->disable_vrfy) {
+	    reply(ss, "502 5.5.1 VRFY command is disabled");
+	    count(ss, SMTPD_C_VRFY, 0);
 	} else if (*arg == 0) {
 	    reply(ss, "501 5.5.4 Syntax: VRFY address");
 	    count(ss, SMTPD_C_VRFY, 0);
@@ -1236,16 +1410,12 @@ static void session_command(SESSION *ss, char *line, size_t len, int crlf)
 	reply(ss, "500 5.5.2 Error: command not recognized");
 	count(ss, SMTPD_C_UNKNOWN, 0);
     }
-    if (ss->errors >= SMTPD_HARD_ERROR_LIMIT && !ss->closing) {
-	reply(ss, "421 4.7.0 %s Error: too many errors", ss->p->myhostname);
-	session_close_after_write(ss);
-    }
 }
 
 /* Work through the input buffer: DATA content or command lines. */
 static void session_process(SESSION *ss)
 {
-    while (ss->bev && !ss->closing && !ss->waiting && !ss->milter_wait) {
+    while (ss->bev && !ss->closing && !ss->waiting && !ss->milter_wait && !ss->sleeping) {
 	struct evbuffer *in = bufferevent_get_input(ss->bev);
 	size_t  n = evbuffer_get_length(in);
 
@@ -1260,7 +1430,10 @@ static void session_process(SESSION *ss)
 		break;
 	    rc = smtpd_data_feed(&ss->dm, v.iov_base, v.iov_len, &used);
 	    evbuffer_drain(in, used);
+	    if (ss->p->deadline && ss->p->min_data_rate > 0 && ss->deadline_us)
+		deadline_arm(ss, ss->deadline_us + (int64_t) used * 1000000 / ss->p->min_data_rate);
 	    if (rc == SMTPD_DATA_END) {
+		deadline_clear(ss);
 		data_done(ss);
 	    } else if (rc == SMTPD_DATA_BARE_LF) {
 		reply(ss, "521 5.5.2 %s Error: bare <LF> received", ss->p->myhostname);
@@ -1283,6 +1456,7 @@ static void session_process(SESSION *ss)
 		memcpy(line, p, linelen);
 		line[linelen] = 0;
 		evbuffer_drain(in, used);
+		deadline_clear(ss);		/* a whole request: the next one gets its own */
 		session_command(ss, line, linelen, crlf);
 		free(line);
 	    } else if (rc == SMTPD_LINE_TOOLONG) {
@@ -1296,6 +1470,9 @@ static void session_process(SESSION *ss)
 	    }
 	}
     }
+    /* Waiting for the client: the request's deadline runs (it is not restarted by each byte). */
+    if (ss->bev && !ss->closing && !ss->waiting && !ss->milter_wait && !ss->sleeping && ss->deadline_us == 0)
+	deadline_arm(ss, time_mono_us() + ss->p->timeout * 1000000);
 }
 
 static void read_cb(struct bufferevent *bev, void *ctx)
@@ -1308,14 +1485,7 @@ static void event_cb(struct bufferevent *bev, short what, void *ctx)
     SESSION *ss = ctx;
 
     if ((what & BEV_EVENT_TIMEOUT) && (what & BEV_EVENT_READING) && !ss->closing) {
-	ss->s->st.timeouts++;
-	log_msg("smtpd", "timeout after %s from %s", ss->last_cmd, ss->namaddr);
-	reply(ss, "421 4.4.2 %s Error: timeout exceeded", ss->p->myhostname);
-	/* As a mid-DATA disconnect: the DATA command counts as failed (data=0/1). */
-	if (ss->in_data)
-	    count(ss, SMTPD_C_DATA, 0);
-	txn_reset(ss);
-	session_close_after_write(ss);
+	session_timeout(ss);
 	return;
     }
     if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT)) {
@@ -1357,6 +1527,8 @@ static void session_free(SESSION *ss)
     if (!ss->logged_disconnect) {
 	BUF     b = BUF_INIT;
 
+	if (ss->reason)
+	    log_msg("smtpd", "%s after %s from %s", ss->reason, ss->last_cmd, ss->namaddr);
 	smtpd_counts_format(&ss->counts, &b);
 	log_msg("smtpd", "disconnect from %s%s", ss->namaddr, b.data ? b.data : "");
 	buf_free(&b);
@@ -1369,6 +1541,15 @@ static void session_free(SESSION *ss)
     if (ss->close_ev) {
 	event_free(ss->close_ev);
 	ss->close_ev = 0;
+    }
+    if (ss->sleep_ev) {
+	event_free(ss->sleep_ev);
+	ss->sleep_ev = 0;
+    }
+    ss->sleeping = 0;
+    if (ss->deadline_ev) {
+	event_free(ss->deadline_ev);
+	ss->deadline_ev = 0;
     }
     ss->gone = 1;
     if (ss->ms) {
@@ -1394,6 +1575,8 @@ static void session_free(SESSION *ss)
 	ss->next->prev = ss->prev;
     s->nsess--;
     free(ss->helo);
+    if (ss->held)
+	evbuffer_free(ss->held);
     params_unref(ss->p);
     free(ss);
     check_done(s);
@@ -1449,6 +1632,29 @@ static void milter_conn_cb(void *ctx, const MILTER_RESULT *r)
     milter_resume(ss);
 }
 
+/*
+ * Postfix 3.8's client grouping for smtpd_client_connection_count_limit:
+ * addresses in one smtpd_client_ipv4_prefix_length /
+ * smtpd_client_ipv6_prefix_length network count as one client.
+ */
+static int same_network(const SESSION *a, const SESSION *b, const SMTPD_PARAMS *p)
+{
+    int     bits, bytes;
+
+    if (a->bfamily != b->bfamily || a->bfamily == 0)
+	return (a->bfamily == 0 && b->bfamily == 0 && strcmp(a->addr, b->addr) == 0);
+    bits = a->bfamily == AF_INET ? p->v4_prefix : p->v6_prefix;
+    bytes = bits / 8;
+    if (memcmp(a->bin, b->bin, (size_t) bytes) != 0)
+	return (0);
+    if (bits % 8) {
+	unsigned char mask = (unsigned char) (0xff << (8 - bits % 8));
+
+	return ((a->bin[bytes] & mask) == (b->bin[bytes] & mask));
+    }
+    return (1);
+}
+
 static void accept_cb(struct evconnlistener *l, evutil_socket_t fd,
 		              struct sockaddr *sa, int salen, void *ctx)
 {
@@ -1470,6 +1676,11 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd,
     ss->p = p;
     p->refs++;
     sockaddr_str(sa, ss->addr, sizeof(ss->addr));
+    if (inet_pton(AF_INET, ss->addr, ss->bin) == 1)
+	ss->bfamily = AF_INET;
+    else if (inet_pton(AF_INET6, ss->addr, ss->bin) == 1)
+	ss->bfamily = AF_INET6;
+    ss->held = evbuffer_new();
     snprintf(ss->name, sizeof(ss->name), "%s",
 	     strcmp(ss->addr, "127.0.0.1") == 0 || strcmp(ss->addr, "::1") == 0 ?
 	     "localhost" : "unknown");
@@ -1493,11 +1704,12 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd,
     if (ss->bev == 0) {
 	evutil_closesocket(fd);
 	params_unref(p);
+	evbuffer_free(ss->held);
 	free(ss);
 	return;
     }
     for (o = s->sessions; o; o = o->next)
-	if (!o->gone && strcmp(o->addr, ss->addr) == 0)
+	if (!o->gone && same_network(o, ss, p))
 	    same++;
     ss->next = s->sessions;
     if (s->sessions)
@@ -1536,6 +1748,7 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd,
     }
     reply(ss, "220 %s", p->banner);
     bufferevent_enable(ss->bev, EV_READ | EV_WRITE);
+    deadline_arm(ss, time_mono_us() + p->timeout * 1000000);
 }
 
 /* Public interface */

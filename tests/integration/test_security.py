@@ -229,3 +229,192 @@ def test_pickup_checks_what_a_local_user_writes_into_the_maildrop(env):
     assert m[0]['rcpt_args'] == [''], m
     corrupt = os.path.join(d.queue_dir, 'maildrop', 'corrupt')
     assert sorted(os.listdir(corrupt)) == ['01smuggle', '02escape', '03sender', '04big']
+
+
+# ---- 4. what a client writes into headers ----
+
+def test_helo_cannot_forge_header_lines(env):
+    sink = env.pysink()
+    d = env.relayqd(relayhost='[127.0.0.1]:%d' % sink.port, **OUTSIDE)
+    c, f = raw(d.port)
+    c.sendall(b'EHLO evil\rX-Forged: yes  <a@b>;("q")\r\n')
+    assert reply(f).startswith('250')
+    c.sendall(b'MAIL FROM:<a@sender.test>\r\nRCPT TO:<x@dest.test>\r\nDATA\r\n')
+    assert reply(f).startswith('250') and reply(f).startswith('250') and reply(f).startswith('354')
+    c.sendall(b'Subject: s\r\n\r\nbody\r\n.\r\n')
+    assert reply(f).startswith('250')
+    c.close()
+    data = sink.wait_messages(1)[0]['data']
+    head = data.split(b'\r\n\r\n', 1)[0]
+    assert b'\r' not in head.replace(b'\r\n', b''), head
+    assert not re.search(rb'^X-Forged', head, re.M), head
+    assert head.startswith(b'Received: from evil?X-Forged:?yes??a?b????q?? (unknown [127.0.0.2])'), head
+    assert re.search(r'helo=<evil\?X-Forged:\?yes\?\?a\?b\?\?\?\?q\?\?>', d.log()) or 'reject' not in d.log()
+
+
+# ---- 1. hop count ----
+
+def received(n):
+    return ''.join('Received: from hop%d.test (hop%d.test [192.0.2.%d])\r\n\tby x; Mon, 1 Jan 2024 00:00:00 +0000\r\n'
+                   % (i, i, i % 250 + 1) for i in range(n))
+
+
+def test_hopcount_limit_at_end_of_data(env):
+    sink = env.pysink()
+    d = env.relayqd(relayhost='[127.0.0.1]:%d' % sink.port)
+    # 48 Received: + ours = 49: accepted; 49 + ours = 50 = hopcount_limit: refused, as Postfix
+    env.send(d.port, 'a@sender.test', ['x@dest.test'], received(48) + 'Subject: ok\r\n\r\nx\r\n')
+    import smtplib
+    with smtplib.SMTP('127.0.0.1', d.port, timeout=30) as s:
+        s.ehlo('client.test')
+        s.mail('a@sender.test')
+        s.rcpt('x@dest.test')
+        code, text = s.data((received(49) + 'Subject: loop\r\n\r\nx\r\n').encode())
+    assert (code, text) == (554, b'5.4.0 Error: too many hops'), (code, text)
+    d.wait_log(r'warning: [0-9A-F]+: message rejected: hopcount exceeded')
+    assert len(sink.wait_messages(1)) == 1
+    time.sleep(1)
+    assert len(sink.messages) == 1
+
+
+def test_hopcount_limit_for_local_submission_bounces(env):
+    sink = env.pysink()
+    d = env.relayqd(relayhost='[127.0.0.1]:%d' % sink.port, hopcount_limit=5)
+    text = received(4).replace('\r\n', '\n') + 'Subject: looped\n\nx\n'
+    r = env.cli(d, '-f', 'owner@sender.test', 'x@dest.test', input=text, prog='sendmail')
+    assert r.returncode == 0, r
+    d.wait_log(r'to=<x@dest\.test>, relay=none, .*dsn=5\.4\.0, status=bounced \(too many hops\)')
+    m = sink.wait_messages(1)[0]
+    assert m['from'] == '' and m['rcpts'] == ['owner@sender.test'], m
+    assert b'Status: 5.4.0' in m['data'] and b'too many hops' in m['data'], m['data']
+    time.sleep(1)
+    assert len(sink.messages) == 1
+
+
+# ---- 4. VRFY ----
+
+def test_disable_vrfy_command(env):
+    d = env.relayqd(disable_vrfy_command='yes')
+    c, f = raw(d.port, '127.0.0.1')
+    c.sendall(b'EHLO client.test\r\n')
+    assert 'VRFY' not in reply(f)
+    c.sendall(b'VRFY postmaster\r\n')
+    assert reply(f) == '502 5.5.1 VRFY command is disabled\r\n'
+    c.close()
+
+
+# ---- 3. error limits, deadlines, client grouping ----
+
+def test_error_limits_and_error_sleep(env):
+    d = env.relayqd(smtpd_soft_error_limit=3, smtpd_hard_error_limit=6, smtpd_error_sleep_time='1s', **OUTSIDE)
+    c, f = raw(d.port)
+    times = []
+    for i in range(6):
+        t0 = time.time()
+        c.sendall(b'BOGUS %d\r\n' % i)
+        assert reply(f).startswith('500 5.5.2'), i
+        times.append(time.time() - t0)
+    assert max(times[:2]) < 0.5, times          # below the soft limit: no delay
+    assert min(times[2:5]) >= 0.9, times        # from the soft limit on: smtpd_error_sleep_time each
+    # the hard limit: 421, the session ends, Postfix's log line
+    assert reply(f) == '421 4.7.0 mta.relayq.test Error: too many errors\r\n'
+    assert f.readline() == b''
+    d.wait_log(r'smtpd\[\d+\]: too many errors after BOGUS from unknown\[127\.0\.0\.2\]')
+    # the sleep is a timer: another client is served at once meanwhile
+    c, f = raw(d.port)
+    for i in range(3):
+        c.sendall(b'BOGUS\r\n')
+        reply(f)
+    c.sendall(b'BOGUS\r\n')                      # this reply sleeps one second...
+    t0 = time.time()
+    c2, f2 = raw(d.port, '127.0.0.1')
+    c2.sendall(b'NOOP\r\n')
+    assert reply(f2).startswith('250') and time.time() - t0 < 0.5   # ... the other session does not
+    c.close()
+    c2.close()
+
+
+def test_junk_command_limit(env):
+    d = env.relayqd(smtpd_junk_command_limit=3, smtpd_hard_error_limit=3, smtpd_soft_error_limit=10)
+    c, f = raw(d.port, '127.0.0.1')
+    got = []
+    for i in range(10):
+        c.sendall(b'NOOP\r\n')
+        r = reply(f)
+        got.append(r[:3])
+        if r.startswith('421'):
+            break
+    # Postfix: junk commands past the limit count as errors: the 5th, 6th, 7th NOOP, then 421
+    assert got == ['250'] * 7 + ['421'], got
+
+
+def test_slow_client_cannot_hold_a_session(env):
+    d = env.relayqd(smtpd_timeout='3s', **OUTSIDE)
+    c, f = raw(d.port)
+    t0 = time.time()
+    closed = None
+    c.settimeout(0.2)
+    for ch in b'EHLO ' + b'x' * 60:
+        try:
+            c.sendall(bytes([ch]))
+        except OSError:
+            closed = time.time() - t0
+            break
+        time.sleep(0.3)
+        if time.time() - t0 > 9:
+            break
+        try:
+            data = c.recv(4096)
+            if data:
+                assert b'421 4.4.2 mta.relayq.test Error: timeout exceeded' in data, data
+                closed = time.time() - t0
+                break
+        except socket.timeout:
+            pass
+    assert closed is not None and closed < 6, closed
+    d.wait_log(r'timeout after CONNECT from unknown\[127\.0\.0\.2\]')
+
+
+def test_slow_data_is_cut_by_min_data_rate(env):
+    d = env.relayqd(smtpd_timeout='3s', relay_domains='dest.test', mynetworks='127.0.0.1/32')
+    c, f = raw(d.port)
+    c.sendall(b'EHLO client.test\r\nMAIL FROM:<a@sender.test>\r\nRCPT TO:<x@dest.test>\r\nDATA\r\n')
+    for _ in range(4):
+        reply(f)
+    c.settimeout(0.3)
+    t0 = time.time()
+    data = b''
+    while time.time() - t0 < 9:
+        try:
+            c.sendall(b'x')
+        except OSError:
+            break
+        try:
+            data = c.recv(4096)
+            if data:
+                break
+        except socket.timeout:
+            pass
+    assert b'421 4.4.2 mta.relayq.test Error: timeout exceeded' in data, data
+    assert time.time() - t0 < 6
+    d.wait_log(r'timeout after DATA from unknown\[127\.0\.0\.2\]')
+
+
+def test_connection_limit_groups_a_network(env):
+    d = env.relayqd(smtpd_client_connection_count_limit=2, smtpd_client_ipv4_prefix_length=24)
+    a, fa = raw(d.port, '127.0.0.2')
+    b, fb = raw(d.port, '127.0.0.3')
+    c = socket.socket()
+    c.bind(('127.0.0.4', 0))
+    c.settimeout(10)
+    c.connect(('127.0.0.1', d.port))
+    g = c.makefile('rb').readline()
+    assert g.startswith(b'421 4.7.0 mta.relayq.test Error: too many connections from 127.0.0.4'), g
+    # another /24 is another client
+    e = socket.socket()
+    e.bind(('127.0.1.2', 0))
+    e.settimeout(10)
+    e.connect(('127.0.0.1', d.port))
+    assert e.makefile('rb').readline().startswith(b'220 '), 'other network refused'
+    for s in (a, b, c, e):
+        s.close()
