@@ -445,12 +445,173 @@ static int queue_lock(QUEUE *q, char *err, size_t errlen)
     return 0;
 }
 
+/*
+ * Tests: a full disk on demand.  queue_test_full(n) makes the queues opened
+ * afterwards use a VFS that passes every call to the default one, except
+ * that once n more writes have been done every write fails with
+ * SQLITE_FULL (what SQLite makes of ENOSPC) until queue_test_full(-1).
+ */
+typedef struct FFILE {
+    sqlite3_file base;
+    sqlite3_file *real;			/* the default VFS's file, right after this */
+} FFILE;
+
+static sqlite3_vfs fault_vfs;
+static sqlite3_vfs *fault_real;
+static sqlite3_io_methods fault_io;
+static atomic_long fault_budget = -1;
+static atomic_int fault_vfs_on;
+
+#define FREAL(f) (((FFILE *) (f))->real)
+
+static int ff_close(sqlite3_file *f)
+{
+    int     rc = FREAL(f)->pMethods ? FREAL(f)->pMethods->xClose(FREAL(f)) : SQLITE_OK;
+
+    return rc;
+}
+
+static int ff_read(sqlite3_file *f, void *b, int n, sqlite3_int64 off)
+{
+    return FREAL(f)->pMethods->xRead(FREAL(f), b, n, off);
+}
+
+static int ff_write(sqlite3_file *f, const void *b, int n, sqlite3_int64 off)
+{
+    long    left = atomic_load(&fault_budget);
+
+    while (left >= 0) {
+	if (left == 0)
+	    return SQLITE_FULL;
+	if (atomic_compare_exchange_weak(&fault_budget, &left, left - 1))
+	    break;
+    }
+    return FREAL(f)->pMethods->xWrite(FREAL(f), b, n, off);
+}
+
+static int ff_truncate(sqlite3_file *f, sqlite3_int64 size)
+{
+    return FREAL(f)->pMethods->xTruncate(FREAL(f), size);
+}
+
+static int ff_sync(sqlite3_file *f, int flags)
+{
+    return FREAL(f)->pMethods->xSync(FREAL(f), flags);
+}
+
+static int ff_size(sqlite3_file *f, sqlite3_int64 *size)
+{
+    return FREAL(f)->pMethods->xFileSize(FREAL(f), size);
+}
+
+static int ff_lock(sqlite3_file *f, int l)
+{
+    return FREAL(f)->pMethods->xLock(FREAL(f), l);
+}
+
+static int ff_unlock(sqlite3_file *f, int l)
+{
+    return FREAL(f)->pMethods->xUnlock(FREAL(f), l);
+}
+
+static int ff_check(sqlite3_file *f, int *out)
+{
+    return FREAL(f)->pMethods->xCheckReservedLock(FREAL(f), out);
+}
+
+static int ff_fcntl(sqlite3_file *f, int op, void *arg)
+{
+    return FREAL(f)->pMethods->xFileControl(FREAL(f), op, arg);
+}
+
+static int ff_sector(sqlite3_file *f)
+{
+    return FREAL(f)->pMethods->xSectorSize(FREAL(f));
+}
+
+static int ff_dev(sqlite3_file *f)
+{
+    return FREAL(f)->pMethods->xDeviceCharacteristics(FREAL(f));
+}
+
+static int ff_shm_map(sqlite3_file *f, int pg, int sz, int ext, void volatile **pp)
+{
+    return FREAL(f)->pMethods->xShmMap(FREAL(f), pg, sz, ext, pp);
+}
+
+static int ff_shm_lock(sqlite3_file *f, int off, int n, int flags)
+{
+    return FREAL(f)->pMethods->xShmLock(FREAL(f), off, n, flags);
+}
+
+static void ff_shm_barrier(sqlite3_file *f)
+{
+    FREAL(f)->pMethods->xShmBarrier(FREAL(f));
+}
+
+static int ff_shm_unmap(sqlite3_file *f, int del)
+{
+    return FREAL(f)->pMethods->xShmUnmap(FREAL(f), del);
+}
+
+static int ff_fetch(sqlite3_file *f, sqlite3_int64 off, int n, void **pp)
+{
+    *pp = 0;					/* no memory mapping: every read is a read */
+    return SQLITE_OK;
+}
+
+static int ff_unfetch(sqlite3_file *f, sqlite3_int64 off, void *p)
+{
+    return SQLITE_OK;
+}
+
+static int ff_open(sqlite3_vfs *vfs, const char *name, sqlite3_file *f, int flags, int *out)
+{
+    FFILE  *ff = (FFILE *) f;
+    int     rc;
+
+    ff->real = (sqlite3_file *) (ff + 1);
+    ff->base.pMethods = 0;
+    rc = fault_real->xOpen(fault_real, name, ff->real, flags, out);
+    if (rc == SQLITE_OK && ff->real->pMethods)
+	ff->base.pMethods = &fault_io;
+    return rc;
+}
+
+static void fault_vfs_init(void)
+{
+    static const sqlite3_io_methods io = {
+	3, ff_close, ff_read, ff_write, ff_truncate, ff_sync, ff_size, ff_lock, ff_unlock,
+	ff_check, ff_fcntl, ff_sector, ff_dev, ff_shm_map, ff_shm_lock, ff_shm_barrier,
+	ff_shm_unmap, ff_fetch, ff_unfetch,
+    };
+
+    fault_real = sqlite3_vfs_find(0);
+    fault_vfs = *fault_real;
+    fault_vfs.szOsFile = (int) sizeof(FFILE) + fault_real->szOsFile;
+    fault_vfs.zName = "relayq-test-full";
+    fault_vfs.xOpen = ff_open;
+    fault_vfs.pNext = 0;
+    fault_io = io;
+    sqlite3_vfs_register(&fault_vfs, 0);
+}
+
+void    queue_test_full(long writes)
+{
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+
+    pthread_once(&once, fault_vfs_init);
+    atomic_store(&fault_vfs_on, 1);
+    atomic_store(&fault_budget, writes);
+}
+
 /* Opening. */
 
 static int qdb_open(QDB *d, const char *path, int flags)
 {
     memset(d, 0, sizeof(*d));
-    if (sqlite3_open_v2(path, &d->db, flags | SQLITE_OPEN_NOMUTEX, 0) != SQLITE_OK)
+    if (sqlite3_open_v2(path, &d->db, flags | SQLITE_OPEN_NOMUTEX,
+			atomic_load(&fault_vfs_on) ? "relayq-test-full" : 0) != SQLITE_OK)
 	return -1;
     sqlite3_busy_timeout(d->db, QUEUE_BUSY_MS);
     sqlite3_extended_result_codes(d->db, 0);

@@ -218,6 +218,13 @@ int     queue_space_refuse(const QUEUE_SPACE *sp, long long minfree, long long m
  */
 void    queue_test_fault(QUEUE *q, const char *step);
 
+/*
+ * Tests: a full disk.  Queues opened after the first call use a VFS in
+ * which, once `writes` more writes have succeeded, every write fails with
+ * SQLITE_FULL (ENOSPC); -1: writes succeed again.
+ */
+void    queue_test_full(long writes);
+
 /* Additions (queue module) */
 
 /* The last store error (writer or loader), for a log line; "" if none. */

@@ -187,6 +187,52 @@ static void test_reopen(void)
     unlink(old);
 }
 
+/*
+ * The log's file system full (/dev/full answers ENOSPC): lines are counted,
+ * reported once on stderr, and once writing works again one warning says
+ * how many were lost.
+ */
+static void test_log_full(void)
+{
+    char    path[128], errpath[128], err[256];
+    char   *a, *e;
+    int     saved = dup(2), fd;
+    uint64_t before = log_write_errors();
+
+    snprintf(path, sizeof(path), "%s/maillog", tmpdir);
+    snprintf(errpath, sizeof(errpath), "%s/stderr", tmpdir);
+    unlink(path);
+    fd = open(errpath, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    T_CHECK(fd >= 0 && saved >= 0);
+    dup2(fd, 2);
+    close(fd);
+    T_EQ_INT(log_open("/dev/full", "relayq", "h", err, sizeof(err)), 0);
+    log_msg("qmgr", "lost one");
+    log_warn("qmgr", "lost two");
+    log_msg("qmgr", "lost three");
+    T_EQ_INT(log_write_errors() - before, 3);
+    T_EQ_INT(log_open(path, "relayq", "h", err, sizeof(err)), 0);
+    log_msg("qmgr", "back");
+    log_msg("qmgr", "again");
+    log_close();
+    dup2(saved, 2);
+    close(saved);
+    T_EQ_INT(log_write_errors() - before, 3);
+    a = slurp(path);
+    e = slurp(errpath);
+    T_CHECK(matches("qmgr\\[[0-9]+\\]: back\n[^\n]*relayq/qmgr\\[[0-9]+\\]: warning: 3 log lines were lost: "
+		    "No space left on device\n[^\n]*: again\n$", a));
+    T_CHECK(!strstr(a, "lost one"));
+    /* One report on stderr, not one per lost line. */
+    T_CHECK(strstr(e, "cannot write the log: No space left on device") != 0);
+    T_CHECK(strstr(e, "cannot write the log") != 0
+	    && strstr(strstr(e, "cannot write the log") + 1, "cannot write the log") == 0);
+    free(a);
+    free(e);
+    unlink(path);
+    unlink(errpath);
+}
+
 /* Many threads in two processes: every line whole, none lost. */
 
 #define ATOM_THREADS	4
@@ -304,6 +350,7 @@ int     main(void)
     T_RUN(test_line_format);
     T_RUN(test_destinations);
     T_RUN(test_reopen);
+    T_RUN(test_log_full);
     T_RUN(test_atomic_lines);
     T_RUN(test_format_delay);
     rmdir(tmpdir);

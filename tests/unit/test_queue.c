@@ -24,7 +24,7 @@ static char tdir[64];
 static void tmp_clean(void)
 {
     static const char *const names[] = {
-	"queue.db", "queue.db-wal", "queue.db-shm", "queue.db-journal", "lock",
+	"queue.db", "queue.db-wal", "queue.db-shm", "queue.db-journal", "lock", "reserve",
     };
     char    path[128];
     size_t  i;
@@ -610,6 +610,261 @@ static int crash_child(const char *step, uint64_t *seq)
     return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
+/*
+ * A full disk at every write of every kind of commit: the store is the old
+ * state exactly (nothing half-written), the same batch committed again once
+ * there is room gives the new state exactly once (a notice inserted once),
+ * and the store passes quick_check when reopened.
+ */
+enum { FS_INSERT, FS_DELIVER, FS_DEFER, FS_BOUNCE, FS_EXPIRE, FS_COUNT };
+static const char *const fs_name[FS_COUNT] = {"insert", "deliver", "defer", "bounce", "expire"};
+
+static int fs_count_cb(void *ctx, const QMSG *m)
+{
+    (*(int *) ctx)++;
+    return 0;
+}
+
+static int fs_count(QUEUE *q)
+{
+    int     n = 0;
+
+    queue_walk(q, 0, fs_count_cb, &n);
+    return n;
+}
+
+static QBATCH *fs_batch(QUEUE *q, int kind, QMSG *m, QMSG *notice)
+{
+    QBATCH *b = queue_batch(q);
+    QATTEMPT a = {1700000002000000LL, 1700000003000000LL, "mx.dest.example", "192.0.2.1",
+	25, "4.4.1", "connect: Connection refused"};
+
+    switch (kind) {
+    case FS_INSERT:
+	queue_batch_insert(b, m);
+	break;
+    case FS_DELIVER:
+	queue_batch_delete(b, m->seq);
+	break;
+    case FS_DEFER:
+	m->state = QSTATE_DEFERRED;
+	m->attempts = 1;
+	m->next_eligible = 1700000999;
+	free(m->rcpts[0].reason);
+	m->rcpts[0].reason = xstrdup("connect: Connection refused");
+	snprintf(m->rcpts[0].dsn, sizeof(m->rcpts[0].dsn), "4.4.1");
+	queue_batch_update(b, m);
+	queue_batch_attempt(b, m->seq, &a);
+	break;
+    case FS_BOUNCE:
+	queue_batch_insert(b, notice);
+	m->rcpts[0].state = QRCPT_BOUNCED;
+	m->state = QSTATE_DEFERRED;
+	queue_batch_update(b, m);
+	break;
+    case FS_EXPIRE:
+	queue_batch_insert(b, notice);
+	queue_batch_delete(b, m->seq);
+	break;
+    }
+    return b;
+}
+
+/* Returns 1 if the store holds the new state of `kind`, 0 if the old one, -1 if neither. */
+static int fs_state(QUEUE *q, int kind, uint64_t seq, uint64_t nseq)
+{
+    QMSG   *l = queue_load(q, seq, 1);
+    QMSG   *n = nseq ? queue_load(q, nseq, 1) : 0;
+    QATTEMPT *h = 0;
+    int     nh = l ? queue_history(q, seq, &h) : 0, total = fs_count(q), r = -1;
+
+    switch (kind) {
+    case FS_INSERT:
+	r = l && total == 1 ? 1 : !l && total == 0 ? 0 : -1;
+	break;
+    case FS_DELIVER:
+	r = !l && total == 0 ? 1 : l && total == 1 && l->state == QSTATE_INCOMING ? 0 : -1;
+	break;
+    case FS_DEFER:
+	if (l && total == 1 && l->state == QSTATE_DEFERRED && l->attempts == 1 && nh == 1
+	    && l->rcpts[0].reason && strcmp(l->rcpts[0].dsn, "4.4.1") == 0)
+	    r = 1;
+	else if (l && total == 1 && l->state == QSTATE_INCOMING && l->attempts == 0 && nh == 0
+		 && l->rcpts[0].reason == 0)
+	    r = 0;
+	break;
+    case FS_BOUNCE:
+	if (l && n && total == 2 && l->rcpts[0].state == QRCPT_BOUNCED && n->size > 0)
+	    r = 1;
+	else if (l && !n && total == 1 && l->rcpts[0].state == QRCPT_PENDING)
+	    r = 0;
+	break;
+    case FS_EXPIRE:
+	r = !l && n && total == 1 ? 1 : l && !n && total == 1 ? 0 : -1;
+	break;
+    }
+    qattempt_free_array(h, nh);
+    qmsg_free(l);
+    qmsg_free(n);
+    return r;
+}
+
+static void test_full_disk_every_write(void)
+{
+    int     kind, k, failures[FS_COUNT] = {0};
+
+    for (kind = 0; kind < FS_COUNT; kind++) {
+	for (k = 0; k < 2000; k++) {
+	    QUEUE  *q;
+	    QMSG   *m, *notice = 0;
+	    uint64_t nseq = 0;
+	    int     rc, st;
+
+	    tmp_dir();
+	    queue_test_full(-1);
+	    q = open_or_die(QUEUE_OPEN_ADMIN);
+	    m = make_msg(q, 2);
+	    if (kind != FS_INSERT)
+		T_EQ_INT(insert_sync(q, m), 0);
+	    if (kind == FS_BOUNCE || kind == FS_EXPIRE) {
+		notice = make_msg(q, 1);
+		notice->flags = QFLAG_BOUNCE;
+		free(notice->sender);
+		notice->sender = xstrdup("");
+		nseq = notice->seq;
+	    }
+	    queue_test_full(k);			/* the disk fills after k more writes */
+	    rc = queue_batch_commit(fs_batch(q, kind, m, notice));
+	    queue_test_full(-1);
+	    st = fs_state(q, kind, m->seq, nseq);
+	    if (rc == 0) {
+		if (st != 1)
+		    T_FAILF("%s: committed after %d writes but the store is not the new state", fs_name[kind], k);
+	    } else {
+		failures[kind]++;
+		if (st != 0)
+		    T_FAILF("%s: full after %d writes: the store is not the old state (%d)", fs_name[kind], k, st);
+		/* Room again: the same batch commits, once (the message as stored, for an update). */
+		uint64_t seq = m->seq;
+
+		qmsg_free(m);
+		m = queue_load(q, seq, 1);
+		if (m == 0)			/* FS_INSERT: the client sends it again */
+		    m = make_msg(q, 2);
+		if (queue_batch_commit(fs_batch(q, kind, m, notice)) != 0)
+		    T_FAILF("%s: full after %d writes, then room again: the retry failed: %s",
+			    fs_name[kind], k, queue_last_error(q));
+		if (kind != FS_INSERT && fs_state(q, kind, m->seq, nseq) != 1)
+		    T_FAILF("%s: full after %d writes, then retried: not the new state", fs_name[kind], k);
+	    }
+	    queue_close(q);
+	    q = open_or_die(QUEUE_OPEN_ADMIN);	/* quick_check at open */
+	    if (kind != FS_INSERT && fs_state(q, kind, m->seq, nseq) != 1)
+		T_FAILF("%s: after reopening (k=%d): not the new state", fs_name[kind], k);
+	    queue_close(q);
+	    qmsg_free(m);
+	    qmsg_free(notice);
+	    if (rc == 0)
+		break;
+	}
+	T_CHECK(failures[kind] > 0);
+    }
+    printf("\n    full disk at write k: %d/%d/%d/%d/%d failing points (insert/deliver/defer/bounce/expire), every one rolled back whole  ",
+	   failures[0], failures[1], failures[2], failures[3], failures[4]);
+}
+
+/*
+ * The reserve: a group that meets a full disk fails its new mail, gives the
+ * reserve back and records the bookkeeping; the reserve comes back when
+ * there is room.
+ */
+static int rs_ok[2];
+
+static void rs_cb(void *ctx, int ok)
+{
+    rs_ok[(intptr_t) ctx] = ok ? 1 : -1;
+}
+
+static void test_reserve(void)
+{
+    QUEUE  *q;
+    QMSG   *old, *fresh;
+    QUEUE_SPACE sp;
+    QBATCH *b;
+    struct stat sb;
+    char   *path;
+    int64_t deadline;
+
+    tmp_dir();
+    q = open_or_die(QUEUE_OPEN_DAEMON);
+    queue_set_reserve(q, 1 << 20, 0);
+    path = xasprintf("%s/reserve", tdir);
+    T_CHECK(stat(path, &sb) == 0 && sb.st_size == 1 << 20 && sb.st_blocks * 512 >= 1 << 20);
+    T_EQ_INT(queue_space(q, &sp), 0);
+    T_EQ_INT(sp.reserve_held, 1);
+    old = make_msg(q, 1);
+    fresh = make_msg(q, 1);
+    T_EQ_INT(insert_sync(q, old), 0);
+
+    queue_test_fault(q, "full-commit");
+    rs_ok[0] = rs_ok[1] = 0;
+    b = queue_batch(q);
+    queue_batch_insert(b, fresh);		/* new mail */
+    queue_batch_submit(b, rs_cb, (void *) (intptr_t) 0);
+    b = queue_batch(q);
+    queue_batch_delete(b, old->seq);		/* a delivery's record */
+    queue_batch_submit(b, rs_cb, (void *) (intptr_t) 1);
+    deadline = time_mono_us() + 10 * 1000000LL;
+    while ((!rs_ok[0] || !rs_ok[1]) && time_mono_us() < deadline) {
+	struct pollfd pfd = {queue_notify_fd(q), POLLIN, 0};
+
+	if (poll(&pfd, 1, 100) > 0)
+	    queue_dispatch(q);
+    }
+    T_EQ_INT(rs_ok[0], -1);			/* smtpd says 451 */
+    T_EQ_INT(rs_ok[1], 1);			/* recorded: not delivered again */
+    T_CHECK(queue_load(q, old->seq, 0) == 0);
+    T_CHECK(queue_load(q, fresh->seq, 0) == 0);
+    T_EQ_INT(queue_space(q, &sp), 0);
+    T_EQ_INT(sp.full_errors, 1);
+    T_EQ_INT(sp.reserve_releases, 1);
+    T_EQ_INT(sp.reserve_held, 0);
+    T_CHECK(stat(path, &sb) == 0 && sb.st_size == 0);
+    /* While it is given back, new mail is refused (reason 2); then it is made again. */
+    T_EQ_INT(queue_space_refuse(&sp, 0, 0), QUEUE_SPACE_RESERVE);
+    deadline = time_mono_us() + 5 * 1000000LL;
+    while (queue_space(q, &sp) == 0 && !sp.reserve_held && time_mono_us() < deadline)
+	usleep(100000);
+    T_EQ_INT(sp.reserve_held, 1);
+    T_CHECK(stat(path, &sb) == 0 && sb.st_size == 1 << 20);
+    queue_close(q);
+    qmsg_free(old);
+    qmsg_free(fresh);
+    free(path);
+}
+
+/* Postfix's rule, in blocks: refuse below queue_minfree, or below 1.5 x message_size_limit. */
+static void test_space_rule(void)
+{
+    QUEUE_SPACE sp = {0};
+
+    sp.block_size = 4096;
+    sp.reserve_held = 1;
+    sp.free_blocks = 1000;			/* 4,096,000 bytes */
+    sp.free_bytes = 4096000;
+    T_EQ_INT(queue_space_refuse(&sp, 0, 10240000), QUEUE_SPACE_LOW);
+    T_EQ_INT(queue_space_refuse(&sp, 0, 2000000), QUEUE_SPACE_OK);	/* 3 MB needed */
+    T_EQ_INT(queue_space_refuse(&sp, 0, 2800000), QUEUE_SPACE_LOW);	/* 4.2 MB needed */
+    T_EQ_INT(queue_space_refuse(&sp, 4096000, 0), QUEUE_SPACE_LOW);	/* minfree >= free */
+    T_EQ_INT(queue_space_refuse(&sp, 4000000, 0), QUEUE_SPACE_OK);
+    T_EQ_INT(queue_space_refuse(&sp, 0, 0), QUEUE_SPACE_OK);		/* no size limit */
+    sp.free_blocks = 0;
+    T_EQ_INT(queue_space_refuse(&sp, 0, 0), QUEUE_SPACE_LOW);
+    sp.free_blocks = 1000;
+    sp.reserve_held = 0;
+    T_EQ_INT(queue_space_refuse(&sp, 0, 0), QUEUE_SPACE_RESERVE);
+}
+
 static void test_crash_points(void)
 {
     QUEUE  *q;
@@ -846,6 +1101,9 @@ int     main(void)
     T_RUN(test_group_commit);
     T_RUN(test_fail_batch);
     T_RUN(test_crash_points);
+    T_RUN(test_full_disk_every_write);
+    T_RUN(test_reserve);
+    T_RUN(test_space_rule);
     T_RUN(test_recover);
     T_RUN(test_refuse_garbage);
     T_RUN(test_refuse_newer);
