@@ -25,6 +25,7 @@
 #include "control/control.h"
 #include "log/log.h"
 #include "queue/queue.h"
+#include "smtp/smtp.h"
 #include "util/util.h"
 
 #define EX_USAGE_STATUS 64
@@ -222,6 +223,7 @@ static int cli_check(CLI *cli)
 	}
 	free(p);
     }
+    problems += smtp_check(cf, stderr);
     if (problems == 0)
 	printf("relayq: configuration %s and queue directory %s: OK\n", config_file(cf), qdir);
     return problems ? 1 : 0;

@@ -808,6 +808,31 @@ static int cfg_name_cmp(const void *a, const void *b)
 
 /* cfg_show_one - one "name = value" line, if flags want one */
 
+/*
+ * A password table written into relayq.cf (inline:{...}, static:...) holds
+ * secrets: postconf prints them, relayq does not.  File tables are shown.
+ */
+static char *cfg_hide_secrets(const char *name, const char *v)
+{
+    size_t  nl = strlen(name);
+    char  **l;
+    BUF     b = BUF_INIT;
+
+    if (nl < 14 || strcmp(name + nl - 14, "_password_maps") != 0
+	|| (strstr(v, "inline:") == 0 && strstr(v, "static:") == 0))
+	return (0);
+    l = str_split_list(v, 0);
+    buf_puts(&b, "");
+    for (int k = 0; l[k]; k++) {
+	if (strncmp(l[k], "inline:", 7) == 0 || strncmp(l[k], "static:", 7) == 0)
+	    buf_printf(&b, "%s%.7s{(hidden)}", k ? ", " : "", l[k]);
+	else
+	    buf_printf(&b, "%s%s", k ? ", " : "", l[k]);
+    }
+    str_list_free(l);
+    return (buf_steal(&b));
+}
+
 static void cfg_show_one(const CONFIG *cf, FILE *fp, int flags, int i)
 {
     const char *v;
@@ -822,8 +847,13 @@ static void cfg_show_one(const CONFIG *cf, FILE *fp, int flags, int i)
     } else {
 	v = cf ? cf->dflt[i] : (own = cfg_table_default(i));
     }
+    char   *hidden = cfg_hide_secrets(param_table[i].name, v);
+
+    if (hidden)
+	v = hidden;
     /* postconf writes "name =" for an empty value, with no trailing space. */
     fprintf(fp, "%s =%s%s\n", param_table[i].name, *v ? " " : "", v);
+    free(hidden);
     free(own);
 }
 

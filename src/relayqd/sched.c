@@ -269,7 +269,7 @@ static void do_activate(RELAYQD *d, QMGR_ID id, int64_t now)
 	if (m->rcpts[i].state != QRCPT_PENDING)
 	    continue;
 	idx[n] = i;
-	if (smtp_route(d->cf, m->rcpts[i].addr, &r, err, sizeof(err)) < 0) {
+	if (smtp_route_from(d->cf, m->sender, m->rcpts[i].addr, &r, err, sizeof(err)) < 0) {
 	    log_warn("qmgr", "%s: %s", m->qid, err);
 	    keys[n] = xasprintf("defer:%s", err);
 	} else {
@@ -856,7 +856,7 @@ void    sched_state(void *ctx, const QMSG *msg, SHOWQ_SCHED *out)
 	int64_t until = 0;
 
 	if (msg->rcpts[i].state == QRCPT_PENDING
-	    && smtp_route(d->cf, msg->rcpts[i].addr, &r, err, sizeof(err)) == 0
+	    && smtp_route_from(d->cf, msg->sender, msg->rcpts[i].addr, &r, err, sizeof(err)) == 0
 	    && qmgr_dest_dead(d->qmgr, r.key, &until)) {
 	    out->destination_dead = 1;
 	    if (until > out->dead_until)

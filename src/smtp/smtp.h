@@ -9,6 +9,8 @@
 #ifndef SMTP_H_INCLUDED
 #define SMTP_H_INCLUDED
 
+#include <stdio.h>
+
 #include <event2/event.h>
 #include "config/config.h"
 #include "queue/queue.h"
@@ -42,6 +44,14 @@ int     smtp_route(const CONFIG *cf, const char *rcpt, SMTP_ROUTE *out, char *er
 int     smtp_route_check(const CONFIG *cf, char *err, size_t errlen);
 
 /*
+ * The same with the sender for sender_dependent_relayhost_maps, which
+ * takes the place of relayhost for the senders it lists (transport_maps
+ * still win).  smtp_route() is this with no sender.
+ */
+int     smtp_route_from(const CONFIG *cf, const char *sender, const char *rcpt, SMTP_ROUTE *out,
+			        char *err, size_t errlen);
+
+/*
  * Split an SMTP nexthop: "[host]:port", "[host]", "host:port", "host",
  * "[v6addr]:port".  *mx is 0 for the bracketed forms (no MX lookup).  The
  * port is 25 when none is given.  0, or -1 when malformed.
@@ -53,6 +63,12 @@ int     smtp_nexthop_parse(const char *nexthop, char *host, size_t hostlen, int 
  * without one, derived from the reply code as Postfix does (X.0.0).
  */
 void    smtp_reply_dsn(const char *reply, char dsn[12]);
+
+/*
+ * relayq check: the SMTP client's TLS and SASL settings.  Warnings and
+ * errors go to fp ("relayq: warning: ..."); returns the number of errors.
+ */
+int     smtp_check(const CONFIG *cf, FILE *fp);
 
 SMTP   *smtp_create(struct event_base *base, const CONFIG *cf);
 void    smtp_reconfigure(SMTP *s, const CONFIG *cf);

@@ -55,6 +55,7 @@ typedef struct SMTP_PARAMS {
     int     sasl_sender_dep;
     int     sasl_soft_bounce;
     char    sasl_delim[2];
+    char   *rcpt_delim;			/* recipient_delimiter, for the sender lookup */
     char   *sasl_mech_filter;
     unsigned sasl_opts, sasl_tls_opts, sasl_tlsv_opts;
     char  **strs;			/* strings owned by these parameters */

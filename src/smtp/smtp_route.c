@@ -51,11 +51,18 @@ long long smtp_cf_int(const CONFIG *cf, const char *name, long long dflt)
 static TABLE_LIST *tm_list;
 static char *tm_value;
 
+/* sender_dependent_relayhost_maps, opened once per value (table layer). */
+static TABLE_LIST *sdrh_list;
+static char *sdrh_value;
+
 void    smtp_maps_flush(void)
 {
     tm_list = table_list_close(tm_list);
     free(tm_value);
     tm_value = NULL;
+    sdrh_list = table_list_close(sdrh_list);
+    free(sdrh_value);
+    sdrh_value = NULL;
 }
 
 static TABLE_LIST *transport_tables(const CONFIG *cf, char *err, size_t errlen)
@@ -179,8 +186,57 @@ static void rcpt_domain(const CONFIG *cf, const char *rcpt, char *out, size_t ou
     str_lower(out);
 }
 
+/*
+ * sender_dependent_relayhost_maps: the sender address, then without its
+ * extension (recipient_delimiter), then "@domain" (Postfix's
+ * mail_addr_find); the null sender as "<>"
+ * (empty_address_relayhost_maps_lookup_key).  1 found (copied
+ * into out), 0 not, -1 error.
+ */
+static int sender_relayhost(const CONFIG *cf, const char *sender, char *out, size_t outlen,
+			            char *err, size_t errlen)
+{
+    const char *v = smtp_cf_str(cf, "sender_dependent_relayhost_maps", "");
+    const char *val;
+    TABLE_ADDR_OPTS o;
+    int     st;
+
+    if (*v == 0 || sender == NULL)
+	return (0);
+    if (sdrh_list == NULL || sdrh_value == NULL || strcmp(sdrh_value, v) != 0) {
+	sdrh_list = table_list_close(sdrh_list);
+	free(sdrh_value);
+	sdrh_value = xstrdup(v);
+	if ((sdrh_list = table_list_open("sender_dependent_relayhost_maps", v, TABLE_FLAG_FOLD,
+					 err, errlen)) == NULL)
+	    return (-1);
+    }
+    memset(&o, 0, sizeof(o));
+    o.strategy = TABLE_ADDR_FULL | TABLE_ADDR_NOEXT | TABLE_ADDR_AT_DOMAIN;
+    o.delimiter = smtp_cf_str(cf, "recipient_delimiter", "");
+    if (*sender == 0)
+	st = table_list_find(sdrh_list, "<>", 0, &val, err, errlen);
+    else
+	st = table_find_addr(sdrh_list, sender, &o, &val, NULL, err, errlen);
+    if (st > 0) {
+	while (*val == ' ' || *val == '\t')
+	    val++;
+	snprintf(out, outlen, "%s", val);
+	/* a list of relays: Postfix takes them all; relayq the first */
+	out[strcspn(out, " \t,")] = 0;
+    }
+    return (st);
+}
+
 int     smtp_route(const CONFIG *cf, const char *rcpt, SMTP_ROUTE *out, char *err, size_t errlen)
 {
+    return (smtp_route_from(cf, NULL, rcpt, out, err, errlen));
+}
+
+int     smtp_route_from(const CONFIG *cf, const char *sender, const char *rcpt, SMTP_ROUTE *out,
+			        char *err, size_t errlen)
+{
+    char    sdrh[512];
     char    addr[1024], domain[512], val[1024];
     const char *relayhost;
     const char *nexthop = "";
@@ -222,6 +278,15 @@ int     smtp_route(const CONFIG *cf, const char *rcpt, SMTP_ROUTE *out, char *er
 	}
     }
     out->transport = SMTP_TR_SMTP;
+    if (*nexthop == 0) {
+	switch (sender_relayhost(cf, sender, sdrh, sizeof(sdrh), err, errlen)) {
+	case -1:
+	    return (-1);
+	case 1:
+	    nexthop = sdrh;
+	    break;
+	}
+    }
     if (*nexthop == 0) {
 	relayhost = smtp_cf_str(cf, "relayhost", "");
 	while (*relayhost == ' ' || *relayhost == '\t')

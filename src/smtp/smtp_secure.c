@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -110,6 +111,7 @@ void    secure_params_load(SMTP_PARAMS *p, const CONFIG *cf)
     p->sasl_delim[0] = *smtp_cf_str(cf, "smtp_sasl_password_result_delimiter", ":");
     p->sasl_delim[1] = 0;
     p->sasl_mech_filter = (char *) keep(p, smtp_cf_str(cf, "smtp_sasl_mechanism_filter", ""));
+    p->rcpt_delim = (char *) keep(p, smtp_cf_str(cf, "recipient_delimiter", ""));
     p->sasl_opts = secopts(cf, "smtp_sasl_security_options", "noplaintext, noanonymous");
     p->sasl_tls_opts = secopts(cf, "smtp_sasl_tls_security_options", "noplaintext, noanonymous");
     p->sasl_tlsv_opts = secopts(cf, "smtp_sasl_tls_verified_security_options",
@@ -276,16 +278,17 @@ void    secure_ehlo_auth(SMTP_DELIV *d, const char *kw)
 static int passwd_lookup(void *ctx, const char *key, int is_addr, const char **val,
 			         char *err, size_t errlen)
 {
-    TABLE_LIST *l = ctx;
+    SMTP_PARAMS *p = ctx;
 
     if (is_addr) {
 	TABLE_ADDR_OPTS o;
 
 	memset(&o, 0, sizeof(o));
 	o.strategy = TABLE_ADDR_FULL | TABLE_ADDR_NOEXT | TABLE_ADDR_AT_DOMAIN;
-	return (table_find_addr(l, key, &o, val, NULL, err, errlen));
+	o.delimiter = p->rcpt_delim;
+	return (table_find_addr(p->sasl_passwd, key, &o, val, NULL, err, errlen));
     }
-    return (table_list_find(l, key, 0, val, err, errlen));
+    return (table_list_find(p->sasl_passwd, key, 0, val, err, errlen));
 }
 
 static void auth_fail(SMTP_DELIV *d, const char *dsn, const char *fmt, const char *arg)
@@ -341,7 +344,7 @@ void    secure_after_ehlo(SMTP_DELIV *d)
 	setup_done(d);
 	return;
     }
-    st = sasl_client_passwd_lookup(passwd_lookup, d->p->sasl_passwd, d->p->sasl_sender_dep,
+    st = sasl_client_passwd_lookup(passwd_lookup, d->p, d->p->sasl_sender_dep,
 				   d->msg->sender, a->host, a->dest, d->p->sasl_delim,
 				   &user, &pass, err, sizeof(err));
     if (st < 0) {
@@ -446,4 +449,76 @@ void    secure_reset(SMTP_DELIV *d)
     d->tls_wrapped = 0;
     d->tls_matched = 0;
     d->sasl_done = 0;
+}
+
+/* ---------------------------------------------------------------------- */
+/* relayq check                                                            */
+/* ---------------------------------------------------------------------- */
+
+/* A file-based password table others may read: name it. */
+static void check_table_mode(FILE *fp, const char *spec)
+{
+    static const char *const suffix[] = {"", ".db", ".lmdb", ".cdb", NULL};
+    const char *colon = strchr(spec, ':');
+    struct stat st;
+
+    if (colon == NULL || colon[1] != '/')
+	return;
+    for (int i = 0; suffix[i]; i++) {
+	char   *path = xasprintf("%s%s", colon + 1, suffix[i]);
+
+	if (stat(path, &st) == 0 && S_ISREG(st.st_mode) && (st.st_mode & (S_IROTH | S_IWOTH)))
+	    fprintf(fp, "relayq: warning: smtp_sasl_password_maps: %s has mode %04o: other users can"
+		    " read the passwords (chmod 600, owned by root: relayqd reads it at start)\n",
+		    path, (unsigned) (st.st_mode & 07777));
+	free(path);
+    }
+}
+
+int     smtp_check(const CONFIG *cf, FILE *fp)
+{
+    SMTP_PARAMS p;
+    char    err[1024];
+    int     errors = 0, level;
+    char  **maps;
+
+    memset(&p, 0, sizeof(p));
+    secure_params_load(&p, cf);
+    level = tls_level_lookup(p.tlsp.level);
+    if ((level != TLS_LEV_NONE || p.tls_policy || p.tls_wrapper) && p.tls == NULL) {
+	TLS_CLIENT *tc = tls_client_create(&p.tlsp, err, sizeof(err));
+
+	if (tc == NULL) {
+	    fprintf(fp, "relayq: error: SMTP client TLS: %s\n", err);
+	    errors++;
+	}
+	tls_client_free(tc);
+    }
+    if (TLS_MUST_MATCH(level) && level != TLS_LEV_FPRINT && !*p.tlsp.CAfile && !*p.tlsp.CApath
+	&& !p.tlsp.append_default_CA)
+	fprintf(fp, "relayq: warning: smtp_tls_security_level = %s, but neither smtp_tls_CAfile nor"
+		" smtp_tls_CApath is set and tls_append_default_CA = no: no server can be verified"
+		" (smtp_tls_CApath = /etc/ssl/certs trusts the system's CAs)\n", p.tlsp.level);
+    if (p.tls_wrapper && level < TLS_LEV_ENCRYPT && p.tls_policy == NULL)
+	fprintf(fp, "relayq: warning: smtp_tls_wrappermode requires \"smtp_tls_security_level ="
+		" encrypt\" (or stronger): deliveries defer\n");
+    if (p.sasl_enable) {
+	maps = str_split_list(smtp_cf_str(cf, "smtp_sasl_password_maps", ""), NULL);
+	for (int i = 0; maps[i]; i++)
+	    check_table_mode(fp, maps[i]);
+	str_list_free(maps);
+	if (p.sasl_passwd_broken) {
+	    fprintf(fp, "relayq: error: smtp_sasl_password_maps cannot be opened (see the warning above)\n");
+	    errors++;
+	}
+	if (!TLS_REQUIRED(level) && p.tls_policy == NULL)
+	    fprintf(fp, "relayq: warning: smtp_sasl_auth_enable = yes with smtp_tls_security_level = %s:"
+		    " a password can go to a server without TLS (use encrypt or stronger, or"
+		    " smtp_tls_policy_maps)\n", *p.tlsp.level ? p.tlsp.level : "none");
+	if (!p.sasl_passwd_broken && p.sasl_passwd == NULL)
+	    fprintf(fp, "relayq: warning: smtp_sasl_auth_enable = yes, but smtp_sasl_password_maps"
+		    " is empty\n");
+    }
+    secure_params_free(&p);
+    return (errors);
 }

@@ -54,7 +54,21 @@ def make_pki(env):
                     '-CAcreateserial', '-days', '2', '-extfile', p('ext'), '-out', p('srv.pem')],
                    check=True, capture_output=True)
     os.chmod(p('srv.key'), 0o644)
-    return {n: p(n) for n in ('ca.pem', 'otherca.pem', 'srv.pem', 'srv.key')}
+    return {n: p(n) for n in ('ca.pem', 'otherca.pem', 'srv.pem', 'srv.key', 'ca.key')}
+
+
+def leaf(pki, name):
+    """Another server certificate from the test CA; returns (cert, key)."""
+    d = os.path.dirname(pki['ca.pem'])
+    p = lambda n: os.path.join(d, n)  # noqa: E731
+    subprocess.run(['openssl', 'req', '-newkey', 'rsa:2048', '-nodes', '-subj', '/CN=' + name,
+                    '-keyout', p(name + '.key'), '-out', p(name + '.csr')], check=True, capture_output=True)
+    with open(p(name + '.ext'), 'w') as f:
+        f.write('subjectAltName=DNS:%s\nextendedKeyUsage=serverAuth\n' % name)
+    subprocess.run(['openssl', 'x509', '-req', '-in', p(name + '.csr'), '-CA', pki['ca.pem'],
+                    '-CAkey', pki['ca.key'], '-CAcreateserial', '-days', '2', '-extfile', p(name + '.ext'),
+                    '-out', p(name + '.pem')], check=True, capture_output=True)
+    return p(name + '.pem'), p(name + '.key')
 
 
 def start_dovecot(env, users):
@@ -213,12 +227,14 @@ def relay(env, pki, sh, dns, nexthop=None, password=PASSWORD, **more):
 
 
 def deferred(env, d, qid, text_rx, dsn):
-    """The message is deferred with dsn and a reason matching text_rx, also in mailq."""
+    """The message is deferred with dsn and a reason matching text_rx, also in mailq and explain."""
     line = d.wait_log(r'%s: to=<b@dest\.test>, relay=[^,]*, .*dsn=%s, status=deferred \((.*)\)$'
                       % (qid, re.escape(dsn)), timeout=30)[0]
     assert re.search(text_rx, line.group(1)), line.group(0)
     flat = ' '.join(env.cli(d, 'mailq').stdout.split())
     assert qid in flat and ' '.join(line.group(1).split()[:4]) in flat, flat
+    ex = env.cli(d, 'explain', qid).stdout
+    assert '(%s)' % line.group(1) in ex and '(%s)' % dsn in ex, ex[:1500]
     return line
 
 
@@ -340,3 +356,98 @@ def test_failures_defer_and_deliver_nothing(env):
         assert 'sasl_username=relayuser' in sh.log()
     finally:
         sh.stop()
+
+
+# ---------------------------------------------------------------- a second implementation
+
+def aiosmtpd_peer(env, pki, user, password):
+    if not os.path.exists('/usr/bin/python3') or run(['/usr/bin/python3', '-c', 'import aiosmtpd']).returncode:
+        raise Skip('python3-aiosmtpd (Debian) is not installed')
+    cert, key = leaf(pki, 'aio.test')
+    port = free_port()
+    out = os.path.join(env.dir, 'aio-out')
+    os.makedirs(out)
+    env.spawn(['/usr/bin/python3', os.path.join(os.path.dirname(__file__), 'aiosmtpd_peer.py'),
+               str(port), cert, key, user, password, out])
+    wait_port(port, timeout=20)
+    return port, out
+
+
+def aio_messages(out, n, timeout=30):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        metas = sorted(f for f in os.listdir(out) if f.endswith('.meta'))
+        if len(metas) >= n:
+            return [open(os.path.join(out, f)).read() for f in metas]
+        time.sleep(0.1)
+    raise AssertionError('aiosmtpd has %d/%d messages' % (len(os.listdir(out)) // 2, n))
+
+
+def test_aiosmtpd_peer_auth_and_sender_dependent_relayhost(env):
+    pki = make_pki(env)
+    port, out = aiosmtpd_peer(env, pki, 'relayuser', PASSWORD)
+    dns = dnsmasq(env, ['--host-record=aio.test,127.0.0.1'])
+    pw = os.path.join(env.dir, 'sasl_passwd')
+    with open(pw, 'w') as f:
+        f.write('[aio.test]:%d relayuser:%s\n' % (port, PASSWORD))
+    os.chmod(pw, 0o600)
+    common = dict(dns_servers='127.0.0.1:%d' % dns, smtp_tls_security_level='secure',
+                  smtp_tls_CAfile=pki['ca.pem'], smtp_sasl_auth_enable='yes',
+                  smtp_sasl_password_maps='texthash:' + pw, smtp_sasl_tls_security_options='noanonymous',
+                  smtp_tls_loglevel='1', queue_run_delay='300s', minimal_backoff_time='300s')
+    # relayhost is dead; only a@sender.test is routed to the peer, by sender
+    d = env.relayqd(sender_dependent_relayhost_maps='inline:{ a@sender.test=[aio.test]:%d }' % port, **common)
+    qid = env.send(d.port, 'a@sender.test', ['b@dest.test'], MSG)
+    d.wait_log(r'%s: to=<b@dest\.test>, relay=aio\.test\[127\.0\.0\.1\]:%d, .*dsn=2\.0\.0, status=sent '
+               r'\(250 2\.0\.0 Ok: accepted by aiosmtpd\)' % (qid, port), timeout=30)
+    assert re.search(r'Verified TLS connection established to aio\.test\[127\.0\.0\.1\]:%d: TLSv1\.[23] '
+                     % port, d.log()), d.log()
+    meta = aio_messages(out, 1)[0]
+    assert 'login=relayuser tls=True from=a@sender.test' in meta, meta
+    qid2 = env.send(d.port, 'other@sender.test', ['b@dest.test'], MSG)
+    d.wait_log(r'%s: to=<b@dest\.test>, relay=none, .*status=deferred \(connect to 127\.0\.0\.1' % qid2)
+
+    # LOGIN only (mechanism filter)
+    d = env.relayqd(relayhost='[aio.test]:%d' % port, smtp_sasl_mechanism_filter='login', **common)
+    qid = env.send(d.port, 'a@sender.test', ['b@dest.test'], MSG)
+    d.wait_log(r'%s: to=<b@dest\.test>, .*status=sent' % qid, timeout=30)
+    aio_messages(out, 2)
+
+    # a wrong password: aiosmtpd's own 535, 5 turned into 4, nothing delivered
+    with open(pw, 'w') as f:
+        f.write('[aio.test]:%d relayuser:wrong\n' % port)
+    d = env.relayqd(relayhost='[aio.test]:%d' % port, **common)
+    qid = env.send(d.port, 'a@sender.test', ['b@dest.test'], MSG)
+    deferred(env, d, qid, r'^SASL authentication failed; server aio\.test\[127\.0\.0\.1\] said: 535 5\.7\.8 ',
+             '4.7.8')
+    # with smtp_sasl_auth_soft_bounce = no the 5xx stands: the mail bounces, as Postfix
+    d = env.relayqd(relayhost='[aio.test]:%d' % port, smtp_sasl_auth_soft_bounce='no', **common)
+    qid = env.send(d.port, 'a@sender.test', ['b@dest.test'], MSG)
+    d.wait_log(r'%s: to=<b@dest\.test>, .*dsn=5\.7\.8, status=bounced \(SASL authentication failed' % qid,
+               timeout=30)
+    time.sleep(1)
+    assert len(aio_messages(out, 2)) == 2
+
+
+def test_check_warns_about_passwords(env):
+    pw = os.path.join(env.dir, 'sasl_passwd')
+    with open(pw, 'w') as f:
+        f.write('[smarthost.test]:587 relayuser:%s\n' % PASSWORD)
+    os.chmod(pw, 0o644)
+    d = env.relayqd(start=False, smtp_sasl_auth_enable='yes', smtp_sasl_password_maps='texthash:' + pw,
+                    smtp_tls_security_level='may')
+    r = env.cli(d, 'check')
+    err = r.stderr
+    assert 'smtp_sasl_password_maps: %s has mode 0644: other users can read the passwords' % pw in err, err
+    assert 'a password can go to a server without TLS' in err, err
+    d.write_config(smtp_tls_security_level='secure')
+    err = env.cli(d, 'check').stderr
+    assert 'no server can be verified' in err, err
+    d.write_config(smtp_tls_CAfile='/nonexistent/ca.pem')
+    r = env.cli(d, 'check')
+    assert r.returncode == 1 and 'cannot load Certification Authority data' in r.stderr, r.stderr
+    # an inline password table is not printed by relayq config
+    d.write_config(smtp_sasl_password_maps='inline:{ [mx.test]:587=u:%s }' % PASSWORD.replace(' ', '_'))
+    out = env.cli(d, 'config', 'smtp_sasl_password_maps').stdout
+    assert out == 'smtp_sasl_password_maps = inline:{(hidden)}\n', out
+    assert PASSWORD.replace(' ', '_') not in env.cli(d, 'config').stdout

@@ -372,6 +372,42 @@ static void test_route_table(void)
 	config_free(cfs[i]);
 }
 
+/* sender_dependent_relayhost_maps: sender, @domain, "<>" for the null sender; transport_maps win. */
+static void test_route_sender_relayhost(void)
+{
+    CONFIG *cf = mkcf("relayhost=[default.test]:25",
+		      "sender_dependent_relayhost_maps=inline:{ alice@a.test=[alice.test]:587, "
+		      "@b.test=[b-relay.test]:465, <>=[bounces.test] }",
+		      "transport_maps=inline:{ special.test=smtp:[special-hop.test] }", NULL);
+    static const struct {
+	const char *sender, *rcpt, *nexthop;
+    } t[] = {
+	{"alice@a.test", "x@dest.test", "[alice.test]:587"},
+	{"Alice@A.test", "x@dest.test", "[alice.test]:587"},
+	{"alice+tag@a.test", "x@dest.test", "[default.test]:25"},	/* recipient_delimiter is empty */
+	{"bob@a.test", "x@dest.test", "[default.test]:25"},
+	{"carol@b.test", "x@dest.test", "[b-relay.test]:465"},
+	{"carol@sub.b.test", "x@dest.test", "[default.test]:25"},
+	{"", "x@dest.test", "[bounces.test]"},
+	{NULL, "x@dest.test", "[default.test]:25"},
+	{"alice@a.test", "y@special.test", "[special-hop.test]"},
+    };
+    SMTP_ROUTE r;
+    char    err[256];
+
+    T_CHECK(cf != NULL);
+    if (cf == NULL)
+	return;
+    for (size_t i = 0; i < ARRAY_LEN(t); i++) {
+	if (smtp_route_from(cf, t[i].sender, t[i].rcpt, &r, err, sizeof(err)) != 0)
+	    T_FAILF("%s: %s", t[i].sender ? t[i].sender : "(none)", err);
+	else if (strcmp(r.nexthop, t[i].nexthop) != 0)
+	    T_FAILF("sender %s: nexthop %s, expected %s", t[i].sender ? t[i].sender : "(none)",
+		    r.nexthop, t[i].nexthop);
+    }
+    config_free(cf);
+}
+
 static void test_route_errors(void)
 {
     static const char *bad[] = {
@@ -1234,6 +1270,7 @@ int     main(void)
     base = event_base_new();
     T_RUN(test_route_table);
     T_RUN(test_route_errors);
+    T_RUN(test_route_sender_relayhost);
     T_RUN(test_nexthop_parse);
     T_RUN(test_reply_dsn);
     T_RUN(test_error_discard);
