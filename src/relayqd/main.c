@@ -227,7 +227,8 @@ static void reserve_apply(RELAYQD *d)
  */
 static const char *table_params[] = {
     "transport_maps", "relay_domains", "relay_recipient_maps",
-    "smtp_sasl_password_maps", "smtp_tls_policy_maps", "smtpd_sender_login_maps",
+    "smtp_sasl_password_maps", "smtp_tls_policy_maps", "sender_dependent_relayhost_maps",
+    "smtpd_sender_login_maps",
     "canonical_maps", "sender_canonical_maps", "recipient_canonical_maps",
     "smtp_generic_maps", "virtual_alias_maps", "header_checks", "body_checks",
     "smtp_header_checks", "smtpd_client_restrictions_maps", "relayq_retry_policy_maps",
@@ -508,6 +509,7 @@ int     main(int argc, char **argv)
     queue_close(d.queue);
     log_msg("master", "daemon stopped");
     smtp_free(d.smtp);
+    tables_close(d.tables, d.ntables);
     if (smtpd_stopped)				/* else sessions may still hold it; the process ends anyway */
 	smtpd_free(d.smtpd);
     control_free(d.control);
