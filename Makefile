@@ -7,6 +7,8 @@
 #   make SANITIZE=1 test-unit   unit tests under ASan+UBSan
 #   make CC=clang        clang build
 #   make install PREFIX=/usr/local DESTDIR=...
+#   make deb             ./relayq_*.deb and ./relayq-mta_*.deb (dpkg-buildpackage
+#                        on a copy of the tree in build-deb/)
 #
 # Every module is a folder under src/; every .c in it is compiled into
 # librelayq.a except src/relayqd (the daemon's main) and src/cli (the CLI's).
@@ -51,7 +53,7 @@ MANDIR  ?= $(PREFIX)/share/man
 SYSCONFDIR ?= $(if $(filter /usr,$(PREFIX)),/etc,$(PREFIX)/etc)
 UNITDIR ?= $(PREFIX)/lib/systemd/system
 
-.PHONY: all deps run test test-unit test-san test-clang test-integration clean install bench bench-queue fuzz
+.PHONY: all deps run test test-unit test-san test-clang test-integration clean install bench bench-queue fuzz deb
 
 all: $(BIN)/relayqd $(BIN)/relayq $(BIN)/mailq $(BIN)/sendmail
 
@@ -130,7 +132,22 @@ install: all
 		> $(DESTDIR)$(UNITDIR)/relayq.service
 	@if [ -z "$(DESTDIR)" ] && [ "$$(id -u)" = 0 ]; then scripts/deps --users; fi
 
+# Debian packages, built by Debian's tools from debian/ on a copy of the
+# source tree (its own build/ inside build-deb/, so other builds here are not
+# disturbed); the .deb files land in DEB_OUT (default: here), the .changes
+# and .buildinfo in DEB_DIR.
+DEB_DIR ?= build-deb
+DEB_OUT ?= .
+deb:
+	rm -rf $(DEB_DIR) && mkdir -p $(DEB_DIR)/relayq
+	tar -c --exclude='./build*' --exclude=./bin --exclude=./var --exclude=./.git \
+		--exclude='*.deb' --exclude=__pycache__ . | tar -x -C $(DEB_DIR)/relayq
+	cd $(DEB_DIR)/relayq && env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL \
+		dpkg-buildpackage -b -uc -us -j$$(nproc 2>/dev/null || echo 1)
+	rm -f $(DEB_OUT)/relayq_*.deb $(DEB_OUT)/relayq-mta_*.deb
+	cp $(DEB_DIR)/relayq_*.deb $(DEB_DIR)/relayq-mta_*.deb $(DEB_OUT)/
+
 clean:
-	rm -rf build build-san build-clang bin
+	rm -rf build build-san build-clang bin build-deb
 
 -include $(LIB_OBJ:.o=.d) $(D_OBJ:.o=.d) $(C_OBJ:.o=.d)
