@@ -134,3 +134,62 @@ void    metrics_hist_write(BUF *out, const char *name, const char *help, const M
     snprintf(n, sizeof(n), "%s_count", name);
     metrics_sample(out, n, "", (double) h->total);
 }
+
+void    metrics_label_escape(BUF *out, const char *value)
+{
+    const char *p;
+
+    for (p = value; *p; p++) {
+	if (*p == '\\')
+	    buf_append(out, "\\\\", 2);
+	else if (*p == '"')
+	    buf_append(out, "\\\"", 2);
+	else if (*p == '\n')
+	    buf_append(out, "\\n", 2);
+	else
+	    buf_append(out, p, 1);
+    }
+}
+
+void    metrics_lc_add(METRICS_LCOUNTER *c, const char *value, uint64_t n)
+{
+    int     i;
+
+    for (i = 0; i < c->n; i++) {
+	if (strcmp(c->value[i], value) == 0) {
+	    c->count[i] += n;
+	    return;
+	}
+    }
+    if (c->n < METRICS_LC_MAX) {
+	c->value[c->n] = xstrdup(value);
+	c->count[c->n++] = n;
+    } else {
+	c->other += n;
+    }
+}
+
+void    metrics_lc_write(BUF *out, const char *name, const char *label, const char *help,
+			         const METRICS_LCOUNTER *c)
+{
+    int     i;
+
+    metrics_family(out, name, "counter", help);
+    for (i = 0; i < c->n; i++) {
+	buf_printf(out, "%s{%s=\"", name, label);
+	metrics_label_escape(out, c->value[i]);
+	buf_printf(out, "\"} %.17g\n", (double) c->count[i]);
+    }
+    if (c->other)
+	buf_printf(out, "%s{%s=\"other\"} %.17g\n", name, label, (double) c->other);
+}
+
+void    metrics_lc_free(METRICS_LCOUNTER *c)
+{
+    int     i;
+
+    for (i = 0; i < c->n; i++)
+	free(c->value[i]);
+    c->n = 0;
+    c->other = 0;
+}

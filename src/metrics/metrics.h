@@ -33,4 +33,24 @@ typedef struct METRICS_HIST {
 void    metrics_hist_observe(METRICS_HIST *h, double seconds);
 void    metrics_hist_write(BUF *out, const char *name, const char *help, const METRICS_HIST *h);
 
+/* A label value in exposition format: backslash, double quote and newline escaped. */
+void    metrics_label_escape(BUF *out, const char *value);
+
+/*
+ * Counters by one label (a destination): at most METRICS_LC_MAX distinct
+ * values, later ones are counted under "other", so hostile or numerous
+ * recipient domains cannot grow the page without bound.
+ */
+#define METRICS_LC_MAX 200
+typedef struct METRICS_LCOUNTER {
+    char   *value[METRICS_LC_MAX];
+    uint64_t count[METRICS_LC_MAX];
+    int     n;
+    uint64_t other;
+} METRICS_LCOUNTER;
+void    metrics_lc_add(METRICS_LCOUNTER *c, const char *value, uint64_t n);
+void    metrics_lc_write(BUF *out, const char *name, const char *label, const char *help,
+			         const METRICS_LCOUNTER *c);
+void    metrics_lc_free(METRICS_LCOUNTER *c);
+
 #endif

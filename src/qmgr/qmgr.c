@@ -1349,6 +1349,28 @@ int     qmgr_dead_count(const QMGR *q)
     return (q->ndead);
 }
 
+int64_t qmgr_oldest_create_time(const QMGR *q)
+{
+    int64_t oldest = 0;
+    uint32_t i;
+
+    /* A scan of the slot array: called per metrics scrape, not per message. */
+    for (i = 0; i < q->msg_used; i++)
+	if (q->msgs[i].state != M_FREE && (oldest == 0 || q->msgs[i].create_time < oldest))
+	    oldest = q->msgs[i].create_time;
+    return (oldest);
+}
+
+void    qmgr_dest_walk(const QMGR *q, QMGR_DEST_FN fn, void *ctx)
+{
+    uint32_t k;
+    QDEST  *d;
+
+    for (k = 0; k < q->ndbuckets; k++)
+	for (d = q->dbuckets[k]; d; d = d->hnext)
+	    fn(ctx, d->key, d->dead);
+}
+
 void    qmgr_counts(const QMGR *q, QMGR_COUNTS *c)
 {
     c->incoming = (int) q->fin.count;

@@ -14,6 +14,7 @@
 #include <pwd.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/statvfs.h>
 #include <time.h>
 
 #include "util/util.h"
@@ -599,6 +600,25 @@ void    admin_pickup(RELAYQD *d)
 
 /* ---- metrics ---- */
 
+typedef struct DEST_WALK {
+    BUF    *out;
+    int     dead;				/* this pass: dead ones, or the others */
+    int     n;
+} DEST_WALK;
+
+/* relayq_destination_dead: every destination the scheduler knows, dead ones first, at most METRICS_LC_MAX. */
+static void metrics_dest(void *ctx, const char *dest, int dead)
+{
+    DEST_WALK *w = ctx;
+
+    if ((dead != 0) != w->dead || w->n >= METRICS_LC_MAX)
+	return;
+    buf_printf(w->out, "relayq_destination_dead{destination=\"");
+    metrics_label_escape(w->out, dest);
+    buf_printf(w->out, "\"} %d\n", dead ? 1 : 0);
+    w->n++;
+}
+
 void    admin_metrics(void *ctx, BUF *out)
 {
     RELAYQD *d = ctx;
@@ -640,6 +660,39 @@ void    admin_metrics(void *ctx, BUF *out)
 
     metrics_family(out, "relayq_dead_destinations", "gauge", "Destinations currently suspended as dead.");
     metrics_sample(out, "relayq_dead_destinations", "", qmgr_dead_count(d->qmgr));
+    DEST_WALK w = {out, 1, 0};
+
+    metrics_family(out, "relayq_destination_dead", "gauge",
+		   "1 while the destination is suspended as dead, 0 while it has mail and is not.");
+    qmgr_dest_walk(d->qmgr, metrics_dest, &w);
+    w.dead = 0;
+    qmgr_dest_walk(d->qmgr, metrics_dest, &w);
+    metrics_lc_write(out, "relayq_destination_deferrals_total", "destination",
+		     "Recipients deferred, by destination (transport:nexthop).", &d->dest_deferred);
+
+    int64_t oldest = qmgr_oldest_create_time(d->qmgr), now = (int64_t) time(NULL);
+
+    metrics_family(out, "relayq_queue_oldest_message_age_seconds", "gauge",
+		   "Age of the oldest message in the queue (any state), 0 if the queue is empty.");
+    metrics_sample(out, "relayq_queue_oldest_message_age_seconds", "",
+		   oldest > 0 && now > oldest ? (double) (now - oldest) : 0);
+    metrics_family(out, "relayq_maximal_queue_lifetime_seconds", "gauge",
+		   "maximal_queue_lifetime: a message older than this is returned to its sender.");
+    metrics_sample(out, "relayq_maximal_queue_lifetime_seconds", "",
+		   (double) qmgr_params(d->qmgr)->maximal_queue_lifetime);
+
+    struct statvfs sv;
+
+    if (statvfs(config_str(d->cf, "queue_directory"), &sv) == 0) {
+	metrics_family(out, "relayq_queue_filesystem_free_bytes", "gauge",
+		       "Free space of the queue file system (available to unprivileged users), in bytes.");
+	metrics_sample(out, "relayq_queue_filesystem_free_bytes", "", (double) sv.f_bavail * (double) sv.f_frsize);
+	metrics_family(out, "relayq_queue_filesystem_size_bytes", "gauge", "Size of the queue file system, in bytes.");
+	metrics_sample(out, "relayq_queue_filesystem_size_bytes", "", (double) sv.f_blocks * (double) sv.f_frsize);
+    }
+    metrics_family(out, "relayq_queue_space_guard_bytes", "gauge",
+		   "Free space below which new mail is refused (Postfix's rule: 1.5 x message_size_limit).");
+    metrics_sample(out, "relayq_queue_space_guard_bytes", "", 1.5 * (double) config_size(d->cf, "message_size_limit"));
 
     QUEUE_SPACE sp;
     int     space_ok = queue_space(d->queue, &sp) == 0;

@@ -53,6 +53,7 @@ typedef struct RELAYQD {
     /* statistics for metrics */
     uint64_t n_sent, n_deferred, n_bounced, n_expired;
     METRICS_HIST attempt_hist;
+    METRICS_LCOUNTER dest_deferred;		/* deferred recipients by destination */
 } RELAYQD;
 
 /* sched.c */

@@ -326,6 +326,7 @@ static void delivery_done(void *ctx, const SMTP_RESULT *res)
 	    set_str(&rc->reason, r->text);
 	    ndeferred++;
 	    d->n_deferred++;
+	    metrics_lc_add(&d->dest_deferred, dl->dest, 1);
 	    break;
 	}
     }
@@ -430,6 +431,7 @@ static void do_suspend(RELAYQD *d, const ACT *act)
 	snprintf(rc->dsn, sizeof(rc->dsn), "%s", act->dsn ? act->dsn : "4.4.1");
 	set_str(&rc->reason, act->reason);
 	d->n_deferred++;
+	metrics_lc_add(&d->dest_deferred, act->dest, 1);
 	const char *orig = orig_address(rc);
 
 	log_msg("error", "%s: to=<%s>, %s%s%srelay=none, delay=%s, delays=%s/%s/0/0, dsn=%s, status=deferred (%s)",
@@ -814,6 +816,7 @@ void    sched_free(RELAYQD *d)
     free(d->active);
     d->active = NULL;
     d->active_size = 0;
+    metrics_lc_free(&d->dest_deferred);
 }
 
 /* At exit, before the queue closes: outcomes still not recorded get one last try. */

@@ -524,6 +524,45 @@ static void test_dead_destination_concurrent(void)
     qmgr_free(d.q);
 }
 
+/* What the metrics page reads: the oldest create_time, and each destination's dead flag. */
+static void dest_walk_cb(void *ctx, const char *dest, int dead)
+{
+    int    *seen = ctx;
+
+    if (strcmp(dest, DEST) == 0)
+	*seen = dead ? 2 : 1;
+}
+
+static void test_metrics_queries(void)
+{
+    QMGR_PARAMS p;
+    DRV     d;
+    int     seen = 0;
+
+    t3_setup(&d, &p);
+    T_EQ_INT(qmgr_oldest_create_time(d.q), T(21, 21, 1));
+    {
+	int64_t oldest = T(21, 21, 1);
+
+	add_msg(&d, 20, QMGR_MSG_HOLD, oldest - 100, oldest - 100, 0, 0);
+	T_EQ_INT(qmgr_oldest_create_time(d.q), oldest - 100);
+	qmgr_remove(d.q, 20);
+	T_EQ_INT(qmgr_oldest_create_time(d.q), oldest);
+    }
+    qmgr_dest_walk(d.q, dest_walk_cb, &seen);
+    T_EQ_INT(seen, 0);				/* no work queued yet: no destination */
+    drv_until(&d, T(21, 21, 7));
+    qmgr_flush(d.q, T(21, 21, 7));
+    drv_until(&d, T(21, 21, 7));
+    qmgr_dest_walk(d.q, dest_walk_cb, &seen);
+    T_EQ_INT(seen, 2);				/* dead */
+    qmgr_free(d.q);
+
+    d.q = qmgr_create(&p, 1000);
+    T_EQ_INT(qmgr_oldest_create_time(d.q), 0);
+    qmgr_free(d.q);
+}
+
 static void test_flush_revives(void)
 {
     QMGR_PARAMS p;
@@ -861,5 +900,6 @@ int     main(void)
     T_RUN(test_delivered_removes);
     T_RUN(test_recipient_chunks);
     T_RUN(test_million_deferred);
+    T_RUN(test_metrics_queries);
     return (t_done());
 }
