@@ -14,7 +14,6 @@
 #include <pwd.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/statvfs.h>
 #include <time.h>
 
 #include "util/util.h"
@@ -681,19 +680,6 @@ void    admin_metrics(void *ctx, BUF *out)
     metrics_sample(out, "relayq_maximal_queue_lifetime_seconds", "",
 		   (double) qmgr_params(d->qmgr)->maximal_queue_lifetime);
 
-    struct statvfs sv;
-
-    if (statvfs(config_str(d->cf, "queue_directory"), &sv) == 0) {
-	metrics_family(out, "relayq_queue_filesystem_free_bytes", "gauge",
-		       "Free space of the queue file system (available to unprivileged users), in bytes.");
-	metrics_sample(out, "relayq_queue_filesystem_free_bytes", "", (double) sv.f_bavail * (double) sv.f_frsize);
-	metrics_family(out, "relayq_queue_filesystem_size_bytes", "gauge", "Size of the queue file system, in bytes.");
-	metrics_sample(out, "relayq_queue_filesystem_size_bytes", "", (double) sv.f_blocks * (double) sv.f_frsize);
-    }
-    metrics_family(out, "relayq_queue_space_guard_bytes", "gauge",
-		   "Free space below which new mail is refused (Postfix's rule: 1.5 x message_size_limit).");
-    metrics_sample(out, "relayq_queue_space_guard_bytes", "", 1.5 * (double) config_size(d->cf, "message_size_limit"));
-
     QUEUE_SPACE sp;
     int     space_ok = queue_space(d->queue, &sp) == 0;
 
@@ -707,6 +693,13 @@ void    admin_metrics(void *ctx, BUF *out)
     metrics_sample(out, "relayq_queue_space_refusing", "",
 		   space_ok && queue_space_refuse(&sp, config_size(d->cf, "queue_minfree"),
 						  config_size(d->cf, "message_size_limit")) != QUEUE_SPACE_OK);
+    double  minfree = (double) config_size(d->cf, "queue_minfree");
+    double  sizeguard = 1.5 * (double) config_size(d->cf, "message_size_limit");
+
+    metrics_family(out, "relayq_queue_space_guard_bytes", "gauge",
+		   "Free space below which new mail is refused: queue_minfree or 1.5 x message_size_limit,"
+		   " the larger.");
+    metrics_sample(out, "relayq_queue_space_guard_bytes", "", minfree > sizeguard ? minfree : sizeguard);
     metrics_family(out, "relayq_queue_reserve_held", "gauge",
 		   "1 while the queue's reserve file holds its space, 0 while it is given back after a full disk.");
     metrics_sample(out, "relayq_queue_reserve_held", "", sp.reserve_held);
