@@ -596,6 +596,7 @@ def test_sendmail_while_down_and_as_nobody(env):
         d.start()
         qid = picked_up(d, '%s@sender.test' % phase)[0]
         d.wait_log(r'%s: to=<down@dest\.test>.*status=sent' % qid)
+        d.wait_log(r'%s: removed' % qid)       # committed: mailq no longer shows it
         sink.wait_messages(n + 1)
         assert [f for f in os.listdir(maildrop) if f != 'corrupt'] == []
         r = env.cli(d, 'mailq')

@@ -231,7 +231,13 @@ def deferred(env, d, qid, text_rx, dsn):
     line = d.wait_log(r'%s: to=<b@dest\.test>, relay=[^,]*, .*dsn=%s, status=deferred \((.*)\)$'
                       % (qid, re.escape(dsn)), timeout=30)[0]
     assert re.search(text_rx, line.group(1)), line.group(0)
-    flat = ' '.join(env.cli(d, 'mailq').stdout.split())
+    # the reason reaches mailq with the pass's commit, just after the log line
+    deadline = time.time() + 10
+    while True:
+        flat = ' '.join(env.cli(d, 'mailq').stdout.split())
+        if ' '.join(line.group(1).split()[:4]) in flat or time.time() > deadline:
+            break
+        time.sleep(0.1)
     assert qid in flat and ' '.join(line.group(1).split()[:4]) in flat, flat
     ex = env.cli(d, 'explain', qid).stdout
     assert '(%s)' % line.group(1) in ex and '(%s)' % dsn in ex, ex[:1500]
