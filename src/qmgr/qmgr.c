@@ -35,6 +35,7 @@
 #define F_WARNED      0x02
 #define F_FORCE       0x04
 #define F_DEFERRED    0x08		/* a recipient was deferred in this pass */
+#define F_POLICY      0x10		/* active with per-recipient policies: m->a is its QPASS */
 
 typedef struct QMSG {
     QMGR_ID id;
@@ -61,8 +62,16 @@ struct QREQ {
     QDEST  *dest;
     int     nrcpt;
     int    *rcpts;
+    int    *pols;			/* each recipient's policy, or NULL */
     QREQ   *next;			/* todo list */
 };
+
+/* The deferred recipients of one pass, with their policies (F_POLICY only). */
+typedef struct QPASS {
+    int    *rcpt, *pol;
+    int     n, cap;
+    uint32_t next_free;
+} QPASS;
 
 struct QDEST {
     char   *key;
@@ -119,6 +128,12 @@ struct QMGR {
     uint32_t *req_free;
     uint32_t req_nfree;
 
+    /* Retry policies (0: the configuration's own), and per-pass records. */
+    QMGR_POLICY *pol;
+    int     npol;
+    QPASS  *passes;
+    uint32_t npasses, pass_free;
+
     /* Actions not yet returned, and memory of returned ones. */
     QPEND  *pend;
     size_t  pend_head, pend_n, pend_cap;
@@ -133,6 +148,44 @@ int64_t qmgr_lifetime(const QMGR_PARAMS *p, int null_sender)
     if (null_sender && p->bounce_queue_lifetime < p->maximal_queue_lifetime)
 	return (p->bounce_queue_lifetime);
     return (p->maximal_queue_lifetime);
+}
+
+void    qmgr_policy_default(const QMGR_PARAMS *p, QMGR_POLICY *out)
+{
+    memset(out, 0, sizeof(*out));
+    out->minimal_backoff_time = p->minimal_backoff_time;
+    out->maximal_backoff_time = p->maximal_backoff_time;
+    out->maximal_queue_lifetime = p->maximal_queue_lifetime;
+    out->bounce_queue_lifetime = p->bounce_queue_lifetime;
+    out->delay_warning_time = p->delay_warning_time;
+}
+
+int64_t qmgr_policy_lifetime(const QMGR_POLICY *pol, int null_sender)
+{
+    if (null_sender && pol->bounce_queue_lifetime < pol->maximal_queue_lifetime)
+	return (pol->bounce_queue_lifetime);
+    return (pol->maximal_queue_lifetime);
+}
+
+static void qmgr_policy_zero(QMGR *q)
+{
+    if (q->npol == 0) {
+	q->pol = xcalloc(1, sizeof(*q->pol));
+	q->npol = 1;
+    }
+    qmgr_policy_default(&q->p, &q->pol[0]);
+}
+
+int     qmgr_policy(QMGR *q, const QMGR_POLICY *pol)
+{
+    int     k;
+
+    for (k = 0; k < q->npol; k++)
+	if (memcmp(&q->pol[k], pol, sizeof(*pol)) == 0)
+	    return (k);
+    q->pol = xrealloc(q->pol, (size_t) (q->npol + 1) * sizeof(*q->pol));
+    q->pol[q->npol] = *pol;
+    return (q->npol++);
 }
 
 static void qmgr_fix_params(QMGR_PARAMS *p)
@@ -630,7 +683,8 @@ static void qmgr_forget_dead(QMGR *q)
 
 /* ------------------------------------------------------ delivery requests */
 
-static QREQ *qmgr_req_new(QMGR *q, uint32_t msg, QDEST *d, const int *rcpts, int n)
+static QREQ *qmgr_req_new(QMGR *q, uint32_t msg, QDEST *d, const int *rcpts, int n,
+			          int *pols)
 {
     QREQ   *r = xcalloc(1, sizeof(*r));
     uint32_t slot;
@@ -655,6 +709,7 @@ static QREQ *qmgr_req_new(QMGR *q, uint32_t msg, QDEST *d, const int *rcpts, int
     r->nrcpt = n;
     r->rcpts = xmalloc((size_t) (n > 0 ? n : 1) * sizeof(int));
     memcpy(r->rcpts, rcpts, (size_t) n * sizeof(int));
+    r->pols = pols;			/* taken over */
     return (r);
 }
 
@@ -692,6 +747,125 @@ static int64_t qmgr_backoff(const QMGR_PARAMS *p, int64_t create_time, int64_t n
     return (backoff);
 }
 
+/* ------------------------------------------------ per-recipient policies */
+
+static uint32_t qmgr_pass_new(QMGR *q)
+{
+    uint32_t k;
+
+    if (q->pass_free != 0) {
+	k = q->pass_free - 1;
+	q->pass_free = q->passes[k].next_free;
+    } else {
+	q->passes = xrealloc(q->passes, (size_t) (q->npasses + 1) * sizeof(*q->passes));
+	k = q->npasses++;
+    }
+    memset(&q->passes[k], 0, sizeof(q->passes[k]));
+    return (k);
+}
+
+static void qmgr_pass_free(QMGR *q, uint32_t k)
+{
+    free(q->passes[k].rcpt);
+    free(q->passes[k].pol);
+    memset(&q->passes[k], 0, sizeof(q->passes[k]));
+    q->passes[k].next_free = q->pass_free;
+    q->pass_free = k + 1;
+}
+
+/* Recipient r (policy pol) of message i was deferred in this pass. */
+static void qmgr_pass_defer(QMGR *q, uint32_t i, int r, int pol)
+{
+    QPASS  *ps;
+
+    if (!(q->msgs[i].flags & F_POLICY))
+	return;
+    ps = &q->passes[q->msgs[i].a];
+    for (int k = 0; k < ps->n; k++)
+	if (ps->rcpt[k] == r)
+	    return;
+    if (ps->n == ps->cap) {
+	ps->cap = ps->cap ? 2 * ps->cap : 8;
+	ps->rcpt = xrealloc(ps->rcpt, (size_t) ps->cap * sizeof(int));
+	ps->pol = xrealloc(ps->pol, (size_t) ps->cap * sizeof(int));
+    }
+    ps->rcpt[ps->n] = r;
+    ps->pol[ps->n++] = pol;
+}
+
+/* Every recipient of a request was deferred. */
+static void qmgr_pass_defer_all(QMGR *q, uint32_t i, const int *rcpts, const int *pols, int n)
+{
+    for (int k = 0; k < n; k++)
+	qmgr_pass_defer(q, i, rcpts[k], pols ? pols[k] : 0);
+}
+
+/*
+ * The end of a pass with per-recipient policies: recipients past their own
+ * lifetime expire; if none is left the message does; the rest decide the
+ * backoff (the earliest) and the delay warning.
+ */
+static void qmgr_msg_done_policies(QMGR *q, uint32_t i, QMGR_ACTION *a, int64_t now)
+{
+    QMSG   *m = q->msgs + i;
+    QPASS  *ps = &q->passes[m->a];
+    int     null = (m->flags & F_NULL_SENDER) != 0, left = 0, warn = 0;
+    int64_t best = -1;
+    int    *exp = xmalloc((size_t) (ps->n > 0 ? ps->n : 1) * sizeof(int));
+    int     nexp = 0;
+
+    for (int k = 0; k < ps->n; k++) {
+	const QMGR_POLICY *pol = &q->pol[ps->pol[k] < q->npol ? ps->pol[k] : 0];
+	int64_t b;
+
+	if ((m->flags & F_FORCE) || now >= m->create_time + qmgr_policy_lifetime(pol, null)) {
+	    exp[nexp++] = ps->rcpt[k];
+	    continue;
+	}
+	left++;
+	b = now - m->create_time;
+	if (b > pol->maximal_backoff_time)
+	    b = pol->maximal_backoff_time;
+	if (b < pol->minimal_backoff_time || m->create_time == 0)
+	    b = pol->minimal_backoff_time;
+	if (best < 0 || b < best)
+	    best = b;
+	if (pol->delay_warning_time > 0 && now >= m->arrival_time + pol->delay_warning_time - 1)
+	    warn = 1;
+    }
+    qmgr_pass_free(q, m->a);
+    m->flags &= ~F_POLICY;
+    if (left == 0) {
+	free(exp);
+	a->disposition = QMGR_EXPIRE;
+	a->forced = (m->flags & F_FORCE) != 0;
+	qmgr_slot_free(q, i);
+	return;
+    }
+    a->disposition = QMGR_DEFER;
+    if (nexp > 0) {
+	a->expired = exp;
+	a->nexpired = nexp;
+	qmgr_pend_own(q, exp, 0);
+    } else {
+	free(exp);
+    }
+    if (warn && !(m->flags & (F_NULL_SENDER | F_WARNED))) {
+	a->warn = 1;
+	m->flags |= F_WARNED;
+    }
+    a->backoff = best;
+    m->next_eligible = now + a->backoff;
+    a->next_eligible = m->next_eligible;
+    a->next_run = qmgr_run_for(q, now, m->next_eligible);
+    if (a->next_run < q->next_run)
+	a->next_run = q->next_run;
+    m->flags &= ~F_DEFERRED;
+    m->b = NIL;
+    qmgr_catch_up(q, now);
+    qmgr_heap_push(q, i);
+}
+
 /* R1, E1-E5, R2: all requests of the pass are done. */
 static void qmgr_msg_done(QMGR *q, uint32_t i, int64_t now)
 {
@@ -700,6 +874,17 @@ static void qmgr_msg_done(QMGR *q, uint32_t i, int64_t now)
     int64_t lifetime;
 
     q->nactive--;
+    if (m->flags & F_POLICY) {
+	if (!(m->flags & F_DEFERRED)) {
+	    qmgr_pass_free(q, m->a);
+	    m->flags &= ~F_POLICY;
+	    a->disposition = QMGR_REMOVE;
+	    qmgr_slot_free(q, i);
+	    return;
+	}
+	qmgr_msg_done_policies(q, i, a, now);
+	return;
+    }
     if (!(m->flags & F_DEFERRED)) {
 	a->disposition = QMGR_REMOVE;
 	qmgr_slot_free(q, i);
@@ -801,6 +986,8 @@ static void qmgr_dest_throttle(QMGR *q, QDEST *d, const char *dsn, const char *r
 	d->todo_head = r->next;
 	d->ntodo--;
 	qmgr_req_release(q, r);
+	qmgr_pass_defer_all(q, r->msg, r->rcpts, r->pols, r->nrcpt);
+	free(r->pols);
 	/* The SUSPEND action goes out before the DONE it may cause. */
 	qmgr_emit_suspend(q, d, q->msgs[r->msg].id, r->rcpts, r->nrcpt);
 	qmgr_msg_req_done(q, r->msg, 1, now);
@@ -836,6 +1023,7 @@ QMGR   *qmgr_create(const QMGR_PARAMS *p, int64_t now)
     q->free_head = NIL;
     q->fin.head = q->fin.tail = NIL;
     q->fdef.head = q->fdef.tail = NIL;
+    qmgr_policy_zero(q);
     return (q);
 }
 
@@ -849,6 +1037,7 @@ void    qmgr_free(QMGR *q)
     for (k = 0; k < q->req_used; k++) {
 	if (q->reqs[k]) {
 	    free(q->reqs[k]->rcpts);
+	    free(q->reqs[k]->pols);
 	    free(q->reqs[k]);
 	}
     }
@@ -869,6 +1058,12 @@ void    qmgr_free(QMGR *q)
 	free(q->pend[i].own2);
     }
     qmgr_garbage_free(q);
+    for (k = 0; k < q->npasses; k++) {
+	free(q->passes[k].rcpt);
+	free(q->passes[k].pol);
+    }
+    free(q->passes);
+    free(q->pol);
     free(q->garbage);
     free(q->pend);
     free(q->reqs);
@@ -887,6 +1082,7 @@ void    qmgr_reload(QMGR *q, const QMGR_PARAMS *p, int64_t now)
     qmgr_fix_params(&q->p);
     q->anchor = now;
     q->next_run = now;
+    qmgr_policy_zero(q);
     qmgr_forget_dead(q);
 }
 
@@ -1041,6 +1237,12 @@ static int qmgr_group_cmp(const void *x, const void *y)
 void    qmgr_activated(QMGR *q, QMGR_ID id, const int *rcpts, const char *const *dests,
 		               int nrcpt, int64_t now)
 {
+    qmgr_activated_policies(q, id, rcpts, dests, NULL, nrcpt, now);
+}
+
+void    qmgr_activated_policies(QMGR *q, QMGR_ID id, const int *rcpts, const char *const *dests,
+				        const int *policies, int nrcpt, int64_t now)
+{
     uint32_t i = qmgr_find(q, id);
     QGROUP *g;
     int     k, start, limit = q->p.default_destination_recipient_limit;
@@ -1049,8 +1251,20 @@ void    qmgr_activated(QMGR *q, QMGR_ID id, const int *rcpts, const char *const 
     if (i == NIL || q->msgs[i].state != M_LOADING)
 	return;
     q->msgs[i].state = M_ACTIVE;
-    q->msgs[i].flags &= ~F_DEFERRED;
+    q->msgs[i].flags &= ~(F_DEFERRED | F_POLICY);
     q->msgs[i].b = 0;
+    if (policies) {
+	/* Only when some recipient has a policy of its own: else the plain rules. */
+	for (k = 0; k < nrcpt; k++)
+	    if (policies[k] != 0)
+		break;
+	if (k == nrcpt)
+	    policies = NULL;
+    }
+    if (policies && nrcpt > 0) {
+	q->msgs[i].flags |= F_POLICY;
+	q->msgs[i].a = qmgr_pass_new(q);
+    }
     if (nrcpt <= 0) {
 	/* Nothing to deliver.  A forced expiry with nothing sent still expires. */
 	if (q->msgs[i].flags & F_FORCE)
@@ -1085,20 +1299,26 @@ void    qmgr_activated(QMGR *q, QMGR_ID id, const int *rcpts, const char *const 
     for (start = 0; start < nrcpt;) {
 	QDEST  *d = g[start].dest;
 	int     end = start, n;
-	int    *chunk;
+	int    *chunk, *polchunk;
 
 	while (end < nrcpt && g[end].dest == d && end - start < limit)
 	    end++;
 	n = end - start;
 	chunk = xmalloc((size_t) n * sizeof(int));
-	for (k = 0; k < n; k++)
+	polchunk = policies ? xmalloc((size_t) n * sizeof(int)) : NULL;
+	for (k = 0; k < n; k++) {
 	    chunk[k] = rcpts[g[start + k].pos];
+	    if (polchunk)
+		polchunk[k] = policies[g[start + k].pos];
+	}
 	if (d->dead) {
 	    /* D4: a dead destination defers new recipients at once. */
+	    qmgr_pass_defer_all(q, i, chunk, polchunk, n);
+	    free(polchunk);
 	    qmgr_emit_suspend(q, d, id, chunk, n);
 	    q->msgs[i].flags |= F_DEFERRED;
 	} else {
-	    QREQ   *r = qmgr_req_new(q, i, d, chunk, n);
+	    QREQ   *r = qmgr_req_new(q, i, d, chunk, n, polchunk);
 
 	    free(chunk);
 	    if (d->todo_tail)
@@ -1122,10 +1342,29 @@ void    qmgr_delivered(QMGR *q, uint64_t req, int ndeferred,
 		               const char *hop_dsn, const char *hop_reason, int64_t now)
 {
     QREQ   *r = qmgr_req_find(q, req);
+
+    /* Without the names of the deferred, every recipient of the request counts. */
+    if (r && ndeferred > 0)
+	qmgr_pass_defer_all(q, r->msg, r->rcpts, r->pols, r->nrcpt);
+    qmgr_delivered_rcpts(q, req, NULL, ndeferred, hop_dsn, hop_reason, now);
+}
+
+void    qmgr_delivered_rcpts(QMGR *q, uint64_t req, const int *deferred, int ndeferred,
+			             const char *hop_dsn, const char *hop_reason, int64_t now)
+{
+    QREQ   *r = qmgr_req_find(q, req);
     QDEST  *d;
 
     if (r == 0)
 	return;
+    for (int k = 0; deferred && k < ndeferred; k++) {
+	int     pol = 0;
+
+	for (int j = 0; j < r->nrcpt; j++)
+	    if (r->rcpts[j] == deferred[k])
+		pol = r->pols ? r->pols[j] : 0;
+	qmgr_pass_defer(q, r->msg, deferred[k], pol);
+    }
     d = r->dest;
     qmgr_req_release(q, r);
     d->busy--;
@@ -1135,6 +1374,7 @@ void    qmgr_delivered(QMGR *q, uint64_t req, int ndeferred,
 	qmgr_dest_unthrottle(q, d);
     qmgr_msg_req_done(q, r->msg, ndeferred > 0, now);
     free(r->rcpts);
+    free(r->pols);
     free(r);
     qmgr_dest_gc(q, d);
 }

@@ -85,6 +85,8 @@ typedef struct QMGR_ACTION {
     const char *reason;		/* SUSPEND: "delivery temporarily suspended: ..." */
     /* DONE */
     int     disposition;		/* QMGR_REMOVE / QMGR_DEFER / QMGR_EXPIRE */
+    const int *expired;			/* DEFER: recipients whose own lifetime ended (policies) */
+    int     nexpired;
     int     forced;			/* EXPIRE: force-expired */
     int     warn;			/* DEFER: send the delay warning now */
     int64_t backoff;			/* DEFER */
@@ -105,6 +107,30 @@ const QMGR_PARAMS *qmgr_params(const QMGR *q);
  * capped at maximal_queue_lifetime (Postfix's qmgr does the same).
  */
 int64_t qmgr_lifetime(const QMGR_PARAMS *p, int null_sender);
+
+/*
+ * Per-destination retry policy (relayq_retry_policy_maps): a recipient's own
+ * backoff limits, lifetimes and delay warning.  The rule for a message whose
+ * deferred recipients have different policies: it is eligible again at the
+ * earliest time any of their policies allows (each backoff is the message's
+ * age clamped by that policy); each recipient expires at its own lifetime
+ * (DONE with QMGR_DEFER lists them in `expired`; QMGR_EXPIRE when none is
+ * left); the delay warning goes out when the first of their warning times
+ * comes.  Without policies (policy 0 everywhere) nothing changes.
+ */
+typedef struct QMGR_POLICY {
+    int64_t minimal_backoff_time;
+    int64_t maximal_backoff_time;
+    int64_t maximal_queue_lifetime;
+    int64_t bounce_queue_lifetime;	/* capped at maximal_queue_lifetime */
+    int64_t delay_warning_time;		/* 0 = off */
+} QMGR_POLICY;
+
+/* The configuration's own values as a policy. */
+void    qmgr_policy_default(const QMGR_PARAMS *p, QMGR_POLICY *out);
+/* An id for a policy (0 is the configuration's own); the same values give the same id. */
+int     qmgr_policy(QMGR *q, const QMGR_POLICY *pol);
+int64_t qmgr_policy_lifetime(const QMGR_POLICY *pol, int null_sender);
 
 /* Messages */
 void    qmgr_add(QMGR *q, QMGR_ID id, const QMGR_MSGINFO *info, int64_t now);
@@ -127,6 +153,9 @@ void    qmgr_flush_ids(QMGR *q, const QMGR_ID *ids, int n, int64_t now);
  */
 void    qmgr_activated(QMGR *q, QMGR_ID id, const int *rcpts, const char *const *dests,
 		               int nrcpt, int64_t now);
+/* The same, with each recipient's policy id (qmgr_policy()); policies may be NULL. */
+void    qmgr_activated_policies(QMGR *q, QMGR_ID id, const int *rcpts, const char *const *dests,
+				        const int *policies, int nrcpt, int64_t now);
 
 /*
  * The result of a DELIVER request: how many of its recipients were deferred
@@ -135,6 +164,9 @@ void    qmgr_activated(QMGR *q, QMGR_ID id, const int *rcpts, const char *const 
  */
 void    qmgr_delivered(QMGR *q, uint64_t req, int ndeferred,
 		               const char *hop_dsn, const char *hop_reason, int64_t now);
+/* The same, naming the deferred recipients (indices into the message). */
+void    qmgr_delivered_rcpts(QMGR *q, uint64_t req, const int *deferred, int ndeferred,
+			             const char *hop_dsn, const char *hop_reason, int64_t now);
 
 /*
  * Advance to now: runs due queue runs and dead-destination timers, feeds
@@ -195,6 +227,9 @@ typedef struct QMGR_SIM_INPUT {
     int     warned;
     int     held;
     int     max_attempts;		/* safety bound; 0 = 1000 */
+    /* Recipients under different policies: one group each (0 groups: one, policy 0). */
+    const QMGR_POLICY *policies;
+    int     npolicies;
 } QMGR_SIM_INPUT;
 
 typedef struct QMGR_SIM_ATTEMPT {
@@ -215,6 +250,7 @@ typedef struct QMGR_TIMELINE {
     int64_t warning_at;			/* 0 = none */
     int64_t expiry_at;			/* end of the expiring attempt */
     int64_t lifetime;			/* the lifetime that applied */
+    int64_t *group_expiry;		/* with policies: when each group expired (0: did not) */
 } QMGR_TIMELINE;
 
 /*

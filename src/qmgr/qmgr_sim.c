@@ -47,10 +47,22 @@ int     qmgr_simulate(const QMGR_PARAMS *p, const QMGR_SIM_INPUT *in, QMGR_TIMEL
     int64_t t, start, prev_eligible = 0;
     uint64_t req = 0;
     int64_t req_end = INT64_MAX;
+    /* Recipient groups under their own policies (in->npolicies > 0). */
+    int     ng = in->npolicies > 0 ? (in->npolicies < 50 ? in->npolicies : 50) : 0;
+    int     gr[50], gp[50], galive[50], nalive = ng, reqr[50], nreqr = 0;
+    const char *gdest[50];
 
     memset(out, 0, sizeof(*out));
     q = qmgr_create(p, in->anchor);
     out->lifetime = qmgr_lifetime(qmgr_params(q), in->null_sender);
+    if (ng > 0) {
+	out->group_expiry = xcalloc((size_t) ng, sizeof(int64_t));
+	for (k = 0; k < ng; k++) {
+	    gp[k] = qmgr_policy(q, &in->policies[k]);
+	    galive[k] = 1;
+	    gdest[k] = dest;
+	}
+    }
     if (in->held) {
 	qmgr_free(q);
 	return (1);
@@ -89,7 +101,10 @@ int     qmgr_simulate(const QMGR_PARAMS *p, const QMGR_SIM_INPUT *in, QMGR_TIMEL
     while (!done) {
 	/* The hop answers first, then the scheduler runs in the same second. */
 	if (req != 0 && req_end <= t) {
-	    qmgr_delivered(q, req, 1, SIM_DSN, SIM_WHY, t);
+	    if (ng > 0)
+		qmgr_delivered_rcpts(q, req, reqr, nreqr, SIM_DSN, SIM_WHY, t);
+	    else
+		qmgr_delivered(q, req, 1, SIM_DSN, SIM_WHY, t);
 	    req = 0;
 	    req_end = INT64_MAX;
 	}
@@ -111,13 +126,26 @@ int     qmgr_simulate(const QMGR_PARAMS *p, const QMGR_SIM_INPUT *in, QMGR_TIMEL
 		    /* Deferred mail is only activated by a run: the grid point at or before t. */
 		    cur->queue_run = from_run ? qmgr_anchor(q) + (t - qmgr_anchor(q))
 			/ qmgr_params(q)->queue_run_delay * qmgr_params(q)->queue_run_delay : 0;
-		    qmgr_activated(q, a->id, &rcpt0, &dest, 1, t);
+		    if (ng > 0) {
+			int     na = 0, pa[50];
+
+			for (int g = 0; g < ng; g++)
+			    if (galive[g]) {
+				gr[na] = g;
+				pa[na++] = gp[g];
+			    }
+			qmgr_activated_policies(q, a->id, gr, gdest, pa, na, t);
+		    } else {
+			qmgr_activated(q, a->id, &rcpt0, &dest, 1, t);
+		    }
 		    break;
 		case QMGR_ACT_DELIVER:
 		    if (cur)
 			cur->start = t;
 		    req = a->req;
 		    req_end = t + (in->attempt_duration > 0 ? in->attempt_duration : 0);
+		    nreqr = a->nrcpt < 50 ? a->nrcpt : 50;
+		    memcpy(reqr, a->rcpts, (size_t) nreqr * sizeof(int));
 		    break;
 		case QMGR_ACT_SUSPEND:
 		    /* Not expected with one message; counts as a failed attempt. */
@@ -127,6 +155,15 @@ int     qmgr_simulate(const QMGR_PARAMS *p, const QMGR_SIM_INPUT *in, QMGR_TIMEL
 			break;
 		    cur->end = t;
 		    if (a->disposition == QMGR_DEFER) {
+			for (int e = 0; e < a->nexpired; e++) {
+			    int     g = a->expired[e];
+
+			    if (g >= 0 && g < ng && galive[g]) {
+				galive[g] = 0;
+				nalive--;
+				out->group_expiry[g] = t;
+			    }
+			}
 			cur->backoff = a->backoff;
 			cur->next_eligible = a->next_eligible;
 			cur->warning = a->warn;
@@ -138,6 +175,9 @@ int     qmgr_simulate(const QMGR_PARAMS *p, const QMGR_SIM_INPUT *in, QMGR_TIMEL
 			cur->expired = a->disposition == QMGR_EXPIRE;
 			if (cur->expired)
 			    out->expiry_at = t;
+			for (int g = 0; g < ng; g++)
+			    if (galive[g] && cur->expired)
+				out->group_expiry[g] = t;
 			done = 1;
 		    }
 		    break;
@@ -169,6 +209,8 @@ void    qmgr_timeline_free(QMGR_TIMELINE *t)
     if (t == 0)
 	return;
     free(t->attempts);
+    free(t->group_expiry);
     t->attempts = 0;
+    t->group_expiry = 0;
     t->nattempts = 0;
 }

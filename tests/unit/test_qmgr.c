@@ -877,6 +877,122 @@ static void test_million_deferred(void)
     qmgr_free(q);
 }
 
+/* ------------------------------------------------- per-recipient policies */
+
+static QMGR_POLICY pol(int64_t bmin, int64_t bmax, int64_t life, int64_t warn)
+{
+    QMGR_POLICY p;
+
+    memset(&p, 0, sizeof(p));
+    p.minimal_backoff_time = bmin;
+    p.maximal_backoff_time = bmax;
+    p.maximal_queue_lifetime = life;
+    p.bounce_queue_lifetime = life;
+    p.delay_warning_time = warn;
+    return (p);
+}
+
+/* Run one message with two recipients (two policies) until its DONE. */
+static int one_pass(QMGR *q, int64_t t, const int *pols, QMGR_ACTION *done)
+{
+    QMGR_ACTION acts[16];
+    static const char *dests[2] = {DEST, DEST};
+    int     rc[2] = {0, 1}, n, k, got = 0;
+
+    n = qmgr_run(q, t, acts, 16);
+    for (k = 0; k < n; k++) {
+	if (acts[k].type == QMGR_ACT_ACTIVATE)
+	    qmgr_activated_policies(q, acts[k].id, rc, dests, pols, 2, t);
+    }
+    n = qmgr_run(q, t, acts, 16);
+    for (k = 0; k < n; k++)
+	if (acts[k].type == QMGR_ACT_DELIVER)
+	    qmgr_delivered_rcpts(q, acts[k].req, acts[k].rcpts, acts[k].nrcpt, 0, 0, t);
+    n = qmgr_run(q, t, acts, 16);
+    for (k = 0; k < n; k++)
+	if (acts[k].type == QMGR_ACT_DONE) {
+	    *done = acts[k];
+	    got = 1;
+	}
+    return (got);
+}
+
+static void test_policies_earliest_backoff_own_expiry(void)
+{
+    QMGR_PARAMS p = params(60, 300, 4000, 5 * 86400);
+    QMGR   *q = qmgr_create(&p, 1000);
+    QMGR_POLICY fast = pol(60, 600, 3600, 0);
+    QMGR_MSGINFO info;
+    QMGR_ACTION d;
+    int     pols[2];
+
+    pols[0] = 0;
+    pols[1] = qmgr_policy(q, &fast);
+    T_EQ_INT(pols[1], 1);
+    T_EQ_INT(qmgr_policy(q, &fast), 1);		/* the same values, the same id */
+    memset(&info, 0, sizeof(info));
+    info.state = QMGR_MSG_INCOMING;
+    info.create_time = info.arrival_time = 1000;
+    qmgr_add(q, 42, &info, 1000);
+    /* The first failure: the default policy says 300 s, the fast one 60 s: the earliest wins. */
+    T_CHECK(one_pass(q, 1000, pols, &d));
+    T_EQ_INT(d.disposition, QMGR_DEFER);
+    T_EQ_INT(d.backoff, 60);
+    T_EQ_INT(d.nexpired, 0);
+    /* An hour later the fast recipient's lifetime is over: it alone expires. */
+    qmgr_flush(q, 1000 + 3600);
+    T_CHECK(one_pass(q, 1000 + 3600, pols, &d));
+    T_EQ_INT(d.disposition, QMGR_DEFER);
+    T_EQ_INT(d.nexpired, 1);
+    T_EQ_INT(d.expired[0], 1);
+    /* The rest follows the default policy: age 3600 s clamped to 4000 s = 3600 s. */
+    T_EQ_INT(d.backoff, 3600);
+    qmgr_free(q);
+}
+
+static void test_policies_none_is_postfix_exact(void)
+{
+    QMGR_PARAMS p = params(60, 300, 4000, 5 * 86400);
+    QMGR   *q = qmgr_create(&p, 1000);
+    QMGR_MSGINFO info;
+    QMGR_ACTION d;
+    int     pols[2] = {0, 0};
+
+    memset(&info, 0, sizeof(info));
+    info.state = QMGR_MSG_INCOMING;
+    info.create_time = info.arrival_time = 1000;
+    qmgr_add(q, 7, &info, 1000);
+    T_CHECK(one_pass(q, 1000, pols, &d));
+    T_EQ_INT(d.backoff, 300);
+    T_EQ_INT(d.nexpired, 0);
+    qmgr_free(q);
+}
+
+static void test_policies_simulated(void)
+{
+    QMGR_PARAMS p = params(60, 300, 4000, 5 * 86400);
+    QMGR_POLICY pp[2];
+    QMGR_SIM_INPUT in;
+    QMGR_TIMELINE tl;
+
+    qmgr_policy_default(&p, &pp[0]);
+    pp[1] = pol(60, 120, 1800, 0);
+    memset(&in, 0, sizeof(in));
+    in.anchor = 0;
+    in.arrival = 1;
+    in.policies = pp;
+    in.npolicies = 2;
+    T_EQ_INT(qmgr_simulate(&p, &in, &tl), 0);
+    /* The fast group expires at its 30-minute lifetime, the other at 5 days. */
+    T_CHECK(tl.group_expiry[1] >= 1 + 1800 && tl.group_expiry[1] < 1 + 1800 + 180);
+    T_CHECK(tl.group_expiry[0] >= 1 + 5 * 86400);
+    T_EQ_INT(tl.expiry_at, tl.group_expiry[0]);
+    /* While both are there, attempts come every 2 minutes (the fast policy's), then every 4000 s. */
+    T_EQ_INT(tl.attempts[3].start - tl.attempts[2].start, 120);
+    T_CHECK(tl.attempts[tl.nattempts - 1].start - tl.attempts[tl.nattempts - 2].start >= 4000);
+    qmgr_timeline_free(&tl);
+}
+
 int     main(void)
 {
     T_RUN(test_trace_t1);
@@ -899,6 +1015,9 @@ int     main(void)
     T_RUN(test_zero_lifetime);
     T_RUN(test_delivered_removes);
     T_RUN(test_recipient_chunks);
+    T_RUN(test_policies_earliest_backoff_own_expiry);
+    T_RUN(test_policies_none_is_postfix_exact);
+    T_RUN(test_policies_simulated);
     T_RUN(test_million_deferred);
     T_RUN(test_metrics_queries);
     return (t_done());
