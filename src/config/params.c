@@ -108,6 +108,10 @@ const PARAM param_table[] = {
        "the same for bounces (null sender); the scheduler caps it at maximal_queue_lifetime"),
     PT("delay_warning_time", "0h", 'h', 0,
        "when the sender is told that mail is delayed; 0: never"),
+    PR("relayq_retry_policy_maps", PT_STR, "",
+       "per-destination retry policy: a table keyed by recipient domain (then parent domains as "
+       "\".parent\"), values name=value pairs of minimal_backoff_time, maximal_backoff_time, "
+       "maximal_queue_lifetime, bounce_queue_lifetime, delay_warning_time"),
     PI("qmgr_message_active_limit", "20000", 1, 0,
        "most messages in the active queue"),
     PI("qmgr_message_recipient_limit", "20000", 1, 0,

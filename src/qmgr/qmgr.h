@@ -131,6 +131,13 @@ void    qmgr_policy_default(const QMGR_PARAMS *p, QMGR_POLICY *out);
 /* An id for a policy (0 is the configuration's own); the same values give the same id. */
 int     qmgr_policy(QMGR *q, const QMGR_POLICY *pol);
 int64_t qmgr_policy_lifetime(const QMGR_POLICY *pol, int null_sender);
+/*
+ * A relayq_retry_policy_maps value ("minimal_backoff_time=60s,
+ * maximal_queue_lifetime=6h"); unnamed values from defaults.  0, or -1
+ * with a reason in err.
+ */
+int     qmgr_policy_parse(const char *value, const QMGR_PARAMS *defaults, QMGR_POLICY *out,
+			          char *err, size_t errlen);
 
 /* Messages */
 void    qmgr_add(QMGR *q, QMGR_ID id, const QMGR_MSGINFO *info, int64_t now);

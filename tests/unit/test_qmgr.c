@@ -993,6 +993,43 @@ static void test_policies_simulated(void)
     qmgr_timeline_free(&tl);
 }
 
+static void test_policy_parse(void)
+{
+    QMGR_PARAMS p = params(300, 300, 4000, 5 * 86400);
+    QMGR_POLICY pp;
+    char    err[256];
+
+    T_EQ_INT(qmgr_policy_parse("minimal_backoff_time=60s, maximal_backoff_time=10m, "
+			       "maximal_queue_lifetime=6h", &p, &pp, err, sizeof(err)), 0);
+    T_EQ_INT(pp.minimal_backoff_time, 60);
+    T_EQ_INT(pp.maximal_backoff_time, 600);
+    T_EQ_INT(pp.maximal_queue_lifetime, 6 * 3600);
+    T_EQ_INT(pp.bounce_queue_lifetime, 6 * 3600);	/* capped, as the configuration's */
+    T_EQ_INT(pp.delay_warning_time, 0);
+    /* bare numbers take the parameter's own unit */
+    T_EQ_INT(qmgr_policy_parse("maximal_queue_lifetime=2 delay_warning_time=4", &p, &pp, err,
+			       sizeof(err)), 0);
+    T_EQ_INT(pp.maximal_queue_lifetime, 2 * 86400);
+    T_EQ_INT(pp.delay_warning_time, 4 * 3600);
+    T_EQ_INT(pp.minimal_backoff_time, 300);		/* unnamed: the configuration's */
+    T_EQ_INT(qmgr_policy_parse("", &p, &pp, err, sizeof(err)), 0);
+    {
+	static const char *bad[] = {
+	    "minimal_backoff_time", "minimal_backoff_time=", "minimal_backoff_time=-5",
+	    "minimal_backoff_time=5x", "minimal_backoff_time=5mm", "queue_run_delay=5s",
+	    "mail_owner=root", "=5", "minimal_backoff_time=0", "maximal_backoff_time=99999999999999999999",
+	    "maximal_queue_lifetime=9223372036854775807w", "minimal_backoff_time=1s;rm",
+	};
+
+	for (size_t k = 0; k < ARRAY_LEN(bad); k++) {
+	    err[0] = 0;
+	    if (qmgr_policy_parse(bad[k], &p, &pp, err, sizeof(err)) != -1)
+		T_FAILF("accepted: %s", bad[k]);
+	    T_CHECK(err[0] != 0);
+	}
+    }
+}
+
 int     main(void)
 {
     T_RUN(test_trace_t1);
@@ -1018,6 +1055,7 @@ int     main(void)
     T_RUN(test_policies_earliest_backoff_own_expiry);
     T_RUN(test_policies_none_is_postfix_exact);
     T_RUN(test_policies_simulated);
+    T_RUN(test_policy_parse);
     T_RUN(test_million_deferred);
     T_RUN(test_metrics_queries);
     return (t_done());
