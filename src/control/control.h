@@ -70,6 +70,12 @@ typedef struct SHOWQ_SCHED {
     int64_t next_attempt;		/* the queue run that will take it; 0 = unknown */
     int     destination_dead;		/* -1 = unknown (daemon down) */
     int64_t dead_until;			/* when destination_dead: until when (explain) */
+    /*
+     * Per recipient (msg->nrcpt entries): its relayq_retry_policy_maps value,
+     * NULL where none applies; the whole array NULL without a policy map.
+     * Owned by the callback's owner, valid until its next call.
+     */
+    const char *const *rcpt_policy;
 } SHOWQ_SCHED;
 typedef void (*SHOWQ_SCHED_FN) (void *ctx, const QMSG *msg, SHOWQ_SCHED *out);
 

@@ -42,6 +42,7 @@ static void showq_get_sched(SHOWQ_SCHED_FN fn, void *ctx, const QMSG *msg, SHOWQ
     sc->next_attempt = 0;
     sc->destination_dead = -1;
     sc->dead_until = 0;
+    sc->rcpt_policy = NULL;
     if (fn)
 	fn(ctx, msg, sc);
 }
@@ -231,6 +232,38 @@ static const char *showq_orcpt_addr(const char *orcpt)
     return orcpt;
 }
 
+/* A recipient's lifetime: its retry policy's, or the configuration's. */
+static int64_t showq_rcpt_lifetime(const QMGR_PARAMS *p, const SHOWQ_SCHED *sc, const QMSG *msg, int i)
+{
+    int     null = !(msg->sender && *msg->sender);
+    QMGR_POLICY pol;
+    char    err[256];
+
+    if (sc->rcpt_policy && sc->rcpt_policy[i]
+	&& qmgr_policy_parse(sc->rcpt_policy[i], p, &pol, err, sizeof(err)) == 0)
+	return (qmgr_policy_lifetime(&pol, null));
+    return (qmgr_lifetime(p, null));
+}
+
+/* The message's: until its last pending recipient expires. */
+static int64_t showq_msg_lifetime(const QMGR_PARAMS *p, const SHOWQ_SCHED *sc, const QMSG *msg)
+{
+    int64_t life = -1;
+
+    if (sc->rcpt_policy == NULL)
+	return (qmgr_lifetime(p, !(msg->sender && *msg->sender)));
+    for (int i = 0; i < msg->nrcpt; i++) {
+	int64_t l;
+
+	if (msg->rcpts[i].state != QRCPT_PENDING)
+	    continue;
+	l = showq_rcpt_lifetime(p, sc, msg, i);
+	if (l > life)
+	    life = l;
+    }
+    return (life >= 0 ? life : qmgr_lifetime(p, !(msg->sender && *msg->sender)));
+}
+
 static int showq_json_walk(void *ctx, const QMSG *msg)
 {
     SHOWQ_JSON *sj = ctx;
@@ -267,6 +300,11 @@ static int showq_json_walk(void *ctx, const QMSG *msg)
 	    buf_puts(out, ", \"delay_reason\": ");
 	    showq_json_string(out, r->reason);
 	}
+	if (sc.rcpt_policy && sc.rcpt_policy[i]) {
+	    int64_t e = msg->create_time + showq_rcpt_lifetime(sj->params, &sc, msg, i);
+
+	    buf_printf(out, ", \"expire_time\": %lld", (long long) e);
+	}
 	buf_putc(out, '}');
     }
     buf_printf(out, "], \"attempts\": %d, \"next_eligible_time\": %lld, \"next_attempt_time\": ",
@@ -276,7 +314,7 @@ static int showq_json_walk(void *ctx, const QMSG *msg)
     else
 	buf_puts(out, "null");
     buf_printf(out, ", \"expire_time\": %lld, \"destination_dead\": %s}\n",
-	       (long long) (msg->create_time + qmgr_lifetime(sj->params, !(msg->sender && *msg->sender))),
+	       (long long) (msg->create_time + showq_msg_lifetime(sj->params, &sc, msg)),
 	       sc.destination_dead < 0 ? "null" : sc.destination_dead ? "true" : "false");
     return 0;
 }

@@ -142,18 +142,35 @@ typedef struct EXPLAIN_PREDICTION {
     int64_t warn_time;			/* when the delay warning goes out; 0: none */
     int     attempts_hour;		/* attempts starting in [now, now + 3600) */
     int     attempts;			/* attempts until it expires */
+    int64_t *rcpt_expire;		/* with retry policies: per recipient (nrcpt), 0 if not pending */
+    int     nrcpt;
 } EXPLAIN_PREDICTION;
+
+void    explain_prediction_free(EXPLAIN_PREDICTION *p);
+
+/* A message's pending recipients grouped by retry policy (values parsed under p). */
+#define EXPLAIN_MAX_GROUPS 50
+typedef struct EXPLAIN_GROUPS {
+    QMGR_POLICY pol[EXPLAIN_MAX_GROUPS];
+    int     n;				/* 0: no policy map */
+    int    *of;				/* per recipient: its group, -1 if not pending */
+} EXPLAIN_GROUPS;
+void    explain_groups_make(const QMGR_PARAMS *p, const QMSG *m, const char *const *rcpt_policy,
+			            EXPLAIN_GROUPS *g);
+void    explain_groups_free(EXPLAIN_GROUPS *g);
 
 /*
  * The same message today and under changed parameters applied at `at` (a
  * reload: the grid re-anchored at `at`, dead destinations forgotten);
  * before `at` the message follows today's schedule.
  */
-void    explain_predict(const QMGR_PARAMS *p, const QMSG *m, int64_t anchor, int64_t now,
-			        int64_t attempt_duration, EXPLAIN_PREDICTION *out);
+/* rcpt_policy: each recipient's relayq_retry_policy_maps value (SHOWQ_SCHED), or NULL. */
+void    explain_predict(const QMGR_PARAMS *p, const QMSG *m, const char *const *rcpt_policy,
+			        int64_t anchor, int64_t now, int64_t attempt_duration,
+			        EXPLAIN_PREDICTION *out);
 void    explain_predict_change(const QMGR_PARAMS *p_now, const QMGR_PARAMS *p_new, const QMSG *m,
-				       int64_t anchor, int64_t now, int64_t at,
-				       int64_t attempt_duration, EXPLAIN_PREDICTION *out);
+				       const char *const *rcpt_policy, int64_t anchor, int64_t now,
+				       int64_t at, int64_t attempt_duration, EXPLAIN_PREDICTION *out);
 
 /*
  * `explain --what-if`: every queued message (o->all) or those named, one
@@ -192,6 +209,7 @@ typedef struct EXPLAIN_MSG {
     int64_t anchor;			/* 0: unknown (daemon down) */
     int64_t now;
     int64_t attempt_duration;
+    const char *const *rcpt_policy;	/* per recipient retry policy values, or NULL */
 } EXPLAIN_MSG;
 void    explain_message(FILE *fp, const QMGR_PARAMS *p, const EXPLAIN_MSG *em, int json);
 

@@ -124,8 +124,25 @@ static void explain_text(FILE *fp, const QMGR_PARAMS *p, const EXPLAIN_MSG *em)
     if (m->flags & QFLAG_FORCE_EXPIRE)
 	fprintf(fp, "  marked for expiry: it is returned to the sender at its next attempt\n");
     fmt_time(m->create_time + lifetime, t1, sizeof(t1));
-    fprintf(fp, "  lifetime ends %s (%s after creation); it expires at the first failed attempt after that\n\n",
+    fprintf(fp, "  lifetime ends %s (%s after creation); it expires at the first failed attempt after that\n",
 	    t1, explain_duration(lifetime, d1, sizeof(d1)));
+    if (em->rcpt_policy) {
+	for (int i = 0; i < m->nrcpt; i++) {
+	    QMGR_POLICY pol;
+	    char    err[256];
+	    int64_t l;
+
+	    if (m->rcpts[i].state != QRCPT_PENDING || em->rcpt_policy[i] == NULL
+		|| qmgr_policy_parse(em->rcpt_policy[i], p, &pol, err, sizeof(err)) < 0)
+		continue;
+	    l = qmgr_policy_lifetime(&pol, m->sender == NULL || m->sender[0] == 0);
+	    fmt_time(m->create_time + l, t1, sizeof(t1));
+	    fprintf(fp, "  <%s>: retry policy \"%s\": backoff %llds..%llds, lifetime ends %s (%s)\n",
+		    m->rcpts[i].addr, em->rcpt_policy[i], (long long) pol.minimal_backoff_time,
+		    (long long) pol.maximal_backoff_time, t1, explain_duration(l, d1, sizeof(d1)));
+	}
+    }
+    fputc('\n', fp);
 }
 
 void    explain_message(FILE *fp, const QMGR_PARAMS *p, const EXPLAIN_MSG *em, int json)
@@ -134,8 +151,14 @@ void    explain_message(FILE *fp, const QMGR_PARAMS *p, const EXPLAIN_MSG *em, i
     QMGR_TIMELINE tl;
     const QMSG *m = em->msg;
     int     have_tl;
+    EXPLAIN_GROUPS groups;
 
     sim_input(p, em, &in);
+    explain_groups_make(p, m, em->rcpt_policy, &groups);
+    if (groups.n > 0) {
+	in.policies = groups.pol;
+	in.npolicies = groups.n;
+    }
     memset(&tl, 0, sizeof(tl));
     have_tl = !in.held && !em->active && qmgr_simulate(p, &in, &tl) == 0;
 
@@ -146,6 +169,7 @@ void    explain_message(FILE *fp, const QMGR_PARAMS *p, const EXPLAIN_MSG *em, i
 	    explain_print_text(fp, p, &in, &tl);
 	}
 	qmgr_timeline_free(&tl);
+	explain_groups_free(&groups);
 	return;
     }
     fprintf(fp, "{\"queue_id\": ");
@@ -189,6 +213,7 @@ void    explain_message(FILE *fp, const QMGR_PARAMS *p, const EXPLAIN_MSG *em, i
 	fputs("null", fp);
     fprintf(fp, "}\n");
     qmgr_timeline_free(&tl);
+    explain_groups_free(&groups);
 }
 
 int     explain_queued(QUEUE *q, const QMGR_PARAMS *p, const EXPLAIN_OPTS *o,
@@ -215,6 +240,7 @@ int     explain_queued(QUEUE *q, const QMGR_PARAMS *p, const EXPLAIN_OPTS *o,
 	em.next_attempt = sc.next_attempt;
 	em.destination_dead = sc.destination_dead > 0;
 	em.dead_until = sc.dead_until;
+	em.rcpt_policy = sc.rcpt_policy;
     }
     em.anchor = anchor;
     em.now = now;

@@ -34,14 +34,76 @@ static int null_sender(const QMSG *m)
     return (m->sender == NULL || m->sender[0] == 0);
 }
 
+typedef EXPLAIN_GROUPS GROUPS;
+#define MAX_GROUPS EXPLAIN_MAX_GROUPS
+#define groups_make explain_groups_make
+#define groups_free explain_groups_free
+
+void    explain_groups_make(const QMGR_PARAMS *p, const QMSG *m, const char *const *rp, GROUPS *g)
+{
+    memset(g, 0, sizeof(*g));
+    if (rp == NULL)
+	return;
+    g->of = xcalloc((size_t) (m->nrcpt > 0 ? m->nrcpt : 1), sizeof(int));
+    for (int i = 0; i < m->nrcpt; i++) {
+	QMGR_POLICY pol;
+	char    err[256];
+	int     k;
+
+	g->of[i] = -1;
+	if (m->rcpts[i].state != QRCPT_PENDING)
+	    continue;
+	if (rp[i] == NULL || qmgr_policy_parse(rp[i], p, &pol, err, sizeof(err)) < 0)
+	    qmgr_policy_default(p, &pol);
+	for (k = 0; k < g->n; k++)
+	    if (memcmp(&g->pol[k], &pol, sizeof(pol)) == 0)
+		break;
+	if (k == g->n) {
+	    if (g->n == MAX_GROUPS)
+		k = 0;				/* more policies than that in one message: the first */
+	    else
+		g->pol[g->n++] = pol;
+	}
+	g->of[i] = k;
+    }
+}
+
+void    explain_groups_free(GROUPS *g)
+{
+    free(g->of);
+}
+
+void    explain_prediction_free(EXPLAIN_PREDICTION *p)
+{
+    free(p->rcpt_expire);
+    p->rcpt_expire = NULL;
+}
+
+/* Per recipient, from the groups' expiry times. */
+static void rcpt_expiry(const GROUPS *g, const QMGR_TIMELINE *tl, const QMSG *m, EXPLAIN_PREDICTION *out)
+{
+    if (g->n == 0 || tl->group_expiry == NULL)
+	return;
+    free(out->rcpt_expire);
+    out->rcpt_expire = xcalloc((size_t) (m->nrcpt > 0 ? m->nrcpt : 1), sizeof(int64_t));
+    out->nrcpt = m->nrcpt;
+    for (int i = 0; i < m->nrcpt; i++)
+	if (g->of[i] >= 0)
+	    out->rcpt_expire[i] = tl->group_expiry[g->of[i]];
+}
+
 /* The simulation of m from `now` under p, grid anchored at `anchor`. */
-static int simulate_from(const QMGR_PARAMS *p, const QMSG *m, int64_t anchor, int64_t now,
-			         int attempts_done, int64_t next_eligible, int warned,
+static int simulate_from(const QMGR_PARAMS *p, const QMSG *m, const GROUPS *g, int64_t anchor,
+			         int64_t now, int attempts_done, int64_t next_eligible, int warned,
 			         int64_t attempt_duration, QMGR_TIMELINE *tl)
 {
     QMGR_SIM_INPUT in;
 
     memset(&in, 0, sizeof(in));
+    if (g && g->n > 0) {
+	in.policies = g->pol;
+	in.npolicies = g->n;
+    }
     in.anchor = anchor;
     in.arrival = m->create_time;
     in.attempt_duration = attempt_duration;
@@ -70,25 +132,33 @@ static int64_t eligible_of(const QMSG *m, int64_t now)
     return (m->state == QSTATE_INCOMING || m->next_eligible == 0 ? now : m->next_eligible);
 }
 
-void    explain_predict(const QMGR_PARAMS *p, const QMSG *m, int64_t anchor, int64_t now,
-			        int64_t attempt_duration, EXPLAIN_PREDICTION *out)
+void    explain_predict(const QMGR_PARAMS *p, const QMSG *m, const char *const *rcpt_policy,
+			        int64_t anchor, int64_t now, int64_t attempt_duration,
+			        EXPLAIN_PREDICTION *out)
 {
     QMGR_TIMELINE tl;
+    GROUPS  g;
 
     memset(out, 0, sizeof(*out));
     if (m->state == QSTATE_HOLD)
 	return;
-    if (simulate_from(p, m, anchor, now, m->attempts, eligible_of(m, now),
-		      (m->flags & QFLAG_WARNED) != 0, attempt_duration, &tl) == 0)
+    groups_make(p, m, rcpt_policy, &g);
+    if (simulate_from(p, m, &g, anchor, now, m->attempts, eligible_of(m, now),
+		      (m->flags & QFLAG_WARNED) != 0, attempt_duration, &tl) == 0) {
 	fill(&tl, now, out);
+	rcpt_expiry(&g, &tl, m, out);
+    }
     qmgr_timeline_free(&tl);
+    groups_free(&g);
 }
 
 void    explain_predict_change(const QMGR_PARAMS *p_now, const QMGR_PARAMS *p_new, const QMSG *m,
-				       int64_t anchor, int64_t now, int64_t at,
-				       int64_t attempt_duration, EXPLAIN_PREDICTION *out)
+				       const char *const *rcpt_policy, int64_t anchor, int64_t now,
+				       int64_t at, int64_t attempt_duration, EXPLAIN_PREDICTION *out)
 {
     QMGR_TIMELINE before, after;
+    GROUPS  g_now, g_new;
+    int64_t *gone = NULL;		/* per recipient: expired before `at` (with policies) */
     int     done = m->attempts, warned = (m->flags & QFLAG_WARNED) != 0;
     int64_t eligible = eligible_of(m, now);
     int     i, n = 0;
@@ -98,9 +168,10 @@ void    explain_predict_change(const QMGR_PARAMS *p_now, const QMGR_PARAMS *p_ne
 	return;
     if (at < now)
 	at = now;
+    groups_make(p_now, m, rcpt_policy, &g_now);
     /* Up to the reload, today's schedule. */
     memset(&before, 0, sizeof(before));
-    if (at > now && simulate_from(p_now, m, anchor, now, done, eligible, warned,
+    if (at > now && simulate_from(p_now, m, &g_now, anchor, now, done, eligible, warned,
 				   attempt_duration, &before) == 0) {
 	for (i = 0; i < before.nattempts && before.attempts[i].start < at; i++) {
 	    const QMGR_SIM_ATTEMPT *a = &before.attempts[i];
@@ -108,7 +179,9 @@ void    explain_predict_change(const QMGR_PARAMS *p_now, const QMGR_PARAMS *p_ne
 	    if (a->expired) {
 		/* Gone before the change: the same either way. */
 		fill(&before, now, out);
+		rcpt_expiry(&g_now, &before, m, out);
 		qmgr_timeline_free(&before);
+		groups_free(&g_now);
 		return;
 	    }
 	    done++;
@@ -116,11 +189,29 @@ void    explain_predict_change(const QMGR_PARAMS *p_now, const QMGR_PARAMS *p_ne
 	    warned |= a->warning;
 	    n++;
 	}
+	/* Recipients whose own lifetime ended before the reload. */
+	if (g_now.n > 0 && before.group_expiry) {
+	    gone = xcalloc((size_t) (m->nrcpt > 0 ? m->nrcpt : 1), sizeof(int64_t));
+	    for (int r = 0; r < m->nrcpt; r++)
+		if (g_now.of[r] >= 0 && before.group_expiry[g_now.of[r]] > 0
+		    && before.group_expiry[g_now.of[r]] < at)
+		    gone[r] = before.group_expiry[g_now.of[r]];
+	}
     }
     /* From the reload on: the new values, the grid anchored at `at`. */
     memset(&after, 0, sizeof(after));
-    if (simulate_from(p_new, m, at, at, done, eligible, warned, attempt_duration, &after) == 0) {
+    groups_make(p_new, m, rcpt_policy, &g_new);
+    if (gone) {
+	for (int r = 0; r < m->nrcpt; r++)
+	    if (gone[r])
+		g_new.of[r] = -1;
+    }
+    if (simulate_from(p_new, m, &g_new, at, at, done, eligible, warned, attempt_duration, &after) == 0) {
 	fill(&after, now, out);
+	rcpt_expiry(&g_new, &after, m, out);
+	for (int r = 0; gone && out->rcpt_expire && r < m->nrcpt; r++)
+	    if (gone[r])
+		out->rcpt_expire[r] = gone[r];
 	out->attempts += n;
 	if (n > 0) {
 	    /* The next attempt is still the first one under today's schedule. */
@@ -134,6 +225,9 @@ void    explain_predict_change(const QMGR_PARAMS *p_now, const QMGR_PARAMS *p_ne
     }
     qmgr_timeline_free(&before);
     qmgr_timeline_free(&after);
+    groups_free(&g_now);
+    groups_free(&g_new);
+    free(gone);
 }
 
 /* ---- the queue ---- */
@@ -208,8 +302,8 @@ static int whatif_one(void *ctx, const QMSG *m)
     memset(&a, 0, sizeof(a));
     memset(&b, 0, sizeof(b));
     if (!active) {
-	explain_predict(w->p_now, m, w->anchor, w->now, w->o->attempt_duration, &a);
-	explain_predict_change(w->p_now, w->p_new, m, w->anchor, w->now, w->at,
+	explain_predict(w->p_now, m, sc.rcpt_policy, w->anchor, w->now, w->o->attempt_duration, &a);
+	explain_predict_change(w->p_now, w->p_new, m, sc.rcpt_policy, w->anchor, w->now, w->at,
 			       w->o->attempt_duration, &b);
     }
     w->active += active;
@@ -235,6 +329,25 @@ static int whatif_one(void *ctx, const QMSG *m)
 	json_pair(w->out, "next_attempt_time", a.known, a.next_attempt, b.known, b.next_attempt);
 	json_pair(w->out, "expire_time", a.known, a.expire_time, b.known, b.expire_time);
 	json_pair(w->out, "warn_time", a.known, a.warn_time, b.known, b.warn_time);
+	if (a.rcpt_expire || b.rcpt_expire) {
+	    /* Recipients under their own retry policies: each one's expiry. */
+	    int     first = 1;
+
+	    fputs(", \"recipients\": [", w->out);
+	    for (int i = 0; i < m->nrcpt; i++) {
+		int64_t ea = a.rcpt_expire && i < a.nrcpt ? a.rcpt_expire[i] : 0;
+		int64_t eb = b.rcpt_expire && i < b.nrcpt ? b.rcpt_expire[i] : 0;
+
+		if (m->rcpts[i].state != QRCPT_PENDING)
+		    continue;
+		fputs(first ? "{\"address\": " : ", {\"address\": ", w->out);
+		first = 0;
+		json_str(w->out, m->rcpts[i].addr);
+		json_pair(w->out, "expire_time", ea > 0, ea, eb > 0, eb);
+		fputc('}', w->out);
+	    }
+	    fputc(']', w->out);
+	}
 	fputc('}', w->out);
     } else {
 	char    t1[32], t2[32], t3[32], t4[32], c1[40], c2[40];
@@ -257,6 +370,8 @@ static int whatif_one(void *ctx, const QMSG *m)
 	}
     }
     w->count++;
+    explain_prediction_free(&a);
+    explain_prediction_free(&b);
     return (0);
 }
 
