@@ -152,7 +152,11 @@ void    explain_print_text(FILE *fp, const QMGR_PARAMS *p, const QMGR_SIM_INPUT 
 	row[0] = xasprintf("%d", a->n);
 	row[1] = xstrdup(explain_rel(in, a->start, b1, sizeof(b1)));
 	row[2] = xstrdup(explain_rel(in, a->end, b1, sizeof(b1)));
-	if (prev) {
+	if (prev && in->npolicies > 0) {
+	    /* Recipients under their own policies: the earliest of theirs decided. */
+	    row[3] = xasprintf("backoff %llds (the earliest of the recipients' retry policies)",
+			       (long long) prev->backoff);
+	} else if (prev) {
 	    qmgr_explain_backoff(p, prev->end - in->arrival, bo, sizeof(bo));
 	    row[3] = xstrdup(bo);
 	} else if (a->eligible == 0) {

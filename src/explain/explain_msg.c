@@ -137,8 +137,16 @@ static void explain_text(FILE *fp, const QMGR_PARAMS *p, const EXPLAIN_MSG *em)
 		continue;
 	    l = qmgr_policy_lifetime(&pol, m->sender == NULL || m->sender[0] == 0);
 	    fmt_time(m->create_time + l, t1, sizeof(t1));
+	    char    shown[256];
+	    size_t  k = 0;
+
+	    /* The value as one line (a table entry may span several). */
+	    for (const char *cp = em->rcpt_policy[i]; *cp && k + 1 < sizeof(shown); cp++)
+		if (!((*cp == ' ' || *cp == '\t') && k > 0 && shown[k - 1] == ' '))
+		    shown[k++] = (*cp == '\t' || (unsigned char) *cp < 32) ? ' ' : *cp;
+	    shown[k] = 0;
 	    fprintf(fp, "  <%s>: retry policy \"%s\": backoff %llds..%llds, lifetime ends %s (%s)\n",
-		    m->rcpts[i].addr, em->rcpt_policy[i], (long long) pol.minimal_backoff_time,
+		    m->rcpts[i].addr, shown, (long long) pol.minimal_backoff_time,
 		    (long long) pol.maximal_backoff_time, t1, explain_duration(l, d1, sizeof(d1)));
 	}
     }
@@ -167,6 +175,15 @@ void    explain_message(FILE *fp, const QMGR_PARAMS *p, const EXPLAIN_MSG *em, i
 	if (have_tl) {
 	    fprintf(fp, "If every further attempt fails:\n");
 	    explain_print_text(fp, p, &in, &tl);
+	    for (int i = 0; groups.n > 0 && tl.group_expiry && i < m->nrcpt; i++) {
+		char    d2[32];
+
+		if (groups.of[i] < 0 || tl.group_expiry[groups.of[i]] == 0)
+		    continue;
+		fprintf(fp, "  <%s> is returned at +%s (its own lifetime, or the message's)\n",
+			m->rcpts[i].addr, explain_duration(tl.group_expiry[groups.of[i]] - m->create_time,
+							   d2, sizeof(d2)));
+	    }
 	}
 	qmgr_timeline_free(&tl);
 	explain_groups_free(&groups);

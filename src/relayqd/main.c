@@ -28,6 +28,8 @@
 #include "log/log.h"
 #include "util/safe_file.h"
 #include "relayqd/relayqd.h"
+#include "explain/explain.h"
+#include "relayqd/retry_policy.h"
 
 #define RELAYQ_VERSION "0.1"
 
@@ -266,6 +268,17 @@ static int tables_open(const CONFIG *cf, TABLE_LIST ***out, int *nout, char *err
 	}
 	n++;
 	buf_free(&specs);
+    }
+    {
+	QMGR_PARAMS qp;
+
+	explain_params(cf, &qp);
+	if (retry_policy_check(cf, &qp, err, errlen) < 0) {
+	    while (n > 0)
+		table_list_close(v[--n]);
+	    free(v);
+	    return (-1);
+	}
     }
     if (smtp_route_check(cf, err, errlen) < 0) {
 	while (n > 0)

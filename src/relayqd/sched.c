@@ -19,6 +19,7 @@
 #include "bounce/bounce.h"
 #include "cleanup/cleanup.h"
 #include "relayqd/relayqd.h"
+#include "relayqd/retry_policy.h"
 
 struct ACTIVE {
     QMGR_ID id;
@@ -48,6 +49,7 @@ typedef struct ACT {
     QMGR_ACTION a;
     char   *dest, *dsn, *reason;
     int    *rcpts;
+    int    *expired;
 } ACT;
 
 static int inflight_total;
@@ -260,6 +262,7 @@ static void do_activate(RELAYQD *d, QMGR_ID id, int64_t now)
 
     int    *idx = xcalloc((size_t) m->nrcpt, sizeof(int));
     char  **keys = xcalloc((size_t) m->nrcpt, sizeof(char *));
+    int    *pols = retry_policy_enabled(d->cf) ? xcalloc((size_t) m->nrcpt, sizeof(int)) : NULL;
     int     n = 0;
 
     for (int i = 0; i < m->nrcpt; i++) {
@@ -275,13 +278,27 @@ static void do_activate(RELAYQD *d, QMGR_ID id, int64_t now)
 	} else {
 	    keys[n] = xstrdup(r.key);
 	}
+	if (pols) {
+	    /* relayq_retry_policy_maps: the recipient's own schedule (0: the configuration's). */
+	    char    vbuf[512];
+	    const char *v = retry_policy_value(d->cf, m->rcpts[i].addr, vbuf, sizeof(vbuf));
+	    QMGR_POLICY pol;
+	    char    why[256];
+
+	    if (v && qmgr_policy_parse(v, qmgr_params(d->qmgr), &pol, why, sizeof(why)) == 0)
+		pols[n] = qmgr_policy(d->qmgr, &pol);
+	    else if (v)
+		log_warn("qmgr", "%s: relayq_retry_policy_maps value for <%s>: %s; the configuration's "
+			 "schedule applies", m->qid, m->rcpts[i].addr, why);
+	}
 	n++;
     }
-    qmgr_activated(d->qmgr, id, idx, (const char *const *) keys, n, now);
+    qmgr_activated_policies(d->qmgr, id, idx, (const char *const *) keys, pols, n, now);
     for (int i = 0; i < n; i++)
 	free(keys[i]);
     free(keys);
     free(idx);
+    free(pols);
 }
 
 /* ---- DELIVER ---- */
@@ -293,6 +310,7 @@ static void delivery_done(void *ctx, const SMTP_RESULT *res)
     ACTIVE *a = dl->a;
     QMSG   *m = a->msg;
     int     ndeferred = 0;
+    int    *deferred = xcalloc((size_t) res->nrcpt + 1, sizeof(int));
 
     for (int i = 0; i < res->nrcpt; i++) {
 	const SMTP_RCPT_RESULT *r = &res->rcpts[i];
@@ -324,7 +342,7 @@ static void delivery_done(void *ctx, const SMTP_RESULT *res)
 	    break;
 	default:
 	    set_str(&rc->reason, r->text);
-	    ndeferred++;
+	    deferred[ndeferred++] = r->index;
 	    d->n_deferred++;
 	    metrics_lc_add(&d->dest_deferred, dl->dest, 1);
 	    break;
@@ -336,9 +354,10 @@ static void delivery_done(void *ctx, const SMTP_RESULT *res)
     attempt_copy(&a->attempts[a->nattempts++], &res->attempt);
     a->inflight--;
     inflight_total--;
-    qmgr_delivered(d->qmgr, dl->req, ndeferred,
-		   res->hop_failed ? res->hop_dsn : NULL,
-		   res->hop_failed ? res->hop_reason : NULL, (int64_t) time(NULL));
+    qmgr_delivered_rcpts(d->qmgr, dl->req, deferred, ndeferred,
+			 res->hop_failed ? res->hop_dsn : NULL,
+			 res->hop_failed ? res->hop_reason : NULL, (int64_t) time(NULL));
+    free(deferred);
     free(dl->rcpts);
     free(dl->dest);
     free(dl);
@@ -639,6 +658,28 @@ static void do_done(RELAYQD *d, const ACT *act, int64_t now)
     if (a->nrelayed > 0)
 	add_notice(d, p, m, a->relayed, a->nrelayed, BOUNCE_RELAYED,
 		   "sender delivery status notification", now);
+    /* Recipients whose own retry policy's lifetime is over: returned now, the rest stay. */
+    if (act->a.disposition == QMGR_DEFER && act->a.nexpired > 0) {
+	int    *exp = xcalloc((size_t) act->a.nexpired, sizeof(int));
+	int     nexp = 0;
+
+	for (int k = 0; k < act->a.nexpired; k++) {
+	    int     r = act->expired[k];
+
+	    if (r < 0 || r >= m->nrcpt || m->rcpts[r].state != QRCPT_PENDING)
+		continue;
+	    log_msg("qmgr", "%s: to=<%s>, status=expired, returned to sender "
+		    "(relayq_retry_policy_maps lifetime)", m->qid, m->rcpts[r].addr);
+	    exp[nexp++] = r;
+	}
+	if (nexp > 0) {
+	    add_notice(d, p, m, exp, nexp, BOUNCE_FAILED, "sender non-delivery notification", now);
+	    for (int k = 0; k < nexp; k++)
+		m->rcpts[exp[k]].state = QRCPT_BOUNCED;
+	    d->n_expired++;
+	}
+	free(exp);
+    }
     int    *pending = xcalloc((size_t) m->nrcpt + 1, sizeof(int));
     int     npending = 0;
 
@@ -699,6 +740,11 @@ static void act_copy(ACT *dst, const QMGR_ACTION *src)
 	dst->rcpts = xmalloc(sizeof(int) * (size_t) src->nrcpt);
 	memcpy(dst->rcpts, src->rcpts, sizeof(int) * (size_t) src->nrcpt);
     }
+    if (src->nexpired > 0 && src->expired) {
+	dst->expired = xmalloc(sizeof(int) * (size_t) src->nexpired);
+	memcpy(dst->expired, src->expired, sizeof(int) * (size_t) src->nexpired);
+    }
+    dst->a.expired = NULL;
 }
 
 static void act_free(ACT *a)
@@ -707,6 +753,7 @@ static void act_free(ACT *a)
     free(a->dsn);
     free(a->reason);
     free(a->rcpts);
+    free(a->expired);
 }
 
 #define ACT_BATCH 64
@@ -852,6 +899,21 @@ void    sched_state(void *ctx, const QMSG *msg, SHOWQ_SCHED *out)
     out->next_attempt = st.known ? st.next_attempt : 0;
     out->destination_dead = st.known ? st.destination_dead : 0;
     out->dead_until = 0;
+    if (retry_policy_enabled(d->cf)) {
+	/* Each recipient's policy value, kept until the next call. */
+	static char **vals;
+	static int nvals;
+	char    vbuf[512];
+
+	for (int i = 0; i < nvals; i++)
+	    free(vals[i]);
+	free(vals);
+	nvals = msg->nrcpt;
+	vals = xcalloc((size_t) (nvals > 0 ? nvals : 1), sizeof(char *));
+	for (int i = 0; i < msg->nrcpt; i++)
+	    vals[i] = xstrdup(retry_policy_value(d->cf, msg->rcpts[i].addr, vbuf, sizeof(vbuf)));
+	out->rcpt_policy = (const char *const *) vals;
+    }
     /* qmgr knows destinations only of active mail: route the others' recipients. */
     for (int i = 0; i < msg->nrcpt; i++) {
 	SMTP_ROUTE r;
