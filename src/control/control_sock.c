@@ -30,6 +30,7 @@
 #include <event2/event.h>
 
 #include "control/control.h"
+#include "log/log.h"
 
 #define CONTROL_LINE_MAX	4096	/* longest request line */
 #define CONTROL_ARGV_MAX	1024	/* most words in a request */
@@ -44,6 +45,7 @@ typedef struct CONTROL_LISTENER {
     int     fd;
     int     admin;
     struct event *ev;
+    struct event *pause_ev;		/* accept paused after EMFILE/ENFILE */
     char   *path;
 } CONTROL_LISTENER;
 
@@ -210,6 +212,13 @@ static void control_event_cb(struct bufferevent *bev, short what, void *arg)
     control_conn_free(cc);
 }
 
+static void control_resume_cb(evutil_socket_t fd, short what, void *arg)
+{
+    CONTROL_LISTENER *l = arg;
+
+    event_add(l->ev, 0);
+}
+
 static void control_accept_cb(evutil_socket_t lfd, short what, void *arg)
 {
     CONTROL_LISTENER *l = arg;
@@ -222,6 +231,18 @@ static void control_accept_cb(evutil_socket_t lfd, short what, void *arg)
     /* Take what is pending now, but do not starve the rest of the loop. */
     for (n = 0; n < 64; n++) {
 	fd = accept4(lfd, 0, 0, SOCK_NONBLOCK | SOCK_CLOEXEC);
+	if (fd < 0 && (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)) {
+	    /* The socket stays readable: stop watching it for a second, or the loop spins. */
+	    struct timeval one = {1, 0};
+
+	    log_warn("master", "accept %s: %s: not accepting new connections for 1 second",
+		     l->path, strerror(errno));
+	    event_del(l->ev);
+	    if (l->pause_ev == 0)
+		l->pause_ev = evtimer_new(ctl->base, control_resume_cb, l);
+	    evtimer_add(l->pause_ev, &one);
+	    return;
+	}
 	if (fd < 0)
 	    return;				/* EAGAIN, or a transient error */
 	cc = xcalloc(1, sizeof(*cc));
@@ -387,6 +408,8 @@ void    control_free(CONTROL *ctl)
 
 	if (l->ev)
 	    event_free(l->ev);
+	if (l->pause_ev)
+	    event_free(l->pause_ev);
 	if (l->fd >= 0) {
 	    close(l->fd);
 	    if (l->path)

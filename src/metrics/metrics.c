@@ -7,11 +7,18 @@
 #include <event2/http.h>
 #include <event2/buffer.h>
 #include <event2/keyvalq_struct.h>
+#include <event2/listener.h>
+#include <event2/event.h>
+#include <event2/util.h>
+
+#include "log/log.h"
 
 #include "metrics/metrics.h"
 
 struct METRICS {
     struct evhttp *http;
+    struct evconnlistener *lis;
+    struct event *pause_ev;
     METRICS_FILL fill;
     void   *ctx;
 };
@@ -46,6 +53,33 @@ static void metrics_request(struct evhttp_request *req, void *arg)
     buf_free(&b);
 }
 
+static void metrics_resume_cb(evutil_socket_t fd, short what, void *arg)
+{
+    METRICS *m = arg;
+
+    evconnlistener_enable(m->lis);
+}
+
+/*
+ * As smtpd: out of descriptors, pause a second instead of spinning.  The
+ * listener's argument is evhttp's own, so the one metrics listener is kept
+ * here.
+ */
+static METRICS *metrics_paused;
+
+static void metrics_accept_error(struct evconnlistener *l, void *arg)
+{
+    METRICS *m = metrics_paused;
+    struct timeval one = {1, 0};
+
+    if (m == NULL)
+	return;
+    log_warn("master", "metrics accept: %s: not accepting new connections for 1 second",
+	     strerror(EVUTIL_SOCKET_ERROR()));
+    evconnlistener_disable(l);
+    evtimer_add(m->pause_ev, &one);
+}
+
 METRICS *metrics_create(struct event_base *base, const char *listen, METRICS_FILL fill, void *ctx,
 			        char *err, size_t errlen)
 {
@@ -70,13 +104,19 @@ METRICS *metrics_create(struct event_base *base, const char *listen, METRICS_FIL
     m->fill = fill;
     m->ctx = ctx;
     m->http = evhttp_new(base);
-    if (m->http == NULL || evhttp_bind_socket(m->http, host, (unsigned short) port) != 0) {
+    struct evhttp_bound_socket *bs = m->http ? evhttp_bind_socket_with_handle(m->http, host, (unsigned short) port) : NULL;
+
+    if (bs == NULL) {
 	snprintf(err, errlen, "metrics_listen: cannot listen on %s", listen);
 	if (m->http)
 	    evhttp_free(m->http);
 	free(m);
 	return NULL;
     }
+    m->lis = evhttp_bound_socket_get_listener(bs);
+    m->pause_ev = evtimer_new(base, metrics_resume_cb, m);
+    metrics_paused = m;
+    evconnlistener_set_error_cb(m->lis, metrics_accept_error);
     evhttp_set_allowed_methods(m->http, EVHTTP_REQ_GET);
     evhttp_set_gencb(m->http, metrics_request, m);
     return m;
@@ -86,6 +126,10 @@ void    metrics_free(METRICS *m)
 {
     if (m == NULL)
 	return;
+    if (m->pause_ev)
+	event_free(m->pause_ev);
+    if (metrics_paused == m)
+	metrics_paused = NULL;
     evhttp_free(m->http);
     free(m);
 }

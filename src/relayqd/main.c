@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -166,6 +167,37 @@ static int drop_privileges(RELAYQD *d, char *err, size_t errlen)
 	return -1;
     }
     return 0;
+}
+
+/* ---- descriptors ---- */
+
+#define RELAYQD_OUTGOING_FDS	1000	/* outgoing SMTP sessions (and their DNS) */
+#define RELAYQD_OTHER_FDS	256	/* queue, log, control, metrics, tables */
+
+/*
+ * Raise the soft RLIMIT_NOFILE to cover relayq_smtpd_session_limit plus
+ * outgoing sessions and files (never above the hard limit: systemd's
+ * LimitNOFILE sets that).  Say so when it cannot: accept() would fail with
+ * EMFILE before the session limit is reached.
+ */
+static void raise_nofile(RELAYQD *d)
+{
+    struct rlimit rl;
+    long long sessions = config_int(d->cf, "relayq_smtpd_session_limit");
+    rlim_t  need = (rlim_t) sessions + RELAYQD_OUTGOING_FDS + RELAYQD_OTHER_FDS;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+	return;
+    if (rl.rlim_cur < need) {
+	rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max > need ? need : rl.rlim_max;
+	(void) setrlimit(RLIMIT_NOFILE, &rl);
+	(void) getrlimit(RLIMIT_NOFILE, &rl);
+    }
+    if (rl.rlim_cur < need)
+	log_warn("master", "open file limit %llu cannot cover relayq_smtpd_session_limit=%lld"
+		 " plus %d outgoing sessions and %d files (%llu needed): raise LimitNOFILE"
+		 " or lower relayq_smtpd_session_limit", (unsigned long long) rl.rlim_cur,
+		 sessions, RELAYQD_OUTGOING_FDS, RELAYQD_OTHER_FDS, (unsigned long long) need);
 }
 
 /* ---- signals ---- */
@@ -403,6 +435,7 @@ int     main(int argc, char **argv)
 	fprintf(stderr, "relayqd: fatal: %s\n", err);
 	return 1;
     }
+    raise_nofile(&d);
     evthread_use_pthreads();
     d.base = event_base_new();
     if (d.base == NULL) {
@@ -495,6 +528,9 @@ int     main(int argc, char **argv)
 
     log_msg("master", "daemon started -- version %s, configuration %s", RELAYQ_VERSION,
 	    config_dir(d.cf));
+    /* Issue 14 until issue 18 wires it into the SMTP client: remove this note then. */
+    if (*config_str(d.cf, "smtp_tls_CAfile"))
+	log_warn("master", "smtp_tls_CAfile is set but not used yet: the SMTP client does not verify server certificates");
     int64_t load_t0 = time_mono_us();
 
     if (sched_start(&d) < 0)

@@ -97,6 +97,7 @@ struct SMTPD {
     char  **listen;
     struct evconnlistener **lis;
     int     nlis;
+    struct event *pause_ev;		/* accept paused after EMFILE/ENFILE */
     int    *bound;			/* smtpd_bind()'s sockets, not yet listening */
     char  **bound_name;
     int     nbound;
@@ -1852,6 +1853,34 @@ int     smtpd_bind(SMTPD *s, char *err, size_t errlen)
     return (0);
 }
 
+/* One second after a failed accept(): take connections again. */
+static void accept_resume_cb(evutil_socket_t fd, short what, void *ctx)
+{
+    SMTPD  *s = ctx;
+
+    for (int i = 0; i < s->nlis; i++)
+	evconnlistener_enable(s->lis[i]);
+}
+
+/*
+ * accept() failed for a reason other than a client that went away: out of
+ * descriptors (EMFILE, ENFILE) or memory.  libevent would retry at once and
+ * spin; stop accepting for a second instead, with one warning per pause.
+ */
+static void accept_error_cb(struct evconnlistener *l, void *ctx)
+{
+    SMTPD  *s = ctx;
+    int     err = EVUTIL_SOCKET_ERROR();
+    struct timeval tv = {1, 0};
+
+    for (int i = 0; i < s->nlis; i++)
+	evconnlistener_disable(s->lis[i]);
+    if (s->pause_ev == 0)
+	s->pause_ev = evtimer_new(s->base, accept_resume_cb, s);
+    evtimer_add(s->pause_ev, &tv);
+    log_warn("smtpd", "accept: %s: not accepting new connections for 1 second", strerror(err));
+}
+
 int     smtpd_listen(SMTPD *s, char *err, size_t errlen)
 {
     int     i;
@@ -1867,6 +1896,7 @@ int     smtpd_listen(SMTPD *s, char *err, size_t errlen)
 	    return (-1);
 	}
 	s->bound[i] = -1;
+	evconnlistener_set_error_cb(l, accept_error_cb);
 	s->lis = xrealloc(s->lis, (size_t) (s->nlis + 1) * sizeof(*s->lis));
 	s->lis[s->nlis++] = l;
     }
@@ -1911,6 +1941,8 @@ void    smtpd_shutdown(SMTPD *s, void (*done) (void *ctx), void *ctx)
     free(s->lis);
     s->lis = 0;
     s->nlis = 0;
+    if (s->pause_ev)
+	evtimer_del(s->pause_ev);
     check_done(s);
 }
 
@@ -1945,6 +1977,8 @@ void    smtpd_free(SMTPD *s)
     for (i = 0; i < s->nbound; i++)
 	if (s->bound[i] >= 0)
 	    close(s->bound[i]);
+    if (s->pause_ev)
+	event_free(s->pause_ev);
     free(s->bound);
     free(s->bound_name);
     str_list_free(s->listen);
