@@ -45,6 +45,8 @@ struct CONFIG {
     int     warnings;
 };
 
+#define CONFIG_EXPAND_MAX	(1 << 20)	/* bytes of one expanded value */
+
 /* The names being expanded, outermost first, to detect $name loops. */
 typedef struct XSTACK {
     const char *name[CONFIG_MAX_DEPTH];
@@ -275,6 +277,13 @@ static int cfg_expand(const CONFIG *cf, const char *s, size_t len,
     while (i < len) {
 	size_t  start = i;
 
+	/* a = $b$b$b, b = $c$c$c, ...: without a cap, a few lines fill the memory. */
+	if (out->len > CONFIG_EXPAND_MAX) {
+	    buf_reset(why);
+	    buf_printf(why, "the expanded value is larger than %d bytes", CONFIG_EXPAND_MAX);
+	    return (-1);
+	}
+
 	while (i < len && s[i] != '$')
 	    i++;
 	buf_append(out, s + start, i - start);
@@ -309,6 +318,11 @@ static int cfg_expand(const CONFIG *cf, const char *s, size_t len,
 	} else {				/* "$ " etc.: literal */
 	    buf_putc(out, '$');
 	}
+    }
+    if (out->len > CONFIG_EXPAND_MAX) {
+	buf_reset(why);
+	buf_printf(why, "the expanded value is larger than %d bytes", CONFIG_EXPAND_MAX);
+	return (-1);
     }
     return (0);
 }

@@ -57,13 +57,16 @@ typedef struct SHOWQ_TEXT {
     unsigned long long bytes;
 } SHOWQ_TEXT;
 
-static void showq_text_reason(BUF *out, const char *reason)
+/* Addresses and reasons are chosen by clients and remote servers: str_printable() each. */
+static void showq_text_reason(BUF *out, const char *raw)
 {
+    char   *reason = str_printable(raw);
     int     pad = 76 - (int) strlen(reason);
 
     if (pad < 0)
 	pad = 0;
     buf_printf(out, "%*s(%s)\n", pad, "", reason);
+    free(reason);
 }
 
 static void showq_text_one(SHOWQ_TEXT *st, const QMSG *msg)
@@ -97,8 +100,10 @@ static void showq_text_one(SHOWQ_TEXT *st, const QMSG *msg)
 
     if (st->count > 0)
 	buf_putc(st->out, '\n');
-    buf_printf(st->out, "%-11s %7ld %20.20s %s\n", idbuf, (long) msg->size, when,
-	       msg->sender && *msg->sender ? msg->sender : "MAILER-DAEMON");
+    char   *sender = str_printable(msg->sender && *msg->sender ? msg->sender : "MAILER-DAEMON");
+
+    buf_printf(st->out, "%-11s %7ld %20.20s %s\n", idbuf, (long) msg->size, when, sender);
+    free(sender);
 
     /*
      * Recipients with a reason first (Postfix lists those from the defer
@@ -117,7 +122,10 @@ static void showq_text_one(SHOWQ_TEXT *st, const QMSG *msg)
 		showq_text_reason(st->out, *reason ? reason : "reason unavailable");
 		prev = reason;
 	    }
-	    buf_printf(st->out, "%-11s %7s %-20s %s\n", "", "", "", r->addr);
+	    char   *addr = str_printable(r->addr);
+
+	    buf_printf(st->out, "%-11s %7s %-20s %s\n", "", "", "", addr);
+	    free(addr);
 	}
     }
     st->count++;
@@ -454,8 +462,9 @@ static int qshape_cmp(const void *a, const void *b)
     return strcmp(x->domain, y->domain);
 }
 
-static void qshape_line(BUF *out, int dw, const int *widths, const char *domain, char cells[][24])
+static void qshape_line(BUF *out, int dw, const int *widths, const char *raw, char cells[][24])
 {
+    char   *domain = str_printable(raw);
     size_t  len = strlen(domain);
     int     i;
 
@@ -471,6 +480,7 @@ static void qshape_line(BUF *out, int dw, const int *widths, const char *domain,
     for (i = 0; i <= QSHAPE_BUCKETS; i++)
 	buf_printf(out, "%*s", widths[i], cells[i]);
     buf_putc(out, '\n');
+    free(domain);
 }
 
 static void qshape_row_cells(const QSHAPE_ROW *r, char cells[][24])

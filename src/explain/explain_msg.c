@@ -71,15 +71,22 @@ static void explain_text(FILE *fp, const QMGR_PARAMS *p, const EXPLAIN_MSG *em)
     char    t1[64], t2[64], d1[32];
     int64_t lifetime = qmgr_lifetime(p, m->sender == NULL || m->sender[0] == 0);
 
+    /* Addresses and reply texts were chosen by others: str_printable() each (no terminal escapes). */
+    char   *sender = str_printable(m->sender);
+
     fmt_time(m->arrival_us / 1000000, t1, sizeof(t1));
     fprintf(fp, "Queue ID %s from <%s>, arrived %s, %d recipient(s), %zu bytes\n",
-	    m->qid, m->sender ? m->sender : "", t1, m->nrcpt, m->size);
+	    m->qid, sender, t1, m->nrcpt, m->size);
+    free(sender);
     for (int i = 0; i < m->nrcpt; i++) {
 	const QRCPT *r = &m->rcpts[i];
+	char   *addr = str_printable(r->addr), *reason = str_printable(r->reason);
 
-	fprintf(fp, "  <%s>: %s%s%s%s\n", r->addr,
+	fprintf(fp, "  <%s>: %s%s%s%s\n", addr,
 		r->state == QRCPT_DONE ? "delivered" : r->state == QRCPT_BOUNCED ? "bounced" : "pending",
-		r->reason ? " (" : "", r->reason ? r->reason : "", r->reason ? ")" : "");
+		r->reason ? " (" : "", reason, r->reason ? ")" : "");
+	free(addr);
+	free(reason);
     }
     fprintf(fp, "\nPast attempts (%d in all; the queue keeps the last %d):\n", m->attempts, QUEUE_HISTORY_MAX);
     if (em->nhistory == 0)
@@ -94,9 +101,13 @@ static void explain_text(FILE *fp, const QMGR_PARAMS *p, const EXPLAIN_MSG *em)
 	    snprintf(hop, sizeof(hop), "%s[%s]:%d", a->host, a->addr, a->port);
 	else
 	    snprintf(hop, sizeof(hop), "no connection");
+	char   *phop = str_printable(hop), *text = str_printable(a->text);
+
 	fprintf(fp, "  %s  +%-10s %s: %s (%s)\n", t1,
 		explain_duration(a->start_us / 1000000 - m->create_time, d1, sizeof(d1)),
-		hop, a->text ? a->text : "", a->dsn);
+		phop, text, a->dsn);
+	free(phop);
+	free(text);
     }
     fprintf(fp, "\nNow (%s):\n", (fmt_time(em->now, t1, sizeof(t1)), t1));
     if (em->anchor == 0)

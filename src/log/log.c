@@ -212,7 +212,7 @@ static void log_emit(int prio, const char *service, const char *prefix,
 
     /* One record per line: control characters would forge or break lines. */
     for (size_t i = text; i < line.len; i++)
-	if ((unsigned char) line.data[i] < 0x20 && line.data[i] != '\t')
+	if (((unsigned char) line.data[i] < 0x20 && line.data[i] != '\t') || line.data[i] == 0x7f)
 	    line.data[i] = '?';
 
     if (log_dest == LOG_TO_SYSLOG) {

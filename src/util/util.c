@@ -261,3 +261,49 @@ void    util_fatal(const char *fmt, ...)
     fputc('\n', stderr);
     exit(1);
 }
+
+char   *str_printable(const char *s)
+{
+    const unsigned char *p = (const unsigned char *) (s ? s : "");
+    char   *out = xmalloc(strlen((const char *) p) + 1), *o = out;
+
+    while (*p) {
+	size_t  n = 0, i;
+	unsigned cp;
+
+	if (*p < 0x20 || *p == 0x7f) {
+	    *o++ = '?';
+	    p++;
+	    continue;
+	}
+	if (*p < 0x80) {
+	    *o++ = (char) *p++;
+	    continue;
+	}
+	if ((*p & 0xe0) == 0xc0)
+	    n = 1, cp = *p & 0x1f;
+	else if ((*p & 0xf0) == 0xe0)
+	    n = 2, cp = *p & 0x0f;
+	else if ((*p & 0xf8) == 0xf0)
+	    n = 3, cp = *p & 0x07;
+	else
+	    cp = 0;
+	for (i = 1; n && i <= n; i++) {
+	    if ((p[i] & 0xc0) != 0x80)
+		break;
+	    cp = (cp << 6) | (p[i] & 0x3f);
+	}
+	/* Not UTF-8, overlong, a surrogate, or a C1 control (U+0080..U+009F). */
+	if (n == 0 || i <= n || cp < 0xa0 || (n == 2 && cp < 0x800) || (n == 3 && (cp < 0x10000 || cp > 0x10ffff))
+	    || (cp >= 0xd800 && cp <= 0xdfff)) {
+	    *o++ = '?';
+	    p++;
+	    continue;
+	}
+	memcpy(o, p, n + 1);
+	o += n + 1;
+	p += n + 1;
+    }
+    *o = 0;
+    return out;
+}

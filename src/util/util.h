@@ -57,6 +57,14 @@ void    str_lower(char *s);
 char  **str_split_list(const char *s, int *n);
 void    str_list_free(char **list);
 
+/*
+ * s for a terminal, as Postfix's printable(): control characters (C0, DEL,
+ * C1) and bytes that are not valid UTF-8 become '?'.  Allocated; "" for
+ * NULL.  For every text view of data someone else chose (mailq, qshape,
+ * explain): no escape sequence reaches the administrator's terminal.
+ */
+char   *str_printable(const char *s);
+
 /* Clocks. */
 int64_t time_now_us(void);			/* CLOCK_REALTIME, microseconds */
 int64_t time_mono_us(void);			/* CLOCK_MONOTONIC, microseconds */

@@ -418,3 +418,85 @@ def test_connection_limit_groups_a_network(env):
     assert e.makefile('rb').readline().startswith(b'220 '), 'other network refused'
     for s in (a, b, c, e):
         s.close()
+
+
+def cpu_seconds(pid):
+    f = open('/proc/%d/stat' % pid).read().rsplit(')', 1)[1].split()
+    return (int(f[11]) + int(f[12])) / os.sysconf('SC_CLK_TCK')
+
+
+def test_descriptor_exhaustion_pauses_accept(env):
+    d = env.relayqd(start=False, smtpd_client_connection_count_limit=0, **OUTSIDE)
+    d.stderr = open(os.path.join(d.confdir, 'stderr.txt'), 'ab')
+    d.proc = subprocess.Popen(['prlimit', '--nofile=48:48', os.path.join(BIN, 'relayqd'), '-c', d.confdir],
+                              stdout=d.stderr, stderr=d.stderr)
+    harness.wait_port(d.port)
+    d.wait_log(r'warning: open file limit 48 cannot cover relayq_smtpd_session_limit=1000')
+    socks = []
+    try:
+        for i in range(80):                  # more than the daemon has descriptors for
+            s = socket.socket()
+            s.bind(('127.0.0.2', 0))
+            s.settimeout(5)
+            s.connect(('127.0.0.1', d.port))
+            socks.append(s)
+        d.wait_log(r'smtpd\[\d+\]: warning: accept: Too many open files: not accepting new connections for 1 second')
+        # a local user's mailq meanwhile: the control socket must not spin either
+        q = subprocess.Popen([os.path.join(BIN, 'relayq'), '-c', d.confdir, 'mailq'],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        c0 = cpu_seconds(d.proc.pid)
+        time.sleep(4)
+        used = cpu_seconds(d.proc.pid) - c0
+        q.kill()
+        q.wait()
+        assert used < 1.0, 'relayqd used %.2fs of CPU in 4s with its descriptors exhausted' % used
+        warnings = len(re.findall(r'not accepting new connections', d.log()))
+        assert 1 <= warnings <= 20, warnings          # one per pause, not millions
+        assert os.path.getsize(os.path.join(d.confdir, 'stderr.txt')) < 10000
+    finally:
+        for s in socks:
+            s.close()
+    # descriptors back: it accepts again
+    time.sleep(1.5)
+    c, f = raw(d.port)
+    c.sendall(b'QUIT\r\n')
+    assert reply(f).startswith('221')
+    c.close()
+
+
+def test_expanded_value_is_capped(env):
+    d = env.relayqd(start=False)
+    names = ['relayq_x%d' % i for i in range(9)]
+    more = {names[i]: ' '.join(['$' + names[i + 1]] * 6) for i in range(8)}
+    more[names[8]] = 'x' * 10
+    more['smtpd_banner'] = '$' + names[0]       # 6^8 x 11 bytes: 18 MB if nothing stops it
+    d.write_config(**more)
+    r = env.cli(d, 'config', '--check')
+    assert r.returncode == 1, r
+    assert re.search(r'parameter relayq_x0: the expanded value is larger than 1048576 bytes', r.stderr), r.stderr
+    r = start_fails(d)
+    assert r.returncode == 1 and 'the expanded value is larger than 1048576 bytes' in r.stderr, r
+
+
+def test_smtp_tls_cafile_is_not_silently_ignored(env):
+    d = env.relayqd(smtp_tls_CAfile='/etc/ssl/certs/ca-certificates.crt')
+    d.wait_log(r'master\[\d+\]: warning: smtp_tls_CAfile is set but not used yet')
+
+
+def test_text_views_escape_control_characters(env):
+    evil = '450 4.2.0 \x1b]0;owned\x07\x1b[2J try later'
+    sink = env.pysink(replies={'rcpt': evil})
+    d = env.relayqd(relayhost='[127.0.0.1]:%d' % sink.port, queue_run_delay='300s')
+    qid = env.send(d.port, 'a@sender.test', ['x@dest.test'], MSG)
+    d.wait_log(r'%s: to=<x@dest\.test>.*status=deferred' % qid)
+    deadline = time.time() + 10
+    while True:
+        out = env.cli(d, 'mailq').stdout
+        if 'owned' in out or time.time() > deadline:
+            break
+        time.sleep(0.1)
+    assert 'owned' in out and '\x1b' not in out and '\x07' not in out, repr(out)
+    assert '?]0;owned??[2J try later' in out, repr(out)
+    r = env.cli(d, 'explain', qid)
+    assert r.returncode == 0 and 'owned' in r.stdout, r
+    assert '\x1b' not in r.stdout and '\x07' not in r.stdout, repr(r.stdout)

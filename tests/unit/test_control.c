@@ -740,8 +740,33 @@ out:
     free(dir);
 }
 
+/* Issue 14: text views show what others chose without terminal escapes (Postfix's printable()). */
+static void test_printable(void)
+{
+    static const struct {
+	const char *in, *out;
+    } cases[] = {
+	{"plain@example.test", "plain@example.test"},
+	{"\x1b]0;owned\x07x@y", "?]0;owned?x@y"},
+	{"a\rb\nc\td\x7f", "a?b?c?d?"},
+	{"j\xc3\xb6rg@\xe4\xbe\x8b.test", "j\xc3\xb6rg@\xe4\xbe\x8b.test"},	/* UTF-8 stays */
+	{"csi\xc2\x9b" "2J", "csi??2J"},				/* U+009B: C1 control */
+	{"bad\x9b" "2J\xff", "bad?2J?"},					/* not UTF-8 */
+	{"over\xc0\xafx", "over??x"},
+    };
+
+    for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
+	char   *o = str_printable(cases[i].in);
+
+	if (strcmp(o, cases[i].out) != 0)
+	    T_FAILF("case %zu: \"%s\"", i, o);
+	free(o);
+    }
+}
+
 int     main(void)
 {
+    T_RUN(test_printable);
     setenv("TZ", "UTC", 1);
     tzset();
     T_RUN(test_showq_t1_capture);
