@@ -528,9 +528,6 @@ int     main(int argc, char **argv)
 
     log_msg("master", "daemon started -- version %s, configuration %s", RELAYQ_VERSION,
 	    config_dir(d.cf));
-    /* Issue 14 until issue 18 wires it into the SMTP client: remove this note then. */
-    if (*config_str(d.cf, "smtp_tls_CAfile"))
-	log_warn("master", "smtp_tls_CAfile is set but not used yet: the SMTP client does not verify server certificates");
     int64_t load_t0 = time_mono_us();
 
     if (sched_start(&d) < 0)

@@ -478,10 +478,6 @@ def test_expanded_value_is_capped(env):
     assert r.returncode == 1 and 'the expanded value is larger than 1048576 bytes' in r.stderr, r
 
 
-def test_smtp_tls_cafile_is_not_silently_ignored(env):
-    d = env.relayqd(smtp_tls_CAfile='/etc/ssl/certs/ca-certificates.crt')
-    d.wait_log(r'master\[\d+\]: warning: smtp_tls_CAfile is set but not used yet')
-
 
 def test_text_views_escape_control_characters(env):
     evil = '450 4.2.0 \x1b]0;owned\x07\x1b[2J try later'
