@@ -41,6 +41,7 @@
 #include "milter/milter.h"
 #include "smtpd/smtpd.h"
 #include "smtpd/smtpd_proto.h"
+#include "table/table.h"
 
 #define SMTPD_READ_HIGH_WATER	65536	/* cap on buffered, unprocessed input */
 
@@ -1754,9 +1755,30 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd,
 
 /* Public interface */
 
+/*
+ * A "type:name" element of relay_domains: the domain, then its parents
+ * (relay_domains is in parent_domain_matches_subdomains by default).
+ * relayqd holds these tables open, so this finds the shared copy.
+ */
+int     smtpd_domain_table(const char *spec, const char *domain)
+{
+    char    err[512];
+    const char *v;
+    TABLE_LIST *l = table_list_open("relay_domains", spec, TABLE_FLAG_FOLD, err, sizeof(err));
+    int     rc = l ? table_find_domain(l, domain, TABLE_DOM_PARENT, &v, err, sizeof(err))
+	: TABLE_ERROR;
+
+    table_list_close(l);
+    if (rc == TABLE_ERROR)
+	log_warn("smtpd", "%s", err);
+    return (rc);
+}
+
 SMTPD  *smtpd_create(struct event_base *base, const CONFIG *cf, QUEUE *q, const SMTPD_HOOKS *hooks)
 {
     SMTPD  *s = xcalloc(1, sizeof(*s));
+
+    smtpd_domain_table_fn = smtpd_domain_table;
 
     s->base = base;
     s->q = q;

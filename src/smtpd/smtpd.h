@@ -32,6 +32,9 @@ int     smtpd_bind(SMTPD *s, char *err, size_t errlen);
 int     smtpd_listen(SMTPD *s, char *err, size_t errlen);
 /* New configuration (SIGHUP); sessions in progress keep theirs. */
 void    smtpd_reconfigure(SMTPD *s, const CONFIG *cf);
+
+/* relay_domains "type:name" elements (set as smtpd_domain_table_fn): 1, 0, -1. */
+int     smtpd_domain_table(const char *spec, const char *domain);
 /* Stop accepting; sessions get 421 at their next command; cb when all are gone. */
 void    smtpd_shutdown(SMTPD *s, void (*done)(void *ctx), void *ctx);
 int     smtpd_sessions(const SMTPD *s);

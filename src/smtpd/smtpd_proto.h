@@ -116,6 +116,9 @@ int     smtpd_net_match(const char *addr, char *const *nets);
  */
 int     smtpd_domain_match(const char *domain, char *const *domains);
 
+/* How a "type:name" element is looked up: 1 match, 0 none, -1 error. */
+extern int (*smtpd_domain_table_fn) (const char *spec, const char *domain);
+
 /*
  * smtpd_relay_restrictions for one recipient.  Returns 0 (permit) or -1
  * with the reply in reply ("454 4.7.1 <r>: Relay access denied", ...).

@@ -26,18 +26,20 @@
  * -f).  Indexed files are probed with and without the trailing NUL byte
  * that Postfix's postmap stores, as Postfix does.
  *
- * Synchronous lookups work on every type.  For socketmap they block (with
- * Postfix's timeouts) unless an event base has been given: the daemon uses
- * the *_async entry points, which never block the loop; for local types
- * they complete before they return.
+ * Synchronous lookups work on every type; for socketmap they block (with
+ * Postfix's timeouts).  Daemon code that may meet a socketmap uses the
+ * *_async entry points, which run socketmap requests on the event loop
+ * given to table_set_event_base() and complete local lookups before they
+ * return.
  *
- * Reloading: table_reload_all() (the daemon's SIGHUP) re-reads every file
- * table whose file changed; indexed files (hash, btree, lmdb, cdb) are also
- * re-opened at the next lookup after their mtime, size or inode changed
- * (one stat(2) per lookup).  A table that fails to load keeps its last good contents
- * (one warning naming file and line); a file that only root can read,
- * opened before privileges were dropped, keeps its contents with a warning
- * that a restart is needed to read it again.
+ * Reloading: every file table (texthash, regexp, pcre, hash, btree, lmdb,
+ * cdb) is read again at the next lookup after its file's mtime, size or
+ * inode changed (one stat(2) per lookup), and table_reload_all() (the
+ * daemon's SIGHUP) does the same for all of them at once.  A table that
+ * fails to load keeps its last good contents (one warning naming file and
+ * line); a file that only root can read, opened before privileges were
+ * dropped, keeps its contents with a warning that a restart is needed to
+ * read it again.
  */
 #ifndef TABLE_H_INCLUDED
 #define TABLE_H_INCLUDED

@@ -20,6 +20,7 @@
 #include "table/table.h"
 #include "config/config.h"
 #include "smtp/smtp.h"
+#include "smtpd/smtpd.h"
 #include "smtpd/smtpd_proto.h"
 
 static char tmpdir[256];
@@ -379,6 +380,7 @@ static void test_relay_domains_tables(void)
     char   *domains[3];
 
     snprintf(spec, sizeof(spec), "texthash:%s", p);
+    smtpd_domain_table_fn = smtpd_domain_table;
     domains[0] = "literal.test";
     domains[1] = spec;
     domains[2] = NULL;
