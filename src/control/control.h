@@ -99,17 +99,49 @@ int     qshape_text_msgs(const QMSG *const *msgs, int n, const char *queue_name,
 void    showq_json_string(BUF *out, const char *s);
 
 /*
- * Admin changes made by the CLI itself when the daemon is down (the caller
- * opened q with QUEUE_OPEN_ADMIN, so it holds the queue lock).  op is
- * "delete", "hold", "release", "requeue" or "expire"; ids are queue IDs or
- * the single word "ALL".  Each change is logged as postsuper logs it
- * ("ID: placed on hold"), all in one batch; the summary ("Placed on hold:
- * 1 message") is logged and appended to out, per-ID problems too ("ID: no
- * such message").  Returns the number of messages changed, or -1 on a
- * store error (text in out).  Also used by the daemon's admin handler
- * when it wants postsuper's wording.
+ * postsuper's queue edits, one implementation for the daemon's admin
+ * socket and the CLI with the daemon down.  op is "delete", "hold",
+ * "release", "requeue" or "expire"; ids are queue IDs or the single word
+ * "ALL" (which skips corrupt messages; a corrupt message can only be
+ * deleted).  All changes go in one batch of narrow updates (the state or
+ * a flag, never a row read earlier); each change is logged after the
+ * commit as postsuper logs it ("ID: placed on hold"), then the summary
+ * ("Placed on hold: 1 message"), which is also appended to the reply with
+ * the per-ID problems ("ID: no such message").
+ */
+#define CONTROL_OP_DELETE	1
+#define CONTROL_OP_HOLD		2
+#define CONTROL_OP_RELEASE	3
+#define CONTROL_OP_REQUEUE	4
+#define CONTROL_OP_EXPIRE	5
+int     control_op(const char *name);		/* CONTROL_OP_*, or -1 */
+
+/* What the daemon adds to an edit; every member may be NULL. */
+typedef struct CONTROL_EDIT_HOOKS {
+    /* msg is being delivered: it is not changed (except by expire, which takes effect when the pass ends) */
+    int     (*busy) (void *ctx, const QMSG *msg);
+    /* op on msg is in the batch: the scheduler takes it at once, so that it starts nothing meanwhile */
+    void    (*changed) (void *ctx, int op, const QMSG *msg, int64_t now);
+    /* after the commit: the new message of a requeue, to be scheduled */
+    void    (*requeued) (void *ctx, const QMSG *copy);
+    void   *ctx;
+} CONTROL_EDIT_HOOKS;
+
+/*
+ * The CLI with the daemon down: the caller opened q with QUEUE_OPEN_ADMIN
+ * (it holds the queue lock); commits before it returns.  Returns the number
+ * of messages changed, or -1 (text in out).
  */
 int     control_admin_offline(QUEUE *q, const char *op, char *const *ids, int n, int64_t now, BUF *out);
+
+/*
+ * The daemon: the batch goes to the writer thread; done(ctx, ok, reply)
+ * runs once it has committed (or at once when nothing changes), so that
+ * "relayq hold ID; mailq" shows the hold, as postsuper is synchronous.
+ */
+typedef void (*CONTROL_EDIT_DONE) (void *ctx, int ok, BUF *reply);
+int     control_admin_submit(QUEUE *q, const char *op, char *const *ids, int n, int64_t now,
+			             const CONTROL_EDIT_HOOKS *h, CONTROL_EDIT_DONE done, void *ctx);
 
 /* ---- maildrop (sendmail submission) ---- */
 /*

@@ -47,7 +47,7 @@
 enum {
     S_BEGIN, S_COMMIT, S_ROLLBACK, S_SAVEPOINT, S_RELEASE, S_ROLLBACK_TO,
     S_INS_MSG, S_INS_RCPT, S_INS_CONTENT, S_HWM,
-    S_UPD_MSG, S_UPD_RCPT,
+    S_UPD_MSG, S_UPD_RCPT, S_SET_STATE, S_SET_FLAGS,
     S_EXISTS, S_ATT_NEXT, S_ATT_INS, S_ATT_TRIM,
     S_DEL_MSG, S_DEL_RCPT, S_DEL_CONTENT, S_DEL_ATT,
     S_LOAD_MSG, S_LOAD_RCPTS, S_LOAD_CONTENT, S_WALK_STATE, S_HISTORY,
@@ -74,6 +74,8 @@ static const char *const stmt_sql[S_COUNT] = {
     " create_time=? WHERE seq=?",
     [S_UPD_RCPT] = "UPDATE rcpt SET state=?, reason=?, dsn=?, remote_mta=?, diag=?"
     " WHERE seq=? AND idx=?",
+    [S_SET_STATE] = "UPDATE msg SET state=? WHERE seq=?",
+    [S_SET_FLAGS] = "UPDATE msg SET flags=(flags | ?) WHERE seq=?",
     [S_EXISTS] = "SELECT 1 FROM msg WHERE seq=?",
     [S_ATT_NEXT] = "SELECT coalesce(max(n), 0) + 1 FROM attempt WHERE seq=?",
     [S_ATT_INS] = "INSERT INTO attempt(seq, n, start_us, end_us, host, addr, port,"
@@ -107,6 +109,8 @@ typedef struct QDB {
 #define QOP_UPDATE	2
 #define QOP_ATTEMPT	3
 #define QOP_DELETE	4
+#define QOP_SET_STATE	5
+#define QOP_SET_FLAGS	6
 
 typedef struct QOP {
     int     type;
@@ -114,6 +118,7 @@ typedef struct QOP {
     QMSG   *msg;			/* INSERT, UPDATE */
     QATTEMPT att;			/* ATTEMPT (deep copy) */
     uint64_t sum;			/* INSERT: content checksum */
+    int     value;			/* SET_STATE, SET_FLAGS */
 } QOP;
 
 struct QBATCH {
@@ -1043,6 +1048,16 @@ void    queue_batch_delete(QBATCH *b, uint64_t seq)
     qbatch_add(b, QOP_DELETE, seq);
 }
 
+void    queue_batch_set_state(QBATCH *b, uint64_t seq, int state)
+{
+    qbatch_add(b, QOP_SET_STATE, seq)->value = state;
+}
+
+void    queue_batch_set_flags(QBATCH *b, uint64_t seq, int flags)
+{
+    qbatch_add(b, QOP_SET_FLAGS, seq)->value = flags;
+}
+
 void    queue_batch_abort(QBATCH *b)
 {
     if (b)
@@ -1196,6 +1211,20 @@ static int apply_attempt(QDB *d, uint64_t seq, const QATTEMPT *a)
     return step_done(st);
 }
 
+/* One column of a message that must still be there. */
+static int apply_set(QDB *d, int which, uint64_t seq, int value)
+{
+    sqlite3_stmt *st;
+
+    if ((st = qdb_stmt(d, which)) == 0)
+	return -1;
+    sqlite3_bind_int(st, 1, value);
+    sqlite3_bind_int64(st, 2, (sqlite3_int64) seq);
+    if (step_done(st) < 0 || sqlite3_changes(d->db) != 1)
+	return -1;
+    return 0;
+}
+
 /* Deleting a message that is already gone is not an error (idempotent). */
 static int apply_delete(QDB *d, uint64_t seq)
 {
@@ -1235,6 +1264,12 @@ static int apply_batch(QUEUE *q, QBATCH *b)
 	    break;
 	case QOP_DELETE:
 	    rc = apply_delete(&q->w, op->seq);
+	    break;
+	case QOP_SET_STATE:
+	    rc = apply_set(&q->w, S_SET_STATE, op->seq, op->value);
+	    break;
+	case QOP_SET_FLAGS:
+	    rc = apply_set(&q->w, S_SET_FLAGS, op->seq, op->value);
 	    break;
 	default:
 	    rc = -1;

@@ -149,6 +149,13 @@ void    queue_batch_insert(QBATCH *b, const QMSG *msg);	/* msg->content required
 void    queue_batch_update(QBATCH *b, const QMSG *msg);	/* state, flags, next_eligible, attempts, create_time, rcpts' state/reason/dsn/remote_mta/diag */
 void    queue_batch_attempt(QBATCH *b, uint64_t seq, const QATTEMPT *a);	/* append history */
 void    queue_batch_delete(QBATCH *b, uint64_t seq);
+/*
+ * Narrow updates for admin edits: only the state, or only some flags
+ * (OR-ed in), so that an edit never writes back a row it read earlier.
+ * The batch fails if the message is gone.
+ */
+void    queue_batch_set_state(QBATCH *b, uint64_t seq, int state);
+void    queue_batch_set_flags(QBATCH *b, uint64_t seq, int flags);
 void    queue_batch_abort(QBATCH *b);
 
 /* Daemon: hand to the writer thread; cb(ctx, ok) runs from queue_dispatch(). */

@@ -55,234 +55,57 @@ static int collect(void *ctx, const QMSG *m)
 }
 
 /*
- * One admin request (hold A B C, delete ALL, ...): all its changes go into
- * one batch, and the client gets its answer only once that batch is
- * durable, so that "relayq hold ID; mailq" shows the hold (postsuper is
- * synchronous too).  Requeued copies are scheduled after the commit.
+ * One admin request (hold A B C, delete ALL, ...): control_admin_submit()
+ * makes it, the same code as the CLI's with the daemon down; the client
+ * gets its answer only once the batch is durable, so that "relayq hold ID;
+ * mailq" shows the hold (postsuper is synchronous too).
+ *
+ * It is made once every pass batch submitted before it has committed
+ * (sched_after_commits(): the writer's completion notification): a
+ * requeue copies the recipients' states, which must include the last
+ * pass's results, and a message that the pass removed is not found.
  */
-typedef struct ADMIN_WAIT {
+typedef struct ADMIN_REQ {
     RELAYQD *d;
     uint64_t token;			/* control_defer() */
-    BUF     out;			/* the reply: per-ID problems, summary */
-    QMSG  **requeued;			/* new messages, scheduled once durable */
-    int     nrequeued;
-    uint64_t *seen;			/* each message once per request */
-    int     nseen;
-} ADMIN_WAIT;
-
-static void admin_done(void *ctx, int ok)
-{
-    ADMIN_WAIT *w = ctx;
-
-    for (int i = 0; i < w->nrequeued; i++) {
-	if (ok)
-	    sched_add_incoming(w->d, w->requeued[i]);
-	qmsg_free(w->requeued[i]);
-    }
-    if (!ok) {
-	log_warn("postsuper", "queue update failed: %s", queue_last_error(w->d->queue));
-	buf_reset(&w->out);
-	buf_puts(&w->out, "queue update failed");
-    }
-    control_finish(w->d->control, w->token, ok, &w->out);
-    buf_free(&w->out);
-    free(w->requeued);
-    free(w->seen);
-    free(w);
-}
-
-/* One admin operation on one message, added to b. Returns 1 if it changed something. */
-static int admin_one(RELAYQD *d, const char *op, QMSG *m, QBATCH *b, ADMIN_WAIT *w)
-{
-    for (int i = 0; i < w->nseen; i++)
-	if (w->seen[i] == m->seq)
-	    return 0;				/* same ID twice in one request */
-    w->seen = xrealloc(w->seen, sizeof(uint64_t) * (size_t) (w->nseen + 1));
-    w->seen[w->nseen++] = m->seq;
-
-    if (qmgr_is_active(d->qmgr, m->seq) && strcmp(op, "expire") != 0) {
-	buf_printf(&w->out, "%s: is being delivered; not changed, try again\n", m->qid);
-	return 0;
-    }
-    if (strcmp(op, "hold") == 0) {
-	if (m->state == QSTATE_HOLD)
-	    return 0;
-	qmgr_hold(d->qmgr, m->seq);
-	m->state = QSTATE_HOLD;
-	queue_batch_update(b, m);
-	log_msg("postsuper", "%s: placed on hold", m->qid);
-    } else if (strcmp(op, "release") == 0) {
-	if (m->state != QSTATE_HOLD)
-	    return 0;
-	m->state = QSTATE_DEFERRED;
-	queue_batch_update(b, m);
-	qmgr_release(d->qmgr, m->seq, (int64_t) time(NULL));
-	log_msg("postsuper", "%s: released from hold", m->qid);
-    } else if (strcmp(op, "delete") == 0) {
-	qmgr_remove(d->qmgr, m->seq);
-	queue_batch_delete(b, m->seq);
-	log_msg("postsuper", "%s: removed", m->qid);
-    } else if (strcmp(op, "expire") == 0) {
-	if (m->flags & QFLAG_FORCE_EXPIRE)
-	    return 0;
-	m->flags |= QFLAG_FORCE_EXPIRE;
-	qmgr_force_expire(d->qmgr, m->seq);
-	queue_batch_update(b, m);
-	log_msg("postsuper", "%s: marked for forced expiry", m->qid);
-    } else if (strcmp(op, "requeue") == 0) {
-	/* As postsuper -r: a new queue ID and a new creation time (as control_admin_offline). */
-	QMSG   *full = queue_load(d->queue, m->seq, 1);
-
-	if (full == NULL)
-	    return 0;
-	qmgr_remove(d->qmgr, m->seq);
-	queue_batch_delete(b, full->seq);
-	char    oldqid[16];
-
-	snprintf(oldqid, sizeof(oldqid), "%s", full->qid);
-	queue_assign_id(d->queue, full);
-	full->create_time = (int64_t) time(NULL);
-	full->next_eligible = full->create_time;
-	full->state = QSTATE_INCOMING;
-	full->attempts = 0;
-	full->flags &= ~QFLAG_WARNED;
-	for (int i = 0; i < full->nrcpt; i++) {
-	    if (full->rcpts[i].state == QRCPT_PENDING) {
-		free(full->rcpts[i].reason);
-		full->rcpts[i].reason = NULL;
-	    }
-	}
-	queue_batch_insert(b, full);
-	w->requeued = xrealloc(w->requeued, sizeof(QMSG *) * (size_t) (w->nrequeued + 1));
-	w->requeued[w->nrequeued++] = full;
-	log_msg("postsuper", "%s: requeued as %s", oldqid, full->qid);
-    } else {
-	return 0;
-    }
-    return 1;
-}
-
-static const char *op_summary(const char *op)
-{
-    if (strcmp(op, "hold") == 0)
-	return "Placed on hold";
-    if (strcmp(op, "release") == 0)
-	return "Released from hold";
-    if (strcmp(op, "delete") == 0)
-	return "Deleted";
-    if (strcmp(op, "requeue") == 0)
-	return "Requeued";
-    return "Marked for expiry";
-}
-
-/*
- * token: 0 when called from admin_handle (answer through out, or defer),
- * else the deferred request to answer with control_finish().
- */
-static int admin_change(RELAYQD *d, uint64_t token, const char *op, int argc, char **argv, BUF *out)
-{
-    int     changed = 0;
-    IDLIST  all = {NULL, 0, NULL};
-    ADMIN_WAIT *w = xcalloc(1, sizeof(*w));
-    QBATCH *b = queue_batch(d->queue);
-
-    w->d = d;
-    for (int i = 0; i < argc; i++) {
-	if (strcmp(argv[i], "ALL") == 0) {
-	    queue_walk(d->queue, 0, collect, &all);
-	    for (int k = 0; k < all.n; k++) {
-		QMSG   *m = queue_load(d->queue, all.seq[k], 0);
-
-		if (m) {
-		    changed += admin_one(d, op, m, b, w);
-		    qmsg_free(m);
-		}
-	    }
-	    free(all.seq);
-	    all.seq = NULL;
-	    all.n = 0;
-	    continue;
-	}
-	QMSG   *m = queue_load_qid(d->queue, argv[i], 0);
-
-	if (m == NULL) {
-	    buf_printf(&w->out, "%s: no such message\n", argv[i]);
-	    continue;
-	}
-	changed += admin_one(d, op, m, b, w);
-	qmsg_free(m);
-    }
-    buf_printf(&w->out, "%s: %d message%s\n", op_summary(op), changed, changed == 1 ? "" : "s");
-    sched_kick(d);
-    if (changed == 0 || d->control == NULL) {
-	queue_batch_abort(b);
-	if (token)
-	    control_finish(d->control, token, 1, &w->out);
-	else
-	    buf_append(out, w->out.data, w->out.len);
-	buf_free(&w->out);
-	free(w->seen);
-	free(w);
-	return 0;
-    }
-    w->token = token ? token : control_defer(d->control);
-    queue_batch_submit(b, admin_done, w);
-    return 0;
-}
-
-/*
- * The change is computed from the queue as stored, which lags behind the
- * scheduler while delivery results are on their way to the disk: a hold
- * right after a deferral would write back the pre-deferral row (attempts,
- * next_eligible and the delay reasons lost).  So wait until no delivery
- * result is uncommitted (at most ADMIN_WAIT_TRIES polls; the writer
- * commits within milliseconds), then look at the queue.
- */
-#define ADMIN_WAIT_TRIES	400		/* x 5 ms */
-
-typedef struct ADMIN_LATER {
-    RELAYQD *d;
-    uint64_t token;
-    int     tries;
     int     argc;
-    char  **argv;				/* argv[0] is the operation */
-} ADMIN_LATER;
+    char  **argv;			/* argv[0] is the operation */
+} ADMIN_REQ;
 
-static void admin_later(evutil_socket_t fd, short what, void *ctx)
+static void admin_answer(void *ctx, int ok, BUF *reply)
 {
-    ADMIN_LATER *l = ctx;
-    struct timeval tv = {0, 5000};
+    ADMIN_REQ *r = ctx;
 
-    (void) fd;
-    (void) what;
-    if (l->d->pending_commits > 0 && ++l->tries < ADMIN_WAIT_TRIES && !l->d->stopping
-	&& event_base_once(l->d->base, -1, EV_TIMEOUT, admin_later, l, &tv) == 0)
-	return;
-    admin_change(l->d, l->token, l->argv[0], l->argc - 1, l->argv + 1, NULL);
-    for (int i = 0; i < l->argc; i++)
-	free(l->argv[i]);
-    free(l->argv);
-    free(l);
+    control_finish(r->d->control, r->token, ok, reply);
+    for (int i = 0; i < r->argc; i++)
+	free(r->argv[i]);
+    free(r->argv);
+    free(r);
 }
 
-static int admin_change_when_settled(RELAYQD *d, int argc, char **argv, BUF *out)
+static void admin_change(void *ctx)
 {
-    struct timeval tv = {0, 5000};
-    ADMIN_LATER *l;
+    ADMIN_REQ *r = ctx;
+    RELAYQD *d = r->d;
+    CONTROL_EDIT_HOOKS hooks;
 
-    if (d->pending_commits == 0 || d->control == NULL)
-	return admin_change(d, 0, argv[0], argc - 1, argv + 1, out);
-    l = xcalloc(1, sizeof(*l));
-    l->d = d;
-    l->argc = argc;
-    l->argv = xcalloc((size_t) argc, sizeof(char *));
+    sched_edit_hooks(d, &hooks);
+    control_admin_submit(d->queue, r->argv[0], r->argv + 1, r->argc - 1, (int64_t) time(NULL),
+			 &hooks, admin_answer, r);
+    sched_kick(d);
+}
+
+static int admin_change_when_settled(RELAYQD *d, int argc, char **argv)
+{
+    ADMIN_REQ *r = xcalloc(1, sizeof(*r));
+
+    r->d = d;
+    r->argc = argc;
+    r->argv = xcalloc((size_t) argc, sizeof(char *));
     for (int i = 0; i < argc; i++)
-	l->argv[i] = xstrdup(argv[i]);
-    l->token = control_defer(d->control);
-    if (event_base_once(d->base, -1, EV_TIMEOUT, admin_later, l, &tv) < 0) {
-	l->tries = ADMIN_WAIT_TRIES;
-	admin_later(-1, 0, l);
-    }
+	r->argv[i] = xstrdup(argv[i]);
+    r->token = control_defer(d->control);
+    sched_after_commits(d, admin_change, r);
     return 0;
 }
 
@@ -415,7 +238,7 @@ int     admin_handle(void *ctx, int admin, int argc, char **argv, BUF *out)
 	buf_printf(out, "usage: %s ID...|ALL", cmd);
 	return -1;
     }
-    return admin_change_when_settled(d, argc, argv, out);
+    return admin_change_when_settled(d, argc, argv);
 }
 
 /* ---- pickup ---- */

@@ -65,6 +65,10 @@ int     sched_idle(const RELAYQD *d);			/* nothing in flight */
 int     sched_suspended(const RELAYQD *d);		/* passes whose update waits to be recorded */
 void    sched_free(RELAYQD *d);			/* at exit */
 void    sched_record_suspended(RELAYQD *d);		/* at exit, before queue_close */
+/* Run fn(ctx) once every pass batch submitted so far has committed (at once if none is pending). */
+void    sched_after_commits(RELAYQD *d, void (*fn) (void *ctx), void *ctx);
+/* What an admin edit tells the scheduler (control_admin_submit). */
+void    sched_edit_hooks(RELAYQD *d, CONTROL_EDIT_HOOKS *h);
 
 
 /* admin.c */

@@ -54,6 +54,17 @@ typedef struct ACT {
 
 static int inflight_total;
 
+/* sched_after_commits(): run once the pass batches submitted before have committed. */
+typedef struct WAITER {
+    uint64_t target;			/* commits_done at which it runs */
+    void    (*fn) (void *ctx);
+    void   *ctx;
+    struct WAITER *next;
+} WAITER;
+
+static uint64_t commits_submitted, commits_done;
+static WAITER *waiters, **waiters_tail = &waiters;
+
 /* ---- the active set: a small hash by id ---- */
 
 static ACTIVE *active_find(RELAYQD *d, QMGR_ID id)
@@ -190,11 +201,48 @@ void    sched_add_incoming(RELAYQD *d, const QMSG *msg)
 
 /* ---- ACTIVATE ---- */
 
+static void commit_submitted(RELAYQD *d)
+{
+    d->pending_commits++;
+    commits_submitted++;
+}
+
+/* A pass batch has committed (or failed): run the waiters it was the last one for. */
+static void commit_answered(RELAYQD *d)
+{
+    d->pending_commits--;
+    commits_done++;
+    while (waiters && waiters->target <= commits_done) {
+	WAITER *w = waiters;
+
+	if ((waiters = w->next) == NULL)
+	    waiters_tail = &waiters;
+	w->fn(w->ctx);
+	free(w);
+    }
+}
+
+void    sched_after_commits(RELAYQD *d, void (*fn) (void *ctx), void *ctx)
+{
+    WAITER *w;
+
+    if (commits_done == commits_submitted) {
+	fn(ctx);
+	return;
+    }
+    w = xcalloc(1, sizeof(*w));
+    w->target = commits_submitted;
+    w->fn = fn;
+    w->ctx = ctx;
+    *waiters_tail = w;
+    waiters_tail = &w->next;
+}
+
 static void corrupt_committed(void *ctx, int ok)
 {
     RELAYQD *d = ctx;
 
-    d->pending_commits--;
+    commit_answered(d);
     if (!ok)
 	log_warn("qmgr", "cannot move a corrupt message to the corrupt state: %s",
 		 queue_last_error(d->queue));
@@ -229,7 +277,7 @@ static void activate_failed(RELAYQD *d, QMGR_ID id, int64_t now)
 	log_warn("qmgr", "%s: corrupt queue record moved to the corrupt state: %s", m->qid, why);
 	m->state = QSTATE_CORRUPT;
 	queue_batch_update(b, m);
-	d->pending_commits++;
+	commit_submitted(d);
 	queue_batch_submit(b, corrupt_committed, d);
     } else {
 	QMGR_MSGINFO info;
@@ -564,7 +612,7 @@ static void pass_retry_cb(evutil_socket_t fd, short what, void *ctx)
     RELAYQD *d = p->d;
 
     pass_unlink(p);
-    d->pending_commits++;
+    commit_submitted(d);
     queue_batch_submit(pass_batch(d, p), pass_committed, p);
 }
 
@@ -603,7 +651,7 @@ static void pass_committed(void *ctx, int ok)
     PASS   *p = ctx;
     RELAYQD *d = p->d;
 
-    d->pending_commits--;
+    commit_answered(d);
     if (ok) {
 	if (p->retries > 0)
 	    log_msg("qmgr", "%s: queue update recorded after %d failed attempt%s; delivery resumes",
@@ -722,7 +770,7 @@ static void do_done(RELAYQD *d, const ACT *act, int64_t now)
 	queue_test_fault(d->queue, test_pass_fault);
 	test_pass_fault = NULL;
     }
-    d->pending_commits++;
+    commit_submitted(d);
     queue_batch_submit(pass_batch(d, p), pass_committed, p);
     active_free(d, a);
 }
@@ -928,4 +976,46 @@ void    sched_state(void *ctx, const QMSG *msg, SHOWQ_SCHED *out)
 		out->dead_until = until;
 	}
     }
+}
+
+/* ---- admin edits (control_admin_submit): the scheduler's side ---- */
+
+static int edit_busy(void *ctx, const QMSG *msg)
+{
+    RELAYQD *d = ctx;
+
+    return qmgr_is_active(d->qmgr, msg->seq);
+}
+
+static void edit_changed(void *ctx, int op, const QMSG *msg, int64_t now)
+{
+    RELAYQD *d = ctx;
+
+    switch (op) {
+    case CONTROL_OP_HOLD:
+	qmgr_hold(d->qmgr, msg->seq);
+	break;
+    case CONTROL_OP_RELEASE:
+	qmgr_release(d->qmgr, msg->seq, now);
+	break;
+    case CONTROL_OP_EXPIRE:
+	qmgr_force_expire(d->qmgr, msg->seq);
+	break;
+    default:					/* delete, requeue (the copy comes back through edit_requeued) */
+	qmgr_remove(d->qmgr, msg->seq);
+	break;
+    }
+}
+
+static void edit_requeued(void *ctx, const QMSG *copy)
+{
+    sched_add_incoming(ctx, copy);
+}
+
+void    sched_edit_hooks(RELAYQD *d, CONTROL_EDIT_HOOKS *h)
+{
+    h->busy = edit_busy;
+    h->changed = edit_changed;
+    h->requeued = edit_requeued;
+    h->ctx = d;
 }

@@ -789,3 +789,64 @@ def test_config_check(env):
     shutil.rmtree(d.queue_dir)
     r = env.cli(d, 'check')
     assert r.returncode == 1 and 'queue_directory %s: No such file or directory' % d.queue_dir in r.stderr, r
+
+
+def test_admin_edits_one_implementation_daemon_and_offline(env):
+    """Issue 13: hold/requeue/expire through the daemon and with the daemon
+    down are the same code: the same log lines (written after the commit,
+    with the summary), and a narrow update that keeps what the last pass
+    wrote (attempts, next_eligible, delay reasons)."""
+    d = env.relayqd(**SLOW)
+    a, b, c, _, _ = three_deferred(env, d)
+    before = wait_not_active(env, d, [a, b, c])
+
+    def postsuper_lines(since):
+        return [re.sub(r'^.*relayq/postsuper\[\d+\]: ', '', l)
+                for l in d.log()[since:].splitlines() if 'relayq/postsuper[' in l]
+
+    mark = len(d.log())
+    r = env.cli(d, 'hold', a, b)
+    assert r.returncode == 0 and r.stderr == 'relayq: Placed on hold: 2 messages\n', r
+    d.wait_log(r'postsuper\[\d+\]: Placed on hold: 2 messages$')
+    daemon_lines = postsuper_lines(mark)
+    assert daemon_lines == ['%s: placed on hold' % a, '%s: placed on hold' % b,
+                            'Placed on hold: 2 messages'], daemon_lines
+    r = env.cli(d, 'expire', c)
+    assert r.returncode == 0 and r.stderr == 'relayq: Marked for expiry: 1 message\n', r
+    d.wait_log(r'postsuper\[\d+\]: Marked for expiry: 1 message$')
+    after, _ = mailq_json(env, d)
+    for q in (a, b, c):
+        for k in ('attempts', 'next_eligible_time', 'arrival_time'):
+            assert after[q][k] == before[q][k], (q, k, before[q], after[q])
+        assert [x.get('delay_reason') for x in after[q]['recipients']] == \
+            [x.get('delay_reason') for x in before[q]['recipients']], (before[q], after[q])
+        assert all(x.get('delay_reason') for x in after[q]['recipients']), after[q]
+    assert after[c]['forced_expire'] is True and after[c]['queue_name'] == 'deferred', after[c]
+
+    d.stop()
+    mark = len(d.log())
+    r = env.cli(d, 'release', a, b)
+    assert r.returncode == 0 and r.stderr == 'relayq: Released from hold: 2 messages\n', r
+    offline_lines = postsuper_lines(mark)
+    assert offline_lines == ['%s: released from hold' % a, '%s: released from hold' % b,
+                             'Released from hold: 2 messages'], offline_lines
+    offline, _ = mailq_json(env, d)
+    for q in (a, b):
+        assert offline[q]['queue_name'] == 'deferred', offline[q]
+        assert offline[q]['attempts'] == before[q]['attempts'], (before[q], offline[q])
+    # requeue with the daemon down, then the same with it up: the same words
+    mark = len(d.log())
+    r = env.cli(d, 'requeue', a)
+    assert r.returncode == 0 and r.stderr == 'relayq: Requeued: 1 message\n', r
+    lines = postsuper_lines(mark)
+    assert len(lines) == 2 and re.match(r'^%s: requeued as [0-9A-F]+$' % a, lines[0]) \
+        and lines[1] == 'Requeued: 1 message', lines
+    d.start()
+    mark = len(d.log())
+    wait_not_active(env, d, [b])
+    r = env.cli(d, 'requeue', b)
+    assert r.returncode == 0 and r.stderr == 'relayq: Requeued: 1 message\n', r
+    d.wait_log(r'postsuper\[\d+\]: Requeued: 1 message$', count=2)
+    lines = postsuper_lines(mark)
+    assert len(lines) == 2 and re.match(r'^%s: requeued as [0-9A-F]+$' % b, lines[0]) \
+        and lines[1] == 'Requeued: 1 message', lines

@@ -243,6 +243,58 @@ static void test_update_and_delete(void)
     qmsg_free(m);
 }
 
+/* Admin edits: only the state, or flags OR-ed in; the rest of the row as the last writer left it. */
+static void test_narrow_updates(void)
+{
+    QUEUE  *q;
+    QMSG   *m, *l;
+    QBATCH *b;
+
+    tmp_dir();
+    q = open_or_die(QUEUE_OPEN_ADMIN);
+    m = make_msg(q, 2);
+    T_EQ_INT(insert_sync(q, m), 0);
+
+    /* A pass wrote its outcome after the admin read the row... */
+    m->state = QSTATE_DEFERRED;
+    m->attempts = 2;
+    m->next_eligible = 1700005555;
+    m->rcpts[1].reason = xstrdup("connect to x: Connection refused");
+    b = queue_batch(q);
+    queue_batch_update(b, m);
+    T_EQ_INT(queue_batch_commit(b), 0);
+
+    /* ... and the admin's hold and expire change nothing else. */
+    b = queue_batch(q);
+    queue_batch_set_state(b, m->seq, QSTATE_HOLD);
+    queue_batch_set_flags(b, m->seq, QFLAG_FORCE_EXPIRE);
+    T_EQ_INT(queue_batch_commit(b), 0);
+    l = queue_load(q, m->seq, 0);
+    T_CHECK(l != 0);
+    if (l) {
+	T_EQ_INT(l->state, QSTATE_HOLD);
+	T_EQ_INT(l->flags, QFLAG_SMTPUTF8 | QFLAG_8BITMIME | QFLAG_FORCE_EXPIRE);
+	T_EQ_INT(l->attempts, 2);
+	T_EQ_INT(l->next_eligible, 1700005555);
+	T_EQ_STR(l->rcpts[1].reason, "connect to x: Connection refused");
+    }
+    qmsg_free(l);
+
+    /* A message that is gone fails the whole batch (nothing else applied). */
+    b = queue_batch(q);
+    queue_batch_set_state(b, m->seq, QSTATE_DEFERRED);
+    queue_batch_set_state(b, m->seq + 1000, QSTATE_HOLD);
+    T_EQ_INT(queue_batch_commit(b), -1);
+    b = queue_batch(q);
+    queue_batch_set_flags(b, m->seq + 1000, QFLAG_FORCE_EXPIRE);
+    T_EQ_INT(queue_batch_commit(b), -1);
+    l = queue_load(q, m->seq, 0);
+    T_CHECK(l && l->state == QSTATE_HOLD);
+    qmsg_free(l);
+    queue_close(q);
+    qmsg_free(m);
+}
+
 static void test_history_trim(void)
 {
     QUEUE  *q;
@@ -1094,6 +1146,7 @@ int     main(void)
 {
     T_RUN(test_roundtrip);
     T_RUN(test_update_and_delete);
+    T_RUN(test_narrow_updates);
     T_RUN(test_history_trim);
     T_RUN(test_walk_order);
     T_RUN(test_ids);
