@@ -91,6 +91,25 @@ struct QDEST {
     unsigned stamp, seq;		/* grouping in qmgr_activated() */
 };
 
+/*
+ * The destinations of each message's last pass, so that mailq and explain
+ * can ask whether one of them is dead without routing the recipients
+ * again.  Names are interned (a relay sends most mail to few next hops);
+ * only messages that had a pass since the start have an entry.
+ */
+typedef struct QDNAME {
+    char   *key;
+    uint32_t refs;
+    struct QDNAME *hnext;
+} QDNAME;
+
+typedef struct QMDEST {
+    QMGR_ID id;
+    struct QMDEST *hnext;
+    int     n;
+    QDNAME *names[];
+} QMDEST;
+
 typedef struct QPEND {
     QMGR_ACTION act;
     void   *own1, *own2;		/* memory the action points to */
@@ -120,6 +139,13 @@ struct QMGR {
     QDEST  *dead_head;
     int     ndead;
     unsigned stamp;
+
+    /* The destinations of each message's last pass (qmgr_msg_state). */
+    QDNAME **nbuckets_tab;
+    uint32_t nnbuckets, nnames;
+    QMDEST **mdbuckets;
+    uint32_t nmdbuckets, nmdest;
+    size_t  mdest_bytes;
 
     /* Delivery requests by id: slot | generation << 32. */
     QREQ  **reqs;
@@ -393,10 +419,13 @@ static uint32_t qmgr_slot_alloc(QMGR *q, QMGR_ID id)
 }
 
 /* The slot must already be out of the heap and the FIFOs. */
+static void qmgr_mdest_forget(QMGR *q, QMGR_ID id);
+
 static void qmgr_slot_free(QMGR *q, uint32_t i)
 {
     uint32_t *pp = q->buckets + (qmgr_id_hash(q->msgs[i].id) & (q->nbuckets - 1));
 
+    qmgr_mdest_forget(q, q->msgs[i].id);
     while (*pp != i)
 	pp = &q->msgs[*pp].hnext;
     *pp = q->msgs[i].hnext;
@@ -580,6 +609,118 @@ static QDEST *qmgr_dest_create(QMGR *q, const char *key)
     q->dbuckets[h] = d;
     q->ndest++;
     return (d);
+}
+
+/* Grow a power-of-two chained hash table when it holds more than its size. */
+#define QMGR_REHASH(type, tab, nb, count, hashof) do { \
+	if ((count) + 1 > (nb)) { \
+	    uint32_t nnb = (nb) ? 2 * (nb) : 64, k_; \
+	    type  **nt = xcalloc(nnb, sizeof(*nt)), *e_; \
+	    for (k_ = 0; k_ < (nb); k_++) \
+		while ((e_ = (tab)[k_]) != 0) { \
+		    (tab)[k_] = e_->hnext; \
+		    e_->hnext = nt[(hashof(e_)) & (nnb - 1)]; \
+		    nt[(hashof(e_)) & (nnb - 1)] = e_; \
+		} \
+	    free(tab); \
+	    (tab) = nt; \
+	    (nb) = nnb; \
+	} \
+    } while (0)
+
+#define QDNAME_HASH(e)	qmgr_str_hash((e)->key)
+#define QMDEST_HASH(e)	qmgr_id_hash((e)->id)
+
+static QDNAME *qmgr_name_get(QMGR *q, const char *key)
+{
+    QDNAME *n;
+    uint32_t h;
+
+    if (q->nnbuckets)
+	for (n = q->nbuckets_tab[qmgr_str_hash(key) & (q->nnbuckets - 1)]; n; n = n->hnext)
+	    if (strcmp(n->key, key) == 0) {
+		n->refs++;
+		return (n);
+	    }
+    QMGR_REHASH(QDNAME, q->nbuckets_tab, q->nnbuckets, q->nnames, QDNAME_HASH);
+    n = xcalloc(1, sizeof(*n));
+    n->key = xstrdup(key);
+    n->refs = 1;
+    h = qmgr_str_hash(key) & (q->nnbuckets - 1);
+    n->hnext = q->nbuckets_tab[h];
+    q->nbuckets_tab[h] = n;
+    q->nnames++;
+    q->mdest_bytes += sizeof(*n) + strlen(key) + 1;
+    return (n);
+}
+
+static void qmgr_name_put(QMGR *q, QDNAME *n)
+{
+    QDNAME **pp;
+
+    if (--n->refs > 0)
+	return;
+    for (pp = &q->nbuckets_tab[qmgr_str_hash(n->key) & (q->nnbuckets - 1)]; *pp != n; pp = &(*pp)->hnext)
+	 /* void */ ;
+    *pp = n->hnext;
+    q->nnames--;
+    q->mdest_bytes -= sizeof(*n) + strlen(n->key) + 1;
+    free(n->key);
+    free(n);
+}
+
+static QMDEST **qmgr_mdest_slot(const QMGR *q, QMGR_ID id)
+{
+    QMDEST **pp;
+
+    if (q->nmdbuckets == 0)
+	return (0);
+    for (pp = &q->mdbuckets[qmgr_id_hash(id) & (q->nmdbuckets - 1)]; *pp; pp = &(*pp)->hnext)
+	if ((*pp)->id == id)
+	    return (pp);
+    return (0);
+}
+
+static void qmgr_mdest_forget(QMGR *q, QMGR_ID id)
+{
+    QMDEST **pp = qmgr_mdest_slot(q, id), *e;
+
+    if (pp == 0)
+	return;
+    e = *pp;
+    *pp = e->hnext;
+    for (int k = 0; k < e->n; k++)
+	qmgr_name_put(q, e->names[k]);
+    q->nmdest--;
+    q->mdest_bytes -= sizeof(*e) + (size_t) e->n * sizeof(e->names[0]);
+    free(e);
+}
+
+/* The distinct destinations of a pass; replaces those of the last one. */
+static void qmgr_mdest_set(QMGR *q, QMGR_ID id, const char *const *dests, int n)
+{
+    QMDEST *e;
+    uint32_t h;
+    int     k, j, m = 0;
+
+    qmgr_mdest_forget(q, id);
+    if (n <= 0)
+	return;
+    e = xcalloc(1, sizeof(*e) + (size_t) n * sizeof(e->names[0]));
+    e->id = id;
+    for (k = 0; k < n; k++) {
+	for (j = 0; j < k && strcmp(dests[j], dests[k]) != 0; j++)
+	     /* void */ ;
+	if (j == k)
+	    e->names[m++] = qmgr_name_get(q, dests[k]);
+    }
+    e->n = m;
+    QMGR_REHASH(QMDEST, q->mdbuckets, q->nmdbuckets, q->nmdest, QMDEST_HASH);
+    h = qmgr_id_hash(id) & (q->nmdbuckets - 1);
+    e->hnext = q->mdbuckets[h];
+    q->mdbuckets[h] = e;
+    q->nmdest++;
+    q->mdest_bytes += sizeof(*e) + (size_t) m * sizeof(e->names[0]);
 }
 
 static void qmgr_ring_add(QMGR *q, QDEST *d)
@@ -1070,6 +1211,25 @@ void    qmgr_free(QMGR *q)
     free(q->req_gen);
     free(q->req_free);
     free(q->dbuckets);
+    for (k = 0; k < q->nmdbuckets; k++) {
+	QMDEST *e, *next;
+
+	for (e = q->mdbuckets[k]; e; e = next) {
+	    next = e->hnext;
+	    free(e);
+	}
+    }
+    for (k = 0; k < q->nnbuckets; k++) {
+	QDNAME *n, *next;
+
+	for (n = q->nbuckets_tab[k]; n; n = next) {
+	    next = n->hnext;
+	    free(n->key);
+	    free(n);
+	}
+    }
+    free(q->mdbuckets);
+    free(q->nbuckets_tab);
     free(q->msgs);
     free(q->buckets);
     free(q->heap);
@@ -1253,6 +1413,7 @@ void    qmgr_activated_policies(QMGR *q, QMGR_ID id, const int *rcpts, const cha
     q->msgs[i].state = M_ACTIVE;
     q->msgs[i].flags &= ~(F_DEFERRED | F_POLICY);
     q->msgs[i].b = 0;
+    qmgr_mdest_set(q, id, dests, nrcpt);
     if (policies) {
 	/* Only when some recipient has a policy of its own: else the plain rules. */
 	for (k = 0; k < nrcpt; k++)
@@ -1540,6 +1701,7 @@ void    qmgr_msg_state(const QMGR *q, QMGR_ID id, QMGR_MSGSTATE *st)
 {
     uint32_t i = qmgr_find(q, id);
     const QMSG *m;
+    QMDEST **pp;
 
     memset(st, 0, sizeof(*st));
     if (i == NIL)
@@ -1570,6 +1732,18 @@ void    qmgr_msg_state(const QMGR *q, QMGR_ID id, QMGR_MSGSTATE *st)
 	if (st->next_attempt < q->next_run)
 	    st->next_attempt = q->next_run;
 	break;
+    }
+    /* Its destinations as of its last pass: is one of them dead now? */
+    if ((pp = qmgr_mdest_slot(q, id)) != 0) {
+	for (int k = 0; k < (*pp)->n; k++) {
+	    const QDEST *d = qmgr_dest_find(q, (*pp)->names[k]->key);
+
+	    if (d && d->dead) {
+		st->destination_dead = 1;
+		if (d->dead_until > st->dead_until)
+		    st->dead_until = d->dead_until;
+	    }
+	}
     }
 }
 
@@ -1629,6 +1803,7 @@ size_t  qmgr_memory(const QMGR *q)
     sum += (size_t) q->req_cap * (sizeof(*q->reqs) + sizeof(*q->req_gen) + sizeof(*q->req_free));
     sum += (size_t) q->ndbuckets * sizeof(*q->dbuckets);
     sum += (size_t) q->ndest * sizeof(QDEST);
+    sum += (size_t) (q->nmdbuckets + q->nnbuckets) * sizeof(void *) + q->mdest_bytes;
     sum += q->pend_cap * sizeof(*q->pend) + q->garbage_cap * sizeof(*q->garbage);
     return (sum);
 }

@@ -198,7 +198,8 @@ typedef struct QMGR_MSGSTATE {
     int     state;			/* QMGR_MSG_* when not active */
     int64_t next_eligible;
     int64_t next_attempt;		/* queue run that will take it; 0 if unknown/held */
-    int     destination_dead;		/* one of its destinations is dead */
+    int     destination_dead;		/* one of the destinations of its last pass is dead */
+    int64_t dead_until;			/* then: the latest end of their dead state */
 } QMGR_MSGSTATE;
 void    qmgr_msg_state(const QMGR *q, QMGR_ID id, QMGR_MSGSTATE *st);
 int     qmgr_dest_dead(const QMGR *q, const char *dest, int64_t *until);

@@ -208,7 +208,7 @@ static void exit_check(evutil_socket_t fd, short what, void *ctx)
     static int ticks;
 
     ticks++;
-    if ((sched_idle(d) && smtpd_sessions(d->smtpd) == 0) || ticks > 200)
+    if ((sched_idle(d->sched) && smtpd_sessions(d->smtpd) == 0) || ticks > 200)
 	event_base_loopbreak(d->base);
 }
 
@@ -227,6 +227,7 @@ static void on_term(evutil_socket_t sig, short what, void *ctx)
     if (d->stopping)
 	return;
     d->stopping = 1;
+    sched_stop(d->sched);
     log_msg("master", "terminating on signal %d", (int) sig);
     smtpd_shutdown(d->smtpd, on_smtpd_stopped, d);
     smtp_shutdown(d->smtp);
@@ -362,25 +363,23 @@ static void on_hup(evutil_socket_t sig, short what, void *ctx)
 	if (strcmp(config_str(ncf, restart_params[i]), config_str(d->cf, restart_params[i])) != 0)
 	    log_warn("master", "%s changed: it takes effect only after a restart", restart_params[i]);
 
-    QMGR_PARAMS p;
-
-    explain_params(ncf, &p);
     smtpd_reconfigure(d->smtpd, ncf);
     smtp_reconfigure(d->smtp, ncf);
-    qmgr_reload(d->qmgr, &p, (int64_t) time(NULL));
+    sched_reconfigure(d->sched, ncf);
     /* Modules keep pointers into the configuration until reconfigured: free the old one only now. */
     config_free(d->cf);
     d->cf = ncf;
     reserve_apply(d);
     log_msg("master", "reload -- version %s, configuration %s", RELAYQ_VERSION, config_dir(d->cf));
-    sched_kick(d);
 }
 
 /* ---- glue ---- */
 
 static void on_queued(void *ctx, const QMSG *msg)
 {
-    sched_add_incoming(ctx, msg);
+    RELAYQD *d = ctx;
+
+    sched_add_incoming(d->sched, msg);
 }
 
 static void on_queue_notify(evutil_socket_t fd, short what, void *ctx)
@@ -392,7 +391,7 @@ static void on_queue_notify(evutil_socket_t fd, short what, void *ctx)
 
 static void on_pickup(evutil_socket_t fd, short what, void *ctx)
 {
-    admin_pickup(ctx);
+    pickup_scan(ctx);
 }
 
 static void recover_warn(void *ctx, const char *qid, const char *why)
@@ -466,7 +465,7 @@ int     main(int argc, char **argv)
     const char *mlisten = config_str(d.cf, "metrics_listen");
 
     if (mlisten && *mlisten
-	&& (d.metrics = metrics_create(d.base, mlisten, admin_metrics, &d, err, sizeof(err))) == NULL) {
+	&& (d.metrics = metrics_create(d.base, mlisten, stats_metrics, &d, err, sizeof(err))) == NULL) {
 	fprintf(stderr, "relayqd: fatal: %s\n", err);
 	return 1;
     }
@@ -505,13 +504,7 @@ int     main(int argc, char **argv)
 	queue_close(d.queue);
 	return 1;
     }
-    QMGR_PARAMS p;
-
-    explain_params(d.cf, &p);
-    if (p.bounce_queue_lifetime > p.maximal_queue_lifetime)
-	log_warn("qmgr", "bounce_queue_lifetime is larger than maximal_queue_lifetime - using %llds",
-		 (long long) p.maximal_queue_lifetime);
-    d.qmgr = qmgr_create(&p, (int64_t) time(NULL));
+    d.sched = sched_create(d.base, d.cf, d.queue, d.smtp);
 
     d.queue_ev = event_new(d.base, queue_notify_fd(d.queue), EV_READ | EV_PERSIST, on_queue_notify, &d);
     event_add(d.queue_ev, NULL);
@@ -528,19 +521,8 @@ int     main(int argc, char **argv)
 
     log_msg("master", "daemon started -- version %s, configuration %s", RELAYQ_VERSION,
 	    config_dir(d.cf));
-    int64_t load_t0 = time_mono_us();
-
-    if (sched_start(&d) < 0)
-	log_warn("qmgr", "could not read the whole queue at start");
-    /* For operators and bench/scale-deferred: how long the schedule took to rebuild. */
-    QMGR_COUNTS qc;
-
-    qmgr_counts(d.qmgr, &qc);
-    log_msg("qmgr", "queue loaded: %d messages in %.2f s, scheduler memory %zu bytes",
-	    qc.incoming + qc.active + qc.deferred + qc.hold,
-	    (double) (time_mono_us() - load_t0) / 1e6, qmgr_memory(d.qmgr));
-    sched_kick(&d);
-    admin_pickup(&d);
+    sched_start(d.sched);
+    pickup_scan(&d);
     /* Last: a client that can connect finds the queue, the sockets and the schedule ready. */
     if (smtpd_listen(d.smtpd, err, sizeof(err)) < 0) {
 	fprintf(stderr, "relayqd: fatal: %s\n", err);
@@ -551,7 +533,7 @@ int     main(int argc, char **argv)
     event_base_dispatch(d.base);
 
     /* Stopped: let the writer finish what was submitted, then close. */
-    sched_record_suspended(&d);
+    sched_record_suspended(d.sched);
     queue_close(d.queue);
     log_msg("master", "daemon stopped");
     smtp_free(d.smtp);
@@ -560,8 +542,7 @@ int     main(int argc, char **argv)
 	smtpd_free(d.smtpd);
     control_free(d.control);
     metrics_free(d.metrics);
-    qmgr_free(d.qmgr);
-    sched_free(&d);
+    sched_free(d.sched);
     struct event *evs[] = {d.queue_ev, d.sig_term, d.sig_int, d.sig_hup, d.pickup_timer, d.exit_timer};
 
     for (size_t i = 0; i < ARRAY_LEN(evs); i++)

@@ -8,6 +8,9 @@
  * history, and any notice to the sender, so that a notice is durable
  * exactly when the original is updated or removed).  Results go back to
  * qmgr; nothing here decides when to retry.
+ *
+ * Its state is its own (struct SCHED, opaque outside this file): the rest
+ * of the daemon uses the functions of sched.h.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -18,8 +21,47 @@
 #include "log/log.h"
 #include "bounce/bounce.h"
 #include "cleanup/cleanup.h"
-#include "relayqd/relayqd.h"
+#include "metrics/metrics.h"
+#include "explain/explain.h"
+#include "relayqd/sched.h"
 #include "relayqd/retry_policy.h"
+
+typedef struct ACTIVE ACTIVE;			/* a message in the active set */
+typedef struct PASS PASS;			/* the outcome of a pass, until it is recorded */
+
+/* sched_after_commits(): run once the pass batches submitted before have committed. */
+typedef struct WAITER {
+    uint64_t target;			/* commits_done at which it runs */
+    void    (*fn) (void *ctx);
+    void   *ctx;
+    struct WAITER *next;
+} WAITER;
+
+struct SCHED {
+    struct event_base *base;
+    const CONFIG *cf;
+    QUEUE  *queue;
+    SMTP   *smtp;
+    QMGR   *qmgr;
+    int     stopping;
+    struct event *qmgr_timer;
+    struct event *kick_ev;
+    int     kick_scheduled;
+    ACTIVE **active;				/* hash by id */
+    size_t  active_size;
+    int     nactive;
+    int     inflight;			/* deliveries under way */
+    int     pending_commits;		/* pass batches submitted, not yet answered */
+    uint64_t commits_submitted, commits_done;
+    WAITER *waiters, **waiters_tail;
+    PASS   *suspended;			/* passes waiting to be recorded (full disk) */
+    int     nsuspended;
+    const char *test_pass_fault;	/* RELAYQ_TEST_FAULT, see sched_start() */
+    /* statistics for metrics */
+    uint64_t n_sent, n_deferred, n_bounced, n_expired;
+    METRICS_HIST attempt_hist;
+    METRICS_LCOUNTER dest_deferred;		/* deferred recipients by destination */
+};
 
 struct ACTIVE {
     QMGR_ID id;
@@ -36,7 +78,7 @@ struct ACTIVE {
 };
 
 typedef struct DELIVERY {
-    RELAYQD *d;
+    SCHED  *s;
     ACTIVE *a;
     uint64_t req;
     int    *rcpts;
@@ -52,64 +94,53 @@ typedef struct ACT {
     int    *expired;
 } ACT;
 
-static int inflight_total;
 
-/* sched_after_commits(): run once the pass batches submitted before have committed. */
-typedef struct WAITER {
-    uint64_t target;			/* commits_done at which it runs */
-    void    (*fn) (void *ctx);
-    void   *ctx;
-    struct WAITER *next;
-} WAITER;
-
-static uint64_t commits_submitted, commits_done;
-static WAITER *waiters, **waiters_tail = &waiters;
 
 /* ---- the active set: a small hash by id ---- */
 
-static ACTIVE *active_find(RELAYQD *d, QMGR_ID id)
+static ACTIVE *active_find(SCHED *s, QMGR_ID id)
 {
-    if (d->active_size == 0)
+    if (s->active_size == 0)
 	return NULL;
-    for (ACTIVE *a = d->active[id % d->active_size]; a; a = a->next)
+    for (ACTIVE *a = s->active[id % s->active_size]; a; a = a->next)
 	if (a->id == id)
 	    return a;
     return NULL;
 }
 
-static void active_insert(RELAYQD *d, ACTIVE *a)
+static void active_insert(SCHED *s, ACTIVE *a)
 {
-    if (d->nactive + 1 > (int) d->active_size) {
-	size_t  nsize = d->active_size ? d->active_size * 2 : 1024;
+    if (s->nactive + 1 > (int) s->active_size) {
+	size_t  nsize = s->active_size ? s->active_size * 2 : 1024;
 	ACTIVE **nt = xcalloc(nsize, sizeof(ACTIVE *));
 
-	for (size_t i = 0; i < d->active_size; i++) {
+	for (size_t i = 0; i < s->active_size; i++) {
 	    ACTIVE *n;
 
-	    for (ACTIVE *p = d->active[i]; p; p = n) {
+	    for (ACTIVE *p = s->active[i]; p; p = n) {
 		n = p->next;
 		p->next = nt[p->id % nsize];
 		nt[p->id % nsize] = p;
 	    }
 	}
-	free(d->active);
-	d->active = nt;
-	d->active_size = nsize;
+	free(s->active);
+	s->active = nt;
+	s->active_size = nsize;
     }
-    a->next = d->active[a->id % d->active_size];
-    d->active[a->id % d->active_size] = a;
-    d->nactive++;
+    a->next = s->active[a->id % s->active_size];
+    s->active[a->id % s->active_size] = a;
+    s->nactive++;
 }
 
-static void active_free(RELAYQD *d, ACTIVE *a)
+static void active_free(SCHED *s, ACTIVE *a)
 {
-    ACTIVE **pp = &d->active[a->id % d->active_size];
+    ACTIVE **pp = &s->active[a->id % s->active_size];
 
     while (*pp && *pp != a)
 	pp = &(*pp)->next;
     if (*pp) {
 	*pp = a->next;
-	d->nactive--;
+	s->nactive--;
     }
     qmsg_free(a->msg);
     free(a->bounced);
@@ -152,17 +183,20 @@ static void fmt_delay(char *out, int64_t us)
     log_format_delay(us < 0 ? 0 : (double) us / 1e6, out);
 }
 
+static void kick_cb(evutil_socket_t fd, short what, void *ctx);
+static void timer_cb(evutil_socket_t fd, short what, void *ctx);
+
 /* ---- loading the queue at start ---- */
 
 static int load_one(void *ctx, const QMSG *m)
 {
-    RELAYQD *d = ctx;
+    SCHED  *s = ctx;
     QMGR_MSGINFO info;
 
     if (m->state == QSTATE_CORRUPT)
 	return 0;
     info_from_msg(m, &info);
-    qmgr_add(d->qmgr, m->seq, &info, (int64_t) time(NULL));
+    qmgr_add(s->qmgr, m->seq, &info, (int64_t) time(NULL));
     return 0;
 }
 
@@ -173,79 +207,145 @@ static int load_one(void *ctx, const QMSG *m)
  * just after its COMMIT (the writer thread _exit()s), so that the tests can
  * restart the daemon at every step of deliver, defer and bounce.
  */
-static const char *test_pass_fault;
 
-int     sched_start(RELAYQD *d)
+int     sched_start(SCHED *s)
 {
     const char *fault = getenv("RELAYQ_TEST_FAULT");
+    int64_t t0 = time_mono_us();
+    QMGR_COUNTS qc;
+    int     ret;
 
     if (fault && strcmp(fault, "fail-pass") == 0)
-	test_pass_fault = "fail-batch";
+	s->test_pass_fault = "fail-batch";
     else if (fault && strcmp(fault, "crash-before-pass") == 0)
-	test_pass_fault = "before-commit";
+	s->test_pass_fault = "before-commit";
     else if (fault && strcmp(fault, "crash-after-pass") == 0)
-	test_pass_fault = "after-commit";
-    return queue_walk(d->queue, 0, load_one, d);
+	s->test_pass_fault = "after-commit";
+    if ((ret = queue_walk(s->queue, 0, load_one, s)) < 0)
+	log_warn("qmgr", "could not read the whole queue at start");
+    /* For operators and bench/scale-deferred: how long the schedule took to rebuild. */
+    qmgr_counts(s->qmgr, &qc);
+    log_msg("qmgr", "queue loaded: %d messages in %.2f s, scheduler memory %zu bytes",
+	    qc.incoming + qc.active + qc.deferred + qc.hold,
+	    (double) (time_mono_us() - t0) / 1e6, qmgr_memory(s->qmgr));
+    sched_kick(s);
+    return ret;
 }
 
-void    sched_add_incoming(RELAYQD *d, const QMSG *msg)
+SCHED *sched_create(struct event_base *base, const CONFIG *cf, QUEUE *queue, SMTP *smtp)
+{
+    SCHED  *s = xcalloc(1, sizeof(*s));
+    QMGR_PARAMS p;
+
+    s->base = base;
+    s->cf = cf;
+    s->queue = queue;
+    s->smtp = smtp;
+    s->waiters_tail = &s->waiters;
+    explain_params(cf, &p);
+    if (p.bounce_queue_lifetime > p.maximal_queue_lifetime)
+	log_warn("qmgr", "bounce_queue_lifetime is larger than maximal_queue_lifetime - using %llds",
+		 (long long) p.maximal_queue_lifetime);
+    s->qmgr = qmgr_create(&p, (int64_t) time(NULL));
+    s->kick_ev = event_new(base, -1, 0, kick_cb, s);
+    s->qmgr_timer = evtimer_new(base, timer_cb, s);
+    return s;
+}
+
+void    sched_reconfigure(SCHED *s, const CONFIG *cf)
+{
+    QMGR_PARAMS p;
+
+    explain_params(cf, &p);
+    s->cf = cf;
+    qmgr_reload(s->qmgr, &p, (int64_t) time(NULL));
+    sched_kick(s);
+}
+
+void    sched_stop(SCHED *s)
+{
+    s->stopping = 1;
+}
+
+void    sched_flush(SCHED *s, const uint64_t *ids, int n)
+{
+    int64_t now = (int64_t) time(NULL);
+
+    if (n >= 0)
+	qmgr_flush_ids(s->qmgr, (const QMGR_ID *) ids, n, now);
+    else
+	qmgr_flush(s->qmgr, now);
+    sched_kick(s);
+}
+
+const QMGR_PARAMS *sched_params(const SCHED *s)
+{
+    return qmgr_params(s->qmgr);
+}
+
+int64_t sched_anchor(const SCHED *s)
+{
+    return qmgr_anchor(s->qmgr);
+}
+
+void    sched_add_incoming(SCHED *s, const QMSG *msg)
 {
     QMGR_MSGINFO info;
 
     info_from_msg(msg, &info);
     /* A message held on arrival (a milter's quarantine) waits for release. */
     info.state = msg->state == QSTATE_HOLD ? QMGR_MSG_HOLD : QMGR_MSG_INCOMING;
-    qmgr_add(d->qmgr, msg->seq, &info, (int64_t) time(NULL));
-    sched_kick(d);
+    qmgr_add(s->qmgr, msg->seq, &info, (int64_t) time(NULL));
+    sched_kick(s);
 }
 
 /* ---- ACTIVATE ---- */
 
-static void commit_submitted(RELAYQD *d)
+static void commit_submitted(SCHED *s)
 {
-    d->pending_commits++;
-    commits_submitted++;
+    s->pending_commits++;
+    s->commits_submitted++;
 }
 
 /* A pass batch has committed (or failed): run the waiters it was the last one for. */
-static void commit_answered(RELAYQD *d)
+static void commit_answered(SCHED *s)
 {
-    d->pending_commits--;
-    commits_done++;
-    while (waiters && waiters->target <= commits_done) {
-	WAITER *w = waiters;
+    s->pending_commits--;
+    s->commits_done++;
+    while (s->waiters && s->waiters->target <= s->commits_done) {
+	WAITER *w = s->waiters;
 
-	if ((waiters = w->next) == NULL)
-	    waiters_tail = &waiters;
+	if ((s->waiters = w->next) == NULL)
+	    s->waiters_tail = &s->waiters;
 	w->fn(w->ctx);
 	free(w);
     }
 }
 
-void    sched_after_commits(RELAYQD *d, void (*fn) (void *ctx), void *ctx)
+void    sched_after_commits(SCHED *s, void (*fn) (void *ctx), void *ctx)
 {
     WAITER *w;
 
-    if (commits_done == commits_submitted) {
+    if (s->commits_done == s->commits_submitted) {
 	fn(ctx);
 	return;
     }
     w = xcalloc(1, sizeof(*w));
-    w->target = commits_submitted;
+    w->target = s->commits_submitted;
     w->fn = fn;
     w->ctx = ctx;
-    *waiters_tail = w;
-    waiters_tail = &w->next;
+    *s->waiters_tail = w;
+    s->waiters_tail = &w->next;
 }
 
 static void corrupt_committed(void *ctx, int ok)
 {
-    RELAYQD *d = ctx;
+    SCHED  *s = ctx;
 
-    commit_answered(d);
+    commit_answered(s);
     if (!ok)
 	log_warn("qmgr", "cannot move a corrupt message to the corrupt state: %s",
-		 queue_last_error(d->queue));
+		 queue_last_error(s->queue));
 }
 
 /*
@@ -257,14 +357,14 @@ static void corrupt_committed(void *ctx, int ok)
  * verdict on the message: it is retried after the minimal backoff.  A
  * message whose record is gone (deleted) is simply forgotten.
  */
-static void activate_failed(RELAYQD *d, QMGR_ID id, int64_t now)
+static void activate_failed(SCHED *s, QMGR_ID id, int64_t now)
 {
     char    why[256];
     QMSG   *m;
 
-    snprintf(why, sizeof(why), "%s", queue_last_error(d->queue));
-    qmgr_remove(d->qmgr, id);			/* leaves the active set */
-    if ((m = queue_load(d->queue, id, 0)) == NULL) {
+    snprintf(why, sizeof(why), "%s", queue_last_error(s->queue));
+    qmgr_remove(s->qmgr, id);			/* leaves the active set */
+    if ((m = queue_load(s->queue, id, 0)) == NULL) {
 	log_warn("qmgr", "message with queue sequence %llu could not be read; skipped: %s",
 		 (unsigned long long) id, why);
 	return;
@@ -272,31 +372,31 @@ static void activate_failed(RELAYQD *d, QMGR_ID id, int64_t now)
     if (strstr(why, "mismatch") != NULL
 	|| (strncmp(why, "no content", 10) == 0 && strstr(why, "locked") == NULL
 	    && strstr(why, "busy") == NULL)) {
-	QBATCH *b = queue_batch(d->queue);
+	QBATCH *b = queue_batch(s->queue);
 
 	log_warn("qmgr", "%s: corrupt queue record moved to the corrupt state: %s", m->qid, why);
 	m->state = QSTATE_CORRUPT;
 	queue_batch_update(b, m);
-	commit_submitted(d);
-	queue_batch_submit(b, corrupt_committed, d);
+	commit_submitted(s);
+	queue_batch_submit(b, corrupt_committed, s);
     } else {
 	QMGR_MSGINFO info;
 
 	log_warn("qmgr", "%s: could not be read (%s); will be retried", m->qid, why);
 	info_from_msg(m, &info);
 	info.state = QMGR_MSG_DEFERRED;
-	info.next_eligible = now + qmgr_params(d->qmgr)->minimal_backoff_time;
-	qmgr_add(d->qmgr, id, &info, now);
+	info.next_eligible = now + qmgr_params(s->qmgr)->minimal_backoff_time;
+	qmgr_add(s->qmgr, id, &info, now);
     }
     qmsg_free(m);
 }
 
-static void do_activate(RELAYQD *d, QMGR_ID id, int64_t now)
+static void do_activate(SCHED *s, QMGR_ID id, int64_t now)
 {
-    QMSG   *m = queue_load(d->queue, id, 1);
+    QMSG   *m = queue_load(s->queue, id, 1);
 
     if (m == NULL) {
-	activate_failed(d, id, now);
+	activate_failed(s, id, now);
 	return;
     }
     ACTIVE *a = xcalloc(1, sizeof(*a));
@@ -304,13 +404,13 @@ static void do_activate(RELAYQD *d, QMGR_ID id, int64_t now)
     a->id = id;
     a->msg = m;
     a->active_us = time_now_us();
-    active_insert(d, a);
+    active_insert(s, a);
     log_msg("qmgr", "%s: from=<%s>, size=%zu, nrcpt=%d (queue active)",
 	    m->qid, m->sender ? m->sender : "", m->size, m->nrcpt);
 
     int    *idx = xcalloc((size_t) m->nrcpt, sizeof(int));
     char  **keys = xcalloc((size_t) m->nrcpt, sizeof(char *));
-    int    *pols = retry_policy_enabled(d->cf) ? xcalloc((size_t) m->nrcpt, sizeof(int)) : NULL;
+    int    *pols = retry_policy_enabled(s->cf) ? xcalloc((size_t) m->nrcpt, sizeof(int)) : NULL;
     int     n = 0;
 
     for (int i = 0; i < m->nrcpt; i++) {
@@ -320,7 +420,7 @@ static void do_activate(RELAYQD *d, QMGR_ID id, int64_t now)
 	if (m->rcpts[i].state != QRCPT_PENDING)
 	    continue;
 	idx[n] = i;
-	if (smtp_route_from(d->cf, m->sender, m->rcpts[i].addr, &r, err, sizeof(err)) < 0) {
+	if (smtp_route_from(s->cf, m->sender, m->rcpts[i].addr, &r, err, sizeof(err)) < 0) {
 	    log_warn("qmgr", "%s: %s", m->qid, err);
 	    keys[n] = xasprintf("defer:%s", err);
 	} else {
@@ -329,19 +429,19 @@ static void do_activate(RELAYQD *d, QMGR_ID id, int64_t now)
 	if (pols) {
 	    /* relayq_retry_policy_maps: the recipient's own schedule (0: the configuration's). */
 	    char    vbuf[512];
-	    const char *v = retry_policy_value(d->cf, m->rcpts[i].addr, vbuf, sizeof(vbuf));
+	    const char *v = retry_policy_value(s->cf, m->rcpts[i].addr, vbuf, sizeof(vbuf));
 	    QMGR_POLICY pol;
 	    char    why[256];
 
-	    if (v && qmgr_policy_parse(v, qmgr_params(d->qmgr), &pol, why, sizeof(why)) == 0)
-		pols[n] = qmgr_policy(d->qmgr, &pol);
+	    if (v && qmgr_policy_parse(v, qmgr_params(s->qmgr), &pol, why, sizeof(why)) == 0)
+		pols[n] = qmgr_policy(s->qmgr, &pol);
 	    else if (v)
 		log_warn("qmgr", "%s: relayq_retry_policy_maps value for <%s>: %s; the configuration's "
 			 "schedule applies", m->qid, m->rcpts[i].addr, why);
 	}
 	n++;
     }
-    qmgr_activated_policies(d->qmgr, id, idx, (const char *const *) keys, pols, n, now);
+    qmgr_activated_policies(s->qmgr, id, idx, (const char *const *) keys, pols, n, now);
     for (int i = 0; i < n; i++)
 	free(keys[i]);
     free(keys);
@@ -354,7 +454,7 @@ static void do_activate(RELAYQD *d, QMGR_ID id, int64_t now)
 static void delivery_done(void *ctx, const SMTP_RESULT *res)
 {
     DELIVERY *dl = ctx;
-    RELAYQD *d = dl->d;
+    SCHED  *s = dl->s;
     ACTIVE *a = dl->a;
     QMSG   *m = a->msg;
     int     ndeferred = 0;
@@ -374,7 +474,7 @@ static void delivery_done(void *ctx, const SMTP_RESULT *res)
 	case SMTP_SENT:
 	    rc->state = QRCPT_DONE;
 	    set_str(&rc->reason, NULL);
-	    d->n_sent++;
+	    s->n_sent++;
 	    /* The next hop cannot report success: say "relayed" ourselves, as Postfix. */
 	    if (r->no_dsn && (rc->notify & QNOTIFY_SUCCESS)) {
 		set_str(&rc->reason, r->text);
@@ -386,34 +486,34 @@ static void delivery_done(void *ctx, const SMTP_RESULT *res)
 	    set_str(&rc->reason, r->text);
 	    a->bounced = xrealloc(a->bounced, sizeof(int) * (size_t) (a->nbounced + 1));
 	    a->bounced[a->nbounced++] = r->index;
-	    d->n_bounced++;
+	    s->n_bounced++;
 	    break;
 	default:
 	    set_str(&rc->reason, r->text);
 	    deferred[ndeferred++] = r->index;
-	    d->n_deferred++;
-	    metrics_lc_add(&d->dest_deferred, dl->dest, 1);
+	    s->n_deferred++;
+	    metrics_lc_add(&s->dest_deferred, dl->dest, 1);
 	    break;
 	}
     }
     if (res->attempt.end_us > res->attempt.start_us)
-	metrics_hist_observe(&d->attempt_hist, (double) (res->attempt.end_us - res->attempt.start_us) / 1e6);
+	metrics_hist_observe(&s->attempt_hist, (double) (res->attempt.end_us - res->attempt.start_us) / 1e6);
     a->attempts = xrealloc(a->attempts, sizeof(QATTEMPT) * (size_t) (a->nattempts + 1));
     attempt_copy(&a->attempts[a->nattempts++], &res->attempt);
     a->inflight--;
-    inflight_total--;
-    qmgr_delivered_rcpts(d->qmgr, dl->req, deferred, ndeferred,
+    s->inflight--;
+    qmgr_delivered_rcpts(s->qmgr, dl->req, deferred, ndeferred,
 			 res->hop_failed ? res->hop_dsn : NULL,
 			 res->hop_failed ? res->hop_reason : NULL, (int64_t) time(NULL));
     free(deferred);
     free(dl->rcpts);
     free(dl->dest);
     free(dl);
-    sched_kick(d);
+    sched_kick(s);
 }
 
 /* A recipient whose route could not be looked up: deferred without delivery. */
-static void deliver_config_error(RELAYQD *d, ACTIVE *a, const ACT *act)
+static void deliver_config_error(SCHED *s, ACTIVE *a, const ACT *act)
 {
     QMSG   *m = a->msg;
     const char *text = act->dest + strlen("defer:");
@@ -426,25 +526,25 @@ static void deliver_config_error(RELAYQD *d, ACTIVE *a, const ACT *act)
 	log_msg("error", "%s: to=<%s>, relay=none, delay=0, delays=0/0/0/0, dsn=4.3.0, status=deferred (%s)",
 		m->qid, rc->addr, text);
     }
-    qmgr_delivered(d->qmgr, act->a.req, act->a.nrcpt, NULL, NULL, (int64_t) time(NULL));
+    qmgr_delivered(s->qmgr, act->a.req, act->a.nrcpt, NULL, NULL, (int64_t) time(NULL));
 }
 
-static void do_deliver(RELAYQD *d, const ACT *act)
+static void do_deliver(SCHED *s, const ACT *act)
 {
-    ACTIVE *a = active_find(d, act->a.id);
+    ACTIVE *a = active_find(s, act->a.id);
 
     if (a == NULL) {
 	log_warn("qmgr", "delivery request for unknown message %llu", (unsigned long long) act->a.id);
-	qmgr_delivered(d->qmgr, act->a.req, act->a.nrcpt, NULL, NULL, (int64_t) time(NULL));
+	qmgr_delivered(s->qmgr, act->a.req, act->a.nrcpt, NULL, NULL, (int64_t) time(NULL));
 	return;
     }
     if (strncmp(act->dest, "defer:", 6) == 0) {
-	deliver_config_error(d, a, act);
+	deliver_config_error(s, a, act);
 	return;
     }
     DELIVERY *dl = xcalloc(1, sizeof(*dl));
 
-    dl->d = d;
+    dl->s = s;
     dl->a = a;
     dl->req = act->a.req;
     dl->nrcpt = act->a.nrcpt;
@@ -452,7 +552,7 @@ static void do_deliver(RELAYQD *d, const ACT *act)
     memcpy(dl->rcpts, act->rcpts, sizeof(int) * (size_t) dl->nrcpt);
     dl->dest = xstrdup(act->dest);
     a->inflight++;
-    inflight_total++;
+    s->inflight++;
 
     SMTP_REQUEST req;
 
@@ -462,7 +562,7 @@ static void do_deliver(RELAYQD *d, const ACT *act)
     req.nrcpt = dl->nrcpt;
     req.dest = dl->dest;
     req.active_us = a->active_us;
-    smtp_deliver(d->smtp, &req, delivery_done, dl);
+    smtp_deliver(s->smtp, &req, delivery_done, dl);
 }
 
 /* ---- SUSPEND: the destination is dead; defer without connecting ---- */
@@ -479,9 +579,9 @@ static const char *orig_address(const QRCPT *rc)
     return str_casecmp(o, rc->addr) ? o : NULL;
 }
 
-static void do_suspend(RELAYQD *d, const ACT *act)
+static void do_suspend(SCHED *s, const ACT *act)
 {
-    ACTIVE *a = active_find(d, act->a.id);
+    ACTIVE *a = active_find(s, act->a.id);
 
     if (a == NULL)
 	return;
@@ -497,8 +597,8 @@ static void do_suspend(RELAYQD *d, const ACT *act)
 
 	snprintf(rc->dsn, sizeof(rc->dsn), "%s", act->dsn ? act->dsn : "4.4.1");
 	set_str(&rc->reason, act->reason);
-	d->n_deferred++;
-	metrics_lc_add(&d->dest_deferred, act->dest, 1);
+	s->n_deferred++;
+	metrics_lc_add(&s->dest_deferred, act->dest, 1);
 	const char *orig = orig_address(rc);
 
 	log_msg("error", "%s: to=<%s>, %s%s%srelay=none, delay=%s, delays=%s/%s/0/0, dsn=%s, status=deferred (%s)",
@@ -517,9 +617,8 @@ static void do_suspend(RELAYQD *d, const ACT *act)
  * batch (same notices, same queue IDs) is submitted again with a growing
  * delay until it commits; meanwhile the message waits, suspended.
  */
-typedef struct PASS PASS;
 struct PASS {
-    RELAYQD *d;
+    SCHED  *s;
     char    qid[16];
     char   *sender;
     QMGR_ID id;
@@ -533,26 +632,24 @@ struct PASS {
     int     nnotices;
     int     retries;			/* failed commits so far */
     struct event *retry_ev;
-    PASS   *next;				/* d->suspended list */
+    PASS   *next;				/* s->suspended */
 };
 
-static PASS *suspended;				/* passes waiting to be recorded */
-static int nsuspended;
 
-int     sched_suspended(const RELAYQD *d)
+int     sched_suspended(const SCHED *s)
 {
-    return nsuspended;
+    return s->nsuspended;
 }
 
 /* Build a notice, give it an ID, run it through cleanup, keep it for the batch. */
-static void add_notice(RELAYQD *d, PASS *p, const QMSG *orig,
+static void add_notice(SCHED *s, PASS *p, const QMSG *orig,
 		               const int *rcpts, int n, int kind, const char *what, int64_t now)
 {
-    QMSG   *nt = bounce_build(d->cf, orig, rcpts, n, kind, now);
+    QMSG   *nt = bounce_build(s->cf, orig, rcpts, n, kind, now);
 
     if (nt == NULL)
 	return;
-    queue_assign_id(d->queue, nt);
+    queue_assign_id(s->queue, nt);
     /* The notice's own Received: line is left out, as relayq's own message. */
     if (nt->message_id)
 	log_msg("cleanup", "%s: message-id=%s", nt->qid, nt->message_id);
@@ -564,9 +661,9 @@ static void add_notice(RELAYQD *d, PASS *p, const QMSG *orig,
 }
 
 /* The pass's one batch: its notices, and the update or the removal. */
-static QBATCH *pass_batch(RELAYQD *d, const PASS *p)
+static QBATCH *pass_batch(SCHED *s, const PASS *p)
 {
-    QBATCH *b = queue_batch(d->queue);
+    QBATCH *b = queue_batch(s->queue);
 
     for (int i = 0; i < p->nnotices; i++)
 	queue_batch_insert(b, p->notices[i]);
@@ -594,12 +691,12 @@ static void pass_free(PASS *p)
     free(p);
 }
 
-static void pass_unlink(PASS *p)
+static void pass_unlink(SCHED *s, PASS *p)
 {
-    for (PASS **pp = &suspended; *pp; pp = &(*pp)->next)
+    for (PASS **pp = &s->suspended; *pp; pp = &(*pp)->next)
 	if (*pp == p) {
 	    *pp = p->next;
-	    nsuspended--;
+	    s->nsuspended--;
 	    break;
 	}
 }
@@ -609,21 +706,21 @@ static void pass_committed(void *ctx, int ok);
 static void pass_retry_cb(evutil_socket_t fd, short what, void *ctx)
 {
     PASS   *p = ctx;
-    RELAYQD *d = p->d;
+    SCHED  *s = p->s;
 
-    pass_unlink(p);
-    commit_submitted(d);
-    queue_batch_submit(pass_batch(d, p), pass_committed, p);
+    pass_unlink(s, p);
+    commit_submitted(s);
+    queue_batch_submit(pass_batch(s, p), pass_committed, p);
 }
 
 /* The update failed: suspend the message (it stays out of qmgr) and retry the same batch. */
-static void pass_suspend(RELAYQD *d, PASS *p)
+static void pass_suspend(SCHED *s, PASS *p)
 {
     int     delay = p->retries < 5 ? 1 << p->retries : 30;	/* 1 2 4 8 16 30 30 ... s */
     struct timeval tv = {delay, 0};
 
     if (p->disposition == QMGR_DEFER) {
-	QMSG   *m = queue_load(d->queue, p->id, 0);
+	QMSG   *m = queue_load(s->queue, p->id, 0);
 
 	if (m == NULL) {			/* removed meanwhile (relayq delete) */
 	    log_warn("qmgr", "%s: queue update failed and the message is gone; nothing to record", p->qid);
@@ -633,64 +730,64 @@ static void pass_suspend(RELAYQD *d, PASS *p)
 	qmsg_free(m);
     }
     /* qmgr still holds a deferred message: it must not take it again before this is recorded. */
-    if (p->disposition == QMGR_DEFER && d->qmgr)
-	qmgr_remove(d->qmgr, p->id);
+    if (p->disposition == QMGR_DEFER && s->qmgr)
+	qmgr_remove(s->qmgr, p->id);
     if (p->retries++ == 0)
 	log_warn("qmgr", "%s: queue update failed (%s); delivery of this message is suspended"
-		 " until the update is recorded, which is retried", p->qid, queue_last_error(d->queue));
+		 " until the update is recorded, which is retried", p->qid, queue_last_error(s->queue));
     if (p->retry_ev == NULL)
-	p->retry_ev = evtimer_new(d->base, pass_retry_cb, p);
+	p->retry_ev = evtimer_new(s->base, pass_retry_cb, p);
     evtimer_add(p->retry_ev, &tv);
-    p->next = suspended;
-    suspended = p;
-    nsuspended++;
+    p->next = s->suspended;
+    s->suspended = p;
+    s->nsuspended++;
 }
 
 static void pass_committed(void *ctx, int ok)
 {
     PASS   *p = ctx;
-    RELAYQD *d = p->d;
+    SCHED  *s = p->s;
 
-    commit_answered(d);
+    commit_answered(s);
     if (ok) {
 	if (p->retries > 0)
 	    log_msg("qmgr", "%s: queue update recorded after %d failed attempt%s; delivery resumes",
 		    p->qid, p->retries, p->retries == 1 ? "" : "s");
 	for (int i = 0; i < p->nnotices; i++) {
 	    log_msg("bounce", "%s: %s: %s", p->qid, p->notice_kind[i], p->notices[i]->qid);
-	    sched_add_incoming(d, p->notices[i]);
+	    sched_add_incoming(s, p->notices[i]);
 	}
 	if (p->disposition != QMGR_DEFER)
 	    log_msg("qmgr", "%s: removed", p->qid);
-	else if (d->qmgr && !d->stopping && p->retries > 0) {
+	else if (s->qmgr && !s->stopping && p->retries > 0) {
 	    QMGR_MSGINFO info;
 
 	    /* qmgr forgot it while it was suspended: give it back, deferred. */
 	    info_from_msg(p->msg, &info);
-	    qmgr_add(d->qmgr, p->id, &info, (int64_t) time(NULL));
+	    qmgr_add(s->qmgr, p->id, &info, (int64_t) time(NULL));
 	}
-    } else if (!d->stopping) {
-	pass_suspend(d, p);
-	sched_kick(d);
+    } else if (!s->stopping) {
+	pass_suspend(s, p);
+	sched_kick(s);
 	return;
     } else {
 	log_warn("qmgr", "%s: queue update failed (%s) while stopping; the message stays queued"
-		 " as it was and may be delivered again", p->qid, queue_last_error(d->queue));
+		 " as it was and may be delivered again", p->qid, queue_last_error(s->queue));
     }
     pass_free(p);
-    sched_kick(d);
+    sched_kick(s);
 }
 
-static void do_done(RELAYQD *d, const ACT *act, int64_t now)
+static void do_done(SCHED *s, const ACT *act, int64_t now)
 {
-    ACTIVE *a = active_find(d, act->a.id);
+    ACTIVE *a = active_find(s, act->a.id);
 
     if (a == NULL)
 	return;
     QMSG   *m = a->msg;
     PASS   *p = xcalloc(1, sizeof(*p));
 
-    p->d = d;
+    p->s = s;
     p->id = a->id;
     snprintf(p->qid, sizeof(p->qid), "%s", m->qid);
     p->sender = xstrdup(m->sender ? m->sender : "");
@@ -698,13 +795,13 @@ static void do_done(RELAYQD *d, const ACT *act, int64_t now)
 
     /* E3.1: a notice for the recipients that failed for good in this pass. */
     if (a->nbounced > 0) {
-	add_notice(d, p, m, a->bounced, a->nbounced, BOUNCE_FAILED,
+	add_notice(s, p, m, a->bounced, a->nbounced, BOUNCE_FAILED,
 		   "sender non-delivery notification", now);
 	for (int i = 0; i < a->nbounced; i++)
 	    m->rcpts[a->bounced[i]].state = QRCPT_BOUNCED;
     }
     if (a->nrelayed > 0)
-	add_notice(d, p, m, a->relayed, a->nrelayed, BOUNCE_RELAYED,
+	add_notice(s, p, m, a->relayed, a->nrelayed, BOUNCE_RELAYED,
 		   "sender delivery status notification", now);
     /* Recipients whose own retry policy's lifetime is over: returned now, the rest stay. */
     if (act->a.disposition == QMGR_DEFER && act->a.nexpired > 0) {
@@ -721,10 +818,10 @@ static void do_done(RELAYQD *d, const ACT *act, int64_t now)
 	    exp[nexp++] = r;
 	}
 	if (nexp > 0) {
-	    add_notice(d, p, m, exp, nexp, BOUNCE_FAILED, "sender non-delivery notification", now);
+	    add_notice(s, p, m, exp, nexp, BOUNCE_FAILED, "sender non-delivery notification", now);
 	    for (int k = 0; k < nexp; k++)
 		m->rcpts[exp[k]].state = QRCPT_BOUNCED;
-	    d->n_expired++;
+	    s->n_expired++;
 	}
 	free(exp);
     }
@@ -741,14 +838,14 @@ static void do_done(RELAYQD *d, const ACT *act, int64_t now)
     case QMGR_EXPIRE:
 	log_msg("qmgr", "%s: from=<%s>, status=%s, returned to sender",
 		m->qid, m->sender ? m->sender : "", act->a.forced ? "force-expired" : "expired");
-	d->n_expired++;
+	s->n_expired++;
 	if (npending > 0)
-	    add_notice(d, p, m, pending, npending, BOUNCE_FAILED,
+	    add_notice(s, p, m, pending, npending, BOUNCE_FAILED,
 		       "sender non-delivery notification", now);
 	break;
     default:					/* QMGR_DEFER */
 	if (act->a.warn && npending > 0) {
-	    add_notice(d, p, m, pending, npending, BOUNCE_DELAYED,
+	    add_notice(s, p, m, pending, npending, BOUNCE_DELAYED,
 		       "sender delay notification", now);
 	}
 	if (act->a.warn)
@@ -766,13 +863,13 @@ static void do_done(RELAYQD *d, const ACT *act, int64_t now)
     a->attempts = NULL;
     a->nattempts = 0;
     free(pending);
-    if (test_pass_fault) {
-	queue_test_fault(d->queue, test_pass_fault);
-	test_pass_fault = NULL;
+    if (s->test_pass_fault) {
+	queue_test_fault(s->queue, s->test_pass_fault);
+	s->test_pass_fault = NULL;
     }
-    commit_submitted(d);
-    queue_batch_submit(pass_batch(d, p), pass_committed, p);
-    active_free(d, a);
+    commit_submitted(s);
+    queue_batch_submit(pass_batch(s, p), pass_committed, p);
+    active_free(s, a);
 }
 
 /* ---- the run loop ---- */
@@ -806,12 +903,12 @@ static void act_free(ACT *a)
 
 #define ACT_BATCH 64
 
-static void sched_arm(RELAYQD *d, int64_t now)
+static void sched_arm(SCHED *s, int64_t now)
 {
-    int64_t wake = qmgr_next_wakeup(d->qmgr, now);
+    int64_t wake = qmgr_next_wakeup(s->qmgr, now);
 
     if (wake == INT64_MAX) {
-	evtimer_del(d->qmgr_timer);
+	evtimer_del(s->qmgr_timer);
 	return;
     }
     int64_t us = wake * 1000000 - time_now_us();
@@ -820,27 +917,27 @@ static void sched_arm(RELAYQD *d, int64_t now)
 	us = 0;
     struct timeval tv = {(time_t) (us / 1000000), (suseconds_t) (us % 1000000)};
 
-    evtimer_add(d->qmgr_timer, &tv);
+    evtimer_add(s->qmgr_timer, &tv);
 }
 
-static void sched_run(RELAYQD *d)
+static void sched_run(SCHED *s)
 {
     QMGR_ACTION acts[ACT_BATCH];
     ACT     copy[ACT_BATCH];
     int64_t now = (int64_t) time(NULL);
     int     n;
 
-    d->kick_scheduled = 0;
+    s->kick_scheduled = 0;
     do {
-	n = qmgr_run(d->qmgr, now, acts, ACT_BATCH);
+	n = qmgr_run(s->qmgr, now, acts, ACT_BATCH);
 	for (int i = 0; i < n; i++)
 	    act_copy(&copy[i], &acts[i]);
 	for (int i = 0; i < n; i++) {
 	    switch (copy[i].a.type) {
 	    case QMGR_ACT_ACTIVATE:
 		/* Stopping: start nothing new; the message stays as it is on disk. */
-		if (!d->stopping)
-		    do_activate(d, copy[i].a.id, now);
+		if (!s->stopping)
+		    do_activate(s, copy[i].a.id, now);
 		break;
 	    case QMGR_ACT_DELIVER:
 
@@ -851,19 +948,19 @@ static void sched_run(RELAYQD *d)
 		 * got a 250.  Skipping it would leave the pass open, nothing
 		 * would be written, and they would all go out again.
 		 */
-		do_deliver(d, &copy[i]);
+		do_deliver(s, &copy[i]);
 		break;
 	    case QMGR_ACT_SUSPEND:
-		do_suspend(d, &copy[i]);
+		do_suspend(s, &copy[i]);
 		break;
 	    case QMGR_ACT_DONE:
-		do_done(d, &copy[i], now);
+		do_done(s, &copy[i], now);
 		break;
 	    }
 	    act_free(&copy[i]);
 	}
     } while (n == ACT_BATCH);
-    sched_arm(d, now);
+    sched_arm(s, now);
 }
 
 static void kick_cb(evutil_socket_t fd, short what, void *ctx)
@@ -876,78 +973,79 @@ static void timer_cb(evutil_socket_t fd, short what, void *ctx)
     sched_run(ctx);
 }
 
-void    sched_kick(RELAYQD *d)
+void    sched_kick(SCHED *s)
 {
-    if (d->kick_ev == NULL) {
-	d->kick_ev = event_new(d->base, -1, 0, kick_cb, d);
-	d->qmgr_timer = evtimer_new(d->base, timer_cb, d);
-    }
-    if (!d->kick_scheduled) {
+    if (!s->kick_scheduled) {
 	struct timeval zero = {0, 0};
 
-	d->kick_scheduled = 1;
-	event_add(d->kick_ev, &zero);
+	s->kick_scheduled = 1;
+	event_add(s->kick_ev, &zero);
     }
 }
 
-/* At exit: the scheduler's events and what is still in the active set. */
-void    sched_free(RELAYQD *d)
+/* At exit: the scheduler's events, what is still in the active set, qmgr. */
+void    sched_free(SCHED *s)
 {
-    if (d->kick_ev)
-	event_free(d->kick_ev);
-    if (d->qmgr_timer)
-	event_free(d->qmgr_timer);
-    d->kick_ev = d->qmgr_timer = NULL;
-    for (size_t i = 0; i < d->active_size; i++)
-	while (d->active[i])
-	    active_free(d, d->active[i]);
-    while (suspended) {
-	PASS   *p = suspended;
+    if (s == NULL)
+	return;
+    event_free(s->kick_ev);
+    event_free(s->qmgr_timer);
+    for (size_t i = 0; i < s->active_size; i++)
+	while (s->active[i])
+	    active_free(s, s->active[i]);
+    free(s->active);
+    while (s->suspended) {
+	PASS   *p = s->suspended;
 
-	suspended = p->next;
-	nsuspended--;
+	s->suspended = p->next;
+	s->nsuspended--;
 	pass_free(p);
     }
-    free(d->active);
-    d->active = NULL;
-    d->active_size = 0;
-    metrics_lc_free(&d->dest_deferred);
+    while (s->waiters) {
+	WAITER *w = s->waiters;
+
+	s->waiters = w->next;
+	free(w);
+    }
+    metrics_lc_free(&s->dest_deferred);
+    qmgr_free(s->qmgr);
+    free(s);
 }
 
 /* At exit, before the queue closes: outcomes still not recorded get one last try. */
-void    sched_record_suspended(RELAYQD *d)
+void    sched_record_suspended(SCHED *s)
 {
-    while (suspended) {
-	PASS   *p = suspended;
+    while (s->suspended) {
+	PASS   *p = s->suspended;
 
-	suspended = p->next;
-	nsuspended--;
-	if (queue_batch_commit(pass_batch(d, p)) == 0)
+	s->suspended = p->next;
+	s->nsuspended--;
+	if (queue_batch_commit(pass_batch(s, p)) == 0)
 	    log_msg("qmgr", "%s: queue update recorded at shutdown", p->qid);
 	else
 	    log_warn("qmgr", "%s: queue update still failing at shutdown (%s); the message may be"
-		     " delivered again after the restart", p->qid, queue_last_error(d->queue));
+		     " delivered again after the restart", p->qid, queue_last_error(s->queue));
 	pass_free(p);
     }
 }
 
-int     sched_idle(const RELAYQD *d)
+int     sched_idle(const SCHED *s)
 {
-    return inflight_total == 0 && d->pending_commits == 0;
+    return s->inflight == 0 && s->pending_commits == 0;
 }
 
-/* For mailq and explain: what only the running daemon knows. */
+/* For mailq and explain: what only the running daemon knows, from qmgr. */
 void    sched_state(void *ctx, const QMSG *msg, SHOWQ_SCHED *out)
 {
-    RELAYQD *d = ctx;
+    SCHED  *s = ctx;
     QMGR_MSGSTATE st;
 
-    qmgr_msg_state(d->qmgr, msg->seq, &st);
+    qmgr_msg_state(s->qmgr, msg->seq, &st);
     out->active = st.known && st.active;
     out->next_attempt = st.known ? st.next_attempt : 0;
     out->destination_dead = st.known ? st.destination_dead : 0;
-    out->dead_until = 0;
-    if (retry_policy_enabled(d->cf)) {
+    out->dead_until = st.known ? st.dead_until : 0;
+    if (retry_policy_enabled(s->cf)) {
 	/* Each recipient's policy value, kept until the next call. */
 	static char **vals;
 	static int nvals;
@@ -959,22 +1057,8 @@ void    sched_state(void *ctx, const QMSG *msg, SHOWQ_SCHED *out)
 	nvals = msg->nrcpt;
 	vals = xcalloc((size_t) (nvals > 0 ? nvals : 1), sizeof(char *));
 	for (int i = 0; i < msg->nrcpt; i++)
-	    vals[i] = xstrdup(retry_policy_value(d->cf, msg->rcpts[i].addr, vbuf, sizeof(vbuf)));
+	    vals[i] = xstrdup(retry_policy_value(s->cf, msg->rcpts[i].addr, vbuf, sizeof(vbuf)));
 	out->rcpt_policy = (const char *const *) vals;
-    }
-    /* qmgr knows destinations only of active mail: route the others' recipients. */
-    for (int i = 0; i < msg->nrcpt; i++) {
-	SMTP_ROUTE r;
-	char    err[256];
-	int64_t until = 0;
-
-	if (msg->rcpts[i].state == QRCPT_PENDING
-	    && smtp_route_from(d->cf, msg->sender, msg->rcpts[i].addr, &r, err, sizeof(err)) == 0
-	    && qmgr_dest_dead(d->qmgr, r.key, &until)) {
-	    out->destination_dead = 1;
-	    if (until > out->dead_until)
-		out->dead_until = until;
-	}
     }
 }
 
@@ -982,27 +1066,27 @@ void    sched_state(void *ctx, const QMSG *msg, SHOWQ_SCHED *out)
 
 static int edit_busy(void *ctx, const QMSG *msg)
 {
-    RELAYQD *d = ctx;
+    SCHED  *s = ctx;
 
-    return qmgr_is_active(d->qmgr, msg->seq);
+    return qmgr_is_active(s->qmgr, msg->seq);
 }
 
 static void edit_changed(void *ctx, int op, const QMSG *msg, int64_t now)
 {
-    RELAYQD *d = ctx;
+    SCHED  *s = ctx;
 
     switch (op) {
     case CONTROL_OP_HOLD:
-	qmgr_hold(d->qmgr, msg->seq);
+	qmgr_hold(s->qmgr, msg->seq);
 	break;
     case CONTROL_OP_RELEASE:
-	qmgr_release(d->qmgr, msg->seq, now);
+	qmgr_release(s->qmgr, msg->seq, now);
 	break;
     case CONTROL_OP_EXPIRE:
-	qmgr_force_expire(d->qmgr, msg->seq);
+	qmgr_force_expire(s->qmgr, msg->seq);
 	break;
     default:					/* delete, requeue (the copy comes back through edit_requeued) */
-	qmgr_remove(d->qmgr, msg->seq);
+	qmgr_remove(s->qmgr, msg->seq);
 	break;
     }
 }
@@ -1012,10 +1096,76 @@ static void edit_requeued(void *ctx, const QMSG *copy)
     sched_add_incoming(ctx, copy);
 }
 
-void    sched_edit_hooks(RELAYQD *d, CONTROL_EDIT_HOOKS *h)
+void    sched_edit_hooks(SCHED *s, CONTROL_EDIT_HOOKS *h)
 {
     h->busy = edit_busy;
     h->changed = edit_changed;
     h->requeued = edit_requeued;
-    h->ctx = d;
+    h->ctx = s;
+}
+
+/* ---- metrics ---- */
+
+typedef struct DEST_WALK {
+    BUF    *out;
+    int     dead;				/* this pass: dead ones, or the others */
+    int     n;
+} DEST_WALK;
+
+/* relayq_destination_dead: every destination the scheduler knows, dead ones first, at most METRICS_LC_MAX. */
+static void metrics_dest(void *ctx, const char *dest, int dead)
+{
+    DEST_WALK *w = ctx;
+
+    if ((dead != 0) != w->dead || w->n >= METRICS_LC_MAX)
+	return;
+    buf_printf(w->out, "relayq_destination_dead{destination=\"");
+    metrics_label_escape(w->out, dest);
+    buf_printf(w->out, "\"} %d\n", dead ? 1 : 0);
+    w->n++;
+}
+
+void    sched_metrics(const SCHED *s, BUF *out)
+{
+    QMGR_COUNTS c;
+
+    qmgr_counts(s->qmgr, &c);
+    metrics_family(out, "relayq_queue_messages", "gauge", "Messages in the queue by state.");
+    metrics_sample(out, "relayq_queue_messages", "state=\"incoming\"", c.incoming);
+    metrics_sample(out, "relayq_queue_messages", "state=\"active\"", c.active);
+    metrics_sample(out, "relayq_queue_messages", "state=\"deferred\"", c.deferred);
+    metrics_sample(out, "relayq_queue_messages", "state=\"hold\"", c.hold);
+
+    metrics_family(out, "relayq_deliveries_total", "counter", "Recipient delivery results by status.");
+    metrics_sample(out, "relayq_deliveries_total", "status=\"sent\"", (double) s->n_sent);
+    metrics_sample(out, "relayq_deliveries_total", "status=\"deferred\"", (double) s->n_deferred);
+    metrics_sample(out, "relayq_deliveries_total", "status=\"bounced\"", (double) s->n_bounced);
+    metrics_family(out, "relayq_messages_expired_total", "counter", "Messages returned to the sender because their lifetime ran out.");
+    metrics_sample(out, "relayq_messages_expired_total", "", (double) s->n_expired);
+
+    metrics_hist_write(out, "relayq_delivery_attempt_duration_seconds",
+		       "Duration of delivery attempts (connection to final reply).", &s->attempt_hist);
+
+    metrics_family(out, "relayq_dead_destinations", "gauge", "Destinations currently suspended as dead.");
+    metrics_sample(out, "relayq_dead_destinations", "", qmgr_dead_count(s->qmgr));
+    DEST_WALK w = {out, 1, 0};
+
+    metrics_family(out, "relayq_destination_dead", "gauge",
+		   "1 while the destination is suspended as dead, 0 while it has mail and is not.");
+    qmgr_dest_walk(s->qmgr, metrics_dest, &w);
+    w.dead = 0;
+    qmgr_dest_walk(s->qmgr, metrics_dest, &w);
+    metrics_lc_write(out, "relayq_destination_deferrals_total", "destination",
+		     "Recipients deferred, by destination (transport:nexthop).", &s->dest_deferred);
+
+    int64_t oldest = qmgr_oldest_create_time(s->qmgr), now = (int64_t) time(NULL);
+
+    metrics_family(out, "relayq_queue_oldest_message_age_seconds", "gauge",
+		   "Age of the oldest message in the queue (any state), 0 if the queue is empty.");
+    metrics_sample(out, "relayq_queue_oldest_message_age_seconds", "",
+		   oldest > 0 && now > oldest ? (double) (now - oldest) : 0);
+    metrics_family(out, "relayq_maximal_queue_lifetime_seconds", "gauge",
+		   "maximal_queue_lifetime: a message older than this is returned to its sender.");
+    metrics_sample(out, "relayq_maximal_queue_lifetime_seconds", "",
+		   (double) qmgr_params(s->qmgr)->maximal_queue_lifetime);
 }

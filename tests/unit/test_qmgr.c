@@ -462,6 +462,21 @@ static void test_trace_t3_dead_destination(void)
     T_EQ_INT(until, T(21, 21, 37));
     for (k = 1; k <= 8; k++)
 	T_EQ_INT(d.rec[k].last_eligible, T(21, 21, 37));
+    /* mailq/explain: qmgr knows each message's destinations from its pass. */
+    {
+	QMGR_MSGSTATE st;
+
+	for (k = 1; k <= 8; k++) {
+	    qmgr_msg_state(d.q, (QMGR_ID) k, &st);
+	    T_CHECK(st.known && st.destination_dead);
+	    T_EQ_INT(st.dead_until, T(21, 21, 37));
+	}
+	/* A message not tried since the start: its destinations are not known. */
+	add_msg(&d, 12, QMGR_MSG_DEFERRED, T(21, 21, 1), T(21, 21, 1), T(21, 30, 0), 0);
+	qmgr_msg_state(d.q, 12, &st);
+	T_CHECK(st.known && !st.destination_dead);
+	qmgr_remove(d.q, 12);
+    }
 
     /* Message 9, 4 s later: suspended at once, no delivery. */
     drv_until(&d, T(21, 21, 11));
@@ -493,6 +508,12 @@ static void test_trace_t3_dead_destination(void)
     drv_until(&d, T(21, 21, 37));
     T_CHECK(!qmgr_dest_dead(d.q, DEST, NULL));
     T_EQ_INT(qmgr_dead_count(d.q), 0);
+    {
+	QMGR_MSGSTATE st;
+
+	qmgr_msg_state(d.q, 1, &st);
+	T_CHECK(st.known && !st.destination_dead && st.dead_until == 0);
+    }
 
     /* The 21:21:44 run takes all 9: again 4 connects, then 5 suspended. */
     drv_until(&d, T(21, 21, 43));
