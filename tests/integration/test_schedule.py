@@ -96,6 +96,11 @@ def test_dead_destination_is_suspended(env):
     recs = [json.loads(l) for l in r.stdout.splitlines()]
     late = [x for x in recs if x['queue_id'] == qid][0]
     assert late['destination_dead'] is True
+    # explain asks the same scheduler state (qmgr knows the message's destinations)
+    r = env.cli(d, 'explain', qid, check=True)
+    assert 'its destination is dead until' in r.stdout, r.stdout
+    js = json.loads(env.cli(d, 'explain', '--json', qid, check=True).stdout)
+    assert js['destination_dead'] is True, js
 
 
 def test_explain_queued_message_daemon_down(env):
