@@ -48,21 +48,27 @@ static int collect(void *ctx, const QMSG *m)
 }
 
 /*
- * One admin request (hold A B C, delete ALL, ...): control_admin_submit()
- * makes it, the same code as the CLI's with the daemon down; the client
- * gets its answer only once the batch is durable, so that "relayq hold ID;
- * mailq" shows the hold (postsuper is synchronous too).
+ * Requests that read the queue (mailq, qshape, explain) or change it (hold
+ * A B C, delete ALL, ...) run once every pass batch submitted before them
+ * has committed (sched_after_commits(), from the writer's completion
+ * notification): what the log already says (deferred, delivered) is then
+ * what they see, a requeue copies the recipients' states as the last pass
+ * left them, and a message that the pass removed is not found.  The
+ * client is answered then (control_defer()).
  *
- * It is made once every pass batch submitted before it has committed
- * (sched_after_commits(): the writer's completion notification): a
- * requeue copies the recipients' states, which must include the last
- * pass's results, and a message that the pass removed is not found.
+ * An edit is made by control_admin_submit(), the same code as the CLI's
+ * with the daemon down; its answer comes once its batch is durable, so
+ * that "relayq hold ID; mailq" shows the hold (postsuper is synchronous
+ * too).
  */
+typedef int (*ADMIN_VIEW) (RELAYQD *d, int argc, char **argv, BUF *out);
+
 typedef struct ADMIN_REQ {
     RELAYQD *d;
     uint64_t token;			/* control_defer() */
     int     argc;
-    char  **argv;			/* argv[0] is the operation */
+    char  **argv;			/* argv[0] is the request */
+    ADMIN_VIEW view;			/* NULL: an edit */
 } ADMIN_REQ;
 
 static void admin_answer(void *ctx, int ok, BUF *reply)
@@ -76,19 +82,27 @@ static void admin_answer(void *ctx, int ok, BUF *reply)
     free(r);
 }
 
-static void admin_change(void *ctx)
+static void admin_settled(void *ctx)
 {
     ADMIN_REQ *r = ctx;
     RELAYQD *d = r->d;
     CONTROL_EDIT_HOOKS hooks;
+    BUF     out = BUF_INIT;
 
+    if (r->view) {
+	int     ok = r->view(d, r->argc, r->argv, &out) == 0;
+
+	admin_answer(r, ok, &out);
+	buf_free(&out);
+	return;
+    }
     sched_edit_hooks(d->sched, &hooks);
     control_admin_submit(d->queue, r->argv[0], r->argv + 1, r->argc - 1, (int64_t) time(NULL),
 			 &hooks, admin_answer, r);
     sched_kick(d->sched);
 }
 
-static int admin_change_when_settled(RELAYQD *d, int argc, char **argv)
+static int admin_when_settled(RELAYQD *d, int argc, char **argv, ADMIN_VIEW view)
 {
     ADMIN_REQ *r = xcalloc(1, sizeof(*r));
 
@@ -97,9 +111,31 @@ static int admin_change_when_settled(RELAYQD *d, int argc, char **argv)
     r->argv = xcalloc((size_t) argc, sizeof(char *));
     for (int i = 0; i < argc; i++)
 	r->argv[i] = xstrdup(argv[i]);
+    r->view = view;
     r->token = control_defer(d->control);
-    sched_after_commits(d->sched, admin_change, r);
+    sched_after_commits(d->sched, admin_settled, r);
     return 0;
+}
+
+static int admin_mailq(RELAYQD *d, int argc, char **argv, BUF *out)
+{
+    if (argc > 1 && strcmp(argv[1], "json") == 0)
+	return showq_json(d->queue, sched_state, d->sched, sched_params(d->sched), out) < 0 ? -1 : 0;
+    return showq_text(d->queue, sched_state, d->sched, out) < 0 ? -1 : 0;
+}
+
+static int admin_qshape(RELAYQD *d, int argc, char **argv, BUF *out)
+{
+    const char *name = NULL;
+    int     by_sender = 0;
+
+    for (int i = 1; i < argc; i++) {
+	if (strcmp(argv[i], "-s") == 0)
+	    by_sender = 1;
+	else
+	    name = argv[i];
+    }
+    return qshape_text(d->queue, name, by_sender, (int64_t) time(NULL), 10, out) < 0 ? -1 : 0;
 }
 
 /*
@@ -176,25 +212,12 @@ int     admin_handle(void *ctx, int admin, int argc, char **argv, BUF *out)
     RELAYQD *d = ctx;
     const char *cmd = argc > 0 ? argv[0] : "";
 
-    if (strcmp(cmd, "mailq") == 0) {
-	if (argc > 1 && strcmp(argv[1], "json") == 0)
-	    return showq_json(d->queue, sched_state, d->sched, sched_params(d->sched), out) < 0 ? -1 : 0;
-	return showq_text(d->queue, sched_state, d->sched, out) < 0 ? -1 : 0;
-    }
-    if (strcmp(cmd, "qshape") == 0) {
-	const char *name = NULL;
-	int     by_sender = 0;
-
-	for (int i = 1; i < argc; i++) {
-	    if (strcmp(argv[i], "-s") == 0)
-		by_sender = 1;
-	    else
-		name = argv[i];
-	}
-	return qshape_text(d->queue, name, by_sender, (int64_t) time(NULL), 10, out) < 0 ? -1 : 0;
-    }
+    if (strcmp(cmd, "mailq") == 0)
+	return admin_when_settled(d, argc, argv, admin_mailq);
+    if (strcmp(cmd, "qshape") == 0)
+	return admin_when_settled(d, argc, argv, admin_qshape);
     if (strcmp(cmd, "explain") == 0)
-	return admin_explain(d, argc, argv, out);
+	return admin_when_settled(d, argc, argv, admin_explain);
     if (strcmp(cmd, "ping") == 0) {
 	buf_puts(out, "pong\n");
 	return 0;
@@ -228,5 +251,5 @@ int     admin_handle(void *ctx, int admin, int argc, char **argv, BUF *out)
 	buf_printf(out, "usage: %s ID...|ALL", cmd);
 	return -1;
     }
-    return admin_change_when_settled(d, argc, argv);
+    return admin_when_settled(d, argc, argv, NULL);
 }
