@@ -142,49 +142,28 @@ static int admin_qshape(RELAYQD *d, int argc, char **argv, BUF *out)
  * explain --what-if: the queue's schedule now and after a reload with the
  * --set values, from this daemon's state; nothing is changed.
  */
-static int admin_explain_whatif(RELAYQD *d, const EXPLAIN_OPTS *o, BUF *out)
+static int admin_explain_whatif(RELAYQD *d, const EXPLAIN_OPTS *o, FILE *fp, char *err, size_t errlen)
 {
     QMGR_PARAMS changed;
+
+    if (explain_whatif_params(d->confdir, d->overrides, d->noverrides, o, &changed, err, errlen) < 0)
+	return -1;
+    return explain_whatif(d->queue, sched_params(d->sched), &changed, o, sched_state, d->sched,
+			  sched_anchor(d->sched), (int64_t) time(NULL), fp, err, errlen);
+}
+
+/* explain ID [options] (or --what-if): from the daemon's state. */
+static int admin_explain(RELAYQD *d, int argc, char **argv, BUF *out)
+{
+    EXPLAIN_OPTS o;
     char    err[512];
     char   *data = NULL;
     size_t  len = 0;
     FILE   *fp;
     int     ret;
 
-    if (explain_whatif_params(d->confdir, d->overrides, d->noverrides, o, &changed,
-			      err, sizeof(err)) < 0) {
-	buf_puts(out, err);
-	return -1;
-    }
-    if ((fp = open_memstream(&data, &len)) == NULL) {
-	buf_puts(out, "out of memory");
-	return -1;
-    }
-    ret = explain_whatif(d->queue, sched_params(d->sched), &changed, o, sched_state, d->sched,
-			 sched_anchor(d->sched), (int64_t) time(NULL), fp, err, sizeof(err));
-    fclose(fp);
-    if (ret < 0)
-	buf_puts(out, err);
-    else
-	buf_append(out, data, len);
-    free(data);
-    return ret;
-}
-
-/* explain ID [options]: the timeline of one queued message, with the daemon's state. */
-static int admin_explain(RELAYQD *d, int argc, char **argv, BUF *out)
-{
-    EXPLAIN_OPTS o;
-    char    err[256];
-    char   *data = NULL;
-    size_t  len = 0;
-    FILE   *fp;
-    int     ret;
-
     ret = explain_opts_parse(argc - 1, argv + 1, &o, err, sizeof(err));
-    if (ret == 0 && o.what_if)
-	return admin_explain_whatif(d, &o, out);
-    if (ret == 0 && o.qid == NULL) {
+    if (ret == 0 && o.qid == NULL && !o.what_if) {
 	snprintf(err, sizeof(err), "no queue ID");
 	ret = -1;
     }
@@ -196,8 +175,11 @@ static int admin_explain(RELAYQD *d, int argc, char **argv, BUF *out)
 	buf_puts(out, "out of memory");
 	return -1;
     }
-    ret = explain_queued(d->queue, sched_params(d->sched), &o, sched_state, d->sched,
-			 sched_anchor(d->sched), (int64_t) time(NULL), fp, err, sizeof(err));
+    if (o.what_if)
+	ret = admin_explain_whatif(d, &o, fp, err, sizeof(err));
+    else
+	ret = explain_queued(d->queue, sched_params(d->sched), &o, sched_state, d->sched,
+			     sched_anchor(d->sched), (int64_t) time(NULL), fp, err, sizeof(err));
     fclose(fp);
     if (ret < 0)
 	buf_puts(out, err);
