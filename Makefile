@@ -53,7 +53,7 @@ MANDIR  ?= $(PREFIX)/share/man
 SYSCONFDIR ?= $(if $(filter /usr,$(PREFIX)),/etc,$(PREFIX)/etc)
 UNITDIR ?= $(PREFIX)/lib/systemd/system
 
-.PHONY: all deps run test test-unit test-san test-clang test-integration clean install bench bench-queue fuzz deb
+.PHONY: all deps run test test-unit test-san test-clang test-integration clean install bench bench-queue bench-table fuzz deb
 
 all: $(BIN)/relayqd $(BIN)/relayq $(BIN)/mailq $(BIN)/sendmail
 
@@ -107,6 +107,13 @@ bench-queue: $(BUILD)/tests/bench_queue
 	$(BUILD)/tests/bench_queue
 
 $(BUILD)/tests/bench_queue: tests/bench/bench_queue.c $(BUILD)/librelayq.a
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $< $(BUILD)/librelayq.a $(LDLIBS)
+
+bench-table: $(BUILD)/tests/bench_table
+	$(BUILD)/tests/bench_table
+
+$(BUILD)/tests/bench_table: tests/bench/bench_table.c $(BUILD)/librelayq.a
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $< $(BUILD)/librelayq.a $(LDLIBS)
 

@@ -981,7 +981,8 @@ void    config_write_man(FILE *fp)
 	  "unionmap:{...} and pipemap:{...}.\n"
 	  "Keys are looked up as Postfix does for that parameter\n"
 	  "(addresses, domains and parent domains, address extensions);\n"
-	  "a table file that changed is read again at the next lookup and on SIGHUP.\n"
+	  "a table file that changed is read again within a second, at its next lookup,\n"
+	  "and on SIGHUP.\n"
 	  "See docs/tables.md.\n"
 	  ".SH PARAMETERS\n", fp);
 

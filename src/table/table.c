@@ -183,7 +183,7 @@ TABLE  *table_open(const char *spec, int flags, const char *param, char *err, si
     if (t->watch)
 	table_stat(t, &st, stat(t->watch, &st) == 0);
     t->load_euid = geteuid();
-    t->last_check = time(NULL);
+    t->last_check = time_mono_us();
     if ((t->priv = ops->load(t, err, errlen)) == NULL) {
 	table_free(t);
 	return (NULL);
@@ -283,9 +283,20 @@ static int table_refresh(TABLE *t, const char *service)
 int     table_lookup(TABLE *t, const char *key, const char **val, char *err, size_t errlen)
 {
     *val = NULL;
-    /* A changed file (a postmap rebuild, an edited texthash) is read again now. */
-    if (t->watch)
-	(void) table_refresh(t, NULL);
+    /*
+     * A changed file (a postmap rebuild, an edited texthash) is read again
+     * at the first lookup after the change is seen; the file is looked at
+     * at most once a second (a stat(2) per lookup would cost more than
+     * most lookups).
+     */
+    if (t->watch) {
+	int64_t now = time_mono_us();
+
+	if (now - t->last_check >= 1000000) {
+	    t->last_check = now;
+	    (void) table_refresh(t, NULL);
+	}
+    }
     return (t->ops->lookup(t, t->priv, key, val, err, errlen));
 }
 
@@ -304,9 +315,11 @@ int     table_reload_all(const char *service)
 {
     int     failed = 0;
 
-    for (TABLE *t = registry; t; t = t->next)
+    for (TABLE *t = registry; t; t = t->next) {
 	if (t->watch && table_refresh(t, service) < 0)
 	    failed++;
+	t->last_check = time_mono_us();
+    }
     return (failed);
 }
 

@@ -34,8 +34,9 @@
  *
  * Reloading: every file table (texthash, regexp, pcre, hash, btree, lmdb,
  * cdb) is read again at the next lookup after its file's mtime, size or
- * inode changed (one stat(2) per lookup), and table_reload_all() (the
- * daemon's SIGHUP) does the same for all of them at once.  A table that
+ * inode changed (the file is looked at at most once a second), and
+ * table_reload_all() (the daemon's SIGHUP) does the same for all of them
+ * at once.  A table that
  * fails to load keeps its last good contents (one warning naming file and
  * line); a file that only root can read, opened before privileges were
  * dropped, keeps its contents with a warning that a restart is needed to

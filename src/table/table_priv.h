@@ -49,7 +49,7 @@ struct TABLE {
     struct timespec mtime;
     off_t   size;
     ino_t   ino;
-    time_t  last_check;
+    int64_t last_check;			/* monotonic us: file last looked at */
     uid_t   load_euid;
     TABLE  *next;			/* registry */
 };
