@@ -57,12 +57,12 @@ class Daemon:
         self.logfile = params['maillog_file']
         self.proc = None
 
-    def start(self, wait=True):
+    def start(self, wait=True, timeout=10):
         self.stderr = open(os.path.join(self.confdir, 'stderr.txt'), 'ab')
         self.proc = subprocess.Popen([os.path.join(BIN, 'relayqd'), '-c', self.confdir],
                                      stdout=self.stderr, stderr=self.stderr)
         if wait:
-            deadline = time.time() + 10
+            deadline = time.time() + timeout
             while time.time() < deadline:
                 if self.proc.poll() is not None:
                     raise AssertionError('relayqd exited with %s: %s' % (self.proc.returncode, self.stderr_text()))

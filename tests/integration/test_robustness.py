@@ -102,7 +102,7 @@ def test_valgrind_clean_session(env):
     try:
         d = env.relayqd(relayhost='[127.0.0.1]:%d' % sink.port, minimal_backoff_time='1s',
                         maximal_backoff_time='2s', queue_run_delay='1s', start=False)
-        d.start()
+        d.start(timeout=90)		# valgrind starts slowly on a loaded machine
     finally:
         harness.BIN = saved
     for i in range(8):
