@@ -1536,8 +1536,12 @@ static void space_give_back(QUEUE *q)
 	checkpoint_truncate(q);			/* the WAL's space, at least */
 	return;
     }
-    if (vacuum_step(q) == SQLITE_FULL) {
-	/* The WAL must grow for the vacuum itself: that is what the reserve is for. */
+    if (vacuum_step(q) == SQLITE_FULL
+	&& (uint64_t) sv.f_bavail * sv.f_frsize < QUEUE_RESERVE_MARGIN) {
+	/*
+	 * The disk is full and the vacuum itself cannot grow the WAL: without
+	 * the reserve, nothing would ever give the free pages back.
+	 */
 	pthread_mutex_lock(&q->lock);
 	q->full_errors++;
 	reserve_release_locked(q);

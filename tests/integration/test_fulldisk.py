@@ -106,22 +106,27 @@ def _run(env, spool):
     mport = free_port()
     d = env.relayqd(queue_directory=spool, message_size_limit=LIMIT,
                     relayhost='[127.0.0.1]:%d' % hop, metrics_listen='127.0.0.1:%d' % mport,
-                    queue_run_delay='2s', minimal_backoff_time='2s', maximal_backoff_time='4s',
+                    queue_run_delay='2s', minimal_backoff_time='60s', maximal_backoff_time='120s',
                     smtp_connect_timeout='2s')
     d.wait_log(r'queue loaded')
     reserve = os.path.join(spool, 'reserve')
     assert os.path.getsize(reserve) == 4 * 1024 * 1024 + 2 * LIMIT, os.path.getsize(reserve)
 
     # 1. Next hop down: send until relayq refuses.
-    accepted, refused = [], []
-    for i in range(40):
+    # (A refusal also makes relayq give the WAL's space back, which may let
+    # one more in: refused three times in a row, a second apart, is full.)
+    accepted, refused, in_a_row = [], [], 0
+    for i in range(60):
         kind, what = try_send(d.port, i)
         if kind == 'ok':
             accepted.append((i, what))
+            in_a_row = 0
         else:
             refused.append((i, kind, what))
-            if len(refused) >= 2:
+            in_a_row += 1
+            if in_a_row >= 3:
                 break
+            time.sleep(1.2)
     assert accepted, refused
     assert refused, 'never refused after %d messages' % len(accepted)
     for i, kind, what in refused:
@@ -131,14 +136,24 @@ def _run(env, spool):
     d.wait_log(r'NOQUEUE: reject: MAIL from localhost\[127\.0\.0\.1\]: 452 4\.3\.1 Insufficient system storage;')
     d.wait_log(r'warning: not enough free space in mail queue: \d+ bytes < 1\.5\*message_size_limit')
     assert metric(mport, 'relayq_queue_space_refusing') == 1
-    assert 0 <= metric(mport, 'relayq_queue_filesystem_free_bytes') < 1.5 * LIMIT
+    # Below 1.5 x message_size_limit, or the reserve in use (the deferrals of
+    # the queued mail may themselves have met the full disk meanwhile).
+    assert metric(mport, 'relayq_queue_filesystem_free_bytes') < 1.5 * LIMIT \
+        or metric(mport, 'relayq_queue_reserve_held') == 0
     # every message accepted was deferred at least once (their deferrals were recorded)
     d.wait_log(r'status=deferred', count=len(accepted), timeout=60)
+
+
+    local = 'Subject: local\r\nMessage-ID: <local@client.test>\r\n\r\nfrom sendmail\r\n'
 
     # 2. An administrator reads the queue with sqlite3 (a snapshot that keeps
     # the WAL from being reset, as docs/queue-format.md allows), and something
     # else fills the rest of the file system: the queue's bookkeeping must now
     # grow the WAL on a full disk.
+    deadline = time.time() + 30     # (if the deferrals used the reserve, it is made again)
+    while metric(mport, 'relayq_queue_reserve_held') != 1:
+        assert time.time() < deadline, 'the reserve is not re-created: %d bytes free' % free_bytes(spool)
+        time.sleep(0.5)
     reader = sqlite3.connect('file:%s/queue.db?mode=ro' % spool, uri=True, isolation_level=None)
     reader.execute('BEGIN')
     n_queued = reader.execute('SELECT count(*) FROM msg').fetchone()[0]
@@ -148,6 +163,10 @@ def _run(env, spool):
     assert free_bytes(spool) < 65536, free_bytes(spool)
     kind, what = try_send(d.port, 100)
     assert kind == 'mail' and what.startswith('452 4.3.1'), (kind, what)
+    # sendmail(1) on a full disk: EX_TEMPFAIL (75), as Postfix's, nothing left behind.
+    r = env.cli(d, '-f', 'full@sender.test', 'f@dest.test', input=local * 200, prog='sendmail')
+    assert r.returncode == 75, (r.returncode, r.stderr)
+    assert 'No space left on device' in r.stderr, r.stderr
 
     # 3. The next hop comes back: every accepted message arrives exactly once,
     # over several queue runs and flushes.
@@ -161,7 +180,8 @@ def _run(env, spool):
     reader.execute('COMMIT')
     reader.close()
     time.sleep(5)                   # more queue runs: nothing may go out again
-    ids = [re.search(rb'Message-ID: <full(\d+)@', m['data']).group(1).decode() for m in sink.messages]
+    ids = [re.search(rb'Message-ID: <full(\d+)@', m['data']).group(1).decode() for m in sink.messages
+           if m['from'] == 'a@sender.test']
     want = sorted(str(i) for i, _ in accepted)
     assert sorted(ids) == want, 'delivered %s, accepted %s' % (sorted(ids), want)
     assert d.proc.poll() is None, d.stderr_text()
@@ -185,13 +205,37 @@ def _run(env, spool):
     assert metric(mport, 'relayq_queue_reserve_held') == 1
     kind, what = try_send(d.port, 200)
     assert kind == 'ok', (kind, what)
-    sink.wait_messages(len(accepted) + 1, timeout=30)
+
+    # 5. sendmail(1) writes the maildrop while there is room for the file
+    # (as Postfix's postdrop), but pickup waits while smtpd refuses mail
+    # (here: queue_minfree above the free space), then takes it, once.
+    d.write_config(queue_minfree=64 * 1024 * 1024)
+    d.hup()
+    d.wait_log(r'reload -- version')
+    kind, what = try_send(d.port, 300)
+    assert kind == 'mail' and what.startswith('452 4.3.1'), (kind, what)
+    r = env.cli(d, '-f', 'local@sender.test', 'l@dest.test', input=local, prog='sendmail')
+    assert r.returncode == 0, r.stderr
+    d.wait_log(r'relayq/pickup\[\d+\]: warning: not enough free space in mail queue: \d+ bytes'
+               r' < 1\.5\*message_size_limit; maildrop files wait')
+    time.sleep(2)
+    assert 'from=<local@sender.test>' not in d.log()
+    d.write_config(queue_minfree=0)
+    d.hup()
+    d.wait_log(r'relayq/pickup\[\d+\]: \w+: uid=\d+ from=<local@sender\.test>')
+    msgs = sink.wait_messages(len(accepted) + 2, timeout=30)
+    time.sleep(2)
+    assert len(sink.messages) == len(accepted) + 2, len(sink.messages)
+    assert sum(1 for m in msgs if m['from'] == 'local@sender.test') == 1
     assert d.proc.poll() is None
 
     summary = ('tmpfs %s, message_size_limit %d, reserve %d: accepted %d, refused %s, '
                'filler %d bytes, delivered %d (each once), full-disk transactions %d, '
-               'reserve released %d time(s), after space returned: accepted and relayed'
+               'reserve released %d time(s), updates suspended %d and recorded later %d, '
+               'after space returned: accepted and relayed'
                % (TMPFS, LIMIT, os.path.getsize(reserve), len(accepted),
                   ['%s %s' % (k, w[:9]) for _, k, w in refused], filled, len(ids),
-                  full_errors, releases))
+                  full_errors, releases, log.count('delivery of this message is suspended'),
+                  log.count('delivery resumes')))
+    assert log.count('delivery of this message is suspended') == log.count('delivery resumes')
     print(summary)
