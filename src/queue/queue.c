@@ -181,6 +181,8 @@ struct QUEUE {
     int     incremental_vacuum;		/* auto_vacuum=INCREMENTAL (stores made by this version) */
     _Atomic int64_t vacuum_try_us;
     int     maintain;			/* wake the writer for space_give_back() */
+    int64_t page_size;
+    _Atomic int64_t wal_debt;		/* WAL bytes not yet copied into the database file */
 };
 
 /* Utilities. */
@@ -610,6 +612,27 @@ void    queue_test_full(long writes)
     atomic_store(&fault_budget, writes);
 }
 
+/*
+ * The WAL's debt: committed pages still only in the WAL, which the next
+ * checkpoint will write into the database file (growing it, if no free
+ * page takes them).  smtpd counts it as used space, so that new mail never
+ * takes the room a checkpoint needs.  This hook replaces SQLite's automatic
+ * checkpoint and does the same (PASSIVE at 1000 pages), measuring as it goes.
+ */
+#define QUEUE_CKPT_PAGES	1000
+
+static int queue_wal_hook(void *ctx, sqlite3 *db, const char *name, int nframes)
+{
+    QUEUE  *q = ctx;
+    int     nlog = nframes, nckpt = 0;
+
+    if (nframes >= QUEUE_CKPT_PAGES
+	&& sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, &nlog, &nckpt) != SQLITE_OK)
+	nlog = nframes, nckpt = 0;
+    atomic_store(&q->wal_debt, (int64_t) (nlog > nckpt ? nlog - nckpt : 0) * q->page_size);
+    return SQLITE_OK;
+}
+
 /* Opening. */
 
 static int qdb_open(QDB *d, const char *path, int flags)
@@ -758,6 +781,9 @@ QUEUE  *queue_open(const char *dir, int mode, char *err, size_t errlen)
 	atomic_store(&q->next_seq, (uint64_t) (maxseq > hwm ? maxseq : hwm) + 1);
 	if (db_int(q->w.db, "PRAGMA auto_vacuum", &autovac) == 0)
 	    q->incremental_vacuum = autovac == 2;
+	if (db_int(q->w.db, "PRAGMA page_size", &q->page_size) < 0 || q->page_size <= 0)
+	    q->page_size = 4096;
+	sqlite3_wal_hook(q->w.db, queue_wal_hook, q);
     }
 
     /*
@@ -1385,8 +1411,13 @@ static int commit_group_once(QUEUE *q, QBATCH **v, int n, int *full)
  */
 static void checkpoint_truncate(QUEUE *q)
 {
+    int     nlog = 0, nckpt = 0;
+
     sqlite3_busy_timeout(q->w.db, 100);
-    sqlite3_wal_checkpoint_v2(q->w.db, 0, SQLITE_CHECKPOINT_TRUNCATE, 0, 0);
+    int     rc = sqlite3_wal_checkpoint_v2(q->w.db, 0, SQLITE_CHECKPOINT_TRUNCATE, &nlog, &nckpt);
+
+    if (rc == SQLITE_OK || rc == SQLITE_BUSY)
+	atomic_store(&q->wal_debt, (int64_t) (nlog > nckpt ? nlog - nckpt : 0) * q->page_size);
     sqlite3_busy_timeout(q->w.db, QUEUE_BUSY_MS);
 }
 
@@ -1732,6 +1763,7 @@ int     queue_space(QUEUE *q, QUEUE_SPACE *out)
     if (rc < 0)
 	return -1;
     out->free_bytes = (uint64_t) sv.f_bavail * sv.f_frsize;
+    out->wal_debt = (uint64_t) atomic_load(&q->wal_debt);
     out->block_size = sv.f_frsize ? sv.f_frsize : 1;
     out->free_blocks = sv.f_bavail;
     return 0;
@@ -1740,7 +1772,7 @@ int     queue_space(QUEUE *q, QUEUE_SPACE *out)
 int     queue_space_refuse(const QUEUE_SPACE *sp, long long minfree, long long msg_limit)
 {
     double  bs = sp->block_size ? (double) sp->block_size : 1.0;
-    double  blocks = (double) sp->free_blocks;
+    double  blocks = (double) sp->free_blocks - (double) sp->wal_debt / bs;
 
     /* In blocks, as Postfix compares them. */
     if ((minfree > 0 && (double) minfree / bs >= blocks)

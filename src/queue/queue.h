@@ -196,6 +196,7 @@ typedef struct QUEUE_SPACE {
     uint64_t free_bytes;		/* available to unprivileged users (f_bavail) */
     uint64_t free_blocks;
     uint64_t block_size;
+    uint64_t wal_debt;			/* bytes the next checkpoint may add to the database file */
     int64_t reserve_size;		/* 0: no reserve */
     int     reserve_held;		/* 1 also when there is no reserve */
     uint64_t full_errors;		/* transactions that met a full disk */
@@ -208,7 +209,8 @@ int     queue_space(QUEUE *q, QUEUE_SPACE *out);
 /*
  * Postfix's rule (smtpd_check_queue): new mail is refused while the free
  * space is below queue_minfree or below 1.5 x message_size_limit; relayq
- * also refuses it while the reserve is given back.  Returns 0 (accept),
+ * counts the WAL's debt as used, and also refuses mail while the reserve
+ * is given back.  Returns 0 (accept),
  * 1 (too little free space) or 2 (the reserve is in use).
  */
 #define QUEUE_SPACE_OK		0

@@ -174,7 +174,7 @@ static int pickup_space_wait(RELAYQD *d)
 			     config_size(d->cf, "message_size_limit"));
     if (why != QUEUE_SPACE_OK && !waiting)
 	log_warn("pickup", "not enough free space in mail queue: %llu bytes%s; maildrop files wait",
-		 (unsigned long long) sp.free_bytes,
+		 (unsigned long long) (sp.free_bytes > sp.wal_debt ? sp.free_bytes - sp.wal_debt : 0),
 		 why == QUEUE_SPACE_LOW ? " < 1.5*message_size_limit" : ", reserve in use");
     else if (why == QUEUE_SPACE_OK && waiting)
 	log_msg("pickup", "free space in mail queue: %llu bytes; taking maildrop files again",

@@ -36,6 +36,11 @@ void    stats_metrics(void *ctx, BUF *out)
 		   "Free space of the queue file system (available to unprivileged users), in bytes.");
     if (space_ok)
 	metrics_sample(out, "relayq_queue_filesystem_free_bytes", "", (double) sp.free_bytes);
+    metrics_family(out, "relayq_queue_wal_pending_bytes", "gauge",
+		   "Committed bytes still only in the WAL, that the next checkpoint writes into the database"
+		   " file; the 452 4.3.1 rule counts them as used.");
+    if (space_ok)
+	metrics_sample(out, "relayq_queue_wal_pending_bytes", "", (double) sp.wal_debt);
     metrics_family(out, "relayq_queue_space_refusing", "gauge",
 		   "1 while new mail is refused with 452 4.3.1 for want of queue space (queue_minfree,"
 		   " 1.5 x message_size_limit, or the reserve in use), else 0.");

@@ -645,7 +645,7 @@ static int queue_space_refused(SESSION *ss)
 	    ss->helo ? ss->helo : "", ss->helo ? ">" : "");
     if (why == QUEUE_SPACE_LOW)
 	log_warn("smtpd", "not enough free space in mail queue: %llu bytes < 1.5*message_size_limit",
-		 (unsigned long long) sp.free_bytes);
+		 (unsigned long long) (sp.free_bytes > sp.wal_debt ? sp.free_bytes - sp.wal_debt : 0));
     else
 	log_warn("smtpd", "queue file system was full and its reserve is in use: %llu bytes free;"
 		 " new mail is refused until the reserve of %lld bytes can be re-created",

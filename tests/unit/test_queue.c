@@ -910,6 +910,10 @@ static void test_space_rule(void)
     T_EQ_INT(queue_space_refuse(&sp, 4096000, 0), QUEUE_SPACE_LOW);	/* minfree >= free */
     T_EQ_INT(queue_space_refuse(&sp, 4000000, 0), QUEUE_SPACE_OK);
     T_EQ_INT(queue_space_refuse(&sp, 0, 0), QUEUE_SPACE_OK);		/* no size limit */
+    sp.wal_debt = 1500000;			/* the next checkpoint's pages count as used */
+    T_EQ_INT(queue_space_refuse(&sp, 0, 2000000), QUEUE_SPACE_LOW);
+    T_EQ_INT(queue_space_refuse(&sp, 0, 1000000), QUEUE_SPACE_OK);
+    sp.wal_debt = 0;
     sp.free_blocks = 0;
     T_EQ_INT(queue_space_refuse(&sp, 0, 0), QUEUE_SPACE_LOW);
     sp.free_blocks = 1000;
