@@ -319,6 +319,17 @@ def test_failures_defer_and_deliver_nothing(env):
         assert 'Verified TLS connection established to alias.test[127.0.0.1]' in d.log()
         sink.wait_messages(1, timeout=45)
 
+        # smtp_tls_CApath: a hashed directory (openssl rehash) instead of a file
+        capath = os.path.join(env.dir, 'capath')
+        os.makedirs(capath)
+        shutil.copy(pki['ca.pem'], capath)
+        r = run(['openssl', 'rehash', capath])
+        assert r.returncode == 0, r.stderr
+        d = relay(env, pki, sh, dns, smtp_tls_CAfile='', smtp_tls_CApath=capath)
+        qid = env.send(d.port, 'a@sender.test', ['b@dest.test'], MSG)
+        d.wait_log(r'%s: to=<b@dest\.test>, .*status=sent' % qid, timeout=30)
+        sink.wait_messages(2, timeout=45)
+
         # fingerprint level: the certificate's sha256 fingerprint
         fp = run(['openssl', 'x509', '-in', pki['srv.pem'], '-noout', '-fingerprint', '-sha256']).stdout
         fp = fp.strip().split('=', 1)[1]
@@ -326,7 +337,7 @@ def test_failures_defer_and_deliver_nothing(env):
                   smtp_tls_fingerprint_cert_match=fp)
         qid = env.send(d.port, 'a@sender.test', ['b@dest.test'], MSG)
         d.wait_log(r'%s: to=<b@dest\.test>, .*status=sent' % qid, timeout=30)
-        sink.wait_messages(2, timeout=45)
+        sink.wait_messages(3, timeout=45)
         d = relay(env, pki, sh, dns, smtp_tls_CAfile='', smtp_tls_security_level='fingerprint',
                   smtp_tls_fingerprint_cert_match='AB:' * 31 + 'AB')
         qid = env.send(d.port, 'a@sender.test', ['b@dest.test'], MSG)
@@ -357,7 +368,7 @@ def test_failures_defer_and_deliver_nothing(env):
         assert r.returncode != 0 and 'dane' in (r.stdout + r.stderr), r.stdout + r.stderr
 
         time.sleep(2)
-        assert len(sink.messages) == 2, sink.messages
+        assert len(sink.messages) == 3, sink.messages
         # the smarthost accepted nothing unauthenticated
         assert 'sasl_username=relayuser' in sh.log()
     finally:
