@@ -8,6 +8,8 @@
  *   smtp_resolve.c  nexthop resolution into the address list (MX, A/AAAA)
  *   smtp_proto.c    timers, the connection, the SMTP dialogue
  *   smtp_cache.c    the connection cache between deliveries
+ *   smtp_secure.c   TLS (policy, STARTTLS, wrappermode, verification) and
+ *                   SMTP AUTH, over the tls and sasl modules
  *   smtp_trouble.c  results, logging and failure policy (which server next,
  *                   defer or bounce), as Postfix's smtp_trouble.c
  */

@@ -71,7 +71,7 @@ def leaf(pki, name):
     return p(name + '.pem'), p(name + '.key')
 
 
-def start_dovecot(env, users):
+def start_dovecot(env, users, mechs='plain login'):
     need('/usr/sbin/dovecot')
     d = os.path.join(env.dir, 'dovecot')
     for sub in ('run', 'state'):
@@ -88,7 +88,7 @@ protocols =
 log_path = %(d)s/dovecot.log
 ssl = no
 disable_plaintext_auth = no
-auth_mechanisms = plain login
+auth_mechanisms = %(mechs)s
 passdb {
   driver = passwd-file
   args = scheme=PLAIN %(d)s/passwd
@@ -105,7 +105,7 @@ service auth {
 service anvil {
   chroot =
 }
-''' % {'d': d, 'sock': sock})
+''' % {'d': d, 'sock': sock, 'mechs': mechs})
     env.spawn(['/usr/sbin/dovecot', '-F', '-c', conf])
     deadline = time.time() + 10
     while not os.path.exists(sock):
@@ -201,10 +201,10 @@ class Smarthost:
         run(['postfix', '-c', self.conf, 'stop'], env=self.penv)
 
 
-def setup(env):
+def setup(env, mechs='plain login'):
     pki = make_pki(env)
     sink = env.pysink()
-    sock = start_dovecot(env, {'relayuser': PASSWORD})
+    sock = start_dovecot(env, {'relayuser': PASSWORD}, mechs)
     sh = Smarthost(env, pki, sink.port, sock)
     dns = dnsmasq(env, ['--host-record=smarthost.test,127.0.0.1', '--host-record=alias.test,127.0.0.1'])
     return pki, sink, sh, dns
@@ -371,6 +371,32 @@ def test_failures_defer_and_deliver_nothing(env):
         assert len(sink.messages) == 3, sink.messages
         # the smarthost accepted nothing unauthenticated
         assert 'sasl_username=relayuser' in sh.log()
+    finally:
+        sh.stop()
+
+
+def test_scram_and_cram_md5_with_dovecot(env):
+    """The challenge-response mechanisms against Dovecot's server side."""
+    pki, sink, sh, dns = setup(env, mechs='plain login cram-md5 scram-sha-1 scram-sha-256')
+    try:
+        # Postfix's default security options (noplaintext): SCRAM-SHA-256 is chosen
+        d = relay(env, pki, sh, dns, smtp_sasl_tls_security_options='noplaintext, noanonymous')
+        qid = env.send(d.port, 'a@sender.test', ['b@dest.test'], MSG)
+        d.wait_log(r'%s: to=<b@dest\.test>, .*status=sent' % qid, timeout=30)
+        sh.wait_log(r'sasl_method=SCRAM-SHA-256, sasl_username=relayuser')
+        for mech in ('cram-md5', 'scram-sha-1'):
+            d = relay(env, pki, sh, dns, smtp_sasl_mechanism_filter=mech)
+            qid = env.send(d.port, 'a@sender.test', ['b@dest.test'], MSG)
+            d.wait_log(r'%s: to=<b@dest\.test>, .*status=sent' % qid, timeout=30)
+            sh.wait_log(r'sasl_method=%s, sasl_username=relayuser' % mech.upper())
+        # a wrong password with SCRAM: the server's 535, deferred
+        d = relay(env, pki, sh, dns, password='wrong', smtp_sasl_mechanism_filter='scram-sha-256')
+        qid = env.send(d.port, 'a@sender.test', ['b@dest.test'], MSG)
+        deferred(env, d, qid, r'^SASL authentication failed; server smarthost\.test\[127\.0\.0\.1\] said: 535 ',
+                 '4.7.8')
+        sink.wait_messages(3, timeout=45)
+        time.sleep(1)
+        assert len(sink.messages) == 3
     finally:
         sh.stop()
 
