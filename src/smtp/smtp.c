@@ -86,6 +86,8 @@ static SMTP_PARAMS *params_load(const CONFIG *cf)
     if (p->reuse_limit <= 0 || p->reuse_limit > SMTP_CACHE_MAX_USES)
 	p->reuse_limit = SMTP_CACHE_MAX_USES;
     p->rset_tmo = (int) smtp_cf_time(cf, "smtp_rset_timeout", 20);
+    p->myhostname = xstrdup(smtp_cf_str(cf, "myhostname", ""));
+    smtp_self_load(p, cf);
     return (p);
 }
 
@@ -94,6 +96,8 @@ void params_release(SMTP_PARAMS *p)
     if (--p->refs > 0)
 	return;
     free(p->helo_name);
+    free(p->myhostname);
+    smtp_self_free(p);
     secure_params_free(p);
     if (p->fallback)
 	str_list_free(p->fallback);

@@ -70,7 +70,24 @@ typedef struct SMTP_PARAMS {
     int     cache_time;			/* smtp_connection_cache_time_limit */
     int     reuse_limit;		/* smtp_connection_reuse_count_limit, capped */
     int     rset_tmo;
+    /* Loop detection (issue 14): who relayq itself is. */
+    char   *myhostname;
+    struct SMTP_SELF *self;		/* every smtpd_listen address and port */
+    int     nself;
 } SMTP_PARAMS;
+
+/* One of relayq's own listeners: an address (or a wildcard) and a port. */
+typedef struct SMTP_SELF {
+    int     family;			/* AF_INET, AF_INET6 */
+    unsigned char bin[16];
+    int     wildcard;			/* 0.0.0.0 or :: */
+    int     port;
+} SMTP_SELF;
+
+/* Is addr:port one of relayq's own listeners? (smtp_proto.c) */
+int     smtp_is_self(const SMTP_PARAMS *p, const char *addr, int port);
+void    smtp_self_load(SMTP_PARAMS *p, const CONFIG *cf);
+void    smtp_self_free(SMTP_PARAMS *p);
 
 /*
  * relayq's own bounds on the connection cache: Postfix's reuse count limit

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
+#include <ifaddrs.h>
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -144,6 +145,133 @@ static void sess_connect_cb(evutil_socket_t fd, short what, void *arg)
 }
 
 /* Try addrs[d->cur]. */
+/* ---------------------------------------------------------------------- */
+/* Mail loops                                                               */
+/* ---------------------------------------------------------------------- */
+
+/*
+ * relayq's own listeners, from smtpd_listen: "host:port" or "[v6]:port".
+ * Address and port are compared together, never the address alone (every
+ * loopback next hop in the tests shares 127.0.0.1 with relayq).  Postfix
+ * checks only port 25; relayq's default listener is 2525, so every port.
+ */
+void    smtp_self_load(SMTP_PARAMS *p, const CONFIG *cf)
+{
+    int     n = 0;
+    char  **list = cf && config_known("smtpd_listen") ? config_list(cf, "smtpd_listen", &n) : NULL;
+
+    p->self = xcalloc((size_t) n + 1, sizeof(*p->self));
+    for (int i = 0; i < n; i++) {
+	char    host[INET6_ADDRSTRLEN + 2];
+	const char *spec = list[i], *colon;
+	SMTP_SELF *me = &p->self[p->nself];
+
+	if (*spec == '[') {
+	    const char *rb = strchr(spec, ']');
+
+	    if (rb == NULL || rb[1] != ':' || (size_t) (rb - spec - 1) >= sizeof(host))
+		continue;
+	    snprintf(host, sizeof(host), "%.*s", (int) (rb - spec - 1), spec + 1);
+	    colon = rb + 1;
+	} else {
+	    if ((colon = strrchr(spec, ':')) == NULL || (size_t) (colon - spec) >= sizeof(host))
+		continue;
+	    snprintf(host, sizeof(host), "%.*s", (int) (colon - spec), spec);
+	}
+	me->port = atoi(colon + 1);
+	if (inet_pton(AF_INET, host, me->bin) == 1)
+	    me->family = AF_INET;
+	else if (inet_pton(AF_INET6, host, me->bin) == 1)
+	    me->family = AF_INET6;
+	else
+	    continue;
+	me->wildcard = me->family == AF_INET ? memcmp(me->bin, "\0\0\0\0", 4) == 0
+	    : memcmp(me->bin, "\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0", 16) == 0;
+	p->nself++;
+    }
+    if (list)
+	str_list_free(list);
+}
+
+void    smtp_self_free(SMTP_PARAMS *p)
+{
+    free(p->self);
+}
+
+/* A wildcard listener answers on every address of this host. */
+static int local_address(int family, const unsigned char *bin)
+{
+    struct ifaddrs *ifa, *i;
+    int     found = 0;
+
+    if (family == AF_INET && bin[0] == 127)
+	return (1);
+    if (family == AF_INET6 && memcmp(bin, &in6addr_loopback, 16) == 0)
+	return (1);
+    if (getifaddrs(&ifa) < 0)
+	return (0);
+    for (i = ifa; i && !found; i = i->ifa_next) {
+	if (i->ifa_addr == NULL || i->ifa_addr->sa_family != family)
+	    continue;
+	if (family == AF_INET)
+	    found = memcmp(&((struct sockaddr_in *) i->ifa_addr)->sin_addr, bin, 4) == 0;
+	else
+	    found = memcmp(&((struct sockaddr_in6 *) i->ifa_addr)->sin6_addr, bin, 16) == 0;
+    }
+    freeifaddrs(ifa);
+    return (found);
+}
+
+int     smtp_is_self(const SMTP_PARAMS *p, const char *addr, int port)
+{
+    unsigned char bin[16];
+    int     family;
+
+    if (inet_pton(AF_INET, addr, bin) == 1)
+	family = AF_INET;
+    else if (inet_pton(AF_INET6, addr, bin) == 1)
+	family = AF_INET6;
+    else
+	return (0);
+    for (int i = 0; i < p->nself; i++) {
+	const SMTP_SELF *me = &p->self[i];
+
+	if (me->port != port || me->family != family)
+	    continue;
+	if (me->wildcard ? local_address(family, bin) : memcmp(me->bin, bin, family == AF_INET ? 4 : 16) == 0)
+	    return (1);
+    }
+    return (0);
+}
+
+/*
+ * "mail for DEST loops back to myself": 5.4.6 when the server is the first
+ * choice (Postfix: when relayq is the best MX), else 4.4.6 and the next
+ * server, as a soft failure.
+ */
+static void sess_loop(SMTP_DELIV *d)
+{
+    const char *dest = d->addrs[d->cur].dest[0] ? d->addrs[d->cur].dest : d->dest;
+    char   *text = xasprintf("mail for %s loops back to myself", dest ? dest : d->namaddr);
+
+    if (d->cur == 0 && !d->fallback_used)
+	sess_fail_hard(d, "5.4.6", text, NULL);
+    else
+	sess_fail_soft(d, "4.4.6", text, NULL);
+    free(text);
+}
+
+/* The first word of a reply after its code: the server's name in 220 and 250. */
+static int reply_names(const char *reply, const char *name)
+{
+    size_t  n = strlen(name);
+
+    if (strlen(reply) < 4 || n == 0)
+	return (0);
+    reply += 4;
+    return (str_ncasecmp(reply, name, n) == 0 && (reply[n] == 0 || reply[n] == ' '));
+}
+
 void sess_connect(SMTP_DELIV *d)
 {
     const SMTP_ADDR *a = &d->addrs[d->cur];
@@ -155,6 +283,11 @@ void sess_connect(SMTP_DELIV *d)
 	return;
     snprintf(d->namaddr, sizeof(d->namaddr), "%s[%s]", a->host, a->addr);
     snprintf(d->relay, sizeof(d->relay), "%s:%d", d->namaddr, a->port);
+    /* Never connect to relayq's own listener: that is a loop, whatever the next hop says. */
+    if (smtp_is_self(d->p, a->addr, a->port)) {
+	sess_loop(d);
+	return;
+    }
     if (secure_policy(d) < 0)
 	return;
     memset(&ss, 0, sizeof(ss));
@@ -577,6 +710,9 @@ static void sess_reply(SMTP_DELIV *d, int code, const char *reply)
     switch (d->stage) {
     case ST_GREETING:
 	if (code / 100 == 2) {
+	    /* Postfix: only a warning; the EHLO reply decides. */
+	    if (reply_names(reply, d->p->myhostname))
+		log_warn("smtp", "host %s greeted me with my own hostname %s", d->namaddr, d->p->myhostname);
 	    send_ehlo(d);
 	    return;
 	}
@@ -588,6 +724,10 @@ static void sess_reply(SMTP_DELIV *d, int code, const char *reply)
 	free(text);
 	return;
     case ST_EHLO:
+	if (code / 100 == 2 && reply_names(reply, d->p->myhostname)) {
+	    sess_loop(d);
+	    return;
+	}
 	if (code / 100 == 2) {
 	    secure_after_ehlo(d);
 	    return;
@@ -599,6 +739,10 @@ static void sess_reply(SMTP_DELIV *d, int code, const char *reply)
 	}
 	/* FALLTHROUGH */
     case ST_HELO:
+	if (code / 100 == 2 && reply_names(reply, d->p->myhostname)) {
+	    sess_loop(d);
+	    return;
+	}
 	if (code / 100 == 2) {
 	    secure_after_ehlo(d);
 	    return;

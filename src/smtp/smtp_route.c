@@ -26,6 +26,7 @@
 #include "table/table.h"
 #include "smtp/smtp.h"
 #include "smtp/smtp_priv.h"
+#include "smtpd/smtpd_proto.h"
 
 /* Parameter lookups: a name the config table lacks gets our default. */
 const char *smtp_cf_str(const CONFIG *cf, const char *name, const char *dflt)
@@ -292,6 +293,22 @@ int     smtp_route_from(const CONFIG *cf, const char *sender, const char *rcpt, 
 	while (*relayhost == ' ' || *relayhost == '\t')
 	    relayhost++;
 	nexthop = *relayhost ? relayhost : domain;
+	/*
+	 * A port never comes from an address: "x@[127.0.0.1]:2525" (already
+	 * in the queue, or let in some other way) would make relayq connect to
+	 * any host and port, itself included.  Such a domain bounces.
+	 */
+	if (nexthop == domain) {
+	    char    probe[600];
+
+	    snprintf(probe, sizeof(probe), "x@%s", domain);
+	    if (!smtpd_addr_valid(probe)) {
+		out->transport = SMTP_TR_ERROR;
+		snprintf(out->nexthop, sizeof(out->nexthop), "5.1.2 bad destination domain syntax");
+		snprintf(out->key, sizeof(out->key), "error:%s", out->nexthop);
+		return (0);
+	    }
+	}
     }
     if (*nexthop == 0) {
 	snprintf(err, errlen, "no next hop for recipient %s", rcpt);

@@ -496,3 +496,73 @@ def test_text_views_escape_control_characters(env):
     r = env.cli(d, 'explain', qid)
     assert r.returncode == 0 and 'owned' in r.stdout, r
     assert '\x1b' not in r.stdout and '\x07' not in r.stdout, repr(r.stdout)
+
+
+# ---- 1. loops ----
+
+def test_direct_loop_ends_at_the_first_hop(env):
+    port = free_port()
+    d = env.relayqd(smtpd_listen='127.0.0.1:%d' % port, relayhost='[127.0.0.1]:%d' % port,
+                    queue_run_delay='1s', minimal_backoff_time='1s', maximal_backoff_time='2s')
+    qid = env.send(d.port, 'owner@sender.test', ['x@dest.test'], MSG)
+    d.wait_log(r'%s: to=<x@dest\.test>, relay=none, .*dsn=5\.4\.6, status=bounced '
+               r'\(mail for \[127\.0\.0\.1\]:%d loops back to myself\)' % (qid, port))
+    d.wait_log(r'%s: sender non-delivery notification: ' % qid)
+    # the notice goes the same way and ends the same way, without a notice of its own
+    d.wait_log(r'to=<owner@sender\.test>, relay=none, .*dsn=5\.4\.6, status=bounced')
+    time.sleep(3)
+    log = d.log()
+    assert len(re.findall(r'smtpd\[\d+\]: [0-9A-F]+: client=', log)) == 1, log   # only our own client's
+    assert len(re.findall(r'sender non-delivery notification', log)) == 1, log
+    assert env.cli(d, 'mailq').stdout.strip() == 'Mail queue is empty'
+
+
+def test_transport_back_to_myself_loops_too(env):
+    port = free_port()
+    d = env.relayqd(smtpd_listen='127.0.0.1:%d' % port,
+                    transport_maps='inline:{ dest.test=smtp:[127.0.0.1]:%d }' % port)
+    qid = env.send(d.port, '', ['x@dest.test'], MSG)
+    d.wait_log(r'%s: to=<x@dest\.test>, .*dsn=5\.4\.6, status=bounced \(mail for .* loops back to myself\)' % qid)
+    time.sleep(2)
+    assert len(re.findall(r'smtpd\[\d+\]: [0-9A-F]+: client=', d.log())) == 1, d.log()
+    assert 'sender non-delivery notification' not in d.log()     # none for the null sender
+
+
+def test_loop_detected_by_ehlo_name_greeting_only_warns(env):
+    # a server that says our name in EHLO: a loop
+    looper = env.pysink(replies={'ehlo': '250-mta.relayq.test\r\n250 PIPELINING'})
+    d = env.relayqd(relayhost='[127.0.0.1]:%d' % looper.port)
+    qid = env.send(d.port, 'owner@sender.test', ['x@dest.test'], MSG)
+    d.wait_log(r'%s: to=<x@dest\.test>, relay=127\.0\.0\.1\[127\.0\.0\.1\]:%d, .*dsn=5\.4\.6, status=bounced '
+               r'\(mail for \[127\.0\.0\.1\]:%d loops back to myself\)' % (qid, looper.port, looper.port))
+    assert looper.messages == []
+    # our name in the 220 greeting only: a warning, and the mail goes
+    greeter = env.pysink(replies={'greeting': '220 mta.relayq.test ESMTP'})
+    d2 = env.relayqd(relayhost='[127.0.0.1]:%d' % greeter.port)
+    env.send(d2.port, 'a@sender.test', ['y@dest.test'], MSG)
+    greeter.wait_messages(1)
+    d2.wait_log(r'smtp\[\d+\]: warning: host 127\.0\.0\.1\[127\.0\.0\.1\] greeted me with my own hostname mta\.relayq\.test')
+
+
+def test_indirect_loop_is_ended_by_hopcount_limit(env):
+    pa, pb = free_port(), free_port()
+    a = env.relayqd(smtpd_listen='127.0.0.1:%d' % pa, myhostname='a.relayq.test', relayhost='[127.0.0.1]:%d' % pb)
+    b = env.relayqd(smtpd_listen='127.0.0.1:%d' % pb, myhostname='b.relayq.test', relayhost='[127.0.0.1]:%d' % pa)
+    env.send(a.port, 'owner@sender.test', ['x@dest.test'], MSG)
+    deadline = time.time() + 60
+    while 'hopcount exceeded' not in a.log() + b.log():
+        assert time.time() < deadline, a.log()[-3000:]
+        time.sleep(0.2)
+    # the sender's notice goes round too, until the hop count ends it; then all is quiet
+    def receptions():
+        return sum(len(re.findall(r'smtpd\[\d+\]: [0-9A-F]+: client=', x.log())) for x in (a, b))
+    n = -1
+    deadline = time.time() + 60
+    while n != receptions():
+        n = receptions()
+        assert time.time() < deadline
+        time.sleep(3)
+    assert n <= 2 * 50 + 2, n
+    both = a.log() + b.log()
+    assert len(re.findall(r'hopcount exceeded', both)) == 2, both[-3000:]   # the message, then its notice
+    assert len(re.findall(r'sender non-delivery notification', both)) == 1
