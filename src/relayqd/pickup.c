@@ -13,6 +13,7 @@
 #include "cleanup/cleanup.h"
 #include "bounce/bounce.h"
 #include "smtpd/smtpd_proto.h"
+#include "milter/milter.h"
 #include "relayqd/relayqd.h"
 
 typedef struct PICKUP {
@@ -20,9 +21,19 @@ typedef struct PICKUP {
     char   *path;
     QMSG   *msg;
     char   *notice_of;			/* msg is the bounce of this queue ID */
+    /* non_smtpd_milters */
+    MILTER_SESS *ms;
+    int     stage, rcpt;
+    BUF     content;
+    MILTER_MSG mm;
+    char   *macro_rcpt;
+    char    macro_buf[64];
 } PICKUP;
 
 static int pickup_inflight;
+static time_t pickup_pause_until;	/* a filter said "try again later" */
+
+static void pickup_queue(PICKUP *p);
 
 static void pickup_done(void *ctx, int ok)
 {
@@ -41,6 +52,253 @@ static void pickup_done(void *ctx, int ok)
     free(p->notice_of);
     free(p->path);
     free(p);
+}
+
+/* ---- non_smtpd_milters: the events Postfix's cleanup sends for local mail ---- */
+
+static MILTERS *pk_milters;
+static char *pk_milters_spec;
+static const CONFIG *pk_milters_cf;
+
+/* The filters for mail from sendmail(1) under the current configuration. */
+static MILTERS *pickup_milters(RELAYQD *d)
+{
+    const char *spec = config_known("non_smtpd_milters") ? config_str(d->cf, "non_smtpd_milters") : "";
+    char    err[512];
+
+    if (pk_milters_cf == d->cf && pk_milters_spec && strcmp(pk_milters_spec, spec) == 0)
+	return (pk_milters);
+    milters_free(pk_milters);
+    free(pk_milters_spec);
+    pk_milters_spec = xstrdup(spec);
+    pk_milters_cf = d->cf;
+    pk_milters = milters_create(d->cf, "non_smtpd_milters", spec, err, sizeof(err));
+    if (pk_milters == NULL && err[0])
+	log_warn("pickup", "%s; maildrop files wait until this is fixed", err);
+    return (pk_milters);
+}
+
+static int pickup_milters_broken(RELAYQD *d)
+{
+    const char *spec = config_known("non_smtpd_milters") ? config_str(d->cf, "non_smtpd_milters") : "";
+
+    return (*spec && pickup_milters(d) == NULL);
+}
+
+static const char *pickup_macro(void *ctx, const char *name)
+{
+    PICKUP *p = ctx;
+    RELAYQD *d = p->d;
+
+    if (strcmp(name, "j") == 0)
+	return (config_str(d->cf, "myhostname"));
+    if (strcmp(name, "daemon_name") == 0)
+	return (config_str(d->cf, "milter_macro_daemon_name"));
+    if (strcmp(name, "v") == 0)
+	return (config_str(d->cf, "milter_macro_v"));
+    if (strcmp(name, "_") == 0)
+	return ("localhost [127.0.0.1]");
+    if (strcmp(name, "client_addr") == 0 || strcmp(name, "daemon_addr") == 0)
+	return ("127.0.0.1");
+    if (strcmp(name, "client_name") == 0 || strcmp(name, "client_ptr") == 0)
+	return ("localhost");
+    if (strcmp(name, "i") == 0)
+	return (p->stage >= 4 ? p->msg->qid : NULL);
+    if (strcmp(name, "mail_addr") == 0)
+	return (p->stage >= 2 ? p->msg->sender : NULL);
+    if (strcmp(name, "mail_mailer") == 0 || strcmp(name, "rcpt_mailer") == 0)
+	return ("smtp");
+    if (strcmp(name, "rcpt_addr") == 0)
+	return (p->macro_rcpt);
+    return (NULL);
+}
+
+/*
+ * A filter refused the message (or a recipient): as Postfix's cleanup does
+ * with local mail, the recipients are returned to the sender.
+ */
+static void pickup_bounce_rcpts(PICKUP *p, const int *idx, int n, const char *reply)
+{
+    const char *text = strlen(reply) > 4 ? reply + 4 : reply;
+    char    dsn[16] = "5.7.1";
+
+    if (reply[4] >= '2' && reply[4] <= '5' && reply[5] == '.') {
+	size_t  k = strcspn(reply + 4, " ");
+
+	snprintf(dsn, sizeof(dsn), "%.*s", (int) (k < sizeof(dsn) ? k : sizeof(dsn) - 1), reply + 4);
+	text = reply + 4 + k + (reply[4 + k] == ' ');
+    }
+    for (int k = 0; k < n; k++) {
+	QRCPT  *r = &p->msg->rcpts[idx[k]];
+
+	free(r->reason);
+	r->reason = xstrdup(text);
+	snprintf(r->dsn, sizeof(r->dsn), "%s", dsn);
+	r->state = QRCPT_BOUNCED;
+	log_msg("cleanup", "%s: to=<%s>, relay=none, delay=0, delays=0/0/0/0, dsn=%s, "
+		"status=bounced (%s)", p->msg->qid, r->addr, dsn, text);
+    }
+}
+
+static void pickup_milter_end(PICKUP *p)
+{
+    milter_sess_free(p->ms);
+    p->ms = NULL;
+}
+
+/* Give the file back: it stays in the maildrop and is taken again later. */
+static void pickup_milter_tempfail(PICKUP *p, const char *where, const char *reply)
+{
+    log_warn("pickup", "%s: milter-reject: %s from localhost[127.0.0.1]: %s; the maildrop file "
+	     "is kept and tried again in a minute", p->msg->qid, where, reply);
+    pickup_pause_until = time(NULL) + 60;
+    pickup_milter_end(p);
+    pickup_inflight--;
+    qmsg_free(p->msg);
+    buf_free(&p->content);
+    free(p->path);
+    free(p);
+}
+
+static void pickup_milter_step(PICKUP *p);
+
+static void pickup_milter_cb(void *ctx, const MILTER_RESULT *r)
+{
+    PICKUP *p = ctx;
+    static const char *const where[] = {"CONNECT", "HELO", "MAIL", "RCPT", "DATA", "END-OF-MESSAGE"};
+    const char *w = where[p->stage < 5 ? p->stage : 5];
+
+    if (r->hold && !(p->msg->state == QSTATE_HOLD)) {
+	p->msg->state = QSTATE_HOLD;
+	log_msg("cleanup", "%s: milter-hold: %s from localhost[127.0.0.1]: %s; from=<%s>",
+		p->msg->qid, w, r->hold, p->msg->sender);
+    }
+    if (r->action == MILTER_DISCARD) {
+	log_msg("cleanup", "%s: milter-discard: %s from localhost[127.0.0.1]: milter triggers "
+		"DISCARD action; from=<%s>", p->msg->qid, w, p->msg->sender);
+	pickup_milter_end(p);
+	maildrop_remove(p->path);
+	log_msg("qmgr", "%s: removed", p->msg->qid);
+	pickup_inflight--;
+	qmsg_free(p->msg);
+	buf_free(&p->content);
+	free(p->path);
+	free(p);
+	return;
+    }
+    if (r->action == MILTER_REJECT || r->action == MILTER_SHUTDOWN) {
+	if (r->reply[0] == '4' || r->action == MILTER_SHUTDOWN) {
+	    pickup_milter_tempfail(p, w, r->reply);
+	    return;
+	}
+	log_msg("cleanup", "%s: milter-reject: %s from localhost[127.0.0.1]: %s; from=<%s>",
+		p->msg->qid, w, r->reply + 4, p->msg->sender);
+	if (p->stage == 3) {
+	    /* This recipient only. */
+	    pickup_bounce_rcpts(p, &p->rcpt, 1, r->reply);
+	} else {
+	    int    *idx = xcalloc((size_t) p->msg->nrcpt, sizeof(int));
+	    int     n = 0;
+
+	    for (int i = 0; i < p->msg->nrcpt; i++)
+		if (p->msg->rcpts[i].state == QRCPT_PENDING)
+		    idx[n++] = i;
+	    pickup_bounce_rcpts(p, idx, n, r->reply);
+	    free(idx);
+	    p->stage = 6;			/* nothing more to ask */
+	}
+    } else if (p->stage == 5) {
+	QMSG   *m = p->msg;
+
+	/* The filters' edits: content, then the envelope. */
+	if (r->new_sender) {
+	    log_msg("cleanup", "%s: milter-change-sender: from=<%s> to <%s>", m->qid, m->sender,
+		    r->new_sender);
+	    free(m->sender);
+	    m->sender = xstrdup(r->new_sender);
+	}
+	for (int k = 0; k < r->nrcpt_edits; k++) {
+	    const MILTER_RCPT_EDIT *e = &r->rcpt_edits[k];
+
+	    if (!e->add) {
+		for (int i = 0; i < m->nrcpt; i++)
+		    if (m->rcpts[i].state == QRCPT_PENDING && str_casecmp(m->rcpts[i].addr, e->addr) == 0)
+			m->rcpts[i].state = QRCPT_DONE;	/* dropped by the filter */
+	    } else if (smtpd_addr_valid(e->addr)) {
+		m->rcpts = xrealloc(m->rcpts, (size_t) (m->nrcpt + 1) * sizeof(QRCPT));
+		memset(&m->rcpts[m->nrcpt], 0, sizeof(QRCPT));
+		m->rcpts[m->nrcpt].addr = xstrdup(e->addr);
+		m->rcpts[m->nrcpt].state = QRCPT_PENDING;
+		m->nrcpt++;
+	    }
+	}
+    }
+    p->stage++;
+    if (p->stage == 3) {
+	p->rcpt = 0;
+    } else if (p->stage == 4 && p->rcpt + 1 < p->msg->nrcpt) {
+	p->rcpt++;
+	p->stage = 3;
+    }
+    pickup_milter_step(p);
+}
+
+/* Ask the filters for the next event: connect, HELO, MAIL, each RCPT, DATA, the message. */
+static void pickup_milter_step(PICKUP *p)
+{
+    char   *argv[2] = {NULL, NULL};
+
+    while (p->stage == 3 && p->rcpt < p->msg->nrcpt
+	   && p->msg->rcpts[p->rcpt].state != QRCPT_PENDING)
+	p->rcpt++;
+    if (p->stage == 3 && p->rcpt >= p->msg->nrcpt)
+	p->stage = 4;
+    if (p->stage == 4 || p->stage == 5) {
+	int     any = 0;
+
+	for (int i = 0; i < p->msg->nrcpt; i++)
+	    any |= p->msg->rcpts[i].state == QRCPT_PENDING;
+	if (!any)
+	    p->stage = 6;			/* every recipient was refused */
+    }
+    switch (p->stage) {
+    case 0:
+	milter_conn_event(p->ms, "localhost", "127.0.0.1", 0, 4, pickup_milter_cb, p);
+	return;
+    case 1:
+	milter_helo_event(p->ms, "localhost", pickup_milter_cb, p);
+	return;
+    case 2:
+	argv[0] = xasprintf("<%s>", p->msg->sender);
+	milter_mail_event(p->ms, argv, pickup_milter_cb, p);
+	free(argv[0]);
+	return;
+    case 3:
+	free(p->macro_rcpt);
+	p->macro_rcpt = xstrdup(p->msg->rcpts[p->rcpt].addr);
+	argv[0] = xasprintf("<%s>", p->msg->rcpts[p->rcpt].addr);
+	milter_rcpt_event(p->ms, argv, pickup_milter_cb, p);
+	free(argv[0]);
+	return;
+    case 4:
+	milter_data_event(p->ms, pickup_milter_cb, p);
+	return;
+    case 5:
+	p->mm.content = &p->content;
+	p->mm.own_received = 1;
+	milter_message(p->ms, &p->mm, pickup_milter_cb, p);
+	return;
+    default:
+	break;
+    }
+    /* Done: what the filters left goes to the queue. */
+    pickup_milter_end(p);
+    free(p->macro_rcpt);
+    p->macro_rcpt = NULL;
+    free(p->msg->content);
+    p->msg->size = p->content.len;
+    p->msg->content = buf_steal(&p->content);
+    pickup_queue(p);
 }
 
 static int pickup_take(void *ctx, const char *path, const MAILDROP_MSG *md, const char **why)
@@ -120,6 +378,15 @@ static int pickup_take(void *ctx, const char *path, const MAILDROP_MSG *md, cons
     p->msg = m;
     long long hop_limit = config_int(d->cf, "hopcount_limit");
 
+    if (!(hop_limit > 0 && ci.hops >= hop_limit) && pickup_milters(d) != NULL) {
+	/* non_smtpd_milters: the filters see it first; the queue gets it after them. */
+	buf_init(&p->content);
+	buf_append(&p->content, m->content, m->size);
+	p->ms = milter_sess_create(d->base, pickup_milters(d), pickup_macro, p);
+	pickup_inflight++;
+	pickup_milter_step(p);
+	return 1;
+    }
     if (hop_limit > 0 && ci.hops >= hop_limit) {
 	/* Postfix's cleanup bounces local mail that went round too often: 5.4.0 "too many hops". */
 	int    *idx = xcalloc((size_t) m->nrcpt, sizeof(int));
@@ -149,12 +416,58 @@ static int pickup_take(void *ctx, const char *path, const MAILDROP_MSG *md, cons
 	qmsg_free(m);
 	p->msg = m = nt;
     }
-    QBATCH *b = queue_batch(d->queue);
-
-    queue_batch_insert(b, m);
     pickup_inflight++;
-    queue_batch_submit(b, pickup_done, p);
+    pickup_queue(p);
     return 1;					/* kept until durable: pickup_done removes it */
+}
+
+/* Into the queue, with a notice to the sender for recipients refused on the way (filters). */
+static void pickup_queue(PICKUP *p)
+{
+    RELAYQD *d = p->d;
+    QMSG   *m = p->msg;
+    QBATCH *b = queue_batch(d->queue);
+    int    *idx = xcalloc((size_t) (m->nrcpt > 0 ? m->nrcpt : 1), sizeof(int));
+    int     nb = 0, npending = 0;
+
+    for (int i = 0; i < m->nrcpt; i++) {
+	if (m->rcpts[i].state == QRCPT_BOUNCED && p->notice_of == NULL)
+	    idx[nb++] = i;
+	if (m->rcpts[i].state == QRCPT_PENDING)
+	    npending++;
+    }
+    if (nb > 0) {
+	QMSG   *nt = bounce_build(d->cf, m, idx, nb, BOUNCE_FAILED, (int64_t) time(NULL));
+
+	if (nt != NULL) {
+	    queue_assign_id(d->queue, nt);
+	    if (npending == 0) {
+		/* Nothing left to deliver: the notice replaces the message. */
+		log_msg("qmgr", "%s: removed", m->qid);
+		p->notice_of = xstrdup(m->qid);
+		qmsg_free(m);
+		p->msg = m = nt;
+	    } else {
+		log_msg("bounce", "%s: sender non-delivery notification: %s", m->qid, nt->qid);
+		queue_batch_insert(b, nt);
+		qmsg_free(nt);
+	    }
+	} else if (npending == 0) {
+	    log_msg("qmgr", "%s: removed", m->qid);
+	    queue_batch_abort(b);
+	    maildrop_remove(p->path);
+	    pickup_inflight--;
+	    free(idx);
+	    qmsg_free(m);
+	    free(p->notice_of);
+	    free(p->path);
+	    free(p);
+	    return;
+	}
+    }
+    free(idx);
+    queue_batch_insert(b, m);
+    queue_batch_submit(b, pickup_done, p);
 }
 
 /*
@@ -186,6 +499,8 @@ static int pickup_space_wait(RELAYQD *d)
 void    pickup_scan(RELAYQD *d)
 {
     if (pickup_inflight > 0 || d->stopping || pickup_space_wait(d))
+	return;
+    if (time(NULL) < pickup_pause_until || pickup_milters_broken(d))
 	return;
     long long max = config_size(d->cf, "message_size_limit");
 

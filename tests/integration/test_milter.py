@@ -331,3 +331,38 @@ def test_opendkim_signs_and_an_independent_verifier_accepts(env):
     assert verify_dkim(env, data, txt), data
     # the check can fail: a body changed after signing does not verify
     assert not verify_dkim(env, data.replace(b'A second line.', b'A changed line.'), txt)
+
+
+def test_non_smtpd_milters_filter_sendmail_mail(env):
+    """Mail from sendmail(1) goes through non_smtpd_milters with the events
+    Postfix's cleanup sends for local mail (connect as localhost): edits reach
+    the next hop, a rejection returns the mail to the sender, a tempfail keeps
+    the maildrop file."""
+    fport, flog = start_filter(env)
+    sink = env.pysink()
+    d = env.relayqd(relayhost='[127.0.0.1]:%d' % sink.port, queue_run_delay='1s',
+                    non_smtpd_milters='inet:127.0.0.1:%d' % fport)
+
+    def sendmail(subject):
+        r = env.cli(d, '-f', 'app@sender.test', 'b@dest.test', input=msg(subject), prog='sendmail')
+        assert r.returncode == 0, r.stderr
+
+    sendmail('addheader')
+    m = sink.wait_messages(1)[0]
+    assert b'X-Filter-Added: yes' in m['data'], m['data']
+    assert re.search(r'^connect localhost 127\.0\.0\.1', read(flog), re.M), read(flog)
+    assert re.search(r'^mail <app@sender\.test>', read(flog), re.M), read(flog)
+    # a rejection: the sender gets a notice, nothing goes to b@dest.test
+    sendmail('reject')
+    d.wait_log(r'milter-reject: END-OF-MESSAGE from localhost\[127\.0\.0\.1\]: 5\.7\.1 content rejected')
+    d.wait_log(r'to=<b@dest\.test>, relay=none, .*dsn=5\.7\.1, status=bounced \(content rejected by the test filter\)')
+    got = sink.wait_messages(2)
+    notice = got[1]
+    assert notice['from'] == '' and notice['rcpts'] == ['app@sender.test'], notice
+    assert b'content rejected by the test filter' in notice['data']
+    # a tempfail: the maildrop file waits
+    sendmail('tempfail')
+    d.wait_log(r'milter-reject: END-OF-MESSAGE from localhost\[127\.0\.0\.1\]: 451 4\.7\.1 .*maildrop file is kept')
+    left = os.listdir(os.path.join(d.queue_dir, 'maildrop'))
+    assert [f for f in left if f != 'corrupt'], left
+    assert len(sink.messages) == 2
