@@ -366,3 +366,57 @@ def test_non_smtpd_milters_filter_sendmail_mail(env):
     left = os.listdir(os.path.join(d.queue_dir, 'maildrop'))
     assert [f for f in left if f != 'corrupt'], left
     assert len(sink.messages) == 2
+
+
+RSPAMD_OPTIONS = '''dns { nameserver = ["127.0.0.1:1"]; timeout = 1s; retransmits = 1; }
+local_addrs = "127.0.0.0/8";
+'''
+
+
+def test_rspamd_milter_adds_its_header_and_rejects_gtube(env):
+    """rspamd's proxy worker in milter mode, on loopback with every DNS query
+    sent to a closed loopback port (its maps and RBLs fail at once; nothing
+    leaves the machine): an ordinary message gets rspamd's header, the GTUBE
+    test message is rejected with rspamd's reply."""
+    if not os.path.exists('/usr/bin/rspamd'):
+        raise Skip('rspamd (Debian) is not installed')
+    rd = os.path.join(env.dir, 'rspamd')
+    for sub in ('local.d', 'override.d', 'db', 'run', 'log'):
+        os.makedirs(os.path.join(rd, sub))
+    port, cport = free_port(), free_port()
+    files = {
+        'local.d/worker-proxy.inc': 'bind_socket = "127.0.0.1:%d";\nmilter = yes;\ntimeout = 120s;\n'
+                                    'upstream "local" { default = yes; self_scan = yes; }\ncount = 1;\n' % port,
+        'override.d/worker-controller.inc': 'bind_socket = "127.0.0.1:%d";\ncount = 1;\n' % cport,
+        'override.d/worker-normal.inc': 'enabled = false;\n',
+        'override.d/worker-fuzzy.inc': 'enabled = false;\n',
+        'local.d/options.inc': RSPAMD_OPTIONS,
+        'local.d/logging.inc': 'type = "file"; filename = "%s/log/rspamd.log"; level = "info";\n' % rd,
+        'local.d/milter_headers.conf': 'use = ["x-spamd-result"];\nskip_local = false;\n'
+                                       'skip_authenticated = false;\n',
+    }
+    for name, text in files.items():
+        with open(os.path.join(rd, name), 'w') as f:
+            f.write(text)
+    subprocess.run(['chmod', '-R', 'a+rwX', rd], check=True)
+    env.spawn(['/usr/bin/rspamd', '-f', '-i', '-u', '_rspamd', '-g', '_rspamd', '-c', '/etc/rspamd/rspamd.conf',
+               '--var=LOCAL_CONFDIR=' + rd, '--var=DBDIR=%s/db' % rd, '--var=RUNDIR=%s/run' % rd,
+               '--var=LOGDIR=%s/log' % rd])
+    wait_port(port, timeout=120)
+    sink = env.pysink()
+    d = env.relayqd(relayhost='[127.0.0.1]:%d' % sink.port, smtpd_milters='inet:127.0.0.1:%d' % port,
+                    milter_content_timeout='120s')
+    # the first scan may wait for rspamd's regular expressions to be compiled
+    env.send(d.port, 'a@sender.test', ['b@dest.test'], msg('hello there', body='An ordinary message.\r\n'))
+    data = sink.wait_messages(1, timeout=150)[0]['data']
+    assert b'X-Spamd-Result: default: False [' in data, data
+    with smtplib.SMTP('127.0.0.1', d.port, timeout=150) as s:
+        s.ehlo('client.test')
+        s.mail('a@sender.test')
+        s.rcpt('b@dest.test')
+        gtube = 'XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X'
+        code, resp = s.data(msg('gtube', body=gtube + '\r\n').encode())
+    assert code == 554 and b'Gtube pattern' in resp, (code, resp)
+    assert re.search(r'milter-reject: END-OF-MESSAGE from localhost\[127\.0\.0\.1\]: 5\.7\.1 Gtube pattern;', d.log())
+    time.sleep(1)
+    assert len(sink.messages) == 1
