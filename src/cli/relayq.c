@@ -630,6 +630,8 @@ int     main(int argc, char **argv)
     size_t  k;
 
     memset(&cli, 0, sizeof(cli));
+    /* relayq, mailq and sendmail all speak as "relayq:" on stderr; postsuper in the log. */
+    msg_init("relayq", "postsuper");
     cli.overrides = xcalloc(argc + 1, sizeof(char *));
 
     /* mailq and sendmail: the binary's name is the command. */

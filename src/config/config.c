@@ -20,6 +20,7 @@
 #include "util/util.h"
 #include "config/config.h"
 #include "config/params.h"
+#include "log/log.h"
 
 #define CONFIG_FILE_NAME	"relayq.cf"
 #define CONFIG_MAX_DEPTH	100	/* $name nesting; deeper is a loop */
@@ -458,9 +459,9 @@ static void cfg_add(CONFIG *cf, const char *name, const char *value, char *where
 
     if (idx < 0) {
 	if (strncmp(where, "-o ", 3) == 0)
-	    fprintf(stderr, "relayq: warning: %s: unknown parameter\n", where);
+	    msg_warn("%s: unknown parameter", where);
 	else
-	    fprintf(stderr, "relayq: warning: %s: unknown parameter \"%s\"\n", where, name);
+	    msg_warn("%s: unknown parameter \"%s\"", where, name);
 	cf->warnings++;
     }
     for (int i = 0; i < cf->nset; i++)
@@ -716,9 +717,9 @@ static int cfg_need(const CONFIG *cf, const char *name, const char *func)
     int     i = param_index(name);
 
     if (i < 0)
-	util_fatal("%s: unknown parameter \"%s\"", func, name);
+	msg_panic("%s: unknown parameter \"%s\"", func, name);
     if (cf == 0 || cf->expanded[i] == 0)
-	util_fatal("%s: no configuration loaded", func);
+	msg_panic("%s: no configuration loaded", func);
     return (i);
 }
 
@@ -732,7 +733,7 @@ long long config_time(const CONFIG *cf, const char *name)
     int     i = cfg_need(cf, name, "config_time");
 
     if (param_table[i].type != PT_TIME)
-	util_fatal("config_time: parameter %s is not a time", name);
+	msg_panic("config_time: parameter %s is not a time", name);
     return (cf->num[i]);
 }
 
@@ -741,7 +742,7 @@ long long config_int(const CONFIG *cf, const char *name)
     int     i = cfg_need(cf, name, "config_int");
 
     if (param_table[i].type != PT_INT && param_table[i].type != PT_SIZE)
-	util_fatal("config_int: parameter %s is not a number", name);
+	msg_panic("config_int: parameter %s is not a number", name);
     return (cf->num[i]);
 }
 
@@ -750,7 +751,7 @@ long long config_size(const CONFIG *cf, const char *name)
     int     i = cfg_need(cf, name, "config_size");
 
     if (param_table[i].type != PT_SIZE && param_table[i].type != PT_INT)
-	util_fatal("config_size: parameter %s is not a size", name);
+	msg_panic("config_size: parameter %s is not a size", name);
     return (cf->num[i]);
 }
 
@@ -759,7 +760,7 @@ int     config_bool(const CONFIG *cf, const char *name)
     int     i = cfg_need(cf, name, "config_bool");
 
     if (param_table[i].type != PT_BOOL)
-	util_fatal("config_bool: parameter %s is not yes/no", name);
+	msg_panic("config_bool: parameter %s is not yes/no", name);
     return ((int) cf->num[i]);
 }
 
@@ -776,7 +777,7 @@ char   *config_expand(const CONFIG *cf, const char *value)
 
     st.depth = 0;
     if (cfg_expand(cf, value, strlen(value), &out, &st, &why) < 0) {
-	fprintf(stderr, "relayq: warning: expanding \"%s\": %s\n", value, why.data);
+	msg_warn("expanding \"%s\": %s", value, why.data);
 	buf_reset(&out);
 	buf_puts(&out, value);
     }
@@ -882,7 +883,7 @@ int     config_show(const CONFIG *cf, FILE *fp, int flags, char *const *names, i
 	    int     i = param_index(names[k]);
 
 	    if (i < 0) {
-		fprintf(stderr, "relayq: warning: unknown parameter: %s\n", names[k]);
+		msg_warn("unknown parameter: %s", names[k]);
 		ret = 1;
 		continue;
 	    }

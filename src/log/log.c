@@ -263,12 +263,135 @@ void    log_msg(const char *service, const char *fmt,...)
     va_end(ap);
 }
 
+/* Diagnostics: msg(3) tiers, to stderr and/or the maillog (see log.h). */
+
+static char msg_prog[LOG_NAME_MAX] = "relayq";
+static char msg_service[LOG_NAME_MAX] = "relayq";
+static int msg_on_stderr = 1;
+static void (*msg_cleanup_fn) (void);
+
+void    msg_init(const char *progname, const char *service)
+{
+    pthread_mutex_lock(&log_lock);
+    snprintf(msg_prog, sizeof(msg_prog), "%s", progname);
+    snprintf(msg_service, sizeof(msg_service), "%s", service);
+    pthread_mutex_unlock(&log_lock);
+}
+
+void    msg_stderr(int on)
+{
+    pthread_mutex_lock(&log_lock);
+    msg_on_stderr = on;
+    pthread_mutex_unlock(&log_lock);
+}
+
+void    msg_cleanup(void (*fn) (void))
+{
+    msg_cleanup_fn = fn;
+}
+
+/* msg_stderr_line - "PROG: tag: text" on stderr, one write(2) */
+
+static void msg_stderr_line(const char *prog, const char *tag, const char *fmt, va_list ap)
+{
+    BUF     line = BUF_INIT;
+    size_t  text;
+
+    buf_printf(&line, "%s: ", prog);
+    text = line.len;
+    buf_puts(&line, tag);
+    buf_vprintf(&line, fmt, ap);
+    for (size_t i = text; i < line.len; i++)
+	if ((unsigned char) line.data[i] < 0x20 && line.data[i] != '\t')
+	    line.data[i] = '?';
+    buf_putc(&line, '\n');
+    log_write_all(2, line.data, line.len);
+    buf_free(&line);
+}
+
+void    msg_vdiag(MSG_LEVEL level, const char *service, const char *fmt, va_list ap)
+{
+    static const char *const tags[] = {"", "warning: ", "error: ", "fatal: ", "panic: "};
+    static const int prios[] = {LOG_INFO, LOG_WARNING, LOG_ERR, LOG_CRIT, LOG_CRIT};
+    int     saved_errno = errno;		/* for %m in both copies */
+    char    prog[LOG_NAME_MAX];
+    int     to_stderr, to_log;
+    va_list ap2;
+
+    pthread_mutex_lock(&log_lock);
+    snprintf(prog, sizeof(prog), "%s", msg_prog);
+    to_stderr = msg_on_stderr && !(log_dest == LOG_TO_FD && log_fdesc == 2);
+    to_log = log_dest != LOG_TO_STDERR_EARLY || !to_stderr;
+    if (service == 0)
+	service = msg_service;			/* written only by msg_init, at start */
+    pthread_mutex_unlock(&log_lock);
+
+    if (to_stderr) {
+	va_copy(ap2, ap);
+	errno = saved_errno;
+	msg_stderr_line(prog, tags[level], fmt, ap2);
+	va_end(ap2);
+    }
+    if (to_log) {
+	va_copy(ap2, ap);
+	errno = saved_errno;
+	log_emit(prios[level], service, tags[level], fmt, ap2);
+	va_end(ap2);
+    }
+    if (level == MSG_FATAL) {
+	void    (*fn) (void) = msg_cleanup_fn;
+
+	msg_cleanup_fn = 0;			/* a fatal error inside it must not loop */
+	if (fn)
+	    fn();
+	exit(1);
+    }
+    if (level == MSG_PANIC)
+	abort();
+    errno = saved_errno;
+}
+
+#define MSG_FN(name, level) \
+void    name(const char *fmt,...) \
+{ \
+    va_list ap; \
+\
+    va_start(ap, fmt); \
+    msg_vdiag(level, 0, fmt, ap); \
+    va_end(ap); \
+}
+
+MSG_FN(msg_info, MSG_INFO)
+MSG_FN(msg_warn, MSG_WARN)
+MSG_FN(msg_error, MSG_ERROR)
+#undef MSG_FN
+
+void    msg_fatal(const char *fmt,...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    msg_vdiag(MSG_FATAL, 0, fmt, ap);
+    va_end(ap);
+    exit(1);					/* not reached */
+}
+
+void    msg_panic(const char *fmt,...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    msg_vdiag(MSG_PANIC, 0, fmt, ap);
+    va_end(ap);
+    abort();					/* not reached */
+}
+
 void    log_warn(const char *service, const char *fmt,...)
 {
     va_list ap;
 
     va_start(ap, fmt);
-    log_emit(LOG_WARNING, service, "warning: ", fmt, ap);
+    msg_vdiag(MSG_WARN, service, fmt, ap);
     va_end(ap);
 }
 

@@ -9,6 +9,7 @@
 #ifndef LOG_H_INCLUDED
 #define LOG_H_INCLUDED
 
+#include <stdarg.h>
 #include <stdint.h>
 #include "util/util.h"
 
@@ -18,11 +19,52 @@ int     log_reopen(void);			/* SIGHUP: log rotation */
 void    log_close(void);
 int     log_fd(void);				/* -1 for syslog; for fchown */
 
-/* SERVICE is the Postfix process name: master smtpd cleanup qmgr smtp error bounce pickup postsuper */
+/*
+ * Log lines: the mail system's record ("QID: to=<...>, status=sent ..."),
+ * to the maillog only.  SERVICE is the Postfix process name: master smtpd
+ * cleanup qmgr smtp error bounce pickup postsuper.  Before log_open() they
+ * go to stderr in the same format.
+ */
 void    log_msg(const char *service, const char *fmt, ...) UTIL_PRINTF(2, 3);
 void    log_vmsg(const char *service, const char *fmt, va_list ap);
 
-/* warning: / fatal: prefixed lines ("relayq/smtpd[1]: warning: ...") */
+/*
+ * Diagnostics, Postfix's msg(3) tiers: about the program itself, not about
+ * mail.  Each goes to every channel that is on:
+ *   stderr      "PROGNAME: warning: TEXT", while msg_stderr() is on (the
+ *               default; relayqd turns it off once it runs, so that what a
+ *               SIGHUP reload says reaches the maillog, not a stderr nobody
+ *               reads);
+ *   the maillog "NAME/SERVICE[PID]: warning: TEXT", once log_open() has
+ *               succeeded (with stderr off and no log open yet: to stderr
+ *               in the maillog format, as log_msg).
+ * When the maillog is stderr itself the line is written once.
+ *
+ *   msg_info   information ("PROG: TEXT")
+ *   msg_warn   "warning: " - something is wrong, the program carries on
+ *   msg_error  "error: " - a failed operation; the program carries on
+ *   msg_fatal  "fatal: " - runs the msg_cleanup() function, exit(1)
+ *   msg_panic  "panic: " - a bug (an impossible state): abort()
+ *
+ * msg_* use the service given to msg_init() ("master" in relayqd);
+ * log_warn() and msg_vdiag() name the service (the daemon hosts several
+ * Postfix services in one process).
+ */
+typedef enum {
+    MSG_INFO, MSG_WARN, MSG_ERROR, MSG_FATAL, MSG_PANIC,
+} MSG_LEVEL;
+
+void    msg_init(const char *progname, const char *service);
+void    msg_stderr(int on);
+void    msg_cleanup(void (*fn) (void));
+void    msg_info(const char *fmt, ...) UTIL_PRINTF(1, 2);
+void    msg_warn(const char *fmt, ...) UTIL_PRINTF(1, 2);
+void    msg_error(const char *fmt, ...) UTIL_PRINTF(1, 2);
+void    msg_fatal(const char *fmt, ...) UTIL_PRINTF(1, 2) __attribute__((noreturn));
+void    msg_panic(const char *fmt, ...) UTIL_PRINTF(1, 2) __attribute__((noreturn));
+void    msg_vdiag(MSG_LEVEL level, const char *service, const char *fmt, va_list ap);
+
+/* msg_warn for a named service ("relayq/qmgr[1]: warning: ...") */
 void    log_warn(const char *service, const char *fmt, ...) UTIL_PRINTF(2, 3);
 
 /*

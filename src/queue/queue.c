@@ -34,6 +34,7 @@
 #include <sqlite3.h>
 
 #include "util/util.h"
+#include "log/log.h"
 #include "queue/queue.h"
 
 #define QUEUE_SCHEMA_VERSION	1	/* PRAGMA user_version we write */
@@ -1805,7 +1806,7 @@ void    queue_test_fault(QUEUE *q, const char *step)
     else if (strcmp(step, "full-commit") == 0)
 	f = QFAULT_FULL_COMMIT;
     else
-	util_fatal("queue_test_fault: unknown step \"%s\"", step);
+	msg_panic("queue_test_fault: unknown step \"%s\"", step);
     atomic_store(&q->fault, f);
 }
 

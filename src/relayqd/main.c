@@ -11,6 +11,7 @@
  * is reported and the old one kept) and reopen the log.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <grp.h>
 #include <pwd.h>
 #include <signal.h>
@@ -399,6 +400,38 @@ static void recover_warn(void *ctx, const char *qid, const char *why)
     log_warn("qmgr", "%s: corrupt queue record moved to the corrupt state: %s", qid, why);
 }
 
+/*
+ * A fatal error during start-up (msg_fatal: "relayqd: fatal: ..." on
+ * stderr, and in the maillog once it is open) lets the queue's writer
+ * finish and releases the queue lock before exit.
+ */
+static QUEUE *startup_queue;
+
+static void startup_cleanup(void)
+{
+    if (startup_queue)
+	queue_close(startup_queue);
+}
+
+/*
+ * Descriptors 0-2 closed by whoever started us would be reused by the
+ * first files and sockets opened, and a diagnostic written to "stderr"
+ * would land in one of them: point them at /dev/null first.
+ */
+static void std_fds_open(void)
+{
+    for (int fd = 0; fd <= 2; fd++) {
+	if (fcntl(fd, F_GETFD) < 0 && errno == EBADF) {
+	    int     nfd = open("/dev/null", O_RDWR);
+
+	    if (nfd >= 0 && nfd != fd) {
+		dup2(nfd, fd);
+		close(nfd);
+	    }
+	}
+    }
+}
+
 int     main(int argc, char **argv)
 {
     RELAYQD d;
@@ -406,6 +439,9 @@ int     main(int argc, char **argv)
     int     ch;
 
     memset(&d, 0, sizeof(d));
+    std_fds_open();
+    msg_init("relayqd", "master");
+    msg_cleanup(startup_cleanup);
     d.overrides = xcalloc((size_t) argc + 1, sizeof(char *));
     while ((ch = getopt(argc, argv, "c:o:")) != -1) {
 	switch (ch) {
@@ -425,22 +461,15 @@ int     main(int argc, char **argv)
     /* The queue database and what the daemon creates are not for other users. */
     umask(077);
 
-    if ((d.cf = config_load(d.confdir, d.overrides, d.noverrides, 0, err, sizeof(err))) == NULL) {
-	fprintf(stderr, "relayqd: fatal: %s\n", err);
-	return 1;
-    }
+    if ((d.cf = config_load(d.confdir, d.overrides, d.noverrides, 0, err, sizeof(err))) == NULL)
+	msg_fatal("%s", err);
     if (log_open(config_str(d.cf, "maillog_file"), config_str(d.cf, "syslog_name"),
-		 config_str(d.cf, "myhostname"), err, sizeof(err)) < 0) {
-	fprintf(stderr, "relayqd: fatal: %s\n", err);
-	return 1;
-    }
+		 config_str(d.cf, "myhostname"), err, sizeof(err)) < 0)
+	msg_fatal("%s", err);
     raise_nofile(&d);
     evthread_use_pthreads();
-    d.base = event_base_new();
-    if (d.base == NULL) {
-	fprintf(stderr, "relayqd: fatal: cannot create the event loop\n");
-	return 1;
-    }
+    if ((d.base = event_base_new()) == NULL)
+	msg_fatal("cannot create the event loop");
 
     /*
      * As root only what needs root: the queue directory's own set-up
@@ -449,61 +478,37 @@ int     main(int argc, char **argv)
      */
     const char *qdir = config_str(d.cf, "queue_directory");
 
-    if (mkdir_parents(qdir, err, sizeof(err)) < 0 || queue_dir_prepare(&d, err, sizeof(err)) < 0) {
-	fprintf(stderr, "relayqd: fatal: %s\n", err);
-	log_msg("master", "fatal: %s", err);
-	return 1;
-    }
+    if (mkdir_parents(qdir, err, sizeof(err)) < 0 || queue_dir_prepare(&d, err, sizeof(err)) < 0)
+	msg_fatal("%s", err);
     SMTPD_HOOKS hooks = {on_queued, &d};
 
     d.smtpd = smtpd_create(d.base, d.cf, NULL, &hooks);
-    if (smtpd_bind(d.smtpd, err, sizeof(err)) < 0) {
-	fprintf(stderr, "relayqd: fatal: %s\n", err);
-	log_msg("master", "fatal: %s", err);
-	return 1;
-    }
+    if (smtpd_bind(d.smtpd, err, sizeof(err)) < 0)
+	msg_fatal("%s", err);
     const char *mlisten = config_str(d.cf, "metrics_listen");
 
     if (mlisten && *mlisten
-	&& (d.metrics = metrics_create(d.base, mlisten, stats_metrics, &d, err, sizeof(err))) == NULL) {
-	fprintf(stderr, "relayqd: fatal: %s\n", err);
-	return 1;
-    }
+	&& (d.metrics = metrics_create(d.base, mlisten, stats_metrics, &d, err, sizeof(err))) == NULL)
+	msg_fatal("%s", err);
     table_set_event_base(d.base);
-    if (tables_open(d.cf, &d.tables, &d.ntables, err, sizeof(err)) < 0) {
-	fprintf(stderr, "relayqd: fatal: %s\n", err);
-	log_msg("master", "fatal: %s", err);
-	return 1;
-    }
+    if (tables_open(d.cf, &d.tables, &d.ntables, err, sizeof(err)) < 0)
+	msg_fatal("%s", err);
     /* Before dropping root: a root-only smtp_sasl_password_maps file is read now. */
     d.smtp = smtp_create(d.base, d.cf);
-    if (drop_privileges(&d, err, sizeof(err)) < 0) {
-	fprintf(stderr, "relayqd: fatal: %s\n", err);
-	log_msg("master", "fatal: %s", err);
-	return 1;
-    }
-    if ((d.queue = queue_open(qdir, QUEUE_OPEN_DAEMON, err, sizeof(err))) == NULL) {
-	fprintf(stderr, "relayqd: fatal: %s\n", err);
-	log_msg("master", "fatal: %s", err);
-	return 1;
-    }
+    if (drop_privileges(&d, err, sizeof(err)) < 0)
+	msg_fatal("%s", err);
+    if ((d.queue = queue_open(qdir, QUEUE_OPEN_DAEMON, err, sizeof(err))) == NULL)
+	msg_fatal("%s", err);
+    startup_queue = d.queue;			/* from here on a fatal error closes it */
     smtpd_set_queue(d.smtpd, d.queue);
     reserve_apply(&d);
     struct group *gr = getgrnam(config_str(d.cf, "setgid_group"));
 
     d.control = control_create(d.base, qdir, gr ? (int) gr->gr_gid : -1, admin_handle, &d, err, sizeof(err));
-    if (d.control == NULL) {
-	fprintf(stderr, "relayqd: fatal: %s\n", err);
-	queue_close(d.queue);
-	return 1;
-    }
-    int     ncorrupt = queue_recover(d.queue, recover_warn, &d);
-
-    if (ncorrupt < 0) {
-	fprintf(stderr, "relayqd: fatal: queue recovery failed in %s\n", qdir);
-	queue_close(d.queue);
-	return 1;
-    }
+    if (d.control == NULL)
+	msg_fatal("%s", err);
+    if (queue_recover(d.queue, recover_warn, &d) < 0)
+	msg_fatal("queue recovery failed in %s", qdir);
     d.sched = sched_create(d.base, d.cf, d.queue, d.smtp);
 
     d.queue_ev = event_new(d.base, queue_notify_fd(d.queue), EV_READ | EV_PERSIST, on_queue_notify, &d);
@@ -524,12 +529,16 @@ int     main(int argc, char **argv)
     sched_start(d.sched);
     pickup_scan(&d);
     /* Last: a client that can connect finds the queue, the sockets and the schedule ready. */
-    if (smtpd_listen(d.smtpd, err, sizeof(err)) < 0) {
-	fprintf(stderr, "relayqd: fatal: %s\n", err);
-	log_msg("master", "fatal: %s", err);
-	return 1;
-    }
+    if (smtpd_listen(d.smtpd, err, sizeof(err)) < 0)
+	msg_fatal("%s", err);
 
+    /*
+     * Running: from now on diagnostics (a reload's configuration warnings
+     * included) go to the maillog only, and a fatal error no longer closes
+     * the queue from whatever thread or callback it happens in.
+     */
+    msg_cleanup(NULL);
+    msg_stderr(0);
     event_base_dispatch(d.base);
 
     /* Stopped: let the writer finish what was submitted, then close. */

@@ -13,7 +13,9 @@
 
 static void __attribute__((noreturn)) out_of_memory(size_t len)
 {
-    fprintf(stderr, "relayq: fatal: out of memory allocating %zu bytes\n", len);
+    /* Below the log module: stderr only, under the name the program was run by. */
+    fprintf(stderr, "%s: fatal: out of memory allocating %zu bytes\n",
+	    program_invocation_short_name, len);
     abort();
 }
 
@@ -248,18 +250,6 @@ int64_t time_mono_us(void)
 
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t) ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
-void    util_fatal(const char *fmt, ...)
-{
-    va_list ap;
-
-    fputs("relayq: fatal: ", stderr);
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fputc('\n', stderr);
-    exit(1);
 }
 
 char   *str_printable(const char *s)

@@ -69,7 +69,4 @@ char   *str_printable(const char *s);
 int64_t time_now_us(void);			/* CLOCK_REALTIME, microseconds */
 int64_t time_mono_us(void);			/* CLOCK_MONOTONIC, microseconds */
 
-/* Fatal error: one line on stderr, exit(1). */
-void    util_fatal(const char *fmt, ...) UTIL_PRINTF(1, 2) __attribute__((noreturn));
-
 #endif

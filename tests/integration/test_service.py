@@ -8,6 +8,7 @@ import re
 import shutil
 import signal
 import smtplib
+import socket
 import subprocess
 import time
 import urllib.request
@@ -233,3 +234,42 @@ def test_sighup_under_load_drops_nothing(env):
     assert len(re.findall(r'reload -- version', d.log())) == 3
     # (the harness's readiness probe shows as "lost connection after CONNECT")
     assert not re.search(r'lost connection after (?!CONNECT)', d.log()), d.log()
+
+
+def test_reload_warnings_reach_the_maillog(env):
+    """A configuration warning on SIGHUP goes to the maillog under the
+    daemon's name, not to the stderr nobody reads once it runs."""
+    d = env.relayqd()
+    with open(os.path.join(d.confdir, 'relayq.cf'), 'a') as f:
+        f.write('no_such_parameter_xyz = 1\n')
+    d.hup()
+    d.wait_log(r'master\[\d+\]: reload -- version')
+    d.wait_log(r'relayq/master\[\d+\]: warning: .*relayq\.cf, line \d+: '
+               r'unknown parameter "no_such_parameter_xyz"')
+    assert 'no_such_parameter_xyz' not in d.stderr_text(), d.stderr_text()
+    assert d.proc.poll() is None
+
+
+def test_startup_fatal_names_relayqd_on_stderr_and_in_the_log(env):
+    """A start-up failure after the log is open: "relayqd: fatal: ..." on
+    stderr and "fatal: ..." in the maillog, exit status 1, and the queue
+    lock released (a second start with a free port works)."""
+    busy = socket.socket()
+    busy.bind(('127.0.0.1', 0))
+    busy.listen(1)
+    port = busy.getsockname()[1]
+    try:
+        # metrics_listen: a failure main() used to report on stderr only
+        d = env.relayqd(start=False, metrics_listen='127.0.0.1:%d' % port)
+        d.start(wait=False)
+        rc = d.proc.wait(20)
+        assert rc == 1, rc
+        err = d.stderr_text()
+        assert re.search(r'^relayqd: fatal: .*127\.0\.0\.1:%d' % port, err, re.M), err
+        assert 'relayq: fatal' not in err, err
+        assert re.search(r'relayq/master\[\d+\]: fatal: .*127\.0\.0\.1:%d' % port, d.log()), d.log()
+    finally:
+        busy.close()
+    d.write_config(metrics_listen='127.0.0.1:%d' % free_port())
+    d.start()
+    assert d.proc.poll() is None

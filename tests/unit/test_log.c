@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <regex.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -74,6 +75,7 @@ static void test_line_format(void)
 
     snprintf(path, sizeof(path), "%s/maillog", tmpdir);
     unlink(path);
+    msg_stderr(0);				/* log_warn: the log only */
     T_EQ_INT(log_open(path, "relayq", "mx.example.test", err, sizeof(err)), 0);
     T_CHECK(log_fd() > 2);
     t0 = time(0);
@@ -82,6 +84,7 @@ static void test_line_format(void)
     log_msg("cleanup", "two\nlines\r");
     t1 = time(0);
     log_close();
+    msg_stderr(1);
     text = slurp(path);
 
     /* Exact text after the time stamp. */
@@ -144,6 +147,137 @@ static void test_early_stderr(void)
 	T_FAILF("stderr text: %s", text);
     free(text);
     unlink(path);
+}
+
+/*
+ * Diagnostics (msg_*): "PROG: tier: text" on stderr while it is on, the
+ * maillog format once the log is open, once only when the log is stderr;
+ * msg_fatal runs the cleanup and exits 1, msg_panic aborts.
+ */
+
+static int stderr_to(const char *path)
+{
+    int     saved, fd;
+
+    fflush(stderr);
+    saved = dup(2);
+    fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    dup2(fd, 2);
+    close(fd);
+    return (saved);
+}
+
+static void stderr_back(int saved)
+{
+    dup2(saved, 2);
+    close(saved);
+}
+
+static char *cleanup_marker;
+
+static void mark_cleanup(void)
+{
+    int     fd = open(cleanup_marker, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+
+    if (fd >= 0)
+	close(fd);
+}
+
+static void test_diagnostics(void)
+{
+    char    errpath[128], logpath[128], marker[128], err[256], re[1024];
+    char   *text;
+    int     saved, status;
+    pid_t   pid;
+    long    me = (long) getpid();
+
+    snprintf(errpath, sizeof(errpath), "%s/diag-stderr", tmpdir);
+    snprintf(logpath, sizeof(logpath), "%s/diag-maillog", tmpdir);
+    snprintf(marker, sizeof(marker), "%s/diag-cleanup", tmpdir);
+    unlink(logpath);
+
+    /* No log yet, stderr on: the plain form only. */
+    msg_init("relayqd", "master");
+    saved = stderr_to(errpath);
+    msg_info("starting %d", 1);
+    msg_warn("bad\nthing");
+    stderr_back(saved);
+    text = slurp(errpath);
+    T_EQ_STR(text, "relayqd: starting 1\nrelayqd: warning: bad?thing\n");
+    free(text);
+
+    /* Log open, stderr on: both; then stderr off (a running daemon): the log only. */
+    T_EQ_INT(log_open(logpath, "relayq", "mx.example.test", err, sizeof(err)), 0);
+    saved = stderr_to(errpath);
+    msg_error("cannot %s", "frob");
+    log_warn("qmgr", "named service");
+    msg_stderr(0);
+    msg_warn("%s: unknown parameter \"foo\"", "relayq.cf, line 7");
+    stderr_back(saved);
+    text = slurp(errpath);
+    T_EQ_STR(text, "relayqd: error: cannot frob\nrelayqd: warning: named service\n");
+    free(text);
+    text = slurp(logpath);
+    snprintf(re, sizeof(re),
+	     "^[^\n]* mx relayq/master\\[%ld\\]: error: cannot frob\n"
+	     "[^\n]* mx relayq/qmgr\\[%ld\\]: warning: named service\n"
+	     "[^\n]* mx relayq/master\\[%ld\\]: warning: relayq.cf, line 7: unknown parameter \"foo\"\n$",
+	     me, me, me);
+    if (!matches(re, text))
+	T_FAILF("maillog text: %s", text);
+    free(text);
+    log_close();
+
+    /* The log is stderr: one line, in the log's format. */
+    msg_stderr(1);
+    saved = stderr_to(errpath);
+    T_EQ_INT(log_open("/dev/stderr", "relayq", "mx", err, sizeof(err)), 0);
+    msg_warn("once");
+    log_close();
+    stderr_back(saved);
+    text = slurp(errpath);
+    snprintf(re, sizeof(re), "^[^\n]* mx relayq/master\\[%ld\\]: warning: once\n$", me);
+    if (!matches(re, text))
+	T_FAILF("stderr text: %s", text);
+    free(text);
+
+    /* msg_fatal: both channels, the cleanup, exit status 1. */
+    unlink(logpath);
+    unlink(marker);
+    cleanup_marker = marker;
+    fflush(stdout);
+    if ((pid = fork()) == 0) {
+	saved = stderr_to(errpath);
+	if (log_open(logpath, "relayq", "mx", err, sizeof(err)) < 0)
+	    _exit(3);
+	msg_cleanup(mark_cleanup);
+	msg_fatal("cannot bind %s", "127.0.0.1:25");
+    }
+    T_CHECK(waitpid(pid, &status, 0) == pid && WIFEXITED(status) && WEXITSTATUS(status) == 1);
+    T_CHECK(access(marker, F_OK) == 0);
+    text = slurp(errpath);
+    T_EQ_STR(text, "relayqd: fatal: cannot bind 127.0.0.1:25\n");
+    free(text);
+    text = slurp(logpath);
+    T_CHECK(strstr(text, "relayq/master[") && strstr(text, "]: fatal: cannot bind 127.0.0.1:25\n"));
+    free(text);
+
+    /* msg_panic: abort(), not exit. */
+    fflush(stdout);
+    if ((pid = fork()) == 0) {
+	saved = stderr_to(errpath);
+	signal(SIGABRT, SIG_DFL);
+	msg_panic("impossible state %d", 7);
+    }
+    T_CHECK(waitpid(pid, &status, 0) == pid && WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT);
+    text = slurp(errpath);
+    T_CHECK(strncmp(text, "relayqd: panic: impossible state 7\n", 35) == 0);
+    free(text);
+
+    unlink(errpath);
+    unlink(logpath);
+    unlink(marker);
+    msg_init("relayq", "relayq");
 }
 
 static void test_destinations(void)
@@ -349,6 +483,7 @@ int     main(void)
     T_RUN(test_early_stderr);
     T_RUN(test_line_format);
     T_RUN(test_destinations);
+    T_RUN(test_diagnostics);
     T_RUN(test_reopen);
     T_RUN(test_log_full);
     T_RUN(test_atomic_lines);
