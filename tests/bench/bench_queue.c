@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "util/util.h"
+#include "log/log.h"
 #include "queue/queue.h"
 
 typedef struct PRODUCER {
@@ -122,11 +123,11 @@ int     main(int argc, char **argv)
     nthreads = argc > 3 ? atoi(argv[3]) : 20;
     msg_size = argc > 4 ? atoi(argv[4]) : 2048;
     if (total <= 0 || seconds <= 0 || nthreads <= 0 || msg_size <= 0)
-	util_fatal("usage: bench_queue [N [SECONDS [THREADS [SIZE]]]]");
+	msg_fatal("usage: bench_queue [N [SECONDS [THREADS [SIZE]]]]");
     if (mkdtemp(dir) == 0)
-	util_fatal("mkdtemp %s failed", dir);
+	msg_fatal("mkdtemp %s failed", dir);
     if ((queue = queue_open(dir, QUEUE_OPEN_DAEMON, err, sizeof(err))) == 0)
-	util_fatal("%s", err);
+	msg_fatal("%s", err);
     lat_us = xcalloc((size_t) total, sizeof(*lat_us));
     th = xcalloc((size_t) nthreads, sizeof(*th));
 
