@@ -78,4 +78,35 @@ char   *log_format_delay(double seconds, char *out);
 /* Lines that could not be written to maillog_file (e.g. its file system is full). */
 uint64_t log_write_errors(void);
 
+/*
+ * One formatter per kind of Postfix mail log line (log_adhoc.c); a new
+ * kind of line gets its function here, not a format string at the caller.
+ */
+
+/* A recipient as the delivery line shows it. */
+typedef struct LOG_RCPT {
+    const char *address;			/* to=<...> */
+    const char *orcpt;				/* original recipient, "type;addr" or "addr"; may be NULL */
+} LOG_RCPT;
+
+/* Postfix's MSG_STATS: microsecond time stamps, 0 = did not happen. */
+typedef struct LOG_STATS {
+    int64_t arrival_us;				/* the message entered the queue */
+    int64_t active_us;				/* the queue manager took it (this pass) */
+    int64_t handoff_us;				/* a delivery agent took it */
+    int64_t setup_us;				/* the connection was ready */
+    int64_t done_us;				/* the result is known; 0 = now */
+    int     conn_use;			/* transactions on the session, this one included */
+} LOG_STATS;
+
+/* "QID: to=<R>, orig_to=<O>, relay=..., conn_use=N, delay=, delays=a/b/c/d, dsn=, status=S (TEXT)" */
+void    log_delivery(const char *service, const char *qid, const LOG_RCPT *rcpt,
+		             const char *relay, const LOG_STATS *stats, const char *dsn,
+		             const char *status, const char *text);
+
+/* "QID|NOQUEUE: reject: STAGE from CLIENT: REPLY; from=<S> to=<R> proto=P helo=<H>"; to, helo may be NULL */
+void    log_reject(const char *service, const char *qid, const char *stage,
+		           const char *client, const char *reply, const char *from,
+		           const char *to, const char *proto, const char *helo);
+
 #endif

@@ -178,11 +178,6 @@ static void attempt_copy(QATTEMPT *dst, const QATTEMPT *src)
     dst->text = xstrdup(src->text);
 }
 
-static void fmt_delay(char *out, int64_t us)
-{
-    log_format_delay(us < 0 ? 0 : (double) us / 1e6, out);
-}
-
 static void kick_cb(evutil_socket_t fd, short what, void *ctx);
 static void timer_cb(evutil_socket_t fd, short what, void *ctx);
 
@@ -517,14 +512,15 @@ static void deliver_config_error(SCHED *s, ACTIVE *a, const ACT *act)
 {
     QMSG   *m = a->msg;
     const char *text = act->dest + strlen("defer:");
+    LOG_STATS st = {.arrival_us = m->arrival_us, .active_us = a->active_us};
 
     for (int i = 0; i < act->a.nrcpt; i++) {
 	QRCPT  *rc = &m->rcpts[act->rcpts[i]];
 
 	snprintf(rc->dsn, sizeof(rc->dsn), "4.3.0");
 	set_str(&rc->reason, text);
-	log_msg("error", "%s: to=<%s>, relay=none, delay=0, delays=0/0/0/0, dsn=4.3.0, status=deferred (%s)",
-		m->qid, rc->addr, text);
+	log_delivery("error", m->qid, &(LOG_RCPT) {rc->addr, rc->orcpt}, "none", &st, "4.3.0",
+		     "deferred", text);
     }
     qmgr_delivered(s->qmgr, act->a.req, act->a.nrcpt, NULL, NULL, (int64_t) time(NULL));
 }
@@ -567,18 +563,6 @@ static void do_deliver(SCHED *s, const ACT *act)
 
 /* ---- SUSPEND: the destination is dead; defer without connecting ---- */
 
-/* The ORCPT address when it differs from the recipient (Postfix's orig_to=). */
-static const char *orig_address(const QRCPT *rc)
-{
-    const char *o;
-
-    if (rc->orcpt == NULL)
-	return NULL;
-    o = strchr(rc->orcpt, ';');
-    o = o ? o + 1 : rc->orcpt;
-    return str_casecmp(o, rc->addr) ? o : NULL;
-}
-
 static void do_suspend(SCHED *s, const ACT *act)
 {
     ACTIVE *a = active_find(s, act->a.id);
@@ -586,12 +570,8 @@ static void do_suspend(SCHED *s, const ACT *act)
     if (a == NULL)
 	return;
     QMSG   *m = a->msg;
-    int64_t now_us = time_now_us();
-    char    dl[32], da[32], db[32];
+    LOG_STATS st = {.arrival_us = m->arrival_us, .active_us = a->active_us, .done_us = time_now_us()};
 
-    fmt_delay(dl, now_us - m->arrival_us);
-    fmt_delay(da, a->active_us - m->arrival_us);
-    fmt_delay(db, now_us - a->active_us);
     for (int i = 0; i < act->a.nrcpt; i++) {
 	QRCPT  *rc = &m->rcpts[act->rcpts[i]];
 
@@ -599,11 +579,8 @@ static void do_suspend(SCHED *s, const ACT *act)
 	set_str(&rc->reason, act->reason);
 	s->n_deferred++;
 	metrics_lc_add(&s->dest_deferred, act->dest, 1);
-	const char *orig = orig_address(rc);
-
-	log_msg("error", "%s: to=<%s>, %s%s%srelay=none, delay=%s, delays=%s/%s/0/0, dsn=%s, status=deferred (%s)",
-		m->qid, rc->addr, orig ? "orig_to=<" : "", orig ? orig : "", orig ? ">, " : "",
-		dl, da, db, rc->dsn, act->reason ? act->reason : "");
+	log_delivery("error", m->qid, &(LOG_RCPT) {rc->addr, rc->orcpt}, "none", &st, rc->dsn,
+		     "deferred", act->reason);
     }
 }
 

@@ -40,32 +40,17 @@ static void deliv_log(SMTP_DELIV *d, int slot, const char *relay)
 {
     const SMTP_RCPT_RESULT *r = &d->res.rcpts[slot];
     const QRCPT *qr = &d->msg->rcpts[d->rcpts[slot]];
-    int64_t now = time_now_us();
-    int64_t arrival = d->msg->arrival_us;
-    int64_t a, b, c, dd;
-    char    sd[32], sa[32], sb[32], sc[32], sdd[32];
-    char    use[32] = "";
+    LOG_RCPT rcpt = {qr->addr, qr->orcpt};
+    LOG_STATS st = {
+	.arrival_us = d->msg->arrival_us,
+	.active_us = d->active_us,
+	.handoff_us = d->handoff_us,
+	.setup_us = d->setup_us,
+	/* Postfix: ", conn_use=N" from the second delivery over one session on. */
+	.conn_use = (d->connected && relay == d->relay) ? d->conn_use : 0,
+    };
 
-    /* Postfix: ", conn_use=N" from the second delivery over one session on. */
-    if (d->connected && relay == d->relay && d->conn_use > 1)
-	snprintf(use, sizeof(use), ", conn_use=%d", d->conn_use);
-    a = d->active_us - arrival;
-    b = d->handoff_us - d->active_us;
-    if (d->setup_us) {
-	c = d->setup_us - d->handoff_us;
-	dd = now - d->setup_us;
-    } else {
-	c = 0;
-	dd = now - d->handoff_us;
-    }
-#define NN(x) ((x) < 0 ? 0 : (x))
-    log_msg(d->service, "%s: to=<%s>, relay=%s%s, delay=%s, delays=%s/%s/%s/%s, dsn=%s, status=%s (%s)",
-	    d->msg->qid, qr->addr, relay, use,
-	    log_format_delay(NN(now - arrival) / 1e6, sd),
-	    log_format_delay(NN(a) / 1e6, sa), log_format_delay(NN(b) / 1e6, sb),
-	    log_format_delay(NN(c) / 1e6, sc), log_format_delay(NN(dd) / 1e6, sdd),
-	    r->dsn, status_word(r->status), r->text);
-#undef NN
+    log_delivery(d->service, d->msg->qid, &rcpt, relay, &st, r->dsn, status_word(r->status), r->text);
 }
 
 /* Give a recipient slot its final result for this attempt, and log it. */

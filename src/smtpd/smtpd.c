@@ -784,14 +784,8 @@ static void cmd_rcpt(SESSION *ss, const char *arg)
 	    ss->s->st.rejects_relay++;
 	else
 	    ss->s->st.rejects_other++;
-	if (ss->helo)
-	    log_msg("smtpd", "%s: reject: RCPT from %s: %s; from=<%s> to=<%s> proto=%s helo=<%s>",
-		    ss->msg->nrcpt ? ss->msg->qid : "NOQUEUE", ss->namaddr, rbuf,
-		    ss->msg->sender, addr, proto_name(ss), ss->helo);
-	else
-	    log_msg("smtpd", "%s: reject: RCPT from %s: %s; from=<%s> to=<%s> proto=%s",
-		    ss->msg->nrcpt ? ss->msg->qid : "NOQUEUE", ss->namaddr, rbuf,
-		    ss->msg->sender, addr, proto_name(ss));
+	log_reject("smtpd", ss->msg->nrcpt ? ss->msg->qid : NULL, "RCPT", ss->namaddr, rbuf,
+		   ss->msg->sender, addr, proto_name(ss), ss->helo);
 	free(addr);
 	smtpd_rcptp_free(&rp);
 	reply(ss, "%s", rbuf);

@@ -154,3 +154,26 @@ def test_long_lines_are_folded_at_998(env):
     # folded with CRLF SPACE: nothing lost
     body = m['data'].split(b'\r\n\r\n', 1)[1]
     assert body.replace(b'\r\n ', b'') == (long_line + '\r\nshort\r\n').encode()
+
+
+def test_orig_to_on_every_delivery_status(env):
+    """Postfix prints orig_to= whenever the original recipient differs, for
+    every status; relayq's smtp client used to leave it out (only the
+    queue manager's suspended-destination line had it)."""
+    def rcpt(arg):
+        return '250 2.1.5 Ok' if 'good' in arg else '550 5.1.1 <%s>: no such user' % arg
+    sink = env.pysink(replies={'rcpt': rcpt})
+    d = env.relayqd(relayhost='[127.0.0.1]:%d' % sink.port)
+    qid = env.send(d.port, 'a@sender.test', ['good@dest.test'], MSG,
+                   rcpt_options=['ORCPT=rfc822;first+2Bgood@dest.test'])
+    line = d.wait_log(r'%s: to=<good@dest\.test>.*status=sent' % qid)[0].string
+    assert 'orig_to=<first+good@dest.test>, relay=127.0.0.1[127.0.0.1]:%d' % sink.port in line, line
+    qid = env.send(d.port, 'a@sender.test', ['bad@dest.test'], MSG,
+                   rcpt_options=['ORCPT=rfc822;alias@dest.test'])
+    line = d.wait_log(r'%s: to=<bad@dest\.test>.*status=bounced' % qid)[0].string
+    assert ', orig_to=<alias@dest.test>, relay=' in line, line
+    # the same address as the recipient: no orig_to=
+    qid = env.send(d.port, 'a@sender.test', ['good2@dest.test'], MSG,
+                   rcpt_options=['ORCPT=rfc822;GOOD2@dest.test'])
+    line = d.wait_log(r'%s: to=<good2@dest\.test>.*status=sent' % qid)[0].string
+    assert 'orig_to' not in line, line

@@ -280,6 +280,63 @@ static void test_diagnostics(void)
     msg_init("relayq", "relayq");
 }
 
+/* The delivery status and reject line formatters (log_adhoc.c). */
+
+static void test_line_kinds(void)
+{
+    char    path[128], err[256];
+    char   *text;
+    const int64_t t0 = 1700000000LL * 1000000;
+    LOG_STATS full = {t0, t0 + 1200000, t0 + 1300000, t0 + 1500000, t0 + 2500000, 0};
+    LOG_STATS reused = full;
+    LOG_STATS qmgr = {t0, t0 + 2000000, 0, 0, t0 + 62000000, 0};
+
+    reused.conn_use = 3;
+    snprintf(path, sizeof(path), "%s/kinds", tmpdir);
+    unlink(path);
+    msg_stderr(0);
+    T_EQ_INT(log_open(path, "relayq", "mx", err, sizeof(err)), 0);
+    /* orig_to= for every status when it differs; xtext decoded; type not shown */
+    log_delivery("smtp", "QA", &(LOG_RCPT) {"b@dest.test", "rfc822;orig+2Bb@dest.test"},
+		 "h[127.0.0.1]:25", &full, "2.0.0", "sent", "250 ok");
+    log_delivery("smtp", "QA", &(LOG_RCPT) {"b@dest.test", "rfc822;orig@dest.test"},
+		 "h[127.0.0.1]:25", &reused, "5.1.1", "bounced", "host said: 550 no");
+    log_delivery("error", "QA", &(LOG_RCPT) {"b@dest.test", "orig@dest.test"},
+		 "none", &qmgr, "4.4.1", "deferred", "dead");
+    /* the same address (any case), absent or empty: no orig_to= */
+    log_delivery("smtp", "QB", &(LOG_RCPT) {"b@dest.test", "rfc822;B@Dest.Test"},
+		 "none", &qmgr, "4.4.1", "deferred", "x");
+    log_delivery("smtp", "QB", &(LOG_RCPT) {"b@dest.test", NULL}, "none", &qmgr, "4.4.1", "deferred", "x");
+    log_delivery("smtp", "QB", &(LOG_RCPT) {"b@dest.test", "rfc822;"}, "none", &qmgr, "4.4.1",
+		 "deferred", "x");
+    /* a hostile ORCPT cannot forge a second line */
+    log_delivery("smtp", "QC", &(LOG_RCPT) {"b@dest.test", "rfc822;x+0Aforged: to=<y>"},
+		 "none", &qmgr, "4.4.1", "deferred", "x");
+    log_reject("smtpd", NULL, "RCPT", "c[127.0.0.2]", "554 5.7.1 <x@y>: Relay access denied",
+	       "s@a.test", "x@y", "ESMTP", "client.test");
+    log_reject("smtpd", "QD", "RCPT", "c[127.0.0.2]", "450 4.1.2 no", "", "x@y", "SMTP", NULL);
+    log_close();
+    msg_stderr(1);
+    text = slurp(path);
+#define HAS(s) do { if (!strstr(text, s)) T_FAILF("missing %s in:\n%s", s, text); } while (0)
+    HAS("]: QA: to=<b@dest.test>, orig_to=<orig+b@dest.test>, relay=h[127.0.0.1]:25, delay=2.5, "
+	"delays=1.2/0.1/0.2/1, dsn=2.0.0, status=sent (250 ok)\n");
+    HAS("]: QA: to=<b@dest.test>, orig_to=<orig@dest.test>, relay=h[127.0.0.1]:25, conn_use=3, "
+	"delay=2.5, delays=1.2/0.1/0.2/1, dsn=5.1.1, status=bounced (host said: 550 no)\n");
+    HAS("relayq/error[");
+    HAS("]: QA: to=<b@dest.test>, orig_to=<orig@dest.test>, relay=none, delay=62, "
+	"delays=2/60/0/0, dsn=4.4.1, status=deferred (dead)\n");
+    HAS("]: QC: to=<b@dest.test>, orig_to=<x?forged: to=<y>>, relay=none,");
+    HAS("]: NOQUEUE: reject: RCPT from c[127.0.0.2]: 554 5.7.1 <x@y>: Relay access denied; "
+	"from=<s@a.test> to=<x@y> proto=ESMTP helo=<client.test>\n");
+    HAS("]: QD: reject: RCPT from c[127.0.0.2]: 450 4.1.2 no; from=<> to=<x@y> proto=SMTP\n");
+#undef HAS
+    T_CHECK(strstr(text, "QB: to=<b@dest.test>, orig_to") == 0);
+    T_CHECK(strstr(text, "QB: to=<b@dest.test>, relay=none") != 0);
+    free(text);
+    unlink(path);
+}
+
 static void test_destinations(void)
 {
     char    err[256];
@@ -484,6 +541,7 @@ int     main(void)
     T_RUN(test_line_format);
     T_RUN(test_destinations);
     T_RUN(test_diagnostics);
+    T_RUN(test_line_kinds);
     T_RUN(test_reopen);
     T_RUN(test_log_full);
     T_RUN(test_atomic_lines);
