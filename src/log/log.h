@@ -104,9 +104,13 @@ void    log_delivery(const char *service, const char *qid, const LOG_RCPT *rcpt,
 		             const char *relay, const LOG_STATS *stats, const char *dsn,
 		             const char *status, const char *text);
 
-/* "QID|NOQUEUE: reject: STAGE from CLIENT: REPLY; from=<S> to=<R> proto=P helo=<H>"; to, helo may be NULL */
-void    log_reject(const char *service, const char *qid, const char *stage,
-		           const char *client, const char *reply, const char *from,
-		           const char *to, const char *proto, const char *helo);
+/*
+ * "QID|NOQUEUE: ACTION: STAGE from CLIENT: REPLY; from=<S> to=<R> proto=P helo=<H>"
+ * ACTION: reject, milter-reject, ...; qid NULL or "": NOQUEUE; from, to, helo NULL: left out.
+ */
+void    log_reject(const char *service, const char *qid, const char *action,
+		           const char *stage, const char *client, const char *reply,
+		           const char *from, const char *to, const char *proto,
+		           const char *helo);
 
 #endif

@@ -13,8 +13,8 @@
  * as log_adhoc.c: no hand-off means b runs to the end and c = d = 0, no
  * set-up time means c = 0.
  *
- * Reject:
- *   QID|NOQUEUE: reject: STAGE from CLIENT: REPLY; from=<S> to=<R> proto=P helo=<H>
+ * Reject (Postfix's smtpd log_whatsup; ACTION reject, milter-reject, ...):
+ *   QID|NOQUEUE: ACTION: STAGE from CLIENT: REPLY;[ from=<S>][ to=<R>] proto=P[ helo=<H>]
  */
 #include <ctype.h>
 #include <stdio.h>
@@ -97,12 +97,14 @@ void    log_delivery(const char *service, const char *qid, const LOG_RCPT *rcpt,
 	    dsn, status, text ? text : "");
 }
 
-void    log_reject(const char *service, const char *qid, const char *stage,
-		           const char *client, const char *reply, const char *from,
-		           const char *to, const char *proto, const char *helo)
+void    log_reject(const char *service, const char *qid, const char *action,
+		           const char *stage, const char *client, const char *reply,
+		           const char *from, const char *to, const char *proto,
+		           const char *helo)
 {
-    log_msg(service, "%s: reject: %s from %s: %s; from=<%s>%s%s%s proto=%s%s%s%s",
-	    qid ? qid : "NOQUEUE", stage, client, reply, from ? from : "",
+    log_msg(service, "%s: %s: %s from %s: %s;%s%s%s%s%s%s proto=%s%s%s%s",
+	    qid && *qid ? qid : "NOQUEUE", action, stage, client, reply,
+	    from ? " from=<" : "", from ? from : "", from ? ">" : "",
 	    to ? " to=<" : "", to ? to : "", to ? ">" : "", proto,
 	    helo ? " helo=<" : "", helo ? helo : "", helo ? ">" : "");
 }

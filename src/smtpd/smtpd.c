@@ -447,19 +447,8 @@ static const char *milter_macro(void *ctx, const char *name)
 static void milter_log(SESSION *ss, const char *service, const char *action,
 		               const char *where, const char *text, const char *to)
 {
-    BUF     b = BUF_INIT;
-
-    if (ss->msg)
-	buf_printf(&b, " from=<%s>", ss->msg->sender);
-    if (to)
-	buf_printf(&b, " to=<%s>", to);
-    buf_printf(&b, " proto=%s", proto_name(ss));
-    if (ss->helo)
-	buf_printf(&b, " helo=<%s>", ss->helo);
-    log_msg(service, "%s: %s: %s from %s: %s;%s",
-	    ss->msg && ss->msg->qid[0] ? ss->msg->qid : "NOQUEUE", action, where,
-	    ss->namaddr, text, b.data);
-    buf_free(&b);
+    log_reject(service, ss->msg ? ss->msg->qid : NULL, action, where, ss->namaddr, text,
+	       ss->msg ? ss->msg->sender : NULL, to, proto_name(ss), ss->helo);
 }
 
 /* Log a filter's decision; 1 when it ends the command with r->reply. */
@@ -640,9 +629,8 @@ static int queue_space_refused(SESSION *ss)
     if (why == QUEUE_SPACE_OK)
 	return (0);
     ss->s->st.rejects_other++;
-    log_msg("smtpd", "NOQUEUE: reject: MAIL from %s: 452 4.3.1 Insufficient system storage; proto=%s%s%s%s",
-	    ss->namaddr, proto_name(ss), ss->helo ? " helo=<" : "",
-	    ss->helo ? ss->helo : "", ss->helo ? ">" : "");
+    log_reject("smtpd", NULL, "reject", "MAIL", ss->namaddr, "452 4.3.1 Insufficient system storage",
+	       NULL, NULL, proto_name(ss), ss->helo);
     if (why == QUEUE_SPACE_LOW)
 	log_warn("smtpd", "not enough free space in mail queue: %llu bytes < 1.5*message_size_limit",
 		 (unsigned long long) (sp.free_bytes > sp.wal_debt ? sp.free_bytes - sp.wal_debt : 0));
@@ -784,7 +772,7 @@ static void cmd_rcpt(SESSION *ss, const char *arg)
 	    ss->s->st.rejects_relay++;
 	else
 	    ss->s->st.rejects_other++;
-	log_reject("smtpd", ss->msg->nrcpt ? ss->msg->qid : NULL, "RCPT", ss->namaddr, rbuf,
+	log_reject("smtpd", ss->msg->nrcpt ? ss->msg->qid : NULL, "reject", "RCPT", ss->namaddr, rbuf,
 		   ss->msg->sender, addr, proto_name(ss), ss->helo);
 	free(addr);
 	smtpd_rcptp_free(&rp);

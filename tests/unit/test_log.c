@@ -312,9 +312,11 @@ static void test_line_kinds(void)
     /* a hostile ORCPT cannot forge a second line */
     log_delivery("smtp", "QC", &(LOG_RCPT) {"b@dest.test", "rfc822;x+0Aforged: to=<y>"},
 		 "none", &qmgr, "4.4.1", "deferred", "x");
-    log_reject("smtpd", NULL, "RCPT", "c[127.0.0.2]", "554 5.7.1 <x@y>: Relay access denied",
+    log_reject("smtpd", NULL, "reject", "RCPT", "c[127.0.0.2]", "554 5.7.1 <x@y>: Relay access denied",
 	       "s@a.test", "x@y", "ESMTP", "client.test");
-    log_reject("smtpd", "QD", "RCPT", "c[127.0.0.2]", "450 4.1.2 no", "", "x@y", "SMTP", NULL);
+    log_reject("smtpd", "QD", "reject", "RCPT", "c[127.0.0.2]", "450 4.1.2 no", "", "x@y", "SMTP", NULL);
+    log_reject("smtpd", "", "milter-reject", "END-OF-MESSAGE", "c[127.0.0.2]", "5.7.1 spam", NULL,
+	       NULL, "ESMTP", "h");
     log_close();
     msg_stderr(1);
     text = slurp(path);
@@ -330,6 +332,7 @@ static void test_line_kinds(void)
     HAS("]: NOQUEUE: reject: RCPT from c[127.0.0.2]: 554 5.7.1 <x@y>: Relay access denied; "
 	"from=<s@a.test> to=<x@y> proto=ESMTP helo=<client.test>\n");
     HAS("]: QD: reject: RCPT from c[127.0.0.2]: 450 4.1.2 no; from=<> to=<x@y> proto=SMTP\n");
+    HAS("]: NOQUEUE: milter-reject: END-OF-MESSAGE from c[127.0.0.2]: 5.7.1 spam; proto=ESMTP helo=<h>\n");
 #undef HAS
     T_CHECK(strstr(text, "QB: to=<b@dest.test>, orig_to") == 0);
     T_CHECK(strstr(text, "QB: to=<b@dest.test>, relay=none") != 0);
