@@ -398,8 +398,9 @@ static int pickup_take(void *ctx, const char *path, const MAILDROP_MSG *md, cons
 	    m->rcpts[i].reason = xstrdup("too many hops");
 	    snprintf(m->rcpts[i].dsn, sizeof(m->rcpts[i].dsn), "5.4.0");
 	    m->rcpts[i].state = QRCPT_BOUNCED;
-	    log_msg("cleanup", "%s: to=<%s>, relay=none, delay=0, delays=0/0/0/0, dsn=5.4.0, "
-		    "status=bounced (too many hops)", m->qid, m->rcpts[i].addr);
+	    log_delivery("cleanup", m->qid, &(LOG_RCPT) {m->rcpts[i].addr, m->rcpts[i].orcpt}, "none",
+			 &(LOG_STATS) {.arrival_us = m->arrival_us, .active_us = m->arrival_us},
+			 "5.4.0", "bounced", "too many hops");
 	}
 	nt = bounce_build(d->cf, m, idx, m->nrcpt, BOUNCE_FAILED, (int64_t) time(NULL));
 	free(idx);
