@@ -659,8 +659,15 @@ static int queue_check_db(QUEUE *q, sqlite3 *db, int64_t *version, int deep,
     int     rc;
 
     if (db_int(db, "PRAGMA user_version", version) < 0) {
-	set_err(err, errlen, "queue database %s is unreadable or corrupt (%s); not touching it",
-		q->path, sqlite3_errmsg(db));
+	struct statvfs sv;
+
+	if (statvfs(q->dir, &sv) == 0 && (uint64_t) sv.f_bavail * sv.f_frsize < QUEUE_RESERVE_MARGIN)
+	    set_err(err, errlen, "queue database %s cannot be opened (%s): the queue file system"
+		    " is full (%llu bytes free); free some space", q->path, sqlite3_errmsg(db),
+		    (unsigned long long) sv.f_bavail * sv.f_frsize);
+	else
+	    set_err(err, errlen, "queue database %s is unreadable or corrupt (%s); not touching it",
+		    q->path, sqlite3_errmsg(db));
 	return -1;
     }
     if (*version > QUEUE_SCHEMA_VERSION) {
@@ -691,11 +698,33 @@ static int queue_check_db(QUEUE *q, sqlite3 *db, int64_t *version, int deep,
 
 static void *queue_writer_main(void *arg);
 
+/* At open on a full file system: truncate an existing reserve.  1 if it gave space back. */
+static int reserve_give_back_at_open(QUEUE *q)
+{
+    struct statvfs sv;
+    struct stat sb;
+    char   *path = xasprintf("%s/reserve", q->dir);
+    int     fd, ok = 0;
+
+    if (statvfs(q->dir, &sv) == 0 && (uint64_t) sv.f_bavail * sv.f_frsize < QUEUE_RESERVE_MARGIN
+	&& (fd = open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW)) >= 0) {
+	if (fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode) && sb.st_blocks > 0 && ftruncate(fd, 0) == 0) {
+	    q->reserve_releases++;
+	    q->full_errors++;
+	    ok = 1;
+	}
+	close(fd);
+    }
+    free(path);
+    return ok;
+}
+
 QUEUE  *queue_open(const char *dir, int mode, char *err, size_t errlen)
 {
     QUEUE  *q;
     struct stat sb;
     int64_t version = 0, maxseq = 0, hwm = 0, autovac = 0;
+    int     retried = 0;
     pthread_mutexattr_t ma;
     int     existed;
 
@@ -744,13 +773,24 @@ QUEUE  *queue_open(const char *dir, int mode, char *err, size_t errlen)
     }
 
     if (mode != QUEUE_OPEN_READ) {
+retry_open:
 	if (qdb_open(&q->w, q->path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE) < 0) {
 	    set_err(err, errlen, "cannot open queue database %s: %s", q->path,
 		    q->w.db ? sqlite3_errmsg(q->w.db) : "out of memory");
 	    goto fail;
 	}
-	if (existed && queue_check_db(q, q->w.db, &version, 1, err, errlen) < 0)
+	if (existed && queue_check_db(q, q->w.db, &version, 1, err, errlen) < 0) {
+	    /*
+	     * A WAL store cannot even be opened without room for its -shm
+	     * and -wal files: on a full disk, give the reserve back once.
+	     */
+	    if (!retried && reserve_give_back_at_open(q)) {
+		retried = 1;
+		qdb_close(&q->w);
+		goto retry_open;
+	    }
 	    goto fail;
+	}
 	/* A new store can give freed pages back to the file system (a full disk). */
 	if (!existed && db_int(q->w.db, "PRAGMA auto_vacuum=INCREMENTAL", 0) < 0) {
 	    set_err(err, errlen, "cannot set auto_vacuum on %s: %s", q->path, sqlite3_errmsg(q->w.db));

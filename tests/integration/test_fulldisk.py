@@ -82,7 +82,7 @@ def free_bytes(path):
     return st.f_bavail * st.f_frsize
 
 
-def test_full_disk_never_duplicates_or_loses_mail(env):
+def mount_tmpfs(env):
     if os.geteuid() != 0:
         raise Skip('needs root to mount a tmpfs as the queue directory')
     spool = os.path.join(env.dir, 'spool')
@@ -93,12 +93,59 @@ def test_full_disk_never_duplicates_or_loses_mail(env):
         if 'permission denied' in r.stderr.lower() or 'not permitted' in r.stderr.lower():
             raise Skip('mount -t tmpfs failed with EPERM: %s' % r.stderr.strip())
         raise AssertionError('mount -t tmpfs: %s' % r.stderr)
+    return spool
+
+
+def unmount(env, spool):
+    for d in env.daemons:
+        d.stop()
+    subprocess.run(['umount', '-l', spool])
+
+
+def test_full_disk_never_duplicates_or_loses_mail(env):
+    spool = mount_tmpfs(env)
     try:
         _run(env, spool)
     finally:
-        for d in env.daemons:
-            d.stop()
-        subprocess.run(['umount', '-l', spool])
+        unmount(env, spool)
+
+
+def test_start_on_a_full_disk(env):
+    # A WAL store cannot be opened without room for its -shm and -wal files:
+    # stopped with a full queue and started again on a disk that something
+    # else filled, relayqd gives its reserve back, starts, refuses new mail,
+    # and delivers what it holds exactly once.
+    spool = mount_tmpfs(env)
+    try:
+        hop = free_port()
+        d = env.relayqd(queue_directory=spool, message_size_limit=LIMIT,
+                        relayhost='[127.0.0.1]:%d' % hop, minimal_backoff_time='60s',
+                        maximal_backoff_time='120s', queue_run_delay='2s')
+        accepted = []
+        for i in range(40):
+            kind, what = try_send(d.port, i)
+            if kind != 'ok':
+                break
+            accepted.append(i)
+        assert accepted and kind == 'mail', (accepted, kind, what)
+        assert d.stop() == 0
+        filled = fill(os.path.join(spool, 'filler'))
+        assert filled > 0 and free_bytes(spool) < 65536
+        d.start()
+        d.wait_log(r'queue loaded: %d messages' % len(accepted))
+        kind, what = try_send(d.port, 100)
+        assert kind == 'mail' and what.startswith('452 4.3.1'), (kind, what)
+        sink = env.pysink(port=hop)
+        env.cli(d, 'flush', check=True)
+        sink.wait_messages(len(accepted), timeout=60)
+        d.wait_log(r': removed', count=len(accepted), timeout=60)
+        time.sleep(3)
+        assert len(sink.messages) == len(accepted)
+        assert d.proc.poll() is None
+        print('start on a full disk: %d queued, filler %d bytes, started, %d delivered once each'
+              % (len(accepted), filled, len(sink.messages)))
+    finally:
+        unmount(env, spool)
 
 
 def _run(env, spool):
