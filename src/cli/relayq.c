@@ -259,13 +259,37 @@ int     cli_config(CLI *cli, int argc, char **argv)
     return i;
 }
 
+/*
+ * Ask the daemon on the query socket: its answer is printed and 1 is
+ * returned.  When it is down, or the socket is not ours to use, say so as
+ * postqueue does and return 0 with *q open for reading: the caller answers
+ * from the queue itself with the same code.  An error answer is fatal.
+ */
+static int cli_ask(CLI *cli, const char *request, QUEUE **q)
+{
+    BUF     out = BUF_INIT;
+    char    err[512];
+    int     ret = control_call(cli_qdir(cli), 0, request, &out, err, sizeof(err));
+
+    if (ret == CONTROL_OK) {
+	cli_print(stdout, &out);
+	buf_free(&out);
+	return 1;
+    }
+    if (ret == CONTROL_ERROR)
+	cli_fatal(1, "%s", err);
+    fprintf(stderr, "relayq: warning: Mail system is down -- accessing queue directly\n");
+    if ((*q = cli_queue_open(cli, QUEUE_OPEN_READ, err, sizeof(err))) == 0)
+	cli_fatal(1, "cannot read the queue: %s", err);
+    return 0;
+}
+
 /* ---- mailq ---- */
 
 int     cli_mailq(CLI *cli, int argc, char **argv)
 {
     const char *qdir = cli_qdir(cli);
     int     json = 0, i, ret;
-    char    err[512];
     BUF     out = BUF_INIT;
     QUEUE  *q;
 
@@ -275,18 +299,8 @@ int     cli_mailq(CLI *cli, int argc, char **argv)
 	else
 	    usage();
     }
-    ret = control_call(qdir, 0, json ? "mailq json" : "mailq text", &out, err, sizeof(err));
-    if (ret == CONTROL_OK) {
-	cli_print(stdout, &out);
-	buf_free(&out);
+    if (cli_ask(cli, json ? "mailq json" : "mailq text", &q))
 	return 0;
-    }
-    if (ret == CONTROL_ERROR)
-	cli_fatal(1, "%s", err);
-    /* Down, or the socket is not ours to use: read the queue itself, as postqueue does. */
-    fprintf(stderr, "relayq: warning: Mail system is down -- accessing queue directly\n");
-    if ((q = cli_queue_open(cli, QUEUE_OPEN_READ, err, sizeof(err))) == 0)
-	cli_fatal(1, "cannot read the queue: %s", err);
     if (json) {
 	QMGR_PARAMS p;
 
@@ -431,7 +445,7 @@ int     cli_qshape(CLI *cli, int argc, char **argv)
 {
     const char *name = 0;
     int     by_sender = 0, i, ret;
-    char    err[512], *req;
+    char   *req;
     BUF     out = BUF_INIT;
     QUEUE  *q;
 
@@ -445,18 +459,10 @@ int     cli_qshape(CLI *cli, int argc, char **argv)
 	    usage();
     }
     req = xasprintf("qshape%s%s%s", name ? " " : "", name ? name : "", by_sender ? " -s" : "");
-    ret = control_call(cli_qdir(cli), 0, req, &out, err, sizeof(err));
+    ret = cli_ask(cli, req, &q);
     free(req);
-    if (ret == CONTROL_OK) {
-	cli_print(stdout, &out);
-	buf_free(&out);
+    if (ret)
 	return 0;
-    }
-    if (ret == CONTROL_ERROR)
-	cli_fatal(1, "%s", err);
-    fprintf(stderr, "relayq: warning: Mail system is down -- accessing queue directly\n");
-    if ((q = cli_queue_open(cli, QUEUE_OPEN_READ, err, sizeof(err))) == 0)
-	cli_fatal(1, "cannot read the queue: %s", err);
     /* Same top-N as the daemon's answer (src/relayqd/admin.c). */
     ret = qshape_text(q, name, by_sender, (int64_t) time(0), 10, &out);
     queue_close(q);
@@ -490,7 +496,7 @@ static int explain_usage(const char *why)
  */
 static int cli_explain_id(CLI *cli, const EXPLAIN_OPTS *o)
 {
-    BUF     req = BUF_INIT, reply = BUF_INIT;
+    BUF     req = BUF_INIT;
     char    err[512];
     QUEUE  *q;
     QMGR_PARAMS p;
@@ -499,18 +505,10 @@ static int cli_explain_id(CLI *cli, const EXPLAIN_OPTS *o)
     if (!cli_valid_id(o->qid) || strcmp(o->qid, "ALL") == 0)
 	cli_fatal(1, "invalid queue ID: \"%s\"", o->qid);
     explain_opts_request(o, &req);
-    ret = control_call(cli_qdir(cli), 0, req.data, &reply, err, sizeof(err));
+    ret = cli_ask(cli, req.data, &q);
     buf_free(&req);
-    if (ret == CONTROL_OK) {
-	cli_print(stdout, &reply);
-	buf_free(&reply);
+    if (ret)
 	return 0;
-    }
-    if (ret != CONTROL_DOWN)
-	cli_fatal(1, "%s", err);
-    fprintf(stderr, "relayq: warning: Mail system is down -- accessing queue directly\n");
-    if ((q = cli_queue_open(cli, QUEUE_OPEN_READ, err, sizeof(err))) == NULL)
-	cli_fatal(1, "%s", err);
     explain_params(cli_cf(cli), &p);
     ret = explain_queued(q, &p, o, NULL, NULL, 0, (int64_t) time(NULL), stdout, err, sizeof(err));
     queue_close(q);

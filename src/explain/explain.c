@@ -48,6 +48,22 @@ char   *explain_duration(int64_t secs, char *buf, size_t len)
     return (buf);
 }
 
+void    explain_json_string(FILE *fp, const char *s)
+{
+    fputc('"', fp);
+    for (; s && *s; s++) {
+	unsigned char c = (unsigned char) *s;
+
+	if (c == '"' || c == '\\')
+	    fprintf(fp, "\\%c", c);
+	else if (c < 0x20 || c == 0x7f)
+	    fprintf(fp, "\\u%04x", c);
+	else
+	    fputc(c, fp);
+    }
+    fputc('"', fp);
+}
+
 /* "+29m25s" relative to arrival. */
 static char *explain_rel(const QMGR_SIM_INPUT *in, int64_t t, char *buf, size_t len)
 {

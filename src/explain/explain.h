@@ -118,6 +118,9 @@ void    explain_write_svg_pair(FILE *fp, const QMGR_PARAMS *now, const QMGR_PARA
 			               const QMGR_SIM_INPUT *in, const QMGR_TIMELINE *a,
 			               const QMGR_TIMELINE *b);
 
+/* s as a JSON string, quotes included (", \, control characters and DEL escaped; NULL as ""). */
+void    explain_json_string(FILE *fp, const char *s);
+
 /* "29m25s", "24h29m41s", "0s" (no sign); returns buf. */
 char   *explain_duration(int64_t secs, char *buf, size_t len);
 

@@ -24,22 +24,6 @@ static void fmt_time(int64_t t, char *buf, size_t len)
     strftime(buf, len, "%Y-%m-%d %H:%M:%S", &tm);
 }
 
-static void json_str(FILE *fp, const char *s)
-{
-    fputc('"', fp);
-    for (; s && *s; s++) {
-	unsigned char c = (unsigned char) *s;
-
-	if (c == '"' || c == '\\')
-	    fprintf(fp, "\\%c", c);
-	else if (c < 0x20)
-	    fprintf(fp, "\\u%04x", c);
-	else
-	    fputc(c, fp);
-    }
-    fputc('"', fp);
-}
-
 static void sim_input(const QMGR_PARAMS *p, const EXPLAIN_MSG *em, QMGR_SIM_INPUT *in)
 {
     const QMSG *m = em->msg;
@@ -201,9 +185,9 @@ void    explain_message(FILE *fp, const QMGR_PARAMS *p, const EXPLAIN_MSG *em, i
 	return;
     }
     fprintf(fp, "{\"queue_id\": ");
-    json_str(fp, m->qid);
+    explain_json_string(fp, m->qid);
     fprintf(fp, ", \"sender\": ");
-    json_str(fp, m->sender);
+    explain_json_string(fp, m->sender);
     fprintf(fp, ", \"arrival_time\": %lld, \"create_time\": %lld, \"attempts\": %d",
 	    (long long) (m->arrival_us / 1000000), (long long) m->create_time, m->attempts);
     fprintf(fp, ", \"state\": \"%s\"", em->active ? "active" : queue_state_name(m->state));
@@ -220,18 +204,18 @@ void    explain_message(FILE *fp, const QMGR_PARAMS *p, const EXPLAIN_MSG *em, i
 	fprintf(fp, "%s{\"start\": %.6f, \"end\": %.6f, \"host\": ", i ? ", " : "",
 		(double) a->start_us / 1e6, (double) a->end_us / 1e6);
 	if (a->host)
-	    json_str(fp, a->host);
+	    explain_json_string(fp, a->host);
 	else
 	    fputs("null", fp);
 	fprintf(fp, ", \"addr\": ");
 	if (a->addr)
-	    json_str(fp, a->addr);
+	    explain_json_string(fp, a->addr);
 	else
 	    fputs("null", fp);
 	fprintf(fp, ", \"port\": %d, \"dsn\": ", a->port);
-	json_str(fp, a->dsn);
+	explain_json_string(fp, a->dsn);
 	fprintf(fp, ", \"text\": ");
-	json_str(fp, a->text);
+	explain_json_string(fp, a->text);
 	fputc('}', fp);
     }
     fprintf(fp, "], \"timeline\": ");

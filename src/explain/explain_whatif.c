@@ -245,22 +245,6 @@ typedef struct WHATIF_CTX {
     long    hour_now, hour_new;
 } WHATIF_CTX;
 
-static void json_str(FILE *fp, const char *s)
-{
-    fputc('"', fp);
-    for (; s && *s; s++) {
-	unsigned char c = (unsigned char) *s;
-
-	if (c == '"' || c == '\\')
-	    fprintf(fp, "\\%c", c);
-	else if (c < 0x20 || c == 0x7f)
-	    fprintf(fp, "\\u%04x", c);
-	else
-	    fputc(c, fp);
-    }
-    fputc('"', fp);
-}
-
 static void json_pair(FILE *fp, const char *name, int known_a, int64_t a, int known_b, int64_t b)
 {
     fprintf(fp, ", \"%s\": {\"now\": ", name);
@@ -324,7 +308,7 @@ static int whatif_one(void *ctx, const QMSG *m)
     }
     if (w->o->json) {
 	fprintf(w->out, "%s{\"queue_id\": ", w->count ? ",\n " : "");
-	json_str(w->out, m->qid);
+	explain_json_string(w->out, m->qid);
 	fprintf(w->out, ", \"state\": \"%s\"", active ? "active" : queue_state_name(m->state));
 	json_pair(w->out, "next_attempt_time", a.known, a.next_attempt, b.known, b.next_attempt);
 	json_pair(w->out, "expire_time", a.known, a.expire_time, b.known, b.expire_time);
@@ -342,7 +326,7 @@ static int whatif_one(void *ctx, const QMSG *m)
 		    continue;
 		fputs(first ? "{\"address\": " : ", {\"address\": ", w->out);
 		first = 0;
-		json_str(w->out, m->rcpts[i].addr);
+		explain_json_string(w->out, m->rcpts[i].addr);
 		json_pair(w->out, "expire_time", ea > 0, ea, eb > 0, eb);
 		fputc('}', w->out);
 	    }
