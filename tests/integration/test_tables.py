@@ -83,6 +83,18 @@ def test_tables_built_by_postfix_postmap(env):
                         'cdb:' + transport + '2'], capture_output=True, text=True)
     assert r.returncode == 1 and r.stdout == '', (r.returncode, r.stdout)
 
+    # -i adds to a table Postfix built; -q - answers key<TAB>value for the keys found.
+    relayq = os.path.join(BIN, 'relayq')
+    r = subprocess.run([relayq, 'postmap', '-i', 'hash:' + transport], input='Added.Test smtp:[192.0.2.9]\n',
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    r = postfix_postmap(env, '-q', 'added.test', 'hash:' + transport)
+    assert r.stdout == 'smtp:[192.0.2.9]\n', (r.stdout, r.stderr)
+    r = subprocess.run([relayq, 'postmap', '-q', '-', 'hash:' + transport],
+                       input='routed.test\nmissing.test\nADDED.TEST\n', capture_output=True, text=True)
+    assert r.returncode == 0
+    assert r.stdout == 'routed.test\tsmtp:[127.0.0.1]:%d\nADDED.TEST\tsmtp:[192.0.2.9]\n' % sink.port, r.stdout
+
 
 def test_tables_reload_keeps_last_good(env):
     a = env.pysink()
