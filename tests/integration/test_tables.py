@@ -173,3 +173,29 @@ def test_tables_root_only_file_kept_across_hup(env):
     env.send(d.port, 'a@sender.test', ['y@routed.test'], MSG)
     a.wait_messages(2)
     assert d.proc.poll() is None
+
+
+def test_tables_postfix_rebuild_while_running(env):
+    """Postfix's postmap rewrites the .db file in place under its lock while
+    relayqd has it open: relayqd re-opens it (within a second) and routes by
+    the new contents, without a SIGHUP."""
+    a = env.pysink()
+    b = env.pysink()
+    tdir = os.path.join(env.dir, 'tables')
+    os.makedirs(tdir)
+    os.chmod(tdir, 0o755)
+    transport = os.path.join(tdir, 'transport')
+    write(transport, 'routed.test smtp:[127.0.0.1]:%d\n' % a.port)
+    r = postfix_postmap(env, 'hash:' + transport)
+    assert r.returncode == 0, r.stderr
+    d = env.relayqd(transport_maps='hash:' + transport)
+    env.send(d.port, 'a@sender.test', ['x@routed.test'], MSG)
+    a.wait_messages(1)
+    write(transport, 'routed.test smtp:[127.0.0.1]:%d\n' % b.port)
+    r = postfix_postmap(env, 'hash:' + transport)
+    assert r.returncode == 0, r.stderr
+    time.sleep(1.2)
+    env.send(d.port, 'a@sender.test', ['y@routed.test'], MSG)
+    b.wait_messages(1)
+    assert len(a.wait_messages(1)) == 1
+    assert 'reload' not in d.log()
