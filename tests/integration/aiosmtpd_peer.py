@@ -4,8 +4,8 @@ Debian's /usr/bin/python3 (python3-aiosmtpd):
 
     aiosmtpd_peer.py PORT CERT KEY USER PASSWORD OUTDIR
 
-Each message accepted is written to OUTDIR/N.eml with the login name and
-whether TLS was on in OUTDIR/N.meta; "ready" goes to stdout when listening.
+Each message accepted is written to OUTDIR/N.eml with the login name,
+whether TLS was on and the last SNI name received in OUTDIR/N.meta; "ready" goes to stdout when listening.
 """
 import os
 import ssl
@@ -18,6 +18,14 @@ from aiosmtpd.smtp import AuthResult, LoginPassword
 port, cert, key, user, password, outdir = sys.argv[1:7]
 ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
 ctx.load_cert_chain(cert, key)
+last_sni = ['']
+
+
+def on_sni(sslobj, name, context):
+    last_sni[0] = name or ''
+
+
+ctx.sni_callback = on_sni
 
 
 def authenticator(server, session, envelope, mechanism, auth_data):
@@ -35,9 +43,10 @@ class Handler:
         with open(base + '.eml', 'wb') as f:
             f.write(envelope.original_content or envelope.content)
         with open(base + '.meta', 'w') as f:
-            f.write('login=%s tls=%s from=%s to=%s\n' % (
+            f.write('login=%s tls=%s from=%s to=%s sni=%s\n' % (
                 session.auth_data.login.decode() if session.auth_data else '',
-                session.ssl is not None, envelope.mail_from, ','.join(envelope.rcpt_tos)))
+                session.ssl is not None, envelope.mail_from, ','.join(envelope.rcpt_tos),
+                last_sni[0]))
         return '250 2.0.0 Ok: accepted by aiosmtpd'
 
 

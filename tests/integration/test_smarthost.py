@@ -447,14 +447,16 @@ def test_aiosmtpd_peer_auth_and_sender_dependent_relayhost(env):
                      % port, d.log()), d.log()
     meta = aio_messages(out, 1)[0]
     assert 'login=relayuser tls=True from=a@sender.test' in meta, meta
+    assert meta.rstrip().endswith(' sni='), meta          # no SNI by default, as Postfix
     qid2 = env.send(d.port, 'other@sender.test', ['b@dest.test'], MSG)
     d.wait_log(r'%s: to=<b@dest\.test>, relay=none, .*status=deferred \(connect to 127\.0\.0\.1' % qid2)
 
-    # LOGIN only (mechanism filter)
-    d = env.relayqd(relayhost='[aio.test]:%d' % port, smtp_sasl_mechanism_filter='login', **common)
+    # LOGIN only (mechanism filter), and SNI with smtp_tls_servername = hostname
+    d = env.relayqd(relayhost='[aio.test]:%d' % port, smtp_sasl_mechanism_filter='login',
+                    smtp_tls_servername='hostname', **common)
     qid = env.send(d.port, 'a@sender.test', ['b@dest.test'], MSG)
     d.wait_log(r'%s: to=<b@dest\.test>, .*status=sent' % qid, timeout=30)
-    aio_messages(out, 2)
+    assert aio_messages(out, 2)[1].rstrip().endswith(' sni=aio.test')
 
     # a wrong password: aiosmtpd's own 535, 5 turned into 4, nothing delivered
     with open(pw, 'w') as f:
