@@ -6,6 +6,8 @@ import re
 import sqlite3
 import time
 
+from harness import free_port
+
 MSG = 'From: a@sender.test\r\nSubject: robust\r\n\r\nbody\r\n'
 
 
@@ -145,6 +147,28 @@ def test_failed_pass_commit_is_retried(env):
     assert len(sink.messages) == 1, len(sink.messages)
     assert len(re.findall(qid + r': to=<b@dest\.test>.*status=sent', d.log())) == 1
     assert d.proc.poll() is None
+
+
+def test_failed_defer_commit_is_retried(env):
+    # The batch that records a deferral fails: the message is taken out of
+    # the scheduler until the same batch is recorded, then deferred as usual
+    # and delivered once when the next hop answers.
+    hop = free_port()
+    os.environ['RELAYQ_TEST_FAULT'] = 'fail-pass'
+    try:
+        d = env.relayqd(relayhost='[127.0.0.1]:%d' % hop, minimal_backoff_time='2s',
+                        maximal_backoff_time='4s', queue_run_delay='1s')
+    finally:
+        del os.environ['RELAYQ_TEST_FAULT']
+    qid = env.send(d.port, 'a@sender.test', ['b@dest.test'], MSG)
+    d.wait_log(qid + r': queue update failed \(.*\); delivery of this message is suspended')
+    d.wait_log(qid + r': queue update recorded after 1 failed attempt; delivery resumes', timeout=20)
+    assert db_rows(d, 'SELECT state, attempts FROM msg') == [(2, 1)]
+    assert db_rows(d, 'SELECT count(*) FROM attempt') == [(1,)]
+    sink = env.pysink(port=hop)
+    d.wait_log(qid + r': removed', timeout=30)
+    time.sleep(2)
+    assert len(sink.messages) == 1, sink.messages
 
 
 def test_failed_bounce_commit_keeps_its_notice(env):
