@@ -146,13 +146,14 @@ install: all
 DEB_DIR ?= build-deb
 DEB_OUT ?= .
 deb:
+	rm -f $(DEB_OUT)/relayq_*.deb $(DEB_OUT)/relayq-mta_*.deb
 	rm -rf $(DEB_DIR) && mkdir -p $(DEB_DIR)/relayq
 	tar -c --exclude='./build*' --exclude=./bin --exclude=./var --exclude=./.git \
 		--exclude='*.deb' --exclude=__pycache__ . | tar -x -C $(DEB_DIR)/relayq
 	cd $(DEB_DIR)/relayq && env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL \
 		dpkg-buildpackage -b -uc -us -j$$(nproc 2>/dev/null || echo 1)
-	rm -f $(DEB_OUT)/relayq_*.deb $(DEB_OUT)/relayq-mta_*.deb
-	cp $(DEB_DIR)/relayq_*.deb $(DEB_DIR)/relayq-mta_*.deb $(DEB_OUT)/
+	[ "$$(realpath $(DEB_DIR))" = "$$(realpath $(DEB_OUT))" ] || \
+		cp $(DEB_DIR)/relayq_*.deb $(DEB_DIR)/relayq-mta_*.deb $(DEB_OUT)/
 
 clean:
 	rm -rf build build-san build-clang bin build-deb

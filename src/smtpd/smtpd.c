@@ -1391,6 +1391,8 @@ static void session_command_1(SESSION *ss, char *line, size_t len, int crlf)
 	session_close_after_write(ss);
 	return;
     } else {
+	/* As Postfix: "... after UNKNOWN from ...", never the client's word. */
+	snprintf(ss->last_cmd, sizeof(ss->last_cmd), "UNKNOWN");
 	reply(ss, "500 5.5.2 Error: command not recognized");
 	count(ss, SMTPD_C_UNKNOWN, 0);
     }

@@ -793,7 +793,8 @@ void    smtpd_counts_format(const SMTPD_COUNTS *c, BUF *b)
 	else
 	    buf_printf(b, " %s=%d/%d", names[i], c->ok[i], c->total[i]);
     }
-    if (ok == total)
+    /* A session without a single command: Postfix writes "commands=0/0". */
+    if (ok == total && total > 0)
 	buf_printf(b, " commands=%d", ok);
     else
 	buf_printf(b, " commands=%d/%d", ok, total);
