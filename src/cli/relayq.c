@@ -185,6 +185,8 @@ static int cli_check(CLI *cli)
 	return 1;
     }
     cf = cli->cf;
+    /* Postfix parameters relayq does not implement are information; unknown names are errors. */
+    config_report_postfix(cf, stdout);
     if (config_warnings(cf) > 0) {
 	fprintf(stderr, "relayq: error: %d unknown parameter name%s in %s (see the warnings above)\n",
 		config_warnings(cf), config_warnings(cf) == 1 ? "" : "s", config_file(cf));

@@ -43,7 +43,8 @@ struct CONFIG {
     char  **dflt;			/* per table index: effective default */
     char  **expanded;			/* per table index: expanded value */
     long long *num;			/* per table index: parsed number */
-    int     warnings;
+    int     warnings;			/* names unknown to relayq and Postfix */
+    int     npostfix;			/* Postfix parameters relayq does not implement */
 };
 
 #define CONFIG_EXPAND_MAX	(1 << 20)	/* bytes of one expanded value */
@@ -457,13 +458,7 @@ static void cfg_add(CONFIG *cf, const char *name, const char *value, char *where
     int     idx = param_index(name);
     SETTING *s;
 
-    if (idx < 0) {
-	if (strncmp(where, "-o ", 3) == 0)
-	    msg_warn("%s: unknown parameter", where);
-	else
-	    msg_warn("%s: unknown parameter \"%s\"", where, name);
-	cf->warnings++;
-    }
+    /* Unknown names are sorted out once the whole file is read (cfg_classify). */
     for (int i = 0; i < cf->nset; i++)
 	if (strcmp(cf->set[i].name, name) == 0)
 	    cf->set[i].overridden = 1;
@@ -633,6 +628,183 @@ done:
     return (ret);
 }
 
+/* The edit distance of two short names (Levenshtein), capped at 9. */
+static int cfg_distance(const char *a, const char *b)
+{
+    int     la = (int) strlen(a), lb = (int) strlen(b), d[64][64];
+
+    if (la > 63 || lb > 63 || abs(la - lb) > 8)
+	return (9);
+    for (int i = 0; i <= la; i++)
+	d[i][0] = i;
+    for (int j = 0; j <= lb; j++)
+	d[0][j] = j;
+    for (int i = 1; i <= la; i++)
+	for (int j = 1; j <= lb; j++) {
+	    int     c = d[i - 1][j - 1] + (a[i - 1] != b[j - 1]);
+
+	    if (d[i - 1][j] + 1 < c)
+		c = d[i - 1][j] + 1;
+	    if (d[i][j - 1] + 1 < c)
+		c = d[i][j - 1] + 1;
+	    d[i][j] = c;
+	}
+    return (d[la][lb] > 9 ? 9 : d[la][lb]);
+}
+
+/* The closest relayq or Postfix parameter name, or NULL when none is close. */
+static const char *cfg_suggest(const char *name)
+{
+    const char *best = NULL;
+    int     bd = 3, n;
+    const char *const *pf = postfix_param_names(&n);
+
+    for (int i = 0; i < param_count; i++) {
+	int     dd = cfg_distance(name, param_table[i].name);
+
+	if (dd < bd) {
+	    bd = dd;
+	    best = param_table[i].name;
+	}
+    }
+    for (int i = 0; i < n; i++) {
+	int     dd = cfg_distance(name, pf[i]);
+
+	if (dd < bd) {
+	    bd = dd;
+	    best = pf[i];
+	}
+    }
+    return (best);
+}
+
+/* Is $name, ${name...} or $(name...) used in text? */
+static int cfg_referenced(const char *text, const char *name)
+{
+    size_t  n = strlen(name);
+
+    for (const char *cp = text; (cp = strchr(cp, '$')) != NULL; cp++) {
+	const char *q = cp + 1;
+
+	if (*q == '{' || *q == '(')
+	    q++;
+	if (strncmp(q, name, n) == 0 && !(isalnum((unsigned char) q[n]) || q[n] == '_'))
+	    return (1);
+    }
+    return (0);
+}
+
+/*
+ * Three kinds of names: relayq's parameters; Postfix parameters relayq does
+ * not implement (counted, told by `relayq config --check`); names unknown
+ * to both (a warning with a suggestion).  A name set only to be used in
+ * $name expansions (main.cf or master.cf) is the administrator's own.
+ */
+static void cfg_classify(CONFIG *cf)
+{
+    char   *master = NULL;
+    char   *mpath = xasprintf("%s/master.cf", cf->dir);
+    FILE   *fp = fopen(mpath, "r");
+
+    if (fp) {
+	size_t  cap = 0;
+	ssize_t len = getdelim(&master, &cap, 0, fp);
+
+	if (len < 0) {
+	    free(master);
+	    master = NULL;
+	}
+	fclose(fp);
+    }
+    free(mpath);
+    for (int i = 0; i < cf->nset; i++) {
+	const SETTING *s = &cf->set[i];
+	const char *hint;
+	int     used = 0;
+
+	if (s->index >= 0 || s->overridden)
+	    continue;
+	if (postfix_param_known(s->name)) {
+	    cf->npostfix++;
+	    continue;
+	}
+	for (int k = 0; k < cf->nset && !used; k++)
+	    used = cfg_referenced(cf->set[k].value, s->name);
+	if (used || (master && cfg_referenced(master, s->name)))
+	    continue;
+	hint = cfg_suggest(s->name);
+	if (strncmp(s->where, "-o ", 3) == 0)
+	    msg_warn("%s: unknown parameter%s%s%s", s->where, hint ? " (did you mean \"" : "",
+		     hint ? hint : "", hint ? "\"?)" : "");
+	else
+	    msg_warn("%s: unknown parameter \"%s\"%s%s%s", s->where, s->name,
+		     hint ? " (did you mean \"" : "", hint ? hint : "", hint ? "\"?)" : "");
+	cf->warnings++;
+    }
+    free(master);
+}
+
+/* Debian's myorigin = /etc/mailname: a path names the file that holds the name. */
+static int cfg_myorigin_file(CONFIG *cf, BUF *why)
+{
+    int     i = param_index("myorigin");
+    FILE   *fp;
+    char    line[256];
+
+    if (i < 0 || cf->expanded[i] == NULL || cf->expanded[i][0] != '/')
+	return (0);
+    line[0] = 0;
+    if ((fp = fopen(cf->expanded[i], "r")) != NULL) {
+	if (fgets(line, sizeof(line), fp) == NULL)
+	    line[0] = 0;
+	fclose(fp);
+    }
+    line[strcspn(line, " \t\r\n")] = 0;
+    if (line[0] == 0) {
+	/* No name there (no such file, or empty): the host's own name, and say so. */
+	msg_warn("%s: myorigin: cannot read a name from %s%s%s; using $myhostname",
+		 cf->known[i] ? cf->set[cf->known[i] - 1].where : "default value", cf->expanded[i],
+		 fp ? "" : ": ", fp ? "" : strerror(errno));
+	snprintf(line, sizeof(line), "%s", cf->expanded[param_index("myhostname")] ?
+		 cf->expanded[param_index("myhostname")] : "localhost");
+    }
+    free(cf->expanded[i]);
+    cf->expanded[i] = xstrdup(line);
+    return (0);
+}
+
+/* The Postfix parameters of cf that relayq does not implement, each with a word when it matters. */
+int     config_report_postfix(const CONFIG *cf, FILE *fp)
+{
+    static const struct {
+	const char *name, *word;
+    } words[] = {
+	{"content_filter", "relayq has no after-queue content filter; a milter (smtpd_milters) can do the job"},
+	{"alias_maps", "unused: relayq delivers nothing locally"},
+	{"alias_database", "unused: relayq delivers nothing locally"},
+	{"local_recipient_maps", "unused: relayq delivers nothing locally"},
+	{"mailbox_command", "unused: relayq delivers nothing locally"},
+	{"mailbox_size_limit", "unused: relayq delivers nothing locally"},
+	{"home_mailbox", "unused: relayq delivers nothing locally"},
+	{"virtual_alias_maps", "relayq does no virtual alias expansion"},
+	{"recipient_delimiter", "relayq's tables strip no extension without it"},
+    };
+
+    for (int i = 0; i < cf->nset; i++) {
+	const SETTING *s = &cf->set[i];
+	const char *w = NULL;
+
+	if (s->index >= 0 || s->overridden || !postfix_param_known(s->name))
+	    continue;
+	for (size_t k = 0; k < ARRAY_LEN(words); k++)
+	    if (strcmp(words[k].name, s->name) == 0)
+		w = words[k].word;
+	fprintf(fp, "relayq: info: %s: %s is a Postfix parameter that relayq does not implement%s%s\n",
+		s->where, s->name, w ? ": " : "", w ? w : "");
+    }
+    return (cf->npostfix);
+}
+
 /* config_load - read relayq.cf, apply -o, validate everything */
 
 CONFIG *config_load(const char *confdir, char *const *overrides, int noverrides,
@@ -672,8 +844,9 @@ CONFIG *config_load(const char *confdir, char *const *overrides, int noverrides,
 	cfg_add(cf, name, value, xasprintf("-o %s", overrides[i]));
 	free(copy);
     }
-    if (cfg_finish(cf, &why) < 0)
+    if (cfg_finish(cf, &why) < 0 || cfg_myorigin_file(cf, &why) < 0)
 	goto fail;
+    cfg_classify(cf);
     buf_free(&why);
     if (errlen)
 	*err = 0;

@@ -58,6 +58,12 @@ char   *config_expand(const CONFIG *cf, const char *value);
 int     config_known(const char *name);		/* 1 if name is in the table */
 int     config_is_set(const CONFIG *cf, const char *name);	/* set in file or -o */
 int     config_warnings(const CONFIG *cf);	/* unknown-parameter warnings */
+/*
+ * `relayq config --check`: one "info:" line for each Postfix parameter that
+ * relayq does not implement (a word when it matters for a relay); returns
+ * their number.  Names unknown to both were warned about at load.
+ */
+int     config_report_postfix(const CONFIG *cf, FILE *fp);
 const char *config_file(const CONFIG *cf);	/* path of relayq.cf */
 const char *config_dir(const CONFIG *cf);
 

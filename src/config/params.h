@@ -43,4 +43,8 @@ extern const int param_count;
 
 int     param_index(const char *name);	/* -1 when unknown */
 
+/* Postfix 3.7's parameter names (postfix_names.c, generated from postconf -d). */
+int     postfix_param_known(const char *name);
+const char *const *postfix_param_names(int *n);
+
 #endif

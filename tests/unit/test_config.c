@@ -461,7 +461,12 @@ static void test_file_errors(void)
     rmdir(path);
 }
 
-/* Unknown parameters warn (as Postfix) and are counted; they still expand. */
+/*
+ * Names unknown to relayq and to Postfix warn and are counted, unless they
+ * are used in a $name expansion (the administrator's own variables, as
+ * Postfix's "unused parameter" check); they still expand.  Postfix's own
+ * parameter names are not warned about.
+ */
 
 static void test_unknown(void)
 {
@@ -471,12 +476,13 @@ static void test_unknown(void)
     CONFIG *cf;
 
     cf = load_cf("# 1\n#2\nqueue_run_delay = 10s\n\n\n\nfoo = 7s\n"
-		 "minimal_backoff_time = $foo\n", ov, 2, err, sizeof(err));
+		 "minimal_backoff_time = $foo\nbiff = no\nmaximal_backof_time = 1h\n", ov, 2, err, sizeof(err));
     T_CHECK(cf != 0);
     if (cf == 0)
 	return;
     snprintf(want, sizeof(want),
-	     "relayq: warning: %s/relayq.cf, line 7: unknown parameter \"foo\"\n"
+	     "relayq: warning: %s/relayq.cf, line 10: unknown parameter \"maximal_backof_time\""
+	     " (did you mean \"maximal_backoff_time\"?)\n"
 	     "relayq: warning: -o bar=1: unknown parameter\n", tmpdir);
     T_EQ_STR(captured, want);
     T_EQ_INT(config_warnings(cf), 2);
