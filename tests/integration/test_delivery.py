@@ -177,3 +177,53 @@ def test_orig_to_on_every_delivery_status(env):
                    rcpt_options=['ORCPT=rfc822;GOOD2@dest.test'])
     line = d.wait_log(r'%s: to=<good2@dest\.test>.*status=sent' % qid)[0].string
     assert 'orig_to' not in line, line
+
+
+def test_starttls_and_rset_timeouts_are_parameters(env):
+    """smtp_starttls_timeout and smtp_rset_timeout were read with private
+    defaults but missing from the parameter table: setting them warned
+    "unknown parameter" and did nothing.  A server that says 220 to
+    STARTTLS and then stays silent: the handshake times out after
+    smtp_starttls_timeout (2s here, 300s by default).  (smtp_rset_timeout
+    is only checked for being a parameter: a server silent after RSET
+    needs a rejected transaction on a cached session.)"""
+    import threading
+    srv = socket.socket()
+    srv.bind(('127.0.0.1', 0))
+    srv.listen(4)
+    srv.settimeout(30)
+    port = srv.getsockname()[1]
+    conns = []
+
+    def serve():
+        try:
+            c, _ = srv.accept()
+        except OSError:
+            return
+        conns.append(c)
+        f = c.makefile('rb')
+        c.sendall(b'220 silent.test ESMTP\r\n')
+        for line in f:
+            if line.upper().startswith(b'EHLO'):
+                c.sendall(b'250-silent.test\r\n250 STARTTLS\r\n')
+            elif line.upper().startswith(b'STARTTLS'):
+                c.sendall(b'220 2.0.0 Ready to start TLS\r\n')
+                time.sleep(20)          # the handshake never starts
+                return
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    d = env.relayqd(relayhost='[127.0.0.1]:%d' % port, smtp_tls_security_level='may',
+                    smtp_starttls_timeout='2s', smtp_rset_timeout='3s')
+    r = env.cli(d, 'config', 'smtp_starttls_timeout', 'smtp_rset_timeout')
+    assert r.returncode == 0 and 'unknown' not in r.stderr, r
+    assert r.stdout == 'smtp_starttls_timeout = 2s\nsmtp_rset_timeout = 3s\n', r.stdout
+    assert 'unknown parameter' not in d.stderr_text(), d.stderr_text()
+    t0 = time.time()
+    qid = env.send(d.port, 'a@sender.test', ['b@dest.test'], MSG)
+    # the handshake timeout is reported as Postfix's TLS failure text
+    d.wait_log(r'%s: to=<b@dest\.test>, .*dsn=4\.7\.5, status=deferred \(Cannot start TLS: handshake failure\)'
+               % qid, timeout=15)
+    assert time.time() - t0 < 15
+    srv.close()
+    for c in conns:
+        c.close()
