@@ -6,6 +6,7 @@
 #   make run             deps, build, run relayqd on etc/relayq.cf
 #   make SANITIZE=1 test-unit   unit tests under ASan+UBSan
 #   make CC=clang        clang build
+#   make man             regenerate man/relayq.cf.5 from the parameter table
 #   make install PREFIX=/usr/local DESTDIR=...
 #   make deb             ./relayq_*.deb and ./relayq-mta_*.deb (dpkg-buildpackage
 #                        on a copy of the tree in build-deb/)
@@ -53,7 +54,7 @@ MANDIR  ?= $(PREFIX)/share/man
 SYSCONFDIR ?= $(if $(filter /usr,$(PREFIX)),/etc,$(PREFIX)/etc)
 UNITDIR ?= $(PREFIX)/lib/systemd/system
 
-.PHONY: all deps run test test-unit test-san test-clang test-integration clean install bench bench-queue bench-table fuzz deb
+.PHONY: man all deps run test test-unit test-san test-clang test-integration clean install bench bench-queue bench-table fuzz deb
 
 all: $(BIN)/relayqd $(BIN)/relayq $(BIN)/mailq $(BIN)/sendmail
 
@@ -72,6 +73,14 @@ $(BIN)/relayqd: $(D_OBJ) $(BUILD)/librelayq.a
 $(BIN)/relayq: $(C_OBJ) $(BUILD)/librelayq.a
 	@mkdir -p $(BIN)
 	$(CC) $(ALL_LDFLAGS) -o $@ $(C_OBJ) $(BUILD)/librelayq.a $(LDLIBS)
+
+# relayq.cf(5) is generated from the parameter table (src/config/params.c).
+man: $(BUILD)/man/mkman
+	$(BUILD)/man/mkman > man/relayq.cf.5.tmp && mv man/relayq.cf.5.tmp man/relayq.cf.5
+
+$(BUILD)/man/mkman: man/mkman.c $(BUILD)/librelayq.a
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $< $(BUILD)/librelayq.a $(LDLIBS)
 
 $(BIN)/mailq $(BIN)/sendmail: $(BIN)/relayq
 	ln -sf relayq $@

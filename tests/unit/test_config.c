@@ -686,7 +686,7 @@ static void test_man(void)
 	    buf_append(&b, chunk, n);
 	fclose(committed);
 	if (strcmp(b.data, text) != 0)
-	    T_FAILF("man/relayq.cf.5 is stale: regenerate it with config_write_man()");
+	    T_FAILF("man/relayq.cf.5 is stale: regenerate it with make man");
 	buf_free(&b);
     }
     free(text);
