@@ -849,6 +849,41 @@ static void test_fallback_relay(void)
     config_free(cf);
 }
 
+/*
+ * Wait (up to 20 s) until a DNS server answers on 127.0.0.1:port: a fixed
+ * sleep after starting dnsmasq is not enough on a loaded machine, and a
+ * resolver that times out turns the first lookup into a deferral.
+ */
+static int wait_dns(int port)
+{
+    static const unsigned char q[] = {0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0,
+	4, 'n', 'o', 'm', 'x', 4, 't', 'e', 's', 't', 0, 0, 1, 0, 1};
+    struct sockaddr_in sin;
+    unsigned char ans[512];
+    time_t  deadline = time(NULL) + 20;
+
+    memset(&sin, 0, sizeof(sin));
+    sin.sin_family = AF_INET;
+    sin.sin_port = htons((uint16_t) port);
+    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    while (time(NULL) < deadline) {
+	int     fd = socket(AF_INET, SOCK_DGRAM, 0);
+	struct pollfd pfd = {.fd = fd, .events = POLLIN};
+	ssize_t n = -1;
+
+	if (fd < 0)
+	    return (-1);
+	if (connect(fd, (struct sockaddr *) &sin, sizeof(sin)) == 0
+	    && send(fd, q, sizeof(q), 0) == (ssize_t) sizeof(q) && poll(&pfd, 1, 250) == 1)
+	    n = recv(fd, ans, sizeof(ans), 0);
+	close(fd);
+	if (n >= 12 && ans[0] == 0x12 && ans[1] == 0x34)
+	    return (0);
+	usleep(50000);
+    }
+    return (-1);
+}
+
 /* dnsmasq with MX records: mx1 (pref 10) refuses, mx2 (pref 20) accepts. */
 static void test_mx_dnsmasq(void)
 {
@@ -880,7 +915,7 @@ static void test_mx_dnsmasq(void)
     T_CHECK(sink > 0 && cf);
     if (sink <= 0 || !cf)
 	goto out;
-    usleep(200000);				/* dnsmasq binds quickly; the resolver retries anyway */
+    T_CHECK(wait_dns(dport) == 0);
     s = smtp_create(base, cf);
     log_clear();
     snprintf(dest, sizeof(dest), "smtp:dest.test:%d", port);
