@@ -168,6 +168,7 @@ void    smtp_reconfigure(SMTP *s, const CONFIG *cf)
 static void deliv_free(SMTP_DELIV *d)
 {
     sess_close(d);
+    secure_policy_forget(d);
     tls_policy_free(&d->tls_pol);
     if (d->timer)
 	event_free(d->timer);

@@ -233,6 +233,16 @@ struct SMTP_DELIV {
     long long size_limit;
     int     tls_on;
     TLS_POLICY tls_pol;			/* for the address in use */
+    /* smtp_tls_policy_maps with a socketmap: looked up on the loop first */
+    TABLE_REQ *pol_req;			/* the lookup in flight */
+    char  **pol_keys;			/* keys tried, in order (tls_policy_keys) */
+    char   *pol_dest;			/* the next hop they belong to */
+    int     pol_i;			/* the key that answered */
+    int     pol_st;			/* its TABLE_* status */
+    char   *pol_val;			/* its value (found) */
+    char    pol_err[256];		/* its error text */
+    int     pol_ready;			/* answers complete for pol_dest */
+    int     pol_starting;		/* inside secure_policy_fetch() */
     int     tls_wrapped;		/* smtp_tls_wrappermode: TLS before the greeting */
     int     tls_matched;		/* the server certificate was verified */
     int     f_auth;			/* EHLO offered AUTH */
@@ -302,6 +312,8 @@ void    send_ehlo(SMTP_DELIV *d);
 /* smtp_secure.c: TLS and SMTP AUTH */
 void    secure_params_load(SMTP_PARAMS *p, const CONFIG *cf);
 void    secure_params_free(SMTP_PARAMS *p);
+int     secure_policy_fetch(SMTP_DELIV *d);	/* 1 ready; 0 lookup on the loop, then sess_connect() */
+void    secure_policy_forget(SMTP_DELIV *d);	/* cancel and free the above */
 int     secure_policy(SMTP_DELIV *d);	/* 0, or -1 after failing the address */
 void    secure_tls_start(SMTP_DELIV *d, int wrapped);
 void    secure_tls_done(SMTP_DELIV *d);

@@ -288,6 +288,8 @@ void sess_connect(SMTP_DELIV *d)
 	sess_loop(d);
 	return;
     }
+    if (!secure_policy_fetch(d))
+	return;				/* sess_connect() again when it is answered */
     if (secure_policy(d) < 0)
 	return;
     memset(&ss, 0, sizeof(ss));

@@ -145,6 +145,97 @@ static int policy_lookup(void *ctx, const char *key, const char **val, char *err
     return (table_list_find((TABLE_LIST *) ctx, key, 0, val, err, errlen));
 }
 
+/*
+ * A socketmap (postfix-mta-sts-resolver) in smtp_tls_policy_maps: the
+ * keys Postfix would try are looked up on the event loop, in order, up to
+ * the first that is found or fails; secure_policy() then reads those
+ * answers.  An answer lasts for the delivery's next hop.
+ */
+static int policy_cached(void *ctx, const char *key, const char **val, char *err, size_t errlen)
+{
+    SMTP_DELIV *d = ctx;
+
+    for (int i = 0; d->pol_keys && d->pol_keys[i] && i <= d->pol_i; i++) {
+	if (strcmp(d->pol_keys[i], key) != 0)
+	    continue;
+	if (i < d->pol_i)
+	    return (TABLE_NOTFOUND);
+	if (d->pol_st == TABLE_FOUND)
+	    *val = d->pol_val;
+	else if (d->pol_st == TABLE_ERROR)
+	    snprintf(err, errlen, "%s", d->pol_err);
+	return (d->pol_st);
+    }
+    return (TABLE_NOTFOUND);
+}
+
+void    secure_policy_forget(SMTP_DELIV *d)
+{
+    if (d->pol_req)
+	table_cancel(d->pol_req);
+    d->pol_req = NULL;
+    if (d->pol_keys)
+	str_list_free(d->pol_keys);
+    d->pol_keys = NULL;
+    free(d->pol_dest);
+    d->pol_dest = NULL;
+    free(d->pol_val);
+    d->pol_val = NULL;
+    d->pol_ready = 0;
+}
+
+static void policy_next(SMTP_DELIV *d);
+
+static void policy_answer(int st, const char *val, const char *err, void *arg)
+{
+    SMTP_DELIV *d = arg;
+
+    d->pol_req = NULL;
+    if (st == TABLE_NOTFOUND && d->pol_keys[d->pol_i + 1]) {
+	d->pol_i++;
+	policy_next(d);
+	return;
+    }
+    d->pol_st = st;
+    if (st == TABLE_FOUND)
+	d->pol_val = xstrdup(val ? val : "");
+    else if (st == TABLE_ERROR)
+	snprintf(d->pol_err, sizeof(d->pol_err), "%s", err ? err : "");
+    d->pol_ready = 1;
+    if (!d->pol_starting)
+	sess_connect(d);
+}
+
+static void policy_next(SMTP_DELIV *d)
+{
+    d->pol_req = table_list_find_async(d->p->tls_policy, d->pol_keys[d->pol_i], 0,
+				       policy_answer, d);
+}
+
+int     secure_policy_fetch(SMTP_DELIV *d)
+{
+    const SMTP_ADDR *a = &d->addrs[d->cur];
+
+    if (d->p->tls_policy == NULL || !table_list_has_async(d->p->tls_policy))
+	return (1);
+    if (d->pol_dest && strcmp(d->pol_dest, a->dest) == 0) {
+	if (d->pol_ready)
+	    return (1);
+	if (d->pol_req)
+	    return (0);
+    }
+    secure_policy_forget(d);
+    d->pol_dest = xstrdup(a->dest);
+    d->pol_keys = tls_policy_keys(a->dest);
+    d->pol_i = 0;
+    d->pol_st = TABLE_NOTFOUND;
+    d->pol_err[0] = 0;
+    d->pol_starting = 1;
+    policy_next(d);
+    d->pol_starting = 0;
+    return (d->pol_ready);
+}
+
 /* The TLS policy for the address in use; a bad one fails the address. */
 int     secure_policy(SMTP_DELIV *d)
 {
@@ -152,8 +243,13 @@ int     secure_policy(SMTP_DELIV *d)
     TABLE_LIST *l = d->p->tls_policy;
 
     tls_policy_free(&d->tls_pol);
-    tls_policy_resolve(&d->p->tlsp, l ? policy_lookup : NULL, l,
-		       l ? table_list_param(l) : "smtp_tls_policy_maps", a->dest, &d->tls_pol);
+    if (l && d->pol_ready && d->pol_dest && strcmp(d->pol_dest, a->dest) == 0)
+	tls_policy_resolve(&d->p->tlsp, policy_cached, d, table_list_param(l), a->dest,
+			   &d->tls_pol);
+    else
+	tls_policy_resolve(&d->p->tlsp, l ? policy_lookup : NULL, l,
+			   l ? table_list_param(l) : "smtp_tls_policy_maps", a->dest,
+			   &d->tls_pol);
     if (d->tls_pol.level == TLS_LEV_INVALID) {
 	sess_fail_soft(d, d->tls_pol.dsn, d->tls_pol.why, NULL);
 	return (-1);

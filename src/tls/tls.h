@@ -113,6 +113,14 @@ void    tls_policy_resolve(const TLS_CLIENT_PARAMS *params, TLS_LOOKUP_FN lookup
 void    tls_policy_free(TLS_POLICY *p);
 
 /*
+ * The smtp_tls_policy_maps keys tls_policy_resolve() tries for dest, in
+ * order (dest exactly, or the lower-cased domain and then each parent as
+ * ".parent"): a NULL-terminated list to free with str_list_free().  For
+ * callers that look the keys up ahead of time (asynchronously).
+ */
+char  **tls_policy_keys(const char *dest);
+
+/*
  * Parse one policy table value ("secure match=.example.com
  * protocols=>=TLSv1.2") into p (which must be zeroed).  where names the
  * entry for messages ("hash:/etc/relayq/tls_policy, next-hop destination

@@ -190,8 +190,9 @@ static int lookup_one(TLS_LOOKUP_FN lookup, void *ctx, const char *title, const 
     st = lookup(ctx, key, &val, err, sizeof(err));
     snprintf(where, sizeof(where), "%s, next-hop destination \"%s\"", title, key);
     if (st < 0) {
+	/* Postfix 3.7: a lookup error makes the policy invalid (4.7.5). */
 	log_warn("smtp", "%s: policy table lookup error%s%s", where, *err ? ": " : "", err);
-	mark_invalid(out, "4.3.0", "Temporary lookup error");
+	mark_invalid(out, "4.7.5", "client TLS configuration problem");
 	return (1);
     }
     if (st == 0)
@@ -201,6 +202,27 @@ static int lookup_one(TLS_LOOKUP_FN lookup, void *ctx, const char *title, const 
 	mark_invalid(out, "4.7.5", "client TLS configuration problem");
     }
     return (1);
+}
+
+char  **tls_policy_keys(const char *dest)
+{
+    char  **keys = NULL;
+    int     n = 0;
+
+    keys = xrealloc(keys, sizeof(char *) * 2);
+    keys[n++] = xstrdup(dest);
+    keys[n] = NULL;
+    if (plain_domain(dest)) {
+	const char *key;
+
+	str_lower(keys[0]);
+	for (key = strchr(keys[0] + 1, '.'); key; key = strchr(key + 1, '.')) {
+	    keys = xrealloc(keys, sizeof(char *) * (size_t) (n + 2));
+	    keys[n++] = xstrdup(key);
+	    keys[n] = NULL;
+	}
+    }
+    return (keys);
 }
 
 void    tls_policy_resolve(const TLS_CLIENT_PARAMS *pp, TLS_LOOKUP_FN lookup, void *ctx,

@@ -231,9 +231,22 @@ static void test_policy_resolve(void)
     tls_policy_free(&p);
     tls_policy_resolve(&pp, fake_lookup, NULL, "t", "error.example", &p);
     T_EQ_INT(p.level, TLS_LEV_INVALID);
-    T_EQ_STR(p.dsn, "4.3.0");
-    T_EQ_STR(p.why, "Temporary lookup error");
+    T_EQ_STR(p.dsn, "4.7.5");		/* Postfix 3.7: MARK_INVALID */
+    T_EQ_STR(p.why, "client TLS configuration problem");
     tls_policy_free(&p);
+    {
+	char  **k = tls_policy_keys("Mail.Example.COM");
+
+	T_EQ_STR(k[0], "mail.example.com");
+	T_EQ_STR(k[1], ".example.com");
+	T_EQ_STR(k[2], ".com");
+	T_CHECK(k[3] == NULL);
+	str_list_free(k);
+	k = tls_policy_keys("[Mail.Example.com]:587");
+	T_EQ_STR(k[0], "[Mail.Example.com]:587");
+	T_CHECK(k[1] == NULL);
+	str_list_free(k);
+    }
     tls_policy_resolve(&pp, fake_lookup, NULL, "t", "dane.example", &p);
     T_EQ_INT(p.level, TLS_LEV_INVALID);
     tls_policy_free(&p);
