@@ -176,7 +176,7 @@ const PARAM param_table[] = {
     PI("hopcount_limit", "50", 1, 0,
        "most Received: headers (relayq's own included); more: 554 5.4.0 Error: too many hops"),
     P("relay_recipient_maps", PT_LIST, "",
-      "tables of the valid recipients in relay_domains; empty: every recipient is valid"),
+      "lookup tables of the valid recipients in relay_domains; empty: every recipient is valid"),
     P("smtpd_reject_unlisted_recipient", PT_BOOL, "yes",
       "reject a recipient in relay_domains that relay_recipient_maps does not list"),
     PI("unknown_relay_recipient_reject_code", "550", 400, 599,

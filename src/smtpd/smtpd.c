@@ -71,6 +71,11 @@ typedef struct SMTPD_PARAMS {
     int     v4_prefix, v6_prefix;
     long long hopcount_limit;
     int     disable_vrfy;
+    TABLE_LIST *relay_rcpt;		/* relay_recipient_maps, or NULL: every recipient is valid */
+    int     relay_rcpt_broken;		/* set, but it did not open: defer */
+    int     unknown_relay_code;
+    int     show_table_name;
+    char   *rcpt_delim;
     int     bare_mode;
     int     helo_required;
     int     always_add;
@@ -209,6 +214,19 @@ static SMTPD_PARAMS *params_load(const CONFIG *cf)
     p->v6_prefix = (int) config_int(cf, "smtpd_client_ipv6_prefix_length");
     p->hopcount_limit = config_int(cf, "hopcount_limit");
     p->disable_vrfy = config_bool(cf, "disable_vrfy_command");
+    p->unknown_relay_code = (int) config_int(cf, "unknown_relay_recipient_reject_code");
+    p->show_table_name = config_bool(cf, "show_user_unknown_table_name");
+    p->rcpt_delim = xstrdup(config_str(cf, "recipient_delimiter"));
+    if (config_bool(cf, "smtpd_reject_unlisted_recipient") && *config_str(cf, "relay_recipient_maps")) {
+	char    err[512];
+
+	/* relayqd opened it before dropping privileges: this finds the shared copy. */
+	p->relay_rcpt = table_list_open("relay_recipient_maps", config_str(cf, "relay_recipient_maps"),
+					TABLE_FLAG_FOLD, err, sizeof(err));
+	if (p->relay_rcpt == NULL)
+	    log_warn("smtpd", "%s: recipients in relay_domains are deferred until it opens", err);
+	p->relay_rcpt_broken = p->relay_rcpt == NULL;
+    }
     p->bare_mode = smtpd_bare_mode(config_str(cf, "smtpd_forbid_bare_newline"));
     if (p->bare_mode < 0)
 	p->bare_mode = SMTPD_BARE_NORMALIZE;
@@ -261,6 +279,9 @@ static void params_unref(SMTPD_PARAMS *p)
     str_list_free(p->bare_excl);
     str_list_free(p->mynetworks);
     str_list_free(p->relay_domains);
+    if (p->relay_rcpt)
+	table_list_close(p->relay_rcpt);
+    free(p->rcpt_delim);
     str_list_free(p->relay_restr);
     str_list_free(p->rcpt_restr);
     str_list_free(p->rewrite_clients);
@@ -722,6 +743,46 @@ fail:
 static void rcpt_accept(SESSION *ss, char *addr, SMTPD_RCPTP *rp);
 static void milter_rcpt_cb(void *ctx, const MILTER_RESULT *r);
 
+/* Postfix's reject line for RCPT, by the log module's formatter. */
+static void rcpt_reject_log(SESSION *ss, const char *addr, const char *rbuf)
+{
+    log_reject("smtpd", ss->msg->nrcpt ? ss->msg->qid : NULL, "reject", "RCPT", ss->namaddr, rbuf,
+	       ss->msg->sender, addr, proto_name(ss), ss->helo);
+}
+
+/*
+ * relay_recipient_maps (smtpd_reject_unlisted_recipient): a recipient in
+ * relay_domains must be listed, or every 5xx of the next hop would turn
+ * into a bounce to a possibly forged sender (backscatter).  0 accept, -1
+ * with the reply in rbuf.
+ */
+static int relay_rcpt_check(SESSION *ss, const char *addr, char *rbuf, size_t len)
+{
+    SMTPD_PARAMS *p = ss->p;
+    const char *at = strrchr(addr, '@'), *val;
+    char    err[512];
+    TABLE_ADDR_OPTS o = {TABLE_ADDR_DEFAULT, 0, p->rcpt_delim, NULL, NULL};
+    int     rc;
+
+    if ((p->relay_rcpt == NULL && !p->relay_rcpt_broken) || at == NULL)
+	return (0);
+    if ((rc = smtpd_domain_match(at + 1, p->relay_domains)) == 0)
+	return (0);
+    if (rc < 0 || p->relay_rcpt_broken
+	|| (rc = table_find_addr(p->relay_rcpt, addr, &o, &val, NULL, err, sizeof(err))) == TABLE_ERROR) {
+	if (rc == TABLE_ERROR)
+	    log_warn("smtpd", "%s", err);
+	snprintf(rbuf, len, "451 4.3.0 <%s>: Temporary lookup failure", addr);
+	return (-1);
+    }
+    if (rc == TABLE_FOUND)
+	return (0);
+    snprintf(rbuf, len, "%d %d.1.1 <%s>: Recipient address rejected: User unknown%s",
+	     p->unknown_relay_code, p->unknown_relay_code / 100, addr,
+	     p->show_table_name ? " in relay recipient table" : "");
+    return (-1);
+}
+
 static void cmd_rcpt(SESSION *ss, const char *arg)
 {
     SMTPD_PARAMS *p = ss->p;
@@ -772,8 +833,15 @@ static void cmd_rcpt(SESSION *ss, const char *arg)
 	    ss->s->st.rejects_relay++;
 	else
 	    ss->s->st.rejects_other++;
-	log_reject("smtpd", ss->msg->nrcpt ? ss->msg->qid : NULL, "reject", "RCPT", ss->namaddr, rbuf,
-		   ss->msg->sender, addr, proto_name(ss), ss->helo);
+	rcpt_reject_log(ss, addr, rbuf);
+	free(addr);
+	smtpd_rcptp_free(&rp);
+	reply(ss, "%s", rbuf);
+	goto fail;
+    }
+    if (relay_rcpt_check(ss, addr, rbuf, sizeof(rbuf)) < 0) {
+	ss->s->st.rejects_other++;
+	rcpt_reject_log(ss, addr, rbuf);
 	free(addr);
 	smtpd_rcptp_free(&rp);
 	reply(ss, "%s", rbuf);

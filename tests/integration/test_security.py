@@ -567,3 +567,39 @@ def test_indirect_loop_is_ended_by_hopcount_limit(env):
     both = a.log() + b.log()
     assert len(re.findall(r'hopcount exceeded', both)) == 2, both[-3000:]   # the message, then its notice
     assert len(re.findall(r'sender non-delivery notification', both)) == 1
+
+
+# ---- 4. backscatter ----
+
+def test_relay_recipient_maps_rejects_unknown_users(env):
+    sink = env.pysink()
+    d = env.relayqd(relayhost='[127.0.0.1]:%d' % sink.port, mynetworks='127.0.0.1/32', relay_domains='dest.test',
+                    relay_recipient_maps='inline:{ known@dest.test=ok, @open.dest.test=ok }', recipient_delimiter='+')
+    c, f = raw(d.port)
+    c.sendall(b'EHLO outsider.test\r\nMAIL FROM:<forged@victim.test>\r\n')
+    reply(f), reply(f)
+    c.sendall(b'RCPT TO:<unknown@dest.test>\r\n')
+    assert reply(f) == ('550 5.1.1 <unknown@dest.test>: Recipient address rejected: '
+                        'User unknown in relay recipient table\r\n')
+    for ok in ('known@dest.test', 'known+ext@dest.test', 'anyone@open.dest.test'):
+        c.sendall(b'RCPT TO:<%s>\r\n' % ok.encode())
+        assert reply(f).startswith('250'), ok
+    c.close()
+    d.wait_log(r'NOQUEUE: reject: RCPT from unknown\[127\.0\.0\.2\]: 550 5\.1\.1 <unknown@dest\.test>: Recipient '
+               r'address rejected: User unknown in relay recipient table; from=<forged@victim\.test> '
+               r'to=<unknown@dest\.test> proto=ESMTP helo=<outsider\.test>')
+    # Postfix's knobs: the code, and whether the table is named
+    d2 = env.relayqd(mynetworks='127.0.0.1/32', relay_domains='dest.test', relay_recipient_maps='inline:{ k@dest.test=ok }',
+                     unknown_relay_recipient_reject_code=450, show_user_unknown_table_name='no')
+    c, f = raw(d2.port)
+    c.sendall(b'EHLO outsider.test\r\nMAIL FROM:<a@sender.test>\r\nRCPT TO:<u@dest.test>\r\n')
+    reply(f), reply(f)
+    assert reply(f) == '450 4.1.1 <u@dest.test>: Recipient address rejected: User unknown\r\n'
+    c.close()
+    d3 = env.relayqd(mynetworks='127.0.0.1/32', relay_domains='dest.test', relay_recipient_maps='inline:{ k@dest.test=ok }',
+                     smtpd_reject_unlisted_recipient='no')
+    c, f = raw(d3.port)
+    c.sendall(b'EHLO outsider.test\r\nMAIL FROM:<a@sender.test>\r\nRCPT TO:<u@dest.test>\r\n')
+    reply(f), reply(f)
+    assert reply(f).startswith('250')
+    c.close()
