@@ -2,7 +2,8 @@
 #
 #   make                 bin/relayqd, bin/relayq, bin/mailq, bin/sendmail
 #   make test            deps, build, unit tests, ASan+UBSan unit tests,
-#                        clang build, integration tests
+#                        clang build, integration tests, and the integration
+#                        tests again against the ASan+UBSan daemon
 #   make run             deps, build, run relayqd on etc/relayq.cf
 #   make SANITIZE=1 test-unit   unit tests under ASan+UBSan
 #   make CC=clang        clang build

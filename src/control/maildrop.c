@@ -452,7 +452,8 @@ int     maildrop_scan(const char *queue_dir, size_t max_size,
 	}
 	names[nnames++] = xstrdup(de->d_name);
     }
-    qsort(names, nnames, sizeof(char *), maildrop_name_cmp);
+    if (nnames > 0)				/* qsort(NULL, 0) is undefined (UBSan) */
+	qsort(names, nnames, sizeof(char *), maildrop_name_cmp);
     for (i = 0; i < nnames && i < MAILDROP_SCAN_FILES && budget > 0; i++) {
 	MAILDROP_PARSE mp;
 	const char *why = 0;

@@ -72,9 +72,12 @@ def run_file(path, pattern):
         try:
             getattr(mod, fname)(env)
             signal.alarm(0)
+            env.close()                 # the daemons exit: leak reports are written now
+            reports = harness.sanitizer_reports(env)
+            if reports:
+                raise AssertionError('sanitizer report in relayqd output:\n' + '\n'.join(reports))
             print('ok   %-60s %5.1fs' % (full, time.time() - t0), flush=True)
             passed += 1
-            env.close()
             env.cleanup()
         except harness.Skip as e:
             signal.alarm(0)
