@@ -3,9 +3,12 @@
  *
  *   relayqd [-c CONFDIR] [-o name=value]...
  *
- * Runs in the foreground.  Start-up order: configuration, log, listeners
- * (the only things that need root), queue (lock, recovery), then, when
- * started as root, it gives the queue to mail_owner and becomes that user.
+ * Runs in the foreground.  Start-up order: configuration, log, the queue
+ * directory set up through descriptors (queue_dir_prepare: no link
+ * followed, docs/security.md), the listeners bound and the tables opened
+ * (what needs root), then, when started as root, it becomes mail_owner;
+ * only then the queue (lock, database, recovery) and the sockets, and the
+ * SMTP port listens last.
  * SIGTERM/SIGINT: stop accepting, let what is in flight finish or be
  * abandoned safely, exit 0.  SIGHUP: reload the configuration (a bad file
  * is reported and the old one kept) and reopen the log.
