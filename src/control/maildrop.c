@@ -364,8 +364,9 @@ static char *maildrop_slurp(int dfd, const char *name, size_t max_size, size_t *
 	*why = strerror(errno);
 	return 0;
     }
-    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-	*why = "not a regular file";
+    /* One link only: a hard link to another user's file would make pickup take it for theirs. */
+    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_nlink != 1) {
+	*why = "not a regular file with one link";
 	close(fd);
 	return 0;
     }

@@ -217,18 +217,23 @@ def test_pickup_checks_what_a_local_user_writes_into_the_maildrop(env):
     write_maildrop(d, '03sender', 'a@sender.test> NOTIFY=SUCCESS', ['x@dest.test'])
     write_maildrop(d, '04big', 'a@sender.test', ['x@dest.test'], content='Subject: b\r\n\r\n' + 'z' * (2 << 20))
     write_maildrop(d, '05good', 'good@sender.test', ['x@dest.test'])
+    # a hard link to another user's (here root's) file would pass for that user's submission
+    write_maildrop(d, 'rootfile', 'root@sender.test', ['x@dest.test'], user='0')
+    os.rename(os.path.join(d.queue_dir, 'maildrop', 'rootfile'), os.path.join(env.dir, 'rootfile'))
+    os.link(os.path.join(env.dir, 'rootfile'), os.path.join(d.queue_dir, 'maildrop', '06hardlink'))
     d.start()
     d.wait_log(r'to=<x@dest\.test>.*status=sent')
     for name, why in (('01smuggle', 'bad recipient address syntax'), ('02escape', 'bad recipient address syntax'),
-                      ('03sender', 'bad sender address syntax'), ('04big', 'message file too big')):
+                      ('03sender', 'bad sender address syntax'), ('04big', 'message file too big'),
+                      ('06hardlink', 'not a regular file with one link')):
         d.wait_log(r'maildrop file %s: %s; moved to maildrop/corrupt' % (name, why))
     time.sleep(3)   # three more pickup scans: nothing is retried
-    assert len(re.findall(r'maildrop file 0\d', d.log())) == 4, d.log()
+    assert len(re.findall(r'maildrop file 0\d', d.log())) == 5, d.log()
     m = sink.wait_messages(1)
     assert len(sink.messages) == 1 and m[0]['from'] == 'good@sender.test', sink.messages
     assert m[0]['rcpt_args'] == [''], m
     corrupt = os.path.join(d.queue_dir, 'maildrop', 'corrupt')
-    assert sorted(os.listdir(corrupt)) == ['01smuggle', '02escape', '03sender', '04big']
+    assert sorted(os.listdir(corrupt)) == ['01smuggle', '02escape', '03sender', '04big', '06hardlink']
 
 
 # ---- 4. what a client writes into headers ----
