@@ -120,7 +120,7 @@ static const char *pickup_macro(void *ctx, const char *name)
 static void pickup_bounce_rcpts(PICKUP *p, const int *idx, int n, const char *reply)
 {
     const char *text = strlen(reply) > 4 ? reply + 4 : reply;
-    char    dsn[16] = "5.7.1";
+    char    dsn[12] = "5.7.1";		/* the size of QRCPT.dsn */
 
     if (reply[4] >= '2' && reply[4] <= '5' && reply[5] == '.') {
 	size_t  k = strcspn(reply + 4, " ");
