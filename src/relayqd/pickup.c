@@ -144,6 +144,9 @@ static void pickup_milter_end(PICKUP *p)
 {
     milter_sess_free(p->ms);
     p->ms = NULL;
+    /* Every way out of the filters passes here (the sanitizer pass saw it lost on reject and tempfail). */
+    free(p->macro_rcpt);
+    p->macro_rcpt = NULL;
 }
 
 /* Give the file back: it stays in the maildrop and is taken again later. */
