@@ -45,6 +45,7 @@ struct CONFIG {
     long long *num;			/* per table index: parsed number */
     int     warnings;			/* names unknown to relayq and Postfix */
     int     npostfix;			/* Postfix parameters relayq does not implement */
+    int     quiet;			/* config_derive: the caller reports unknown names */
 };
 
 #define CONFIG_EXPAND_MAX	(1 << 20)	/* bytes of one expanded value */
@@ -847,6 +848,52 @@ CONFIG *config_load(const char *confdir, char *const *overrides, int noverrides,
     if (cfg_finish(cf, &why) < 0 || cfg_myorigin_file(cf, &why) < 0)
 	goto fail;
     cfg_classify(cf);
+    buf_free(&why);
+    if (errlen)
+	*err = 0;
+    return (cf);
+
+fail:
+    if (errlen)
+	snprintf(err, errlen, "%s", why.data ? why.data : "error");
+    buf_free(&why);
+    config_free(cf);
+    return (0);
+}
+
+/* config_derive - base's settings plus more overrides (master.cf -o) */
+
+CONFIG *config_derive(const CONFIG *base, char *const *overrides, int noverrides,
+		              const char *where, char *err, size_t errlen)
+{
+    CONFIG *cf = xcalloc(1, sizeof(*cf));
+    BUF     why = BUF_INIT;
+
+    cf->dir = xstrdup(base->dir);
+    cf->path = xstrdup(base->path);
+    cf->known = xcalloc((size_t) param_count, sizeof(*cf->known));
+    cf->dflt = xcalloc((size_t) param_count, sizeof(*cf->dflt));
+    cf->expanded = xcalloc((size_t) param_count, sizeof(*cf->expanded));
+    cf->num = xcalloc((size_t) param_count, sizeof(*cf->num));
+    cf->quiet = 1;
+    for (int i = 0; i < base->nset; i++)
+	cfg_add(cf, base->set[i].name, base->set[i].value, xstrdup(base->set[i].where));
+    cf->warnings = 0;
+    for (int i = 0; i < noverrides; i++) {
+	char   *copy = xstrdup(overrides[i]);
+	char   *name, *value;
+	const char *bad = cfg_split(copy, &name, &value);
+
+	if (bad) {
+	    buf_printf(&why, "%s: -o %s: %s", where, overrides[i], bad);
+	    free(copy);
+	    goto fail;
+	}
+	cfg_add(cf, name, value, xasprintf("%s: -o %s", where, overrides[i]));
+	free(copy);
+    }
+    if (cfg_finish(cf, &why) < 0)
+	goto fail;
     buf_free(&why);
     if (errlen)
 	*err = 0;

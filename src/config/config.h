@@ -37,6 +37,15 @@ CONFIG *config_load(const char *confdir, char *const *overrides, int noverrides,
 void    config_free(CONFIG *cf);
 
 /*
+ * A copy of base with more "name=value" overrides applied after its own
+ * (a master.cf service's -o list); where ("master.cf, line 12") prefixes
+ * errors.  Unknown names are not warned about on stderr (the caller says
+ * what it ignores) and $name references to them expand as usual.
+ */
+CONFIG *config_derive(const CONFIG *base, char *const *overrides, int noverrides,
+		              const char *where, char *err, size_t errlen);
+
+/*
  * Lookups.  name must be a known parameter (else: fatal, a programming
  * error), and of the matching type: config_int and config_size take int and
  * size parameters alike; config_str and config_list take any.  A CONFIG is

@@ -37,6 +37,7 @@ static char *log_path;
 static char log_name[LOG_NAME_MAX] = "relayq";
 static char log_host[LOG_HOST_MAX];
 static char log_ident[LOG_NAME_MAX * 2];	/* openlog() keeps this pointer */
+static __thread const char *log_name_over;	/* log_name_override() */
 
 /* log_set_host - HOST is myhostname up to its first dot */
 
@@ -183,6 +184,19 @@ static int log_write_all(int fd, const char *buf, size_t len)
 
 /* log_emit - format and write one line; prefix is "" or "warning: " */
 
+static const char *log_name_global(void)
+{
+    return (log_name);
+}
+
+const char *log_name_override(const char *name)
+{
+    const char *old = log_name_over;
+
+    log_name_over = name;
+    return (old);
+}
+
 static void log_emit(int prio, const char *service, const char *prefix,
 		             const char *fmt, va_list ap)
 {
@@ -195,6 +209,7 @@ static void log_emit(int prio, const char *service, const char *prefix,
     time_t  now = time(0);
     struct tm tm;
     int     saved_errno = errno;
+    const char *log_name = log_name_over ? log_name_over : log_name_global();
 
     pthread_mutex_lock(&log_lock);
     if (log_host[0] == 0)
@@ -432,4 +447,26 @@ char   *log_format_delay(double seconds, char *out)
 	snprintf(out, 32, "%lld", (us + 500000) / 1000000);
     }
     return (out);
+}
+
+void    log_msg_as(const char *name, const char *service, const char *fmt,...)
+{
+    const char *old = log_name_override(name);
+    va_list ap;
+
+    va_start(ap, fmt);
+    log_vmsg(service, fmt, ap);
+    va_end(ap);
+    log_name_override(old);
+}
+
+void    log_warn_as(const char *name, const char *service, const char *fmt,...)
+{
+    const char *old = log_name_override(name);
+    va_list ap;
+
+    va_start(ap, fmt);
+    msg_vdiag(MSG_WARN, service, fmt, ap);
+    va_end(ap);
+    log_name_override(old);
 }

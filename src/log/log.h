@@ -68,6 +68,16 @@ void    msg_vdiag(MSG_LEVEL level, const char *service, const char *fmt, va_list
 void    log_warn(const char *service, const char *fmt, ...) UTIL_PRINTF(2, 3);
 
 /*
+ * The same with another SYSLOG_NAME (a master.cf -o syslog_name); NULL: the
+ * global one.  log_name_override() sets it for every line this thread logs
+ * until it is set back (it returns the previous value), for the formatters
+ * below (log_reject).
+ */
+const char *log_name_override(const char *name);
+void    log_msg_as(const char *name, const char *service, const char *fmt, ...) UTIL_PRINTF(3, 4);
+void    log_warn_as(const char *name, const char *service, const char *fmt, ...) UTIL_PRINTF(3, 4);
+
+/*
  * Postfix's delay formatting (format_tv.c, delay_logging_resolution_limit 2):
  * < 1 s: up to 2 decimals, trailing zeros dropped, "0" below 0.005;
  * 1..10 s: 1 decimal ("6" when it is 0); >= 10 s: integer.  Half up.
