@@ -101,7 +101,16 @@ static void cleanup_received(const CLEANUP_INFO *ci, BUF *out, int64_t when_us)
 	cleanup_header_text(out, name);
 	buf_puts(out, strchr(ci->client_addr, ':') ? " [IPv6:" : " [");
 	cleanup_header_text(out, ci->client_addr);
-	buf_puts(out, "])\r\n\tby ");
+	buf_puts(out, "])\r\n");
+	if (ci->auth_user) {
+	    buf_puts(out, "\t(Authenticated sender: ");
+	    /* A comment: no parentheses, backslashes or controls from the name. */
+	    for (const char *cp = ci->auth_user; *cp; cp++)
+		buf_putc(out, (*cp == '(' || *cp == ')' || *cp == '\\'
+			       || (unsigned char) *cp < 0x20 || *cp == 0x7f) ? '?' : *cp);
+	    buf_puts(out, ")\r\n");
+	}
+	buf_puts(out, "\tby ");
 	cleanup_header_text(out, ci->myhostname);
 	buf_puts(out, " (relayq) with ");
 	cleanup_header_text(out, ci->protocol);

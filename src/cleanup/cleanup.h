@@ -20,6 +20,7 @@ typedef struct CLEANUP_INFO {
     const char *protocol;		/* "ESMTP", "ESMTPS", "SMTP", "ESMTPSA"; NULL: local (pickup) */
     const char *single_rcpt;		/* "for <rcpt>" when exactly one recipient, else NULL */
     const char *local_user;		/* pickup: submitting user name, else NULL */
+    const char *auth_user;		/* "(Authenticated sender: NAME)", or NULL */
     int64_t arrival_us;
     int     rewrite_allowed;		/* add Message-ID:/Date: when missing */
     int     add_received;		/* 0 for relayq's own notices */

@@ -209,7 +209,7 @@ static void log_emit(int prio, const char *service, const char *prefix,
     time_t  now = time(0);
     struct tm tm;
     int     saved_errno = errno;
-    const char *log_name = log_name_over ? log_name_over : log_name_global();
+    const char *lname = log_name_over ? log_name_over : log_name_global();
 
     pthread_mutex_lock(&log_lock);
     if (log_host[0] == 0)
@@ -218,7 +218,7 @@ static void log_emit(int prio, const char *service, const char *prefix,
 	localtime_r(&now, &tm);
 	buf_printf(&line, "%s %2d %02d:%02d:%02d %s %s/%s[%ld]: ",
 		   months[tm.tm_mon], tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-		   log_host, log_name, service, (long) getpid());
+		   log_host, lname, service, (long) getpid());
     }
     text = line.len;
     buf_puts(&line, prefix);
@@ -231,7 +231,7 @@ static void log_emit(int prio, const char *service, const char *prefix,
 	    line.data[i] = '?';
 
     if (log_dest == LOG_TO_SYSLOG) {
-	snprintf(log_ident, sizeof(log_ident), "%s/%s", log_name, service);
+	snprintf(log_ident, sizeof(log_ident), "%s/%s", lname, service);
 	syslog(prio, "%s", line.data);
     } else {
 	buf_putc(&line, '\n');
@@ -240,7 +240,7 @@ static void log_emit(int prio, const char *service, const char *prefix,
 		char    msg[160];
 		int     n = snprintf(msg, sizeof(msg), "%s/%s: warning: cannot write the log: %s;"
 				     " lines are lost (counted in relayq_log_write_errors_total)\n",
-				     log_name, service, strerror(errno));
+				     lname, service, strerror(errno));
 
 		if (write(2, msg, (size_t) n) < 0) {
 		    /* nowhere left to complain */

@@ -41,6 +41,10 @@
 #include "milter/milter.h"
 #include "smtpd/smtpd.h"
 #include "smtpd/smtpd_proto.h"
+#include "smtpd/smtpd_proxy.h"
+#include "smtpd/smtpd_restrict.h"
+#include "config/master.h"
+#include "sasl/dovecot.h"
 #include "table/table.h"
 
 #define SMTPD_READ_HIGH_WATER	65536	/* cap on buffered, unprocessed input */
@@ -91,22 +95,78 @@ typedef struct SMTPD_PARAMS {
     char   *milter_error;		/* smtpd_milters does not parse */
     char   *milter_daemon_name;
     char   *milter_v;
+    /* Per listener (master.cf -o). */
+    char   *syslog_name;
+    int     wrapper;			/* smtpd_tls_wrappermode */
+    int     proxy;			/* smtpd_upstream_proxy_protocol = haproxy */
+    long long proxy_timeout;
+    char  **client_restr;
+    char  **helo_restr;
+    char  **sender_restr;
+    /* SMTP AUTH */
+    int     sasl_enable;
+    char   *sasl_path;			/* resolved: absolute path or inet:host:port */
+    char   *sasl_service;
+    char  **sasl_secopts;
+    char  **sasl_tls_secopts;
+    int     tls_auth_only;
+    int     broken_auth;
+    int     auth_header;
+    char   *sasl_local_domain;
+    char  **sasl_exceptions;
+    long long sasl_resp_limit;
+    long long auth_rate_limit;
+    long long rate_unit;
+    char  **login_maps;
+    TABLE_LIST *login_tl;		/* smtpd_sender_login_maps, NULL: none */
 } SMTPD_PARAMS;
 
 typedef struct SESSION SESSION;
+typedef struct LISTENER LISTENER;
+
+/* One master.cf smtpd service (or smtpd_listen): its addresses and settings. */
+struct LISTENER {
+    SMTPD  *s;
+    char   *service;			/* "submission", "127.0.0.1:2525" */
+    int     line;			/* master.cf line; 0: smtpd_listen */
+    char  **opts;			/* -o name=value */
+    char  **addrs;			/* bind addresses */
+    SMTPD_PARAMS *p;
+    long long maxproc;			/* 0: no limit */
+    int     nsess;
+    int     full;			/* accepting paused at maxproc */
+    long long warned;			/* time of the last process-limit warning */
+};
+
+/* AUTH commands per client address in the current rate window. */
+typedef struct AUTH_RATE {
+    char    addr[INET6_ADDRSTRLEN];
+    long long start;
+    int     count;
+} AUTH_RATE;
+
+#define AUTH_RATE_MAX	4096		/* clients remembered */
 
 struct SMTPD {
     struct event_base *base;
     QUEUE  *q;
     SMTPD_HOOKS hooks;
-    SMTPD_PARAMS *p;
     char  **listen;
     struct evconnlistener **lis;
+    LISTENER **lis_owner;		/* per evconnlistener */
     int     nlis;
     struct event *pause_ev;		/* accept paused after EMFILE/ENFILE */
     int    *bound;			/* smtpd_bind()'s sockets, not yet listening */
     char  **bound_name;
+    LISTENER **bound_owner;
     int     nbound;
+    LISTENER **lst;
+    int     nlst;
+    const CONFIG *cf;			/* for listeners made in smtpd_listen */
+    DOVECOT **dc;			/* one per distinct smtpd_sasl_path */
+    int     ndc;
+    AUTH_RATE *rates;
+    int     nrates;
     SESSION *sessions;
     int     nsess;
     int     shutting;
@@ -118,12 +178,23 @@ struct SMTPD {
 
 struct SESSION {
     SMTPD  *s;
+    LISTENER *l;
     SMTPD_PARAMS *p;
     struct bufferevent *bev;
     SESSION *prev, *next;
     char    addr[INET6_ADDRSTRLEN];
     char    name[16];
     char    namaddr[INET6_ADDRSTRLEN + 32];
+    char    laddr[INET6_ADDRSTRLEN];
+    int     proxy_wait;			/* reading the PROXY header */
+    struct event *proxy_ev;		/* smtpd_upstream_proxy_timeout */
+    /* SMTP AUTH */
+    char   *sasl_user;
+    char   *sasl_method;
+    char   *sasl_sender;		/* MAIL FROM AUTH= */
+    DOVECOT_REQ *auth_req;
+    int     auth_state;			/* AUTH_* */
+    int     auth_lost;			/* Dovecot went away during a 334 */
     int     in_mynet;
     int     bare_mode;
     int     rewrite_allowed;
@@ -164,12 +235,19 @@ struct SESSION {
     SMTPD_RCPTP pend_rp;
     BUF     mbuf;			/* the cleaned message while filters see it */
     MILTER_MSG mmsg;
-    char    laddr[INET6_ADDRSTRLEN];
     int     lport, cport, family;
     char    macro_buf[512];
 };
 
+#define AUTH_IDLE	0
+#define AUTH_SERVER	1		/* waiting for Dovecot */
+#define AUTH_CLIENT	2		/* waiting for the client's response line */
+
+#define SLOG(ss, ...)	log_msg_as((ss)->p->syslog_name, "smtpd", __VA_ARGS__)
+#define SWARN(ss, ...)	log_warn_as((ss)->p->syslog_name, "smtpd", __VA_ARGS__)
+
 static void session_process(SESSION *ss);
+static void proxy_read(SESSION *ss);
 static void session_free(SESSION *ss);
 static void event_cb(struct bufferevent *bev, short what, void *ctx);
 static void read_cb(struct bufferevent *bev, void *ctx);
@@ -185,10 +263,16 @@ static int tls_level(const char *v)
     return (TLS_NONE);
 }
 
-static SMTPD_PARAMS *params_load(const CONFIG *cf)
+/*
+ * A snapshot of cf (main.cf, or main.cf plus a listener's -o).  NULL with
+ * err on a configuration error (start-up: fatal; SIGHUP: the old one stays).
+ */
+static void params_unref(SMTPD_PARAMS *p);
+
+static SMTPD_PARAMS *params_load(const CONFIG *cf, char *err, size_t errlen)
 {
     SMTPD_PARAMS *p = xcalloc(1, sizeof(*p));
-    const char *cert, *key;
+    const char *cert, *key, *path, *bad;
 
     p->refs = 1;
     p->myhostname = xstrdup(config_str(cf, "myhostname"));
@@ -218,13 +302,13 @@ static SMTPD_PARAMS *params_load(const CONFIG *cf)
     p->show_table_name = config_bool(cf, "show_user_unknown_table_name");
     p->rcpt_delim = xstrdup(config_str(cf, "recipient_delimiter"));
     if (config_bool(cf, "smtpd_reject_unlisted_recipient") && *config_str(cf, "relay_recipient_maps")) {
-	char    err[512];
+	char    terr[512];
 
 	/* relayqd opened it before dropping privileges: this finds the shared copy. */
 	p->relay_rcpt = table_list_open("relay_recipient_maps", config_str(cf, "relay_recipient_maps"),
-					TABLE_FLAG_FOLD, err, sizeof(err));
+					TABLE_FLAG_FOLD, terr, sizeof(terr));
 	if (p->relay_rcpt == NULL)
-	    log_warn("smtpd", "%s: recipients in relay_domains are deferred until it opens", err);
+	    log_warn("smtpd", "%s: recipients in relay_domains are deferred until it opens", terr);
 	p->relay_rcpt_broken = p->relay_rcpt == NULL;
     }
     p->bare_mode = smtpd_bare_mode(config_str(cf, "smtpd_forbid_bare_newline"));
@@ -252,9 +336,50 @@ static SMTPD_PARAMS *params_load(const CONFIG *cf)
 	p->milter_daemon_name = xstrdup(config_str(cf, "milter_macro_daemon_name"));
 	p->milter_v = xstrdup(config_str(cf, "milter_macro_v"));
     }
+    p->syslog_name = xstrdup(config_str(cf, "syslog_name"));
+    p->wrapper = config_bool(cf, "smtpd_tls_wrappermode");
+    p->proxy = strcmp(config_str(cf, "smtpd_upstream_proxy_protocol"), "haproxy") == 0;
+    p->proxy_timeout = config_time(cf, "smtpd_upstream_proxy_timeout");
+    p->client_restr = config_list(cf, "smtpd_client_restrictions", 0);
+    p->helo_restr = config_list(cf, "smtpd_helo_restrictions", 0);
+    p->sender_restr = config_list(cf, "smtpd_sender_restrictions", 0);
+    p->sasl_enable = config_bool(cf, "smtpd_sasl_auth_enable");
+    path = config_str(cf, "smtpd_sasl_path");
+    if (*path == '/' || strncmp(path, "inet:", 5) == 0)
+	p->sasl_path = xstrdup(path);
+    else
+	p->sasl_path = xasprintf("%s/%s", config_str(cf, "queue_directory"), path);
+    p->sasl_service = xstrdup(config_str(cf, "smtpd_sasl_service"));
+    p->sasl_secopts = config_list(cf, "smtpd_sasl_security_options", 0);
+    p->sasl_tls_secopts = config_list(cf, "smtpd_sasl_tls_security_options", 0);
+    p->tls_auth_only = config_bool(cf, "smtpd_tls_auth_only");
+    p->broken_auth = config_bool(cf, "broken_sasl_auth_clients");
+    p->auth_header = config_bool(cf, "smtpd_sasl_authenticated_header");
+    p->sasl_local_domain = xstrdup(config_str(cf, "smtpd_sasl_local_domain"));
+    p->sasl_exceptions = config_list(cf, "smtpd_sasl_exceptions_networks", 0);
+    p->sasl_resp_limit = config_size(cf, "smtpd_sasl_response_limit");
+    p->auth_rate_limit = config_int(cf, "smtpd_client_auth_rate_limit");
+    p->rate_unit = config_time(cf, "anvil_rate_time_unit");
+    p->login_maps = config_list(cf, "smtpd_sender_login_maps", 0);
+    *err = 0;
+    if (p->sasl_enable && strcmp(config_str(cf, "smtpd_sasl_type"), "dovecot") != 0)
+	snprintf(err, errlen, "smtpd_sasl_type = %s: relayq supports only smtpd_sasl_type = dovecot "
+		 "(SMTP AUTH through Dovecot's auth socket); set it with smtpd_sasl_path, or "
+		 "smtpd_sasl_auth_enable = no", config_str(cf, "smtpd_sasl_type"));
+    else if (p->login_maps && p->login_maps[0]
+	     && (p->login_tl = table_list_open("smtpd_sender_login_maps",
+					       config_str(cf, "smtpd_sender_login_maps"),
+					       TABLE_FLAG_FOLD, err, errlen)) == 0)
+	 /* err is set */ ;
+    else if ((bad = smtpd_restrict_unknown(p->client_restr)) != 0
+	     || (bad = smtpd_restrict_unknown(p->helo_restr)) != 0
+	     || (bad = smtpd_restrict_unknown(p->sender_restr)) != 0
+	     || (bad = smtpd_restrict_unknown(p->relay_restr)) != 0
+	     || (bad = smtpd_restrict_unknown(p->rcpt_restr)) != 0)
+	snprintf(err, errlen, "unsupported restriction \"%s\" in smtpd_*_restrictions", bad);
     cert = config_str(cf, "smtpd_tls_cert_file");
     key = config_str(cf, "smtpd_tls_key_file");
-    if (p->tls_level != TLS_NONE && *cert && *key) {
+    if ((p->tls_level != TLS_NONE || p->wrapper) && *cert && *key) {
 	p->ssl = SSL_CTX_new(TLS_server_method());
 	if (p->ssl == 0
 	    || SSL_CTX_use_certificate_chain_file(p->ssl, cert) != 1
@@ -266,6 +391,13 @@ static SMTPD_PARAMS *params_load(const CONFIG *cf)
 		SSL_CTX_free(p->ssl);
 	    p->ssl = 0;
 	}
+    }
+    if (*err == 0 && p->wrapper && p->ssl == 0)
+	snprintf(err, errlen, "smtpd_tls_wrappermode = yes needs a usable smtpd_tls_cert_file "
+		 "and smtpd_tls_key_file");
+    if (*err) {
+	params_unref(p);
+	return (0);
     }
     return (p);
 }
@@ -289,6 +421,18 @@ static void params_unref(SMTPD_PARAMS *p)
     free(p->milter_error);
     free(p->milter_daemon_name);
     free(p->milter_v);
+    free(p->syslog_name);
+    str_list_free(p->client_restr);
+    str_list_free(p->helo_restr);
+    str_list_free(p->sender_restr);
+    free(p->sasl_path);
+    free(p->sasl_service);
+    str_list_free(p->sasl_secopts);
+    str_list_free(p->sasl_tls_secopts);
+    free(p->sasl_local_domain);
+    str_list_free(p->sasl_exceptions);
+    str_list_free(p->login_maps);
+    table_list_close(p->login_tl);
     if (p->ssl)
 	SSL_CTX_free(p->ssl);
     free(p);
@@ -376,6 +520,8 @@ static void txn_reset(SESSION *ss)
     free(ss->milter_hold);
     ss->milter_hold = 0;
     ss->milter_discard = 0;
+    free(ss->sasl_sender);
+    ss->sasl_sender = 0;
     qmsg_free(ss->msg);
     ss->msg = 0;
     ss->rcpt_alloc = 0;
@@ -387,6 +533,8 @@ static const char *proto_name(const SESSION *ss)
 {
     if (!ss->esmtp)
 	return ("SMTP");
+    if (ss->sasl_user)				/* RFC 3848 */
+	return (ss->tls ? "ESMTPSA" : "ESMTPA");
     return (ss->tls ? "ESMTPS" : "ESMTP");
 }
 
@@ -558,6 +706,263 @@ static void milter_helo_cb(void *ctx, const MILTER_RESULT *r)
     milter_resume(ss);
 }
 
+/* SMTP AUTH */
+
+static DOVECOT *session_dovecot(SESSION *ss)
+{
+    SMTPD  *s = ss->s;
+
+    for (int i = 0; i < s->ndc; i++)
+	if (strcmp(dovecot_path(s->dc[i]), ss->p->sasl_path) == 0)
+	    return (s->dc[i]);
+    s->dc = xrealloc(s->dc, sizeof(*s->dc) * (size_t) (s->ndc + 1));
+    return (s->dc[s->ndc++] = dovecot_create(s->base, ss->p->sasl_path));
+}
+
+static int auth_offered(const SESSION *ss)
+{
+    const SMTPD_PARAMS *p = ss->p;
+
+    return (p->sasl_enable && (!p->tls_auth_only || ss->tls)
+	    && !smtpd_net_match(ss->addr, p->sasl_exceptions));
+}
+
+/* Postfix's anvil: AUTH commands per client address per time unit. */
+static int auth_rate_exceeded(SESSION *ss, int *rate)
+{
+    SMTPD  *s = ss->s;
+    long long now = time_now_us() / 1000000;
+    AUTH_RATE *r = 0;
+    int     i, oldest = 0;
+
+    for (i = 0; i < s->nrates; i++) {
+	if (now - s->rates[i].start >= ss->p->rate_unit) {
+	    s->rates[i] = s->rates[--s->nrates];	/* expired */
+	    i--;
+	    continue;
+	}
+	if (strcmp(s->rates[i].addr, ss->addr) == 0)
+	    r = &s->rates[i];
+	else if (s->rates[i].start < s->rates[oldest].start)
+	    oldest = i;
+    }
+    if (r == 0) {
+	if (s->nrates >= AUTH_RATE_MAX)
+	    r = &s->rates[oldest];
+	else {
+	    s->rates = xrealloc(s->rates, sizeof(*s->rates) * (size_t) (s->nrates + 1));
+	    r = &s->rates[s->nrates++];
+	}
+	snprintf(r->addr, sizeof(r->addr), "%s", ss->addr);
+	r->start = now;
+	r->count = 0;
+    }
+    *rate = ++r->count;
+    return (ss->p->auth_rate_limit > 0 && r->count > ss->p->auth_rate_limit);
+}
+
+static void auth_finish(SESSION *ss)
+{
+    ss->auth_req = 0;
+    ss->auth_state = AUTH_IDLE;
+    free(ss->sasl_method);
+    if (ss->sasl_user == 0)
+	ss->sasl_method = 0;
+}
+
+/* Reply to a Dovecot answer (or a failure found here). */
+static void auth_result(SESSION *ss, int status, const char *text, const char *user)
+{
+    if (status == DOVECOT_MORE) {
+	reply(ss, "334 %s", text);
+	ss->auth_state = AUTH_CLIENT;
+    } else if (status == DOVECOT_OK) {
+	char   *method = ss->sasl_method;
+
+	ss->sasl_method = 0;
+	auth_finish(ss);
+	ss->sasl_method = method;
+	if (*ss->p->sasl_local_domain && strchr(user, '@') == 0)
+	    ss->sasl_user = xasprintf("%s@%s", user, ss->p->sasl_local_domain);
+	else
+	    ss->sasl_user = xstrdup(user);
+	reply(ss, "235 2.7.0 Authentication successful");
+	count(ss, SMTPD_C_AUTH, 1);
+    } else {
+	const char *reason = *text ? text : "(reason unavailable)";
+
+	SWARN(ss, "%s: SASL %.100s authentication failed: %s, sasl_username=%.100s",
+	      ss->namaddr, ss->sasl_method, reason, user ? user : "(unavailable)");
+	if (status == DOVECOT_TEMP)
+	    reply(ss, "454 4.7.0 Temporary authentication failure: %s", reason);
+	else
+	    reply(ss, "535 5.7.8 Error: authentication failed: %s", reason);
+	auth_finish(ss);
+	count(ss, SMTPD_C_AUTH, 0);
+    }
+}
+
+static void auth_cb(void *ctx, int status, const char *text, const char *user)
+{
+    SESSION *ss = ctx;
+
+    if (status == DOVECOT_TEMP && ss->auth_state == AUTH_CLIENT) {
+	/* Lost while the client owes a response: answer that response. */
+	ss->auth_req = 0;
+	ss->auth_lost = 1;
+	return;
+    }
+    auth_result(ss, status, text, user);
+    if (ss->bev && !ss->closing && ss->auth_state != AUTH_SERVER) {
+	bufferevent_enable(ss->bev, EV_READ);
+	session_process(ss);
+    }
+}
+
+/* A response line to a 334 challenge. */
+static void auth_response(SESSION *ss, const char *line)
+{
+    if (ss->auth_lost && strcmp(line, "*") != 0) {
+	ss->auth_lost = 0;
+	auth_result(ss, DOVECOT_TEMP, "Connection lost to authentication server", 0);
+	return;
+    }
+    ss->auth_lost = 0;
+    if (strcmp(line, "*") == 0) {
+	SWARN(ss, "%s: SASL %s authentication aborted", ss->namaddr, ss->sasl_method);
+	dovecot_cancel(ss->auth_req);
+	auth_finish(ss);
+	reply(ss, "501 5.7.0 Authentication aborted");
+	count(ss, SMTPD_C_AUTH, 0);
+	return;
+    }
+    if (!dovecot_valid_base64(line)) {
+	const char *reason = "Invalid base64 data in continued response";
+
+	SWARN(ss, "%s: SASL %.100s authentication failed: %s, sasl_username=(unavailable)",
+	      ss->namaddr, ss->sasl_method, reason);
+	dovecot_cancel(ss->auth_req);
+	auth_finish(ss);
+	reply(ss, "535 5.7.8 Error: authentication failed: %s", reason);
+	count(ss, SMTPD_C_AUTH, 0);
+	return;
+    }
+    ss->auth_state = AUTH_SERVER;
+    dovecot_cont(ss->auth_req, line);
+}
+
+static void cmd_auth(SESSION *ss, char *arg)
+{
+    SMTPD_PARAMS *p = ss->p;
+    char   *mech, *resp, *extra;
+    char   *const *secopts = ss->tls ? p->sasl_tls_secopts : p->sasl_secopts;
+    DOVECOT *dc;
+    BUF     known = BUF_INIT;
+    int     rate;
+
+    if (p->helo_required && ss->helo == 0) {
+	reply(ss, "503 5.5.1 Error: send HELO/EHLO first");
+	goto fail;
+    }
+    if (!p->sasl_enable || smtpd_net_match(ss->addr, p->sasl_exceptions)) {
+	reply(ss, "503 5.5.1 Error: authentication not enabled");
+	goto fail;
+    }
+    if (p->auth_rate_limit > 0 && auth_rate_exceeded(ss, &rate)) {
+	SWARN(ss, "AUTH command rate limit exceeded: %d from %s for service %s",
+	      rate, ss->namaddr, ss->l ? ss->l->service : "smtp");
+	reply(ss, "450 4.7.1 Error: too many AUTH commands from %s", ss->addr);
+	goto fail;
+    }
+    if (ss->msg) {
+	reply(ss, "503 5.5.1 Error: MAIL transaction in progress");
+	goto fail;
+    }
+    if (p->tls_auth_only && !ss->tls) {
+	reply(ss, "504 5.5.4 Encryption required for requested authentication mechanism");
+	goto fail;
+    }
+    if (ss->sasl_user) {
+	reply(ss, "503 5.5.1 Error: already authenticated");
+	goto fail;
+    }
+    mech = arg;
+    resp = 0;
+    for (extra = arg; *extra && *extra != ' ' && *extra != '\t'; extra++)
+	 /* void */ ;
+    if (*extra) {
+	*extra++ = 0;
+	while (*extra == ' ' || *extra == '\t')
+	    extra++;
+	resp = extra;
+	while (*extra && *extra != ' ' && *extra != '\t')
+	    extra++;
+	if (*extra)
+	    mech = 0;				/* three or more words */
+	else if (*resp == 0)
+	    resp = 0;
+    }
+    if (mech == 0 || *mech == 0) {
+	reply(ss, "501 5.5.4 Syntax: AUTH mechanism");
+	goto fail;
+    }
+    dc = session_dovecot(ss);
+    ss->sasl_method = xstrdup(mech);
+    for (char *cp = ss->sasl_method; *cp; cp++)
+	if ((unsigned char) *cp < 0x20 || (unsigned char) *cp >= 0x7f)
+	    *cp = '?';
+    /* Mechanisms as announced; before the first handshake, let Dovecot judge. */
+    if (dovecot_mechs(dc, secopts, &known) == 0 && !dovecot_mech_allowed(dc, mech, secopts)) {
+	char   *why = xasprintf("Invalid authentication mechanism: '%s'", ss->sasl_method);
+
+	auth_result(ss, DOVECOT_FAIL, why, 0);
+	free(why);
+	buf_free(&known);
+	return;
+    }
+    buf_free(&known);
+    if (resp && !dovecot_valid_base64(resp)) {
+	auth_result(ss, DOVECOT_FAIL, "Invalid base64 data in initial response", 0);
+	return;
+    }
+    ss->auth_state = AUTH_SERVER;
+    ss->auth_req = dovecot_auth(dc, ss->sasl_method, resp, p->sasl_service,
+				*ss->laddr ? ss->laddr : "127.0.0.1", ss->addr, ss->tls,
+				secopts, auth_cb, ss);
+    return;
+
+fail:
+    count(ss, SMTPD_C_AUTH, 0);
+}
+
+/*
+ * smtpd_sender_login_maps: the owners of a sender address, with Postfix's
+ * address search order (user@domain, then @domain; relayq has no local
+ * domains).  A table error counts as no entry, with a warning.  Lookups
+ * are synchronous: a socketmap: table here would block the loop.
+ */
+static char *login_owners(void *ctx, const char *sender)
+{
+    TABLE_LIST *tl = ctx;
+    TABLE_ADDR_OPTS o = {TABLE_ADDR_FULL | TABLE_ADDR_NOEXT | TABLE_ADDR_AT_DOMAIN, 0, 0, 0, 0};
+    const char *val;
+    char    err[256];
+    int     rc;
+
+    rc = table_find_addr(tl, sender, &o, &val, 0, err, sizeof(err));
+    if (rc == TABLE_ERROR)
+	log_warn("smtpd", "smtpd_sender_login_maps: %s", err);
+    return (rc == TABLE_FOUND ? xstrdup(val) : 0);
+}
+
+static void login_maps_bind(SESSION *ss, SMTPD_RCTX *c)
+{
+    if (ss->p->login_tl) {
+	c->owners = login_owners;
+	c->ctx = ss->p->login_tl;
+    }
+}
+
 /* Commands */
 
 static void cmd_helo(SESSION *ss, const char *arg, int esmtp)
@@ -600,6 +1005,18 @@ static void helo_reply(SESSION *ss)
 	reply(ss, "250-VRFY");
     if (p->ssl && !ss->tls)
 	reply(ss, "250-STARTTLS");
+    if (auth_offered(ss)) {
+	BUF     m = BUF_INIT;
+
+	if (dovecot_mechs(session_dovecot(ss), ss->tls ? p->sasl_tls_secopts : p->sasl_secopts, &m) < 0)
+	    buf_puts(&m, "PLAIN LOGIN");	/* Dovecot not reached yet: its usual set */
+	if (m.len) {
+	    reply(ss, "250-AUTH %s", m.data);
+	    if (p->broken_auth)
+		reply(ss, "250-AUTH=%s", m.data);
+	}
+	buf_free(&m);
+    }
     reply(ss, "250-ENHANCEDSTATUSCODES");
     reply(ss, "250-8BITMIME");
     reply(ss, "250-DSN");
@@ -650,8 +1067,13 @@ static int queue_space_refused(SESSION *ss)
     if (why == QUEUE_SPACE_OK)
 	return (0);
     ss->s->st.rejects_other++;
-    log_reject("smtpd", NULL, "reject", "MAIL", ss->namaddr, "452 4.3.1 Insufficient system storage",
-	       NULL, NULL, proto_name(ss), ss->helo);
+    {
+	const char *old = log_name_override(ss->p->syslog_name);
+
+	log_reject("smtpd", NULL, "reject", "MAIL", ss->namaddr, "452 4.3.1 Insufficient system storage",
+		   NULL, NULL, proto_name(ss), ss->helo);
+	log_name_override(old);
+    }
     if (why == QUEUE_SPACE_LOW)
 	log_warn("smtpd", "not enough free space in mail queue: %llu bytes < 1.5*message_size_limit",
 		 (unsigned long long) (sp.free_bytes > sp.wal_debt ? sp.free_bytes - sp.wal_debt : 0));
@@ -714,6 +1136,12 @@ static void cmd_mail(SESSION *ss, const char *arg)
     ss->msg->sender = addr;
     ss->msg->arrival_us = time_now_us();
     ss->msg->envid = mp.envid;
+    free(ss->sasl_sender);
+    ss->sasl_sender = 0;
+    if (mp.auth && strcmp(mp.auth, "<>") != 0)
+	ss->sasl_sender = mp.auth;
+    else
+	free(mp.auth);
     ss->msg->ret = mp.ret;
     if (mp.body8)
 	ss->msg->flags |= QFLAG_8BITMIME;
@@ -742,12 +1170,46 @@ fail:
 
 static void rcpt_accept(SESSION *ss, char *addr, SMTPD_RCPTP *rp);
 static void milter_rcpt_cb(void *ctx, const MILTER_RESULT *r);
+/*
+ * Every restriction list at RCPT TO (smtpd_delay_reject = yes): client,
+ * helo, sender, relay, recipient.  0 accept, -1 with the reply in rbuf.
+ */
+static int restrictions(SESSION *ss, const char *rcpt, char *rbuf, size_t len)
+{
+    SMTPD_PARAMS *p = ss->p;
+    SMTPD_RCTX c;
+    char  **lists[5];
+
+    memset(&c, 0, sizeof(c));
+    c.in_mynet = ss->in_mynet;
+    c.sasl_user = ss->sasl_user;
+    c.namaddr = ss->namaddr;
+    c.helo = ss->helo;
+    c.sender = ss->msg->sender;
+    c.rcpt = rcpt;
+    c.relay_domains = p->relay_domains;
+    login_maps_bind(ss, &c);
+    lists[0] = p->client_restr;
+    lists[1] = p->helo_restr;
+    lists[2] = p->sender_restr;
+    lists[3] = p->relay_restr;
+    lists[4] = p->rcpt_restr;
+    for (int i = 0; i < 5; i++) {
+	c.stage = i < 3 ? i : SMTPD_STAGE_RCPT;
+	if (smtpd_restrict(lists[i], &c, rbuf, len) < 0)
+	    return (-1);
+    }
+    return (0);
+}
 
 /* Postfix's reject line for RCPT, by the log module's formatter. */
 static void rcpt_reject_log(SESSION *ss, const char *addr, const char *rbuf)
 {
+    const char *old = log_name_override(ss->p->syslog_name);
+
     log_reject("smtpd", ss->msg->nrcpt ? ss->msg->qid : NULL, "reject", "RCPT", ss->namaddr, rbuf,
 	       ss->msg->sender, addr, proto_name(ss), ss->helo);
+    log_name_override(old);
 }
 
 /*
@@ -825,10 +1287,7 @@ static void cmd_rcpt(SESSION *ss, const char *arg)
 	reply(ss, "452 4.5.3 Error: too many recipients");
 	goto fail;
     }
-    if (smtpd_relay_check(p->relay_restr, ss->in_mynet, addr, p->relay_domains,
-			  rbuf, sizeof(rbuf)) < 0
-	|| smtpd_relay_check(p->rcpt_restr, ss->in_mynet, addr, p->relay_domains,
-			     rbuf, sizeof(rbuf)) < 0) {
+    if (restrictions(ss, addr, rbuf, sizeof(rbuf)) < 0) {
 	if (strstr(rbuf, "Relay access denied"))
 	    ss->s->st.rejects_relay++;
 	else
@@ -873,7 +1332,13 @@ static void rcpt_accept(SESSION *ss, char *addr, SMTPD_RCPTP *rp)
 	/* Postfix opens the queue file here (smtpd_delay_open_until_valid_rcpt). */
 	queue_assign_id(ss->s->q, ss->msg);
 	ss->msg->create_time = time_now_us() / 1000000;
-	log_msg("smtpd", "%s: client=%s", ss->msg->qid, ss->namaddr);
+	if (ss->sasl_user)
+	    SLOG(ss, "%s: client=%s, sasl_method=%s, sasl_username=%s%s%s", ss->msg->qid,
+		 ss->namaddr, ss->sasl_method, ss->sasl_user,
+		 ss->sasl_sender ? ", sasl_sender=" : "", ss->sasl_sender ? ss->sasl_sender : "");
+	else
+	    SLOG(ss, "%s: client=%s%s%s", ss->msg->qid, ss->namaddr,
+		 ss->sasl_sender ? ", sasl_sender=" : "", ss->sasl_sender ? ss->sasl_sender : "");
     }
     if (ss->msg->nrcpt >= ss->rcpt_alloc) {
 	ss->rcpt_alloc = ss->rcpt_alloc ? 2 * ss->rcpt_alloc : 4;
@@ -1143,6 +1608,7 @@ static void data_done(SESSION *ss)
     ci.single_rcpt = msg->nrcpt == 1 ? msg->rcpts[0].addr : 0;
     ci.arrival_us = msg->arrival_us;
     ci.rewrite_allowed = ss->rewrite_allowed;
+    ci.auth_user = p->auth_header ? ss->sasl_user : 0;
     ci.add_received = 1;
     ci.header_size_limit = (size_t) p->hdr_limit;
     if (cleanup_message(&ci, ss->data.data ? ss->data.data : "", ss->data.len, &out,
@@ -1268,7 +1734,7 @@ static void cmd_starttls(SESSION *ss, const char *arg)
 static void session_timeout(SESSION *ss)
 {
     ss->s->st.timeouts++;
-    log_msg("smtpd", "timeout after %s from %s", ss->last_cmd, ss->namaddr);
+    SLOG(ss, "timeout after %s from %s", ss->last_cmd, ss->namaddr);
     reply(ss, "421 4.4.2 %s Error: timeout exceeded", ss->p->myhostname);
     /* As a mid-DATA disconnect: the DATA command counts as failed (data=0/1). */
     if (ss->in_data)
@@ -1390,7 +1856,7 @@ static void session_command_1(SESSION *ss, char *line, size_t len, int crlf)
 
     if (!crlf && ss->bare_mode == SMTPD_BARE_REJECT) {
 	reply(ss, "521 5.5.2 %s Error: bare <LF> received", ss->p->myhostname);
-	log_msg("smtpd", "disconnect: bare <LF> received from %s", ss->namaddr);
+	SLOG(ss, "disconnect: bare <LF> received from %s", ss->namaddr);
 	session_close_after_write(ss);
 	return;
     }
@@ -1409,6 +1875,19 @@ static void session_command_1(SESSION *ss, char *line, size_t len, int crlf)
     for (char *cp = ss->last_cmd; *cp; cp++)
 	if (*cp >= 'a' && *cp <= 'z')
 	    *cp -= 'a' - 'A';
+    {
+	/* As Postfix: an unknown verb is logged as UNKNOWN (it may be a password). */
+	static const char *const verbs[] = {
+	    "EHLO", "HELO", "MAIL", "RCPT", "DATA", "STARTTLS", "AUTH", "RSET", "NOOP",
+	    "VRFY", "QUIT", "ETRN", "BDAT", "XCLIENT", "XFORWARD", "HELP", "EXPN", 0,
+	};
+	int     k;
+
+	for (k = 0; verbs[k] && strcmp(verbs[k], ss->last_cmd) != 0; k++)
+	     /* void */ ;
+	if (verbs[k] == 0)
+	    snprintf(ss->last_cmd, sizeof(ss->last_cmd), "UNKNOWN");
+    }
 
     /* Shutdown: a transaction in progress may finish; nothing new starts. */
     if (ss->s->shutting && ss->msg == 0) {
@@ -1428,6 +1907,8 @@ static void session_command_1(SESSION *ss, char *line, size_t len, int crlf)
 	cmd_data(ss, arg);
     else if (str_casecmp(verb, "STARTTLS") == 0)
 	cmd_starttls(ss, arg);
+    else if (str_casecmp(verb, "AUTH") == 0)
+	cmd_auth(ss, arg);
     else if (str_casecmp(verb, "RSET") == 0) {
 	if (*arg) {
 	    reply(ss, "501 5.5.4 Syntax: RSET");
@@ -1469,12 +1950,41 @@ static void session_command_1(SESSION *ss, char *line, size_t len, int crlf)
 /* Work through the input buffer: DATA content or command lines. */
 static void session_process(SESSION *ss)
 {
-    while (ss->bev && !ss->closing && !ss->waiting && !ss->milter_wait && !ss->sleeping) {
+    while (ss->bev && !ss->closing && !ss->waiting && !ss->milter_wait && !ss->sleeping
+	   && ss->auth_state != AUTH_SERVER && !ss->proxy_wait) {
 	struct evbuffer *in = bufferevent_get_input(ss->bev);
 	size_t  n = evbuffer_get_length(in);
 
 	if (n == 0)
 	    break;
+	if (ss->auth_state == AUTH_CLIENT) {
+	    size_t  len;
+	    char   *line;
+
+	    if (n > (size_t) ss->p->sasl_resp_limit + 2
+		&& evbuffer_search_eol(in, 0, 0, EVBUFFER_EOL_CRLF).pos < 0) {
+		/* Not logged: it may be a password. */
+		evbuffer_drain(in, n);
+		dovecot_cancel(ss->auth_req);
+		auth_finish(ss);
+		reply(ss, "500 5.5.6 SASL response limit exceeded");
+		count(ss, SMTPD_C_AUTH, 0);
+		continue;
+	    }
+	    if ((line = evbuffer_readln(in, &len, EVBUFFER_EOL_CRLF)) == 0)
+		break;
+	    if (len > (size_t) ss->p->sasl_resp_limit) {
+		dovecot_cancel(ss->auth_req);
+		auth_finish(ss);
+		reply(ss, "500 5.5.6 SASL response limit exceeded");
+		count(ss, SMTPD_C_AUTH, 0);
+	    } else {
+		auth_response(ss, line);
+	    }
+	    memset(line, 0, len);
+	    free(line);
+	    continue;
+	}
 	if (ss->in_data) {
 	    struct evbuffer_iovec v;
 	    size_t  used;
@@ -1491,7 +2001,7 @@ static void session_process(SESSION *ss)
 		data_done(ss);
 	    } else if (rc == SMTPD_DATA_BARE_LF) {
 		reply(ss, "521 5.5.2 %s Error: bare <LF> received", ss->p->myhostname);
-		log_msg("smtpd", "disconnect: bare <LF> received from %s", ss->namaddr);
+		SLOG(ss, "disconnect: bare <LF> received from %s", ss->namaddr);
 		count(ss, SMTPD_C_DATA, 0);
 		txn_reset(ss);
 		session_close_after_write(ss);
@@ -1531,7 +2041,12 @@ static void session_process(SESSION *ss)
 
 static void read_cb(struct bufferevent *bev, void *ctx)
 {
-    session_process((SESSION *) ctx);
+    SESSION *ss = ctx;
+
+    if (ss->proxy_wait)
+	proxy_read(ss);
+    else
+	session_process(ss);
 }
 
 static void event_cb(struct bufferevent *bev, short what, void *ctx)
@@ -1543,8 +2058,11 @@ static void event_cb(struct bufferevent *bev, short what, void *ctx)
 	return;
     }
     if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT)) {
-	if (!ss->closing)
-	    log_msg("smtpd", "lost connection after %s from %s", ss->last_cmd, ss->namaddr);
+	if (ss->proxy_wait) {
+	    SWARN(ss, "haproxy read: EOF");
+	    ss->logged_disconnect = 1;
+	} else if (!ss->closing)
+	    SLOG(ss, "lost connection after %s from %s", ss->last_cmd, ss->namaddr);
 	session_free(ss);
     }
 }
@@ -1582,9 +2100,9 @@ static void session_free(SESSION *ss)
 	BUF     b = BUF_INIT;
 
 	if (ss->reason)
-	    log_msg("smtpd", "%s after %s from %s", ss->reason, ss->last_cmd, ss->namaddr);
+	    SLOG(ss, "%s after %s from %s", ss->reason, ss->last_cmd, ss->namaddr);
 	smtpd_counts_format(&ss->counts, &b);
-	log_msg("smtpd", "disconnect from %s%s", ss->namaddr, b.data ? b.data : "");
+	SLOG(ss, "disconnect from %s%s", ss->namaddr, b.data ? b.data : "");
 	buf_free(&b);
 	ss->logged_disconnect = 1;
     }
@@ -1604,6 +2122,15 @@ static void session_free(SESSION *ss)
     if (ss->deadline_ev) {
 	event_free(ss->deadline_ev);
 	ss->deadline_ev = 0;
+    }
+    if (ss->proxy_ev) {
+	event_free(ss->proxy_ev);
+	ss->proxy_ev = 0;
+    }
+    if (ss->auth_req) {
+	dovecot_cancel(ss->auth_req);
+	ss->auth_req = 0;
+	ss->auth_state = AUTH_IDLE;
     }
     ss->gone = 1;
     if (ss->ms) {
@@ -1628,9 +2155,21 @@ static void session_free(SESSION *ss)
     if (ss->next)
 	ss->next->prev = ss->prev;
     s->nsess--;
+    if (ss->l) {
+	ss->l->nsess--;
+	if (ss->l->full && !s->shutting) {
+	    ss->l->full = 0;
+	    for (int i = 0; i < s->nlis; i++)
+		if (s->lis_owner[i] == ss->l)
+		    evconnlistener_enable(s->lis[i]);
+	}
+    }
     free(ss->helo);
     if (ss->held)
 	evbuffer_free(ss->held);
+    free(ss->sasl_user);
+    free(ss->sasl_method);
+    free(ss->sasl_sender);
     params_unref(ss->p);
     free(ss);
     check_done(s);
@@ -1709,79 +2248,71 @@ static int same_network(const SESSION *a, const SESSION *b, const SMTPD_PARAMS *
     return (1);
 }
 
-static void accept_cb(struct evconnlistener *l, evutil_socket_t fd,
-		              struct sockaddr *sa, int salen, void *ctx)
+/* Switch the session to TLS (wrapper mode: before the greeting). */
+static int session_tls_wrap(SESSION *ss)
 {
-    SMTPD  *s = ctx;
-    SMTPD_PARAMS *p = s->p;
-    SESSION *ss, *o;
-    struct sockaddr_storage local;
-    socklen_t llen = sizeof(local);
-    char    laddr[INET6_ADDRSTRLEN] = "";
+    struct bufferevent *tbev;
+    SSL    *ssl;
     struct timeval tv;
-    int     same = 0;
 
-    if (s->shutting) {
-	evutil_closesocket(fd);
-	return;
+    if ((ssl = SSL_new(ss->p->ssl)) == 0)
+	return (-1);
+    tbev = bufferevent_openssl_filter_new(ss->s->base, ss->bev, ssl,
+					  BUFFEREVENT_SSL_ACCEPTING,
+					  BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
+    if (tbev == 0) {
+	SSL_free(ssl);
+	return (-1);
     }
-    ss = xcalloc(1, sizeof(*ss));
-    ss->s = s;
-    ss->p = p;
-    p->refs++;
-    sockaddr_str(sa, ss->addr, sizeof(ss->addr));
+    ss->bev = tbev;
+    ss->tls = 1;
+    bufferevent_setcb(tbev, read_cb, 0, event_cb, ss);
+    bufferevent_setwatermark(tbev, EV_READ, 0, SMTPD_READ_HIGH_WATER);
+    tv.tv_sec = ss->p->timeout;
+    tv.tv_usec = 0;
+    bufferevent_set_timeouts(tbev, &tv, &tv);
+    bufferevent_enable(tbev, EV_READ | EV_WRITE);
+    /* A ClientHello that came with the PROXY header is already buffered below. */
+    if (evbuffer_get_length(bufferevent_get_input(bufferevent_get_underlying(tbev))) > 0)
+	bufferevent_trigger(bufferevent_get_underlying(tbev), EV_READ, BEV_TRIG_DEFER_CALLBACKS);
+    return (0);
+}
+
+static void session_set_client(SESSION *ss, const char *addr)
+{
+    SMTPD_PARAMS *p = ss->p;
+
+    snprintf(ss->addr, sizeof(ss->addr), "%s", addr);
+    ss->bfamily = 0;
     if (inet_pton(AF_INET, ss->addr, ss->bin) == 1)
 	ss->bfamily = AF_INET;
     else if (inet_pton(AF_INET6, ss->addr, ss->bin) == 1)
 	ss->bfamily = AF_INET6;
-    ss->held = evbuffer_new();
     snprintf(ss->name, sizeof(ss->name), "%s",
 	     strcmp(ss->addr, "127.0.0.1") == 0 || strcmp(ss->addr, "::1") == 0 ?
 	     "localhost" : "unknown");
     snprintf(ss->namaddr, sizeof(ss->namaddr), "%s[%s]", ss->name, ss->addr);
-    if (getsockname(fd, (struct sockaddr *) &local, &llen) == 0) {
-	sockaddr_str((struct sockaddr *) &local, laddr, sizeof(laddr));
-	ss->lport = sockaddr_port((struct sockaddr *) &local);
-    }
-    snprintf(ss->laddr, sizeof(ss->laddr), "%s", laddr);
-    ss->cport = sockaddr_port(sa);
     ss->family = strchr(ss->addr, ':') ? 6 : 4;
-    snprintf(ss->last_cmd, sizeof(ss->last_cmd), "CONNECT");
-    ss->lr.limit = (size_t) p->line_limit;
     ss->in_mynet = smtpd_net_match(ss->addr, p->mynetworks);
     ss->bare_mode = smtpd_net_match(ss->addr, p->bare_excl) ? SMTPD_BARE_NO : p->bare_mode;
-    ss->rewrite_allowed = rewrite_allowed(ss, laddr);
-    buf_init(&ss->data);
+    ss->rewrite_allowed = rewrite_allowed(ss, ss->laddr);
+}
 
-    evutil_make_socket_nonblocking(fd);
-    ss->bev = bufferevent_socket_new(s->base, fd, BEV_OPT_CLOSE_ON_FREE);
-    if (ss->bev == 0) {
-	evutil_closesocket(fd);
-	params_unref(p);
-	evbuffer_free(ss->held);
-	free(ss);
-	return;
-    }
+/* The client is known (socket or PROXY header): limits, greeting. */
+static void session_start(SESSION *ss)
+{
+    SMTPD  *s = ss->s;
+    SMTPD_PARAMS *p = ss->p;
+    SESSION *o;
+    int     same = 0;
+
     for (o = s->sessions; o; o = o->next)
-	if (!o->gone && same_network(o, ss, p))
+	if (o != ss && !o->gone && !o->proxy_wait && same_network(o, ss, p))
 	    same++;
-    ss->next = s->sessions;
-    if (s->sessions)
-	s->sessions->prev = ss;
-    s->sessions = ss;
-    s->nsess++;
-    s->st.connections++;
-
-    bufferevent_setcb(ss->bev, read_cb, 0, event_cb, ss);
-    bufferevent_setwatermark(ss->bev, EV_READ, 0, SMTPD_READ_HIGH_WATER);
-    tv.tv_sec = p->timeout;
-    tv.tv_usec = 0;
-    bufferevent_set_timeouts(ss->bev, &tv, &tv);
-    log_msg("smtpd", "connect from %s", ss->namaddr);
-
+    SLOG(ss, "connect from %s", ss->namaddr);
     if (p->conn_limit > 0 && same >= p->conn_limit) {
-	log_warn("smtpd", "Connection concurrency limit exceeded: %d from %s for service smtp",
-		 same + 1, ss->namaddr);
+	SWARN(ss, "Connection concurrency limit exceeded: %d from %s for service %s",
+	      same + 1, ss->namaddr, ss->l ? ss->l->service : "smtp");
 	s->st.rejects_other++;
 	reply(ss, "421 4.7.0 %s Error: too many connections from %s", p->myhostname, ss->addr);
 	session_close_after_write(ss);
@@ -1791,6 +2322,11 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd,
 	s->st.rejects_other++;
 	reply(ss, "421 4.3.2 %s Service unavailable - try again later", p->myhostname);
 	session_close_after_write(ss);
+	return;
+    }
+    if (p->wrapper && session_tls_wrap(ss) < 0) {
+	SWARN(ss, "cannot start TLS (wrapper mode) for %s", ss->namaddr);
+	session_free(ss);
 	return;
     }
     if (p->milters) {
@@ -1803,6 +2339,140 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd,
     reply(ss, "220 %s", p->banner);
     bufferevent_enable(ss->bev, EV_READ | EV_WRITE);
     deadline_arm(ss, time_mono_us() + p->timeout * 1000000);
+}
+
+/* smtpd_upstream_proxy_protocol = haproxy: the header, before any SMTP. */
+static void proxy_read(SESSION *ss)
+{
+    struct evbuffer *in = bufferevent_get_input(ss->bev);
+    size_t  n = evbuffer_get_length(in);
+    size_t  want = n < SMTPD_PROXY_V2_MAX ? n : SMTPD_PROXY_V2_MAX;
+    unsigned char *data = evbuffer_pullup(in, (ev_ssize_t) want);
+    SMTPD_PROXY px;
+    const char *why;
+    int     rc;
+
+    rc = smtpd_proxy_parse(data, want, &px, &why);
+    if (rc == SMTPD_PROXY_MORE && want < SMTPD_PROXY_V2_MAX)
+	return;
+    if (rc <= 0) {
+	BUF     esc = BUF_INIT;
+
+	for (size_t i = 0; i < want && i < SMTPD_PROXY_V1_MAX; i++) {
+	    if (data[i] >= 0x20 && data[i] < 0x7f && data[i] != '\\')
+		buf_putc(&esc, (char) data[i]);
+	    else
+		buf_printf(&esc, "\\%03o", data[i]);
+	}
+	SWARN(ss, "haproxy read: %s: %s", rc == 0 ? "protocol header too long" : why,
+	      esc.data ? esc.data : "");
+	buf_free(&esc);
+	ss->logged_disconnect = 1;		/* no SMTP session took place */
+	session_free(ss);
+	return;
+    }
+    evbuffer_drain(in, (size_t) rc);
+    ss->proxy_wait = 0;
+    event_free(ss->proxy_ev);
+    ss->proxy_ev = 0;
+    if (!px.local) {
+	snprintf(ss->laddr, sizeof(ss->laddr), "%s", px.server_addr);
+	ss->lport = px.server_port;
+	ss->cport = px.client_port;
+	session_set_client(ss, px.client_addr);
+    }
+    ss->lr.limit = (size_t) ss->p->line_limit;
+    session_start(ss);
+    /* SMTP bytes after the header (a pipelining client) wait for the greeting. */
+    if (ss->bev && !ss->closing && !ss->tls && evbuffer_get_length(in) > 0)
+	session_process(ss);
+}
+
+static void proxy_timeout_cb(evutil_socket_t fd, short what, void *ctx)
+{
+    SESSION *ss = ctx;
+
+    SWARN(ss, "haproxy read: timeout error");
+    ss->logged_disconnect = 1;
+    session_free(ss);
+}
+
+static void accept_cb(struct evconnlistener *el, evutil_socket_t fd,
+		              struct sockaddr *sa, int salen, void *ctx)
+{
+    LISTENER *l = ctx;
+    SMTPD  *s = l->s;
+    SMTPD_PARAMS *p = l->p;
+    SESSION *ss;
+    struct sockaddr_storage local;
+    socklen_t llen = sizeof(local);
+    char    addr[INET6_ADDRSTRLEN];
+    struct timeval tv;
+
+    if (s->shutting) {
+	evutil_closesocket(fd);
+	return;
+    }
+    ss = xcalloc(1, sizeof(*ss));
+    ss->s = s;
+    ss->l = l;
+    ss->p = p;
+    p->refs++;
+    if (getsockname(fd, (struct sockaddr *) &local, &llen) == 0) {
+	sockaddr_str((struct sockaddr *) &local, ss->laddr, sizeof(ss->laddr));
+	ss->lport = sockaddr_port((struct sockaddr *) &local);
+    }
+    ss->cport = sockaddr_port(sa);
+    sockaddr_str(sa, addr, sizeof(addr));
+    session_set_client(ss, addr);
+    snprintf(ss->last_cmd, sizeof(ss->last_cmd), "CONNECT");
+    ss->lr.limit = (size_t) p->line_limit;
+    buf_init(&ss->data);
+    ss->held = evbuffer_new();
+
+    evutil_make_socket_nonblocking(fd);
+    ss->bev = bufferevent_socket_new(s->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    if (ss->bev == 0) {
+	evutil_closesocket(fd);
+	params_unref(p);
+	evbuffer_free(ss->held);
+	free(ss);
+	return;
+    }
+    ss->next = s->sessions;
+    if (s->sessions)
+	s->sessions->prev = ss;
+    s->sessions = ss;
+    s->nsess++;
+    s->st.connections++;
+    /* master.cf maxproc: stop accepting on this service until one ends. */
+    if (++l->nsess >= l->maxproc && l->maxproc > 0 && !l->full) {
+	l->full = 1;
+	if (time_now_us() / 1000000 - l->warned >= 60) {
+	    l->warned = time_now_us() / 1000000;
+	    log_warn("master", "service \"%s\" has reached its process limit "
+		     "\"%lld\": new clients may experience noticeable delays",
+		     l->service, l->maxproc);
+	}
+	for (int i = 0; i < s->nlis; i++)
+	    if (s->lis_owner[i] == l)
+		evconnlistener_disable(s->lis[i]);
+    }
+
+    bufferevent_setcb(ss->bev, read_cb, 0, event_cb, ss);
+    bufferevent_setwatermark(ss->bev, EV_READ, 0, SMTPD_READ_HIGH_WATER);
+    tv.tv_sec = p->timeout;
+    tv.tv_usec = 0;
+    bufferevent_set_timeouts(ss->bev, &tv, &tv);
+    if (p->proxy) {
+	ss->proxy_wait = 1;
+	ss->proxy_ev = evtimer_new(s->base, proxy_timeout_cb, ss);
+	tv.tv_sec = p->proxy_timeout;
+	evtimer_add(ss->proxy_ev, &tv);
+	bufferevent_enable(ss->bev, EV_READ | EV_WRITE);
+	return;
+    }
+    session_start(ss);
 }
 
 /* Public interface */
@@ -1836,7 +2506,7 @@ SMTPD  *smtpd_create(struct event_base *base, const CONFIG *cf, QUEUE *q, const 
     s->q = q;
     if (hooks)
 	s->hooks = *hooks;
-    s->p = params_load(cf);
+    s->cf = cf;
     s->listen = config_list(cf, "smtpd_listen", 0);
     s->done_ev = evtimer_new(base, done_cb, s);
     return (s);
@@ -1845,6 +2515,132 @@ SMTPD  *smtpd_create(struct event_base *base, const CONFIG *cf, QUEUE *q, const 
 void    smtpd_set_queue(SMTPD *s, QUEUE *q)
 {
     s->q = q;
+}
+
+static void listener_free(LISTENER *l)
+{
+    free(l->service);
+    str_list_free(l->opts);
+    str_list_free(l->addrs);
+    params_unref(l->p);
+    free(l);
+}
+
+/* The settings of one master.cf service: main.cf plus its -o list. */
+static SMTPD_PARAMS *listener_params(const CONFIG *cf, const MASTER_SERVICE *svc,
+				             const char *path, long long *maxproc,
+				             int report, char *err, size_t errlen)
+{
+    char    where[256], why[512];
+    CONFIG *dcf;
+    SMTPD_PARAMS *p;
+
+    snprintf(where, sizeof(where), "%s, line %d", path, svc->line);
+    if ((dcf = config_derive(cf, svc->opts, svc->nopts, where, why, sizeof(why))) == 0) {
+	snprintf(err, errlen, "%s", why);
+	return (0);
+    }
+    for (int i = 0; report && i < svc->nopts; i++) {
+	size_t  nl = strcspn(svc->opts[i], "=");
+	char   *name = xmalloc(nl + 1);
+
+	memcpy(name, svc->opts[i], nl);
+	name[nl] = 0;
+	if (!config_known(name))
+	    log_msg("master", "%s: -o %s: not a relayq parameter, ignored", where, name);
+	free(name);
+    }
+    if ((p = params_load(dcf, why, sizeof(why))) == 0)
+	snprintf(err, errlen, "%s: service %s: %s", where, svc->service, why);
+    if (maxproc)
+	*maxproc = svc->maxproc >= 0 ? svc->maxproc : config_int(dcf, "default_process_limit");
+    config_free(dcf);
+    return (p);
+}
+
+/* Listeners from CONFDIR/master.cf, or the one of smtpd_listen. */
+static int listeners_load(SMTPD *s, char *err, size_t errlen)
+{
+    const CONFIG *cf = s->cf;
+    char   *path = xasprintf("%s/master.cf", config_dir(cf));
+    char    why[512];
+    MASTER_CF *m = master_load(path, why, sizeof(why));
+    LISTENER *l;
+    int     ret = -1;
+
+    if (m == 0 && *why) {
+	snprintf(err, errlen, "%s", why);
+	goto done;
+    }
+    if (m == 0) {
+	l = xcalloc(1, sizeof(*l));
+	l->s = s;
+	l->service = xstrdup("smtp");
+	l->opts = xcalloc(1, sizeof(char *));
+	l->addrs = config_list(cf, "smtpd_listen", 0);
+	if ((l->p = params_load(cf, why, sizeof(why))) == 0) {
+	    snprintf(err, errlen, "%s", why);
+	    listener_free(l);
+	    goto done;
+	}
+	s->lst = xrealloc(s->lst, sizeof(*s->lst) * (size_t) (s->nlst + 1));
+	s->lst[s->nlst++] = l;
+	ret = 0;
+	goto done;
+    }
+    log_msg("master", "%s: listeners come from this file; smtpd_listen is ignored", path);
+    {
+	BUF     ign = BUF_INIT;
+	int     nign = 0;
+	char  **known = config_list(cf, "known_tcp_ports", 0);
+	char  **ifaces = config_list(cf, "inet_interfaces", 0);
+	char  **protos = config_list(cf, "inet_protocols", 0);
+
+	for (int i = 0; i < m->nsvc; i++) {
+	    MASTER_SERVICE *svc = &m->svc[i];
+
+	    if (!master_is_smtpd(svc)) {
+		buf_printf(&ign, "%s%s", nign++ ? ", " : "", svc->service);
+		continue;
+	    }
+	    l = xcalloc(1, sizeof(*l));
+	    l->s = s;
+	    l->service = xstrdup(svc->service);
+	    l->line = svc->line;
+	    l->opts = str_split_list("", 0);
+	    for (int k = 0; k < svc->nopts; k++) {
+		l->opts = xrealloc(l->opts, sizeof(char *) * (size_t) (k + 2));
+		l->opts[k] = xstrdup(svc->opts[k]);
+		l->opts[k + 1] = 0;
+	    }
+	    s->lst = xrealloc(s->lst, sizeof(*s->lst) * (size_t) (s->nlst + 1));
+	    s->lst[s->nlst++] = l;
+	    if ((l->addrs = master_listen_addrs(svc, known, ifaces, protos, why, sizeof(why))) == 0) {
+		snprintf(err, errlen, "%s", why);
+		break;
+	    }
+	    if ((l->p = listener_params(cf, svc, path, &l->maxproc, 1, err, errlen)) == 0)
+		break;
+	}
+	if (nign)
+	    log_msg("master", "%s: services not run by relayq, ignored: %s", path, ign.data);
+	buf_free(&ign);
+	str_list_free(known);
+	str_list_free(ifaces);
+	str_list_free(protos);
+	if (s->nlst > 0 && s->lst[s->nlst - 1]->p == 0)
+	    goto done;
+    }
+    if (s->nlst == 0) {
+	snprintf(err, errlen, "%s: no \"inet\" service with command \"smtpd\": nothing to listen on", path);
+	goto done;
+    }
+    ret = 0;
+
+done:
+    master_free(m);
+    free(path);
+    return (ret);
 }
 
 /* "host:port" or "[v6]:port" (port 0: any free port). */
@@ -1892,37 +2688,49 @@ static int listen_addr(const char *spec, struct sockaddr_storage *ss, int *sslen
     return (-1);
 }
 
+/* Bind every listener address (before dropping root); listeners from master.cf or smtpd_listen. */
 int     smtpd_bind(SMTPD *s, char *err, size_t errlen)
 {
-    char  **cp;
+    if (s->nlst == 0 && listeners_load(s, err, errlen) < 0)
+	return (-1);
+    for (int li = 0; li < s->nlst; li++) {
+	LISTENER *ls = s->lst[li];
 
-    for (cp = s->listen; cp && *cp; cp++) {
-	struct sockaddr_storage ss;
-	int     sslen = sizeof(ss);
-	int     fd, on = 1;
+	for (char **cp = ls->addrs; cp && *cp; cp++) {
+	    struct sockaddr_storage ss;
+	    int     sslen = sizeof(ss);
+	    int     fd, on = 1;
 
-	memset(&ss, 0, sizeof(ss));
-	if (listen_addr(*cp, &ss, &sslen) < 0) {
-	    snprintf(err, errlen, "smtpd_listen: bad address \"%s\": expected host:port or [v6]:port", *cp);
-	    return (-1);
+	    memset(&ss, 0, sizeof(ss));
+	    if (listen_addr(*cp, &ss, &sslen) < 0) {
+		if (ls->line)
+		    snprintf(err, errlen, "master.cf, line %d: service %s: bad address \"%s\": "
+			     "expected host:port or [v6]:port with a numeric host",
+			     ls->line, ls->service, *cp);
+		else
+		    snprintf(err, errlen, "smtpd_listen: bad address \"%s\": expected host:port or [v6]:port", *cp);
+		return (-1);
+	    }
+	    fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	    if (fd < 0) {
+		snprintf(err, errlen, "socket %s: %s", *cp, strerror(errno));
+		return (-1);
+	    }
+	    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on));
+	    if (ss.ss_family == AF_INET6)
+		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &on, sizeof(on));
+	    if (bind(fd, (struct sockaddr *) &ss, (socklen_t) sslen) < 0) {
+		snprintf(err, errlen, "bind %s: %s", *cp, strerror(errno));
+		close(fd);
+		return (-1);
+	    }
+	    s->bound = xrealloc(s->bound, (size_t) (s->nbound + 1) * sizeof(*s->bound));
+	    s->bound_name = xrealloc(s->bound_name, (size_t) (s->nbound + 1) * sizeof(*s->bound_name));
+	    s->bound_owner = xrealloc(s->bound_owner, (size_t) (s->nbound + 1) * sizeof(*s->bound_owner));
+	    s->bound[s->nbound] = fd;
+	    s->bound_owner[s->nbound] = ls;
+	    s->bound_name[s->nbound++] = *cp;
 	}
-	fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-	if (fd < 0) {
-	    snprintf(err, errlen, "socket %s: %s", *cp, strerror(errno));
-	    return (-1);
-	}
-	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on));
-	if (ss.ss_family == AF_INET6)
-	    setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &on, sizeof(on));
-	if (bind(fd, (struct sockaddr *) &ss, (socklen_t) sslen) < 0) {
-	    snprintf(err, errlen, "bind %s: %s", *cp, strerror(errno));
-	    close(fd);
-	    return (-1);
-	}
-	s->bound = xrealloc(s->bound, (size_t) (s->nbound + 1) * sizeof(*s->bound));
-	s->bound_name = xrealloc(s->bound_name, (size_t) (s->nbound + 1) * sizeof(*s->bound_name));
-	s->bound[s->nbound] = fd;
-	s->bound_name[s->nbound++] = *cp;
     }
     return (0);
 }
@@ -1933,7 +2741,8 @@ static void accept_resume_cb(evutil_socket_t fd, short what, void *ctx)
     SMTPD  *s = ctx;
 
     for (int i = 0; i < s->nlis; i++)
-	evconnlistener_enable(s->lis[i]);
+	if (!s->lis_owner[i]->full)		/* a service at its maxproc stays paused */
+	    evconnlistener_enable(s->lis[i]);
 }
 
 /*
@@ -1943,7 +2752,7 @@ static void accept_resume_cb(evutil_socket_t fd, short what, void *ctx)
  */
 static void accept_error_cb(struct evconnlistener *l, void *ctx)
 {
-    SMTPD  *s = ctx;
+    SMTPD  *s = ((LISTENER *) ctx)->s;	/* the listener's accept_cb context */
     int     err = EVUTIL_SOCKET_ERROR();
     struct timeval tv = {1, 0};
 
@@ -1964,7 +2773,7 @@ int     smtpd_listen(SMTPD *s, char *err, size_t errlen)
     for (i = 0; i < s->nbound; i++) {
 	struct evconnlistener *l;
 
-	l = evconnlistener_new(s->base, accept_cb, s, LEV_OPT_CLOSE_ON_FREE, -1, s->bound[i]);
+	l = evconnlistener_new(s->base, accept_cb, s->bound_owner[i], LEV_OPT_CLOSE_ON_FREE, -1, s->bound[i]);
 	if (l == 0) {
 	    snprintf(err, errlen, "listen %s: %s", s->bound_name[i], strerror(errno));
 	    return (-1);
@@ -1972,12 +2781,16 @@ int     smtpd_listen(SMTPD *s, char *err, size_t errlen)
 	s->bound[i] = -1;
 	evconnlistener_set_error_cb(l, accept_error_cb);
 	s->lis = xrealloc(s->lis, (size_t) (s->nlis + 1) * sizeof(*s->lis));
+	s->lis_owner = xrealloc(s->lis_owner, (size_t) (s->nlis + 1) * sizeof(*s->lis_owner));
+	s->lis_owner[s->nlis] = s->bound_owner[i];
 	s->lis[s->nlis++] = l;
     }
     free(s->bound);
     free(s->bound_name);
+    free(s->bound_owner);
     s->bound = 0;
     s->bound_name = 0;
+    s->bound_owner = 0;
     s->nbound = 0;
     return (0);
 }
@@ -1995,12 +2808,61 @@ int     smtpd_bound_port(const SMTPD *s, int idx)
     return (ntohs(((struct sockaddr_in *) &ss)->sin_port));
 }
 
+/*
+ * SIGHUP: every listener gets new settings from relayq.cf and its master.cf
+ * -o list (re-read); addresses need a restart.  A listener whose new
+ * settings are wrong keeps its old ones, with a warning.
+ */
 void    smtpd_reconfigure(SMTPD *s, const CONFIG *cf)
 {
-    SMTPD_PARAMS *np = params_load(cf);
+    char   *path = xasprintf("%s/master.cf", config_dir(cf));
+    char    why[512];
+    MASTER_CF *m = master_load(path, why, sizeof(why));
 
-    params_unref(s->p);
-    s->p = np;
+    s->cf = cf;
+    if (m == 0 && *why)
+	log_warn("master", "%s; listener settings unchanged", why);
+    for (int li = 0; li < s->nlst; li++) {
+	LISTENER *l = s->lst[li];
+	SMTPD_PARAMS *np = 0;
+	MASTER_SERVICE *svc = 0;
+	long long maxproc = l->maxproc;
+
+	for (int i = 0; m && l->line && i < m->nsvc; i++)
+	    if (master_is_smtpd(&m->svc[i]) && strcmp(m->svc[i].service, l->service) == 0)
+		svc = &m->svc[i];
+	if (l->line == 0)
+	    np = params_load(cf, why, sizeof(why));
+	else if (svc)
+	    np = listener_params(cf, svc, path, &maxproc, 0, why, sizeof(why));
+	else if (m || *why == 0) {
+	    MASTER_SERVICE old;
+
+	    memset(&old, 0, sizeof(old));
+	    old.service = l->service;
+	    old.line = l->line;
+	    old.opts = l->opts;
+	    while (old.opts[old.nopts])
+		old.nopts++;
+	    old.maxproc = (int) l->maxproc;
+	    np = listener_params(cf, &old, path, 0, 0, why, sizeof(why));
+	}
+	if (np == 0) {
+	    log_warn("master", "%s; service %s keeps its settings", why, l->service);
+	    continue;
+	}
+	if (svc) {
+	    str_list_free(l->opts);
+	    l->opts = xcalloc((size_t) svc->nopts + 1, sizeof(char *));
+	    for (int k = 0; k < svc->nopts; k++)
+		l->opts[k] = xstrdup(svc->opts[k]);
+	    l->maxproc = maxproc;
+	}
+	params_unref(l->p);
+	l->p = np;
+    }
+    master_free(m);
+    free(path);
 }
 
 void    smtpd_shutdown(SMTPD *s, void (*done) (void *ctx), void *ctx)
@@ -2013,7 +2875,9 @@ void    smtpd_shutdown(SMTPD *s, void (*done) (void *ctx), void *ctx)
     for (i = 0; i < s->nlis; i++)
 	evconnlistener_free(s->lis[i]);
     free(s->lis);
+    free(s->lis_owner);
     s->lis = 0;
+    s->lis_owner = 0;
     s->nlis = 0;
     if (s->pause_ev)
 	evtimer_del(s->pause_ev);
@@ -2055,8 +2919,16 @@ void    smtpd_free(SMTPD *s)
 	event_free(s->pause_ev);
     free(s->bound);
     free(s->bound_name);
+    free(s->bound_owner);
+    free(s->lis_owner);
+    for (i = 0; i < s->nlst; i++)
+	listener_free(s->lst[i]);
+    free(s->lst);
+    for (i = 0; i < s->ndc; i++)
+	dovecot_free(s->dc[i]);
+    free(s->dc);
+    free(s->rates);
     str_list_free(s->listen);
-    params_unref(s->p);
     event_free(s->done_ev);
     free(s);
 }

@@ -369,6 +369,17 @@ int     smtpd_mail_params(const char *params, long long size_limit, SMTPD_MAILP 
 	    } else {
 		mp->envid = dec;
 	    }
+	} else if (str_has_prefix_ci(w, "AUTH=")) {
+	    /* RFC 4954: kept as sent (xtext) for the log, as Postfix. */
+	    if (mp->auth) {
+		snprintf(reply, replylen, "503 5.5.4 Error: multiple AUTH= options");
+		bad = 1;
+	    } else {
+		mp->auth = xstrdup(w + 5);
+		for (char *cp = mp->auth; *cp; cp++)
+		    if ((unsigned char) *cp < 0x21 || (unsigned char) *cp > 0x7e)
+			*cp = '?';
+	    }
 	} else {
 	    snprintf(reply, replylen, "555 5.5.4 Unsupported option: %s", w);
 	    bad = 1;
@@ -386,6 +397,8 @@ void    smtpd_mailp_free(SMTPD_MAILP *mp)
 {
     free(mp->envid);
     mp->envid = 0;
+    free(mp->auth);
+    mp->auth = 0;
 }
 
 static int parse_notify(const char *v)
@@ -778,7 +791,7 @@ int     smtpd_relay_check(char *const *restrictions, int client_in_mynetworks,
 void    smtpd_counts_format(const SMTPD_COUNTS *c, BUF *b)
 {
     static const char *names[SMTPD_C_COUNT] = {
-	"helo", "ehlo", "starttls", "mail", "rcpt", "data", "rset", "noop",
+	"helo", "ehlo", "starttls", "auth", "mail", "rcpt", "data", "rset", "noop",
 	"vrfy", "etrn", "quit", "unknown",
     };
     int     ok = 0, total = 0, i;

@@ -67,6 +67,7 @@ typedef struct SMTPD_MAILP {
     int     smtputf8;
     int     ret;			/* QRET_* values */
     char   *envid;			/* decoded ENVID, allocated, or NULL */
+    char   *auth;			/* AUTH= as sent (xtext), allocated, or NULL */
 } SMTPD_MAILP;
 
 /* 0, or -1 with the complete reply ("501 5.5.4 ...") in reply. */
@@ -131,16 +132,17 @@ int     smtpd_relay_check(char *const *restrictions, int client_in_mynetworks,
 #define SMTPD_C_HELO	0
 #define SMTPD_C_EHLO	1
 #define SMTPD_C_STARTTLS 2
-#define SMTPD_C_MAIL	3
-#define SMTPD_C_RCPT	4
-#define SMTPD_C_DATA	5
-#define SMTPD_C_RSET	6
-#define SMTPD_C_NOOP	7
-#define SMTPD_C_VRFY	8
-#define SMTPD_C_ETRN	9
-#define SMTPD_C_QUIT	10
-#define SMTPD_C_UNKNOWN	11
-#define SMTPD_C_COUNT	12
+#define SMTPD_C_AUTH	3
+#define SMTPD_C_MAIL	4
+#define SMTPD_C_RCPT	5
+#define SMTPD_C_DATA	6
+#define SMTPD_C_RSET	7
+#define SMTPD_C_NOOP	8
+#define SMTPD_C_VRFY	9
+#define SMTPD_C_ETRN	10
+#define SMTPD_C_QUIT	11
+#define SMTPD_C_UNKNOWN	12
+#define SMTPD_C_COUNT	13
 typedef struct SMTPD_COUNTS {
     int     ok[SMTPD_C_COUNT];
     int     total[SMTPD_C_COUNT];

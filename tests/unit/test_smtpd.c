@@ -321,7 +321,8 @@ static const PARAM_CASE mail_cases[] = {
     {"ENVID=a ENVID=b", 0, "501 5.5.4 Bad ENVID parameter syntax"},
     {"ENVID=", 0, "501 5.5.4 Bad ENVID parameter syntax"},
     {"FOO=bar", 0, "555 5.5.4 Unsupported option: FOO=bar"},
-    {"AUTH=<>", 0, "555 5.5.4 Unsupported option: AUTH=<>"},
+    {"XAUTH=<>", 0, "555 5.5.4 Unsupported option: XAUTH=<>"},
+    {"AUTH=<> AUTH=bob", 0, "503 5.5.4 Error: multiple AUTH= options"},
 };
 
 static void test_mail_params(void)
