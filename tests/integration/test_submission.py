@@ -597,3 +597,158 @@ backend relayq_v2
     d.wait_log(r'connect from localhost\[::1\]', count=2)
     d.wait_log(r'NOQUEUE: reject: RCPT from localhost\[::1\]: 454 4\.7\.1 <r@dest\.test>: Relay access denied', count=2)
     assert 'connect from localhost[127.0.0.1]' not in d.log()
+
+
+# ---------------------------------------------------------------- Postfix on both sides
+
+class Postfix:
+    """A throw-away Postfix instance (root only), as test_smtpd's."""
+
+    def __init__(self, env, name, settings, smtpd_lines=''):
+        if os.geteuid() != 0:
+            raise Skip('a throw-away Postfix instance needs root')
+        need('/usr/sbin/postfix')
+        self.dir = os.path.join(env.dir, name)
+        self.conf = os.path.join(self.dir, 'etc')
+        os.makedirs(self.conf)
+        shutil.copy('/etc/postfix/master.cf', self.conf)
+        if os.path.exists('/etc/postfix/dynamicmaps.cf'):
+            shutil.copy('/etc/postfix/dynamicmaps.cf', self.conf)
+        open(os.path.join(self.conf, 'main.cf'), 'w').close()
+        os.makedirs(os.path.join(self.dir, 'spool'))
+        os.makedirs(os.path.join(self.dir, 'data'))
+        shutil.chown(os.path.join(self.dir, 'data'), 'postfix')
+        self.port = free_port()
+        self.maillog = os.path.join(self.dir, 'maillog')
+        s = {
+            'compatibility_level': '3.6',
+            'queue_directory': os.path.join(self.dir, 'spool'),
+            'data_directory': os.path.join(self.dir, 'data'),
+            'inet_interfaces': '127.0.0.1', 'inet_protocols': 'ipv4',
+            'myhostname': '%s.test' % name, 'mydestination': '', 'mynetworks': '127.0.0.0/8',
+            'maillog_file': self.maillog,
+            'smtp_dns_support_level': 'disabled', 'disable_dns_lookups': 'yes',
+            'smtp_tls_security_level': 'none', 'alias_maps': '', 'alias_database': '',
+            'local_transport': 'error:no local delivery',
+            'queue_run_delay': '2s', 'minimal_backoff_time': '2s', 'maximal_backoff_time': '4s',
+            'master_service_disable': '',
+        }
+        s.update(settings)
+        r = run(['postconf', '-c', self.conf, '-e'] + ['%s=%s' % kv for kv in s.items()])
+        assert r.returncode == 0, r.stderr
+        r = run(['postconf', '-c', self.conf, '-F', '*/*/chroot = n'])
+        assert r.returncode == 0, r.stderr
+        with open(os.path.join(self.conf, 'master.cf')) as fh:
+            master = fh.read()
+        master = re.sub(r'(?m)^smtp\s+inet\s.*$',
+                        '127.0.0.1:%d inet n - n - - smtpd%s' % (self.port, smtpd_lines), master)
+        if not re.search(r'(?m)^postlog\s', master):
+            master += '\npostlog unix-dgram n - n - 1 postlogd\n'
+        with open(os.path.join(self.conf, 'master.cf'), 'w') as fh:
+            fh.write(master)
+        self.penv = dict(os.environ, MAIL_CONFIG=self.conf)
+
+    def start(self):
+        r = run(['postfix', '-c', self.conf, 'check'], env=self.penv)
+        if r.returncode != 0:
+            raise Skip('postfix check failed: %s' % (r.stdout + r.stderr)[-400:])
+        r = run(['postfix', '-c', self.conf, 'start'], env=self.penv)
+        if r.returncode != 0:
+            raise Skip('postfix start failed: %s' % (r.stdout + r.stderr)[-400:])
+        wait_port(self.port, timeout=20)
+        return self
+
+    def stop(self):
+        run(['postfix', '-c', self.conf, 'stop'], env=self.penv)
+        pidf = os.path.join(self.dir, 'spool', 'pid', 'master.pid')
+        deadline = time.time() + 10
+        while os.path.exists(pidf) and time.time() < deadline:
+            time.sleep(0.2)
+
+    def log(self):
+        return open(self.maillog, errors='replace').read() if os.path.exists(self.maillog) else ''
+
+
+def test_postfix_relays_with_smtp_sasl_auth(env):
+    """Postfix as a client: smtp_sasl_auth_enable, relayq's submission port as relayhost."""
+    dc = Dovecot(env).start()
+    sink, d = submission_env(env, dc)
+    pf = Postfix(env, 'pfc', {
+        'relayhost': '[127.0.0.1]:%d' % d.sub_port,
+        'smtp_sasl_auth_enable': 'yes',
+        'smtp_sasl_password_maps': 'inline:{ [127.0.0.1]:%d=alice:%s }' % (d.sub_port, USERS['alice']),
+        'smtp_sasl_security_options': 'noanonymous',
+        'smtp_sasl_mechanism_filter': 'plain, login',
+    })
+    pf.start()
+    try:
+        with smtplib.SMTP('127.0.0.1', pf.port, timeout=20) as s:
+            s.sendmail('pf@sender.test', ['pfr@dest.test'], 'Subject: via postfix sasl\r\n\r\nthrough postfix\r\n')
+        msgs = sink.wait_messages(1, timeout=45)
+        assert msgs[0]['from'] == 'pf@sender.test' and msgs[0]['rcpts'] == ['pfr@dest.test'], msgs[0]
+        d.wait_log(r'postfix/submission/smtpd\[\d+\]: [0-9A-F]+: client=localhost\[127\.0\.0\.1\], '
+                   r'sasl_method=(PLAIN|LOGIN), sasl_username=alice$')
+    finally:
+        pf.stop()
+    no_password_in(d.log())
+
+
+def login_script(port):
+    """The same logins against any server: 2 wrong passwords (PLAIN, LOGIN),
+    one good login, one aborted LOGIN.  (Dovecot's auth penalty doubles its
+    delay per failure from one address, and Postfix gives up on Dovecot
+    after 10 s: more failures would make Postfix's side time out.)"""
+    results = []
+    for user, pw, mech in (('alice', 'wrong-pass', 'PLAIN'), ('bob', 'wrong-pass', 'LOGIN'),
+                           ('alice', USERS['alice'], 'PLAIN')):
+        with smtplib.SMTP('127.0.0.1', port, local_hostname='py.test', timeout=30) as s:
+            s.ehlo()
+            if mech == 'PLAIN':
+                results.append(s.docmd('AUTH', 'PLAIN ' + plain_b64(user, pw))[0])
+            else:
+                s.docmd('AUTH', 'LOGIN')
+                s.docmd(base64.b64encode(user.encode()).decode())
+                results.append(s.docmd(base64.b64encode(pw.encode()).decode())[0])
+    with smtplib.SMTP('127.0.0.1', port, local_hostname='py.test', timeout=30) as s:
+        s.ehlo()
+        s.docmd('AUTH', 'LOGIN')
+        results.append(s.docmd('*')[0])
+    return results
+
+
+def f2b_count(logfile):
+    r = run(['fail2ban-regex', logfile, 'postfix[mode=auth]'], timeout=120)
+    m = re.search(r'Failregex: (\d+) total', r.stdout)
+    assert m, r.stdout[-2000:] + r.stderr[-1000:]
+    return int(m.group(1))
+
+
+def test_fail2ban_counts_like_postfix(env):
+    """The same login script against Postfix (smtpd_sasl_type = dovecot, the
+    same Dovecot) and relayq: fail2ban-regex counts the same failures."""
+    need('fail2ban-regex')
+    dc = Dovecot(env).start()               # one each: the penalty is per Dovecot
+    dc2 = Dovecot(env).start()
+    sink, d = submission_env(env, dc2)
+    pf = Postfix(env, 'pfs', {
+        'smtpd_sasl_auth_enable': 'yes', 'smtpd_sasl_type': 'dovecot', 'smtpd_sasl_path': dc.sock,
+        'smtpd_client_restrictions': '',
+    })
+    pf.start()
+    try:
+        pres = login_script(pf.port)
+        time.sleep(1)
+    finally:
+        pf.stop()
+    rres = login_script(d.sub_port)
+    assert rres == pres == [535, 535, 235, 501], (rres, pres)
+    d.wait_log(r'SASL LOGIN authentication aborted')
+    pcount, rcount = f2b_count(pf.maillog), f2b_count(d.logfile)
+    print('fail2ban-regex postfix[mode=auth]: Postfix %d, relayq %d' % (pcount, rcount))
+    with open(os.path.join(env.dir, '..', 'rq-f2b-counts.txt'), 'w') as f:
+        f.write('postfix %d relayq %d\n' % (pcount, rcount))
+    assert pcount == rcount == 2, (pcount, rcount, pf.log()[-3000:])
+    # the failure lines are the same but for the process name
+    pl = sorted(re.sub(r'^.*?: warning: ', '', l) for l in pf.log().splitlines() if 'authentication failed' in l)
+    rl = sorted(re.sub(r'^.*?: warning: ', '', l) for l in d.log().splitlines() if 'authentication failed' in l)
+    assert pl == rl, (pl, rl)
