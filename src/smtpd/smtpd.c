@@ -578,6 +578,13 @@ static const char *milter_macro(void *ctx, const char *name)
     }
     if (MACRO_IS("daemon_addr"))
 	return (ss->laddr);
+    /* SMTP AUTH, as Postfix: the method, the login name, MAIL FROM's AUTH=. */
+    if (MACRO_IS("auth_type"))
+	return (ss->sasl_user ? ss->sasl_method : 0);
+    if (MACRO_IS("auth_authen"))
+	return (ss->sasl_user);
+    if (MACRO_IS("auth_author"))
+	return (ss->sasl_user ? ss->sasl_sender : 0);
     if (ss->tls && ss->bev && (MACRO_IS("tls_version") || MACRO_IS("cipher")
 				|| MACRO_IS("cipher_bits"))) {
 	SSL    *ssl = bufferevent_openssl_get_ssl(ss->bev);
