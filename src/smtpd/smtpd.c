@@ -243,8 +243,8 @@ struct SESSION {
 #define AUTH_SERVER	1		/* waiting for Dovecot */
 #define AUTH_CLIENT	2		/* waiting for the client's response line */
 
-#define SLOG(ss, ...)	log_msg_as((ss)->p->syslog_name, "smtpd", __VA_ARGS__)
-#define SWARN(ss, ...)	log_warn_as((ss)->p->syslog_name, "smtpd", __VA_ARGS__)
+#define SLOG(ss, fmt, ...)	log_msg_as((ss)->p->syslog_name, "smtpd", fmt, __VA_ARGS__)
+#define SWARN(ss, fmt, ...)	log_warn_as((ss)->p->syslog_name, "smtpd", fmt, __VA_ARGS__)
 
 static void session_process(SESSION *ss);
 static void proxy_read(SESSION *ss);
@@ -1343,9 +1343,10 @@ static void rcpt_accept(SESSION *ss, char *addr, SMTPD_RCPTP *rp)
 	    SLOG(ss, "%s: client=%s, sasl_method=%s, sasl_username=%s%s%s", ss->msg->qid,
 		 ss->namaddr, ss->sasl_method, ss->sasl_user,
 		 ss->sasl_sender ? ", sasl_sender=" : "", ss->sasl_sender ? ss->sasl_sender : "");
+	else if (ss->sasl_sender)
+	    SLOG(ss, "%s: client=%s, sasl_sender=%s", ss->msg->qid, ss->namaddr, ss->sasl_sender);
 	else
-	    SLOG(ss, "%s: client=%s%s%s", ss->msg->qid, ss->namaddr,
-		 ss->sasl_sender ? ", sasl_sender=" : "", ss->sasl_sender ? ss->sasl_sender : "");
+	    SLOG(ss, "%s: client=%s", ss->msg->qid, ss->namaddr);
     }
     if (ss->msg->nrcpt >= ss->rcpt_alloc) {
 	ss->rcpt_alloc = ss->rcpt_alloc ? 2 * ss->rcpt_alloc : 4;
@@ -2066,7 +2067,7 @@ static void event_cb(struct bufferevent *bev, short what, void *ctx)
     }
     if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT)) {
 	if (ss->proxy_wait) {
-	    SWARN(ss, "haproxy read: EOF");
+	    SWARN(ss, "haproxy read: %s", "EOF");
 	    ss->logged_disconnect = 1;
 	} else if (!ss->closing)
 	    SLOG(ss, "lost connection after %s from %s", ss->last_cmd, ss->namaddr);
@@ -2399,7 +2400,7 @@ static void proxy_timeout_cb(evutil_socket_t fd, short what, void *ctx)
 {
     SESSION *ss = ctx;
 
-    SWARN(ss, "haproxy read: timeout error");
+    SWARN(ss, "haproxy read: %s", "timeout error");
     ss->logged_disconnect = 1;
     session_free(ss);
 }

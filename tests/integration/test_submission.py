@@ -230,9 +230,8 @@ def test_master_cf_listeners_and_overrides(env):
     assert re.search(r'master\.cf, line 3: -o some_future_parameter: not a relayq parameter, ignored', text), text
     # (wait_port's probe already filled maxproc 1 once)
     assert [l for l in text.splitlines() if 'warning' in l and 'process limit' not in l] == [], text
-    # a main.cf-only name warns as any unknown main.cf parameter does (no other warning)
-    assert re.findall(r'warning: .*', d.stderr_text()) == [
-        'warning: %s/relayq.cf, line 8: unknown parameter "mua_client_restrictions"' % d.confdir], d.stderr_text()
+    # a main.cf-only name used by a master.cf -o line is no unknown parameter
+    assert 'warning' not in d.stderr_text(), d.stderr_text()
     # maxproc 1: a second client waits until the first is gone
     s1 = socket.create_connection(('127.0.0.1', b), timeout=10)
     assert s1.recv(512).startswith(b'220')
