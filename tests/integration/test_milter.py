@@ -420,3 +420,24 @@ def test_rspamd_milter_adds_its_header_and_rejects_gtube(env):
     assert re.search(r'milter-reject: END-OF-MESSAGE from localhost\[127\.0\.0\.1\]: 5\.7\.1 Gtube pattern;', d.log())
     time.sleep(1)
     assert len(sink.messages) == 1
+
+
+def test_milter_macro_daemon_name_per_listener(env):
+    """Debian's master.cf sets -o milter_macro_daemon_name=ORIGINATING on the
+    submission listener (OpenDKIM signs by it): each listener sends its own."""
+    fport, flog = start_filter(env)
+    sink = env.pysink()
+    a, b = free_port(), free_port()
+    d = env.relayqd(start=False, relayhost='[127.0.0.1]:%d' % sink.port, smtpd_listen='127.0.0.1:%d' % a,
+                    smtpd_milters='inet:127.0.0.1:%d' % fport)
+    with open(os.path.join(d.confdir, 'master.cf'), 'w') as f:
+        f.write('127.0.0.1:%d inet n - n - - smtpd\n' % a)
+        f.write('127.0.0.1:%d inet n - n - - smtpd\n  -o milter_macro_daemon_name=ORIGINATING\n' % b)
+    d.start()
+    wait_port(b)
+    env.send(a, 'a@sender.test', ['b@dest.test'], msg('plain'))
+    env.send(b, 'a@sender.test', ['b@dest.test'], msg('plain'))
+    sink.wait_messages(2)
+    f = read(flog)
+    assert re.search(r'^connect localhost 127\.0\.0\.1 j=mta\.relayq\.test daemon_name=mta\.relayq\.test ', f, re.M), f
+    assert re.search(r'^connect localhost 127\.0\.0\.1 j=mta\.relayq\.test daemon_name=ORIGINATING ', f, re.M), f
