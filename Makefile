@@ -32,7 +32,8 @@ OPT     := -O2 -g
 endif
 BIN     ?= bin
 
-WARN    := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wno-unused-parameter
+WARN    := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wno-unused-parameter \
+           -Wformat=2 -Wvla -Wcast-qual
 CFLAGS  ?= $(OPT)
 ALL_CFLAGS := -std=c11 -D_GNU_SOURCE $(WARN) $(CFLAGS) $(SANFLAGS) -Isrc $(PKG_CFLAGS) -MMD -MP
 LDLIBS  := $(PKG_LIBS) -ldb-5.3 -lpthread -lm
@@ -88,7 +89,7 @@ $(BIN)/mailq $(BIN)/sendmail: $(BIN)/relayq
 
 $(BUILD)/tests/%: tests/unit/%.c tests/unit/t.h $(BUILD)/librelayq.a
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -Itests/unit $(ALL_LDFLAGS) -o $@ $< $(BUILD)/librelayq.a $(LDLIBS)
+	$(CC) $(ALL_CFLAGS) -Wno-cast-qual -Wno-format-nonliteral -Itests/unit $(ALL_LDFLAGS) -o $@ $< $(BUILD)/librelayq.a $(LDLIBS)
 
 deps:
 	@scripts/deps

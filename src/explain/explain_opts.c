@@ -324,7 +324,7 @@ int     explain_whatif_params(const char *confdir, char *const *overrides, int n
     for (i = 0; i < noverrides; i++)
 	ov[i] = overrides[i];
     for (i = 0; i < o->nsets; i++)
-	ov[noverrides + i] = (char *) o->sets[i];
+	ov[noverrides + i] = UTIL_UNCONST(o->sets[i]);
     cf = config_load(confdir, ov, noverrides + o->nsets, 1, err, errlen);
     free(ov);
     if (cf == NULL)

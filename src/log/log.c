@@ -198,6 +198,9 @@ const char *log_name_override(const char *name)
 }
 
 static void log_emit(int prio, const char *service, const char *prefix,
+		             const char *fmt, va_list ap) UTIL_PRINTF(4, 0);
+
+static void log_emit(int prio, const char *service, const char *prefix,
 		             const char *fmt, va_list ap)
 {
     static const char months[12][4] = {
@@ -306,6 +309,8 @@ void    msg_cleanup(void (*fn) (void))
 }
 
 /* msg_stderr_line - "PROG: tag: text" on stderr, one write(2) */
+
+static void msg_stderr_line(const char *prog, const char *tag, const char *fmt, va_list ap) UTIL_PRINTF(3, 0);
 
 static void msg_stderr_line(const char *prog, const char *tag, const char *fmt, va_list ap)
 {

@@ -26,7 +26,7 @@ int     log_fd(void);				/* -1 for syslog; for fchown */
  * go to stderr in the same format.
  */
 void    log_msg(const char *service, const char *fmt, ...) UTIL_PRINTF(2, 3);
-void    log_vmsg(const char *service, const char *fmt, va_list ap);
+void    log_vmsg(const char *service, const char *fmt, va_list ap) UTIL_PRINTF(2, 0);
 
 /*
  * Diagnostics, Postfix's msg(3) tiers: about the program itself, not about
@@ -62,7 +62,7 @@ void    msg_warn(const char *fmt, ...) UTIL_PRINTF(1, 2);
 void    msg_error(const char *fmt, ...) UTIL_PRINTF(1, 2);
 void    msg_fatal(const char *fmt, ...) UTIL_PRINTF(1, 2) __attribute__((noreturn));
 void    msg_panic(const char *fmt, ...) UTIL_PRINTF(1, 2) __attribute__((noreturn));
-void    msg_vdiag(MSG_LEVEL level, const char *service, const char *fmt, va_list ap);
+void    msg_vdiag(MSG_LEVEL level, const char *service, const char *fmt, va_list ap) UTIL_PRINTF(3, 0);
 
 /* msg_warn for a named service ("relayq/qmgr[1]: warning: ...") */
 void    log_warn(const char *service, const char *fmt, ...) UTIL_PRINTF(2, 3);

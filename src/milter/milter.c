@@ -1097,7 +1097,7 @@ static void start_milter(MILTER_SESS *ms)
 	bufferevent_enable(mc->bev, EV_READ | EV_WRITE);
 	mc->state = MC_CONNECTING;
 	arm_timer(ms, mc->m->conn_timeout);
-	if (bufferevent_socket_connect(mc->bev, (struct sockaddr *) &mc->m->sa,
+	if (bufferevent_socket_connect(mc->bev, UTIL_UNCONST(&mc->m->sa),
 				       (int) mc->m->salen) < 0) {
 	    log_warn(service(ms), "connect to Milter service %s: %s", mc->m->name,
 		     strerror(errno ? errno : ECONNREFUSED));
@@ -1461,7 +1461,7 @@ void    milter_conn_event(MILTER_SESS *ms, const char *name, const char *addr,
 
 void    milter_helo_event(MILTER_SESS *ms, const char *helo, MILTER_CB cb, void *ctx)
 {
-    char   *v[2] = {(char *) helo, 0};
+    char   *v[2] = {UTIL_UNCONST(helo), 0};
 
     str_list_free(ms->argv);
     ms->argv = argv_copy(v);

@@ -110,8 +110,8 @@ void    secure_params_load(SMTP_PARAMS *p, const CONFIG *cf)
 	? config_bool(cf, "smtp_sasl_auth_soft_bounce") : 1;
     p->sasl_delim[0] = *smtp_cf_str(cf, "smtp_sasl_password_result_delimiter", ":");
     p->sasl_delim[1] = 0;
-    p->sasl_mech_filter = (char *) keep(p, smtp_cf_str(cf, "smtp_sasl_mechanism_filter", ""));
-    p->rcpt_delim = (char *) keep(p, smtp_cf_str(cf, "recipient_delimiter", ""));
+    p->sasl_mech_filter = UTIL_UNCONST(keep(p, smtp_cf_str(cf, "smtp_sasl_mechanism_filter", "")));
+    p->rcpt_delim = UTIL_UNCONST(keep(p, smtp_cf_str(cf, "recipient_delimiter", "")));
     p->sasl_opts = secopts(cf, "smtp_sasl_security_options", "noplaintext, noanonymous");
     p->sasl_tls_opts = secopts(cf, "smtp_sasl_tls_security_options", "noplaintext, noanonymous");
     p->sasl_tlsv_opts = secopts(cf, "smtp_sasl_tls_verified_security_options",
@@ -389,7 +389,12 @@ static int passwd_lookup(void *ctx, const char *key, int is_addr, const char **v
 
 static void auth_fail(SMTP_DELIV *d, const char *dsn, const char *fmt, const char *arg)
 {
+    /* fmt is one of this file's fixed texts with two %s */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wformat-nonliteral"
     char   *text = xasprintf(fmt, d->namaddr, arg);
+
+#pragma GCC diagnostic pop
 
     sess_fail_soft(d, dsn, text, NULL);
     free(text);

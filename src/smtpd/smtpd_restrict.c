@@ -139,7 +139,7 @@ int     smtpd_restrict(char *const *list, const SMTPD_RCTX *c, char *reply, size
 	} else if (strcmp(r, "reject_unauth_destination") == 0
 		   || strcmp(r, "defer_unauth_destination") == 0) {
 	    char    tmp[1024];
-	    char   *one[2] = {(char *) r, 0};
+	    char   *one[2] = {UTIL_UNCONST(r), 0};
 
 	    /* Meaningful for a recipient only, as in Postfix. */
 	    if (c->stage == SMTPD_STAGE_RCPT

@@ -196,7 +196,7 @@ static int bdb_get(void *ctx, const char *key, size_t klen, const void **v, size
 
     memset(&k, 0, sizeof(k));
     memset(&bdb_val, 0, sizeof(bdb_val));
-    k.data = (void *) key;
+    k.data = UTIL_UNCONST(key);
     k.size = (u_int32_t) klen;
     if ((rc = b->db->get(b->db, NULL, &k, &bdb_val, 0)) == 0) {
 	*v = bdb_val.data;
@@ -357,7 +357,7 @@ typedef struct LDB_GET {
 static int ldb_get(void *ctx, const char *key, size_t klen, const void **v, size_t *vlen)
 {
     LDB_GET *g = ctx;
-    MDB_val k = {klen, (void *) key}, d;
+    MDB_val k = {klen, UTIL_UNCONST(key)}, d;
     int     rc;
 
     if ((rc = mdb_get(g->txn, g->l->dbi, &k, &d)) == 0) {
@@ -589,7 +589,10 @@ static void build_warnf(BUILD *b, const char *fmt, const char *a, int line, cons
 {
     char    msg[1024];
 
-    snprintf(msg, sizeof(msg), fmt, a, line, k);
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wformat-nonliteral"
+    snprintf(msg, sizeof(msg), fmt, a, line, k);	/* a fixed text of this file */
+#pragma GCC diagnostic pop
     if (b->warn)
 	b->warn(msg);
 }
@@ -620,14 +623,14 @@ static int build_add(void *ctx, const char *key, const char *val, int lineno)
 	memset(&dv, 0, sizeof(dv));
 	dk.data = k;
 	dk.size = (u_int32_t) klen;
-	dv.data = (void *) val;
+	dv.data = UTIL_UNCONST(val);
 	dv.size = (u_int32_t) (vlen + nul);
 	if ((rc = b->db->put(b->db, NULL, &dk, &dv, DB_NOOVERWRITE)) == DB_KEYEXIST)
 	    dup = 1, rc = 0;
 	else if (rc != 0)
 	    snprintf(b->err, b->errlen, "%s: write error: %s", b->spec, db_strerror(rc));
     } else if (b->env) {
-	MDB_val mk = {klen, k}, mv = {vlen + nul, (void *) val};
+	MDB_val mk = {klen, k}, mv = {vlen + nul, UTIL_UNCONST(val)};
 
 	if ((rc = mdb_put(b->txn, b->dbi, &mk, &mv, MDB_NOOVERWRITE)) == MDB_KEYEXIST)
 	    dup = 1, rc = 0;

@@ -134,7 +134,10 @@ static void rx_warn(RX *x, int lineno, const char *msg, const char *a)
 {
     char    m[512];
 
-    snprintf(m, sizeof(m), msg, a);
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wformat-nonliteral"
+    snprintf(m, sizeof(m), msg, a);	/* a fixed text of this file */
+#pragma GCC diagnostic pop
     table_warnf("%s map %s, line %d: %s", x->pcre ? "pcre" : "regexp", x->where, lineno, m);
 }
 

@@ -560,7 +560,7 @@ SSL    *tls_client_ssl(TLS_CLIENT *tc, const TLS_POLICY *pol, const char *nextho
 	else
 	    sni = pol->servername;
 	sni = asciify(sni, abuf, sizeof(abuf));
-	if (!SSL_set_tlsext_host_name(ssl, sni)) {
+	if (!SSL_set_tlsext_host_name(ssl, UTIL_UNCONST(sni))) {
 	    log_warn("smtp", "%s: error setting SNI hostname to: %s", x->namaddr, sni);
 	    ERR_clear_error();
 	    sni = NULL;

@@ -15,6 +15,8 @@
 
 #define UTIL_PRINTF(a, b) __attribute__((format(printf, a, b)))
 #define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+/* For an API that takes a non-const pointer it only reads through (-Wcast-qual clean). */
+#define UTIL_UNCONST(p) ((void *) (uintptr_t) (const void *) (p))
 
 void   *xmalloc(size_t len);
 void   *xcalloc(size_t n, size_t len);
@@ -39,7 +41,7 @@ void    buf_append(BUF *b, const void *data, size_t len);
 void    buf_puts(BUF *b, const char *s);
 void    buf_putc(BUF *b, int c);
 void    buf_printf(BUF *b, const char *fmt, ...) UTIL_PRINTF(2, 3);
-void    buf_vprintf(BUF *b, const char *fmt, va_list ap);
+void    buf_vprintf(BUF *b, const char *fmt, va_list ap) UTIL_PRINTF(2, 0);
 char   *buf_steal(BUF *b);			/* returns data, leaves b empty */
 
 /* Strings. */

@@ -403,7 +403,7 @@ static void test_errors(void)
 
     snprintf(path, sizeof(path), "%s/relayq.cf", tmpdir);
     for (size_t i = 0; i < ARRAY_LEN(error_cases); i++) {
-	char   *ov[1] = {(char *) error_cases[i].ov};
+	char   *ov[1] = {UTIL_UNCONST(error_cases[i].ov)};
 	CONFIG *cf = load_cf(error_cases[i].text, ov, ov[0] ? 1 : 0, err, sizeof(err));
 
 	if (cf != 0) {
