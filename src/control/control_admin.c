@@ -188,11 +188,16 @@ static EDIT *edit_prepare(QUEUE *q, const char *op, char *const *ids, int n, int
 	}
     } else {
 	for (i = 0; i < n; i++) {
-	    QMSG   *m = queue_load_qid(q, ids[i], 0);
+	    QMSG   *m;
+	    char    why[256];
+	    int     status = queue_load_qid(q, ids[i], 0, &m, why, sizeof(why));
 
-	    if (m == 0) {
+	    if (status != QUEUE_OK) {
 		/* postsuper is silent about missing files; a typo deserves a word. */
-		buf_printf(&e->out, "%s: no such message\n", ids[i]);
+		if (status == QUEUE_GONE)
+		    buf_printf(&e->out, "%s: no such message\n", ids[i]);
+		else
+		    buf_printf(&e->out, "%s: cannot be read (%s); not changed\n", ids[i], why);
 		continue;
 	    }
 	    admin_sel_add(&sel, m->seq);
@@ -204,10 +209,16 @@ static EDIT *edit_prepare(QUEUE *q, const char *op, char *const *ids, int n, int
     e->copies = xcalloc(sel.n ? sel.n : 1, sizeof(*e->copies));
     e->b = queue_batch(q);
     for (i = 0; i < sel.n; i++) {
-	QMSG   *m = queue_load(q, sel.seqs[i], opnum == CONTROL_OP_REQUEUE);
+	QMSG   *m;
+	char    why[256];
+	int     status = queue_load(q, sel.seqs[i], opnum == CONTROL_OP_REQUEUE, &m, why, sizeof(why));
 
-	if (m == 0)
+	if (status == QUEUE_GONE)		/* removed meanwhile: nothing to change */
 	    continue;
+	if (status != QUEUE_OK) {
+	    buf_printf(&e->out, "%s; not changed\n", why);	/* corrupt (requeue), or unreadable */
+	    continue;
+	}
 	if (!admin_applies(opnum, m)) {
 	    qmsg_free(m);
 	    continue;
@@ -226,13 +237,13 @@ static EDIT *edit_prepare(QUEUE *q, const char *op, char *const *ids, int n, int
 }
 
 /* After the commit (or with nothing to commit): log, schedule the copies, answer.  Returns the count or -1. */
-static int edit_finish(EDIT *e, int ok, BUF *out)
+static int edit_finish(EDIT *e, int ok, const char *why, BUF *out)
 {
     const ADMIN_OP *ao = e->ao;
     int     i, ret = ok ? e->n : -1;
 
     if (!ok) {
-	log_warn("postsuper", "queue update failed: %s", queue_last_error(e->q));
+	log_warn("postsuper", "queue update failed: %s", why);
 	buf_reset(&e->out);
 	buf_puts(&e->out, "queue update failed; nothing was changed");
     } else {
@@ -265,21 +276,22 @@ static int edit_finish(EDIT *e, int ok, BUF *out)
 int     control_admin_offline(QUEUE *q, const char *op, char *const *ids, int n, int64_t now, BUF *out)
 {
     EDIT   *e = edit_prepare(q, op, ids, n, now, NULL, out);
+    char    why[256] = "";
     int     ok = 1;
 
     if (e == NULL)
 	return -1;
     if (e->n > 0)
-	ok = queue_batch_commit(e->b) == 0;
+	ok = queue_batch_commit(e->b, why, sizeof(why)) == 0;
     else
 	queue_batch_abort(e->b);
     e->b = NULL;
-    return edit_finish(e, ok, out);
+    return edit_finish(e, ok, why, out);
 }
 
-static void edit_committed(void *ctx, int ok)
+static void edit_committed(void *ctx, int ok, const char *why)
 {
-    edit_finish(ctx, ok, NULL);
+    edit_finish(ctx, ok, why, NULL);
 }
 
 int     control_admin_submit(QUEUE *q, const char *op, char *const *ids, int n, int64_t now,
@@ -299,7 +311,7 @@ int     control_admin_submit(QUEUE *q, const char *op, char *const *ids, int n, 
     if (e->n == 0) {
 	queue_batch_abort(e->b);
 	e->b = NULL;
-	edit_finish(e, 1, NULL);
+	edit_finish(e, 1, "", NULL);
 	return 0;
     }
     queue_batch_submit(e->b, edit_committed, e);

@@ -236,9 +236,16 @@ int     explain_queued(QUEUE *q, const QMGR_PARAMS *p, const EXPLAIN_OPTS *o,
     SHOWQ_SCHED sc;
     QMSG   *m;
     int     nhist;
+    char    why[256];
 
-    if ((m = queue_load_qid(q, o->qid, 0)) == NULL) {
+    switch (queue_load_qid(q, o->qid, 0, &m, why, sizeof(why))) {
+    case QUEUE_OK:
+	break;
+    case QUEUE_GONE:
 	snprintf(err, errlen, "%s: no such message in the queue", o->qid);
+	return (-1);
+    default:
+	snprintf(err, errlen, "%s: cannot read the queue: %s", o->qid, why);
 	return (-1);
     }
     memset(&em, 0, sizeof(em));

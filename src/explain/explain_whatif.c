@@ -406,12 +406,17 @@ int     explain_whatif(QUEUE *q, const QMGR_PARAMS *p_now, const QMGR_PARAMS *p_
 	}
     } else {
 	for (int i = 0; i < o->nids; i++) {
-	    QMSG   *m = queue_load_qid(q, o->ids[i], 0);
+	    QMSG   *m;
+	    char    why[256];
+	    int     status = queue_load_qid(q, o->ids[i], 0, &m, why, sizeof(why));
 
-	    if (m == NULL) {
+	    if (status != QUEUE_OK) {
 		if (o->json)
 		    fputs("]\n", out);
-		snprintf(err, errlen, "%s: no such message in the queue", o->ids[i]);
+		if (status == QUEUE_GONE)
+		    snprintf(err, errlen, "%s: no such message in the queue", o->ids[i]);
+		else
+		    snprintf(err, errlen, "%s: cannot read the queue: %s", o->ids[i], why);
 		return (-1);
 	    }
 	    whatif_one(&w, m);

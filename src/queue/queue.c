@@ -130,6 +130,7 @@ struct QBATCH {
     QUEUE_CB cb;
     void   *ctx;
     int     ok;
+    char    why[200];			/* when !ok: the store's reason */
     int64_t submit_us;
     struct QBATCH *next;
 };
@@ -164,7 +165,6 @@ struct QUEUE {
     QBATCH *pending_head, *pending_tail;
     QBATCH *done_head, *done_tail;
     QUEUE_STATS stats;
-    char    last_error[256];
 
     /*
      * The reserve file (queue_directory/reserve): space held back for the
@@ -201,12 +201,13 @@ static void set_err(char *err, size_t errlen, const char *fmt,...)
     va_end(ap);
 }
 
-static void queue_set_last_error(QUEUE *q, const char *what, sqlite3 *db)
+/* A failed commit step: its reason, for the callback of each of the n batches in v. */
+static void batch_why(QBATCH **v, int n, const char *what, sqlite3 *db)
 {
-    pthread_mutex_lock(&q->lock);
-    snprintf(q->last_error, sizeof(q->last_error), "%s: %s", what,
-	     db ? sqlite3_errmsg(db) : "error");
-    pthread_mutex_unlock(&q->lock);
+    int     i;
+
+    for (i = 0; i < n; i++)
+	snprintf(v[i]->why, sizeof(v[i]->why), "%s: %s", what, db ? sqlite3_errmsg(db) : "error");
 }
 
 /* 64-bit FNV-1a, incremental. */
@@ -237,6 +238,17 @@ const char *queue_state_name(int state)
     if (state < 0 || state >= (int) ARRAY_LEN(names))
 	return "unknown";
     return names[state];
+}
+
+const char *queue_status_name(int status)
+{
+    static const char *const names[] = {
+	"ok", "gone", "corrupt", "temporary",
+    };
+
+    if (status < 0 || status >= (int) ARRAY_LEN(names))
+	return "unknown";
+    return names[status];
 }
 
 /* Statement cache. */
@@ -900,7 +912,7 @@ void    queue_close(QUEUE *q)
     while ((b = q->pending_head) != 0) {	/* only if the writer never ran */
 	q->pending_head = b->next;
 	if (b->cb)
-	    b->cb(b->ctx, 0);
+	    b->cb(b->ctx, 0, "the queue was closed before the batch was written");
 	qbatch_free(b);
     }
     qdb_close(&q->r);
@@ -918,11 +930,6 @@ void    queue_close(QUEUE *q)
     free(q->dir);
     free(q->path);
     free(q);
-}
-
-const char *queue_last_error(QUEUE *q)
-{
-    return q->last_error;
 }
 
 /* IDs. */
@@ -1358,16 +1365,18 @@ static int commit_group_once(QUEUE *q, QBATCH **v, int n, int *full)
     int64_t t0 = time_mono_us(), dt;
     int     i, good = 0;
 
-    for (i = 0; i < n; i++)
+    for (i = 0; i < n; i++) {
 	v[i]->ok = 0;
+	v[i]->why[0] = 0;
+    }
     if (atomic_load(&q->fault) == QFAULT_FULL_COMMIT) {
-	queue_set_last_error(q, "COMMIT", 0);
+	batch_why(v, n, "COMMIT", 0);
 	*full = 1;
 	return 0;
     }
     if (qdb_run(&q->w, S_BEGIN) < 0) {
 	*full |= IS_FULL(q->w.db);
-	queue_set_last_error(q, "BEGIN", q->w.db);
+	batch_why(v, n, "BEGIN", q->w.db);
 	return 0;
     }
     for (i = 0; i < n; i++) {
@@ -1383,7 +1392,7 @@ static int commit_group_once(QUEUE *q, QBATCH **v, int n, int *full)
 	    v[i]->ok = 1;
 	} else {
 	    *full |= IS_FULL(q->w.db);
-	    queue_set_last_error(q, "batch failed", q->w.db);
+	    batch_why(&v[i], 1, "batch failed", q->w.db);
 	    if (qdb_run(&q->w, S_ROLLBACK_TO) < 0 || qdb_run(&q->w, S_RELEASE) < 0)
 		break;
 	}
@@ -1414,7 +1423,7 @@ static int commit_group_once(QUEUE *q, QBATCH **v, int n, int *full)
 	}
     }
     if (i != n) {				/* savepoint or meta update failed */
-	queue_set_last_error(q, "SAVEPOINT or meta update", q->w.db);
+	batch_why(v, n, "SAVEPOINT or meta update", q->w.db);
 	qdb_run(&q->w, S_ROLLBACK);
 	for (i = 0; i < n; i++)
 	    v[i]->ok = 0;
@@ -1424,7 +1433,7 @@ static int commit_group_once(QUEUE *q, QBATCH **v, int n, int *full)
 	_exit(9);
     if (qdb_run(&q->w, S_COMMIT) < 0) {
 	*full |= IS_FULL(q->w.db);
-	queue_set_last_error(q, "COMMIT", q->w.db);
+	batch_why(v, n, "COMMIT", q->w.db);
 	qdb_run(&q->w, S_ROLLBACK);
 	for (i = 0; i < n; i++)
 	    v[i]->ok = 0;
@@ -1709,6 +1718,7 @@ void    queue_batch_submit(QBATCH *b, QUEUE_CB cb, void *ctx)
     }
     /* ADMIN: commit now; READ: cannot write.  Callbacks still via dispatch. */
     b->ok = 0;
+    snprintf(b->why, sizeof(b->why), "the queue is open read-only");
     if (q->mode == QUEUE_OPEN_ADMIN) {
 	pthread_mutex_lock(&q->wlock);
 	queue_commit_group(q, &b, 1);
@@ -1717,12 +1727,14 @@ void    queue_batch_submit(QBATCH *b, QUEUE_CB cb, void *ctx)
     queue_complete(q, &b, 1);
 }
 
-int     queue_batch_commit(QBATCH *b)
+int     queue_batch_commit(QBATCH *b, char *why, size_t whylen)
 {
     QUEUE  *q = b->q;
     int     ok;
 
+    set_err(why, whylen, "%s", "");
     if (q->mode == QUEUE_OPEN_READ) {
+	set_err(why, whylen, "the queue is open read-only");
 	qbatch_free(b);
 	return -1;
     }
@@ -1735,6 +1747,8 @@ int     queue_batch_commit(QBATCH *b)
     queue_commit_group(q, &b, 1);
     pthread_mutex_unlock(&q->wlock);
     ok = b->ok;
+    if (!ok)
+	set_err(why, whylen, "%s", b->why);
     qbatch_free(b);
     return ok ? 0 : -1;
 }
@@ -1759,7 +1773,7 @@ void    queue_dispatch(QUEUE *q)
     for (; b; b = next) {
 	next = b->next;
 	if (b->cb)
-	    b->cb(b->ctx, b->ok);
+	    b->cb(b->ctx, b->ok, b->ok ? "" : b->why);
 	qbatch_free(b);
     }
 }
@@ -1879,13 +1893,14 @@ static QMSG *row_to_msg(sqlite3_stmt *st)
     return m;
 }
 
+/* Returns SQLITE_DONE, or the SQLite error. */
 static int load_rcpts(QDB *d, QMSG *m)
 {
     sqlite3_stmt *st = qdb_stmt(d, S_LOAD_RCPTS);
     int     rc, cap = 0;
 
     if (st == 0)
-	return -1;
+	return SQLITE_ERROR;
     sqlite3_bind_int64(st, 1, (sqlite3_int64) m->seq);
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 	QRCPT  *r;
@@ -1908,24 +1923,40 @@ static int load_rcpts(QDB *d, QMSG *m)
 	r->diag = col_str(st, 7);
     }
     sqlite3_reset(st);
-    return rc == SQLITE_DONE ? 0 : -1;
+    return rc;
 }
 
-static int load_content(QUEUE *q, QMSG *m)
+/*
+ * What a failed read of the store means for the message: the store busy
+ * or unreadable is no verdict on it (QUEUE_TEMP); SQLite finding the
+ * record itself damaged is (QUEUE_CORRUPT).
+ */
+static int read_status(int rc)
+{
+    return rc == SQLITE_CORRUPT || rc == SQLITE_NOTADB ? QUEUE_CORRUPT : QUEUE_TEMP;
+}
+
+static int load_content(QUEUE *q, QMSG *m, char *why, size_t whylen)
 {
     sqlite3_stmt *st = qdb_stmt(&q->r, S_LOAD_CONTENT);
     const void *data;
     int64_t size;
     uint64_t sum;
-    int     len;
+    int     len, rc;
 
-    if (st == 0)
-	return -1;
+    if (st == 0) {
+	set_err(why, whylen, "%s: cannot read the content: %s", m->qid, sqlite3_errmsg(q->r.db));
+	return QUEUE_TEMP;
+    }
     sqlite3_bind_int64(st, 1, (sqlite3_int64) m->seq);
-    if (sqlite3_step(st) != SQLITE_ROW) {
+    if ((rc = sqlite3_step(st)) != SQLITE_ROW) {
+	if (rc == SQLITE_DONE)
+	    set_err(why, whylen, "%s: no content", m->qid);
+	else
+	    set_err(why, whylen, "%s: cannot read the content: %s", m->qid,
+		    sqlite3_errmsg(q->r.db));
 	sqlite3_reset(st);
-	queue_set_last_error(q, "no content", q->r.db);
-	return -1;
+	return rc == SQLITE_DONE ? QUEUE_CORRUPT : read_status(rc);
     }
     size = sqlite3_column_int64(st, 0);
     sum = (uint64_t) sqlite3_column_int64(st, 1);
@@ -1934,54 +1965,77 @@ static int load_content(QUEUE *q, QMSG *m)
     if (size != len || (size_t) len != m->size
 	|| queue_checksum(data, (size_t) len) != sum) {
 	sqlite3_reset(st);
-	pthread_mutex_lock(&q->lock);
-	snprintf(q->last_error, sizeof(q->last_error),
-		 "%s: content length or checksum mismatch", m->qid);
-	pthread_mutex_unlock(&q->lock);
-	return -1;
+	set_err(why, whylen, "%s: content length or checksum mismatch", m->qid);
+	return QUEUE_CORRUPT;
     }
     m->content = xmalloc((size_t) len + 1);
     if (len > 0)
 	memcpy(m->content, data, (size_t) len);
     m->content[len] = 0;
     sqlite3_reset(st);
-    return 0;
+    return QUEUE_OK;
 }
 
-QMSG   *queue_load(QUEUE *q, uint64_t seq, int with_content)
+int     queue_load(QUEUE *q, uint64_t seq, int with_content, QMSG **out, char *why, size_t whylen)
 {
     sqlite3_stmt *st;
     QMSG   *m = 0;
+    int     rc, status = QUEUE_TEMP;
 
+    *out = 0;
+    set_err(why, whylen, "%s", "");
     pthread_mutex_lock(&q->rlock);
-    if ((st = qdb_stmt(&q->r, S_LOAD_MSG)) == 0)
+    if ((st = qdb_stmt(&q->r, S_LOAD_MSG)) == 0) {
+	set_err(why, whylen, "cannot read the queue: %s", sqlite3_errmsg(q->r.db));
 	goto out;
-    sqlite3_bind_int64(st, 1, (sqlite3_int64) seq);
-    if (sqlite3_step(st) == SQLITE_ROW)
-	m = row_to_msg(st);
-    sqlite3_reset(st);
-    if (m && (load_rcpts(&q->r, m) < 0 || (with_content && load_content(q, m) < 0))) {
-	qmsg_free(m);
-	m = 0;
     }
+    sqlite3_bind_int64(st, 1, (sqlite3_int64) seq);
+    if ((rc = sqlite3_step(st)) == SQLITE_ROW)
+	m = row_to_msg(st);
+    else if (rc == SQLITE_DONE)
+	set_err(why, whylen, "no such message");
+    else
+	set_err(why, whylen, "cannot read the message: %s", sqlite3_errmsg(q->r.db));
+    sqlite3_reset(st);
+    if (m == 0) {
+	status = rc == SQLITE_DONE ? QUEUE_GONE : read_status(rc);
+	goto out;
+    }
+    if ((rc = load_rcpts(&q->r, m)) != SQLITE_DONE) {
+	set_err(why, whylen, "%s: cannot read the recipients: %s", m->qid, sqlite3_errmsg(q->r.db));
+	status = read_status(rc);
+	goto out;
+    }
+    if (with_content && (status = load_content(q, m, why, whylen)) != QUEUE_OK)
+	goto out;
+    status = QUEUE_OK;
+    *out = m;
+    m = 0;
 out:
     pthread_mutex_unlock(&q->rlock);
-    return m;
+    qmsg_free(m);
+    return status;
 }
 
-QMSG   *queue_load_qid(QUEUE *q, const char *qid, int with_content)
+int     queue_load_qid(QUEUE *q, const char *qid, int with_content, QMSG **out,
+		               char *why, size_t whylen)
 {
     uint64_t seq;
-    QMSG   *m;
+    int     status;
 
-    if (qid_to_seq(qid, &seq) < 0)
-	return 0;
-    m = queue_load(q, seq, with_content);
-    if (m && strcmp(m->qid, qid) != 0) {	/* same seq, other microseconds */
-	qmsg_free(m);
-	m = 0;
+    *out = 0;
+    if (qid_to_seq(qid, &seq) < 0) {
+	set_err(why, whylen, "no such message");
+	return QUEUE_GONE;
     }
-    return m;
+    status = queue_load(q, seq, with_content, out, why, whylen);
+    if (status == QUEUE_OK && strcmp((*out)->qid, qid) != 0) {	/* same seq, other microseconds */
+	qmsg_free(*out);
+	*out = 0;
+	set_err(why, whylen, "no such message");
+	status = QUEUE_GONE;
+    }
+    return status;
 }
 
 int     queue_history(QUEUE *q, uint64_t seq, QATTEMPT **out)
@@ -2049,7 +2103,7 @@ int     queue_walk(QUEUE *q, int with_rcpts, int (*fn) (void *ctx, const QMSG *m
 	sqlite3_bind_int(st, 1, order[i]);
 	while ((src = sqlite3_step(st)) == SQLITE_ROW) {
 	    m = row_to_msg(st);
-	    if (with_rcpts && load_rcpts(&q->r, m) < 0) {
+	    if (with_rcpts && load_rcpts(&q->r, m) != SQLITE_DONE) {
 		qmsg_free(m);
 		rc = -1;
 		break;
@@ -2106,7 +2160,8 @@ void    queue_set_verify(QUEUE *q, int verify_checksums)
     q->verify_content = verify_checksums;
 }
 
-int     queue_recover(QUEUE *q, void (*warn) (void *ctx, const char *qid, const char *why), void *ctx)
+int     queue_recover(QUEUE *q, void (*warn) (void *ctx, const char *qid, const char *why), void *ctx,
+		              char *err, size_t errlen)
 {
     sqlite3_stmt *st = 0;
     sqlite3 *db = q->w.db;
@@ -2115,12 +2170,17 @@ int     queue_recover(QUEUE *q, void (*warn) (void *ctx, const char *qid, const 
     int64_t now_s = time_now_us() / 1000000;
     char   *buf;
 
-    if (q->mode == QUEUE_OPEN_READ)
+    set_err(err, errlen, "%s", "");
+    if (q->mode == QUEUE_OPEN_READ) {
+	set_err(err, errlen, "the queue is open read-only");
 	return -1;
+    }
     buf = xmalloc(QUEUE_BLOB_CHUNK);
     pthread_mutex_lock(&q->wlock);
-    if (sqlite3_exec(db, "BEGIN IMMEDIATE", 0, 0, 0) != SQLITE_OK)
+    if (sqlite3_exec(db, "BEGIN IMMEDIATE", 0, 0, 0) != SQLITE_OK) {
+	set_err(err, errlen, "%s", sqlite3_errmsg(db));
 	goto out;
+    }
     if (sqlite3_exec(db, "UPDATE msg SET state = 0 WHERE state = 1", 0, 0, 0) != SQLITE_OK)
 	goto rollback;
 
@@ -2208,7 +2268,7 @@ int     queue_recover(QUEUE *q, void (*warn) (void *ctx, const char *qid, const 
     goto out;
 
 rollback:
-    queue_set_last_error(q, "recovery", db);
+    set_err(err, errlen, "%s", sqlite3_errmsg(db));
     if (st)
 	sqlite3_finalize(st);
     sqlite3_exec(db, "ROLLBACK", 0, 0, 0);

@@ -123,9 +123,11 @@ void    queue_assign_id(QUEUE *q, QMSG *msg);
 /*
  * Recovery at daemon start (call once after open): active -> incoming;
  * records that fail validation -> corrupt, each reported through warn().
- * Returns the number of messages moved to corrupt, or -1 on a store error.
+ * Returns the number of messages moved to corrupt, or -1 on a store error
+ * (its text in err).
  */
-int     queue_recover(QUEUE *q, void (*warn)(void *ctx, const char *qid, const char *why), void *ctx);
+int     queue_recover(QUEUE *q, void (*warn)(void *ctx, const char *qid, const char *why), void *ctx,
+		              char *err, size_t errlen);
 
 /*
  * Walk every message (no content, recipients only if with_rcpts), in
@@ -134,9 +136,27 @@ int     queue_recover(QUEUE *q, void (*warn)(void *ctx, const char *qid, const c
  */
 int     queue_walk(QUEUE *q, int with_rcpts, int (*fn)(void *ctx, const QMSG *msg), void *ctx);
 
-/* Load one message by seq or by qid; with_content loads the content too. */
-QMSG   *queue_load(QUEUE *q, uint64_t seq, int with_content);
-QMSG   *queue_load_qid(QUEUE *q, const char *qid, int with_content);
+/*
+ * What a read or a write of the queue came to.  The text for a log line,
+ * when there is any, goes into the caller's buffer (why, whylen; NULL, 0
+ * when not wanted): nothing is kept in the QUEUE for later, as the writer
+ * thread and the loop's thread would share it.
+ */
+#define QUEUE_OK	0
+#define QUEUE_GONE	1		/* no such message (deleted, or never queued) */
+#define QUEUE_CORRUPT	2		/* its content is missing or fails its length or checksum */
+#define QUEUE_TEMP	3		/* the store cannot be read now (busy, I/O error): try later */
+const char *queue_status_name(int status);	/* "ok", "gone", "corrupt", "temporary" */
+
+/*
+ * Load one message by seq or by qid; with_content loads the content too.
+ * Returns a QUEUE_* status; *out is the message when QUEUE_OK, else NULL.
+ * A qid that is not a queue ID, or names another message with the same
+ * seq, is QUEUE_GONE.  QUEUE_CORRUPT only with with_content.
+ */
+int     queue_load(QUEUE *q, uint64_t seq, int with_content, QMSG **out, char *why, size_t whylen);
+int     queue_load_qid(QUEUE *q, const char *qid, int with_content, QMSG **out,
+		               char *why, size_t whylen);
 int     queue_history(QUEUE *q, uint64_t seq, QATTEMPT **out);	/* returns count, oldest first */
 
 void    qmsg_free(QMSG *msg);
@@ -158,12 +178,16 @@ void    queue_batch_set_state(QBATCH *b, uint64_t seq, int state);
 void    queue_batch_set_flags(QBATCH *b, uint64_t seq, int flags);
 void    queue_batch_abort(QBATCH *b);
 
-/* Daemon: hand to the writer thread; cb(ctx, ok) runs from queue_dispatch(). */
-typedef void (*QUEUE_CB) (void *ctx, int ok);
+/*
+ * Daemon: hand to the writer thread; cb(ctx, ok, why) runs from
+ * queue_dispatch().  why is "" when ok, else the store's reason, for a log
+ * line ("batch failed: ...", "COMMIT: database or disk is full").
+ */
+typedef void (*QUEUE_CB) (void *ctx, int ok, const char *why);
 void    queue_batch_submit(QBATCH *b, QUEUE_CB cb, void *ctx);
 
-/* Admin/CLI (or tests): commit now, on this thread. Returns 0 or -1. */
-int     queue_batch_commit(QBATCH *b);
+/* Admin/CLI (or tests): commit now, on this thread. Returns 0, or -1 with the reason in why. */
+int     queue_batch_commit(QBATCH *b, char *why, size_t whylen);
 
 int     queue_notify_fd(QUEUE *q);
 void    queue_dispatch(QUEUE *q);
@@ -236,9 +260,6 @@ void    queue_test_full(long writes);
 
 /* Additions (queue module) */
 
-/* The last store error (writer or loader), for a log line; "" if none. */
-const char *queue_last_error(QUEUE *q);
-
 /*
  * Recovery verifies each content's checksum (streamed, one row at a time)
  * unless this is set to 0; lengths are always verified.
@@ -255,7 +276,7 @@ uint64_t queue_checksum(const void *data, size_t len);
  * completed but were not yet dispatched.  Deleting a message that is gone
  * succeeds; updating it, or adding an attempt to it, fails the batch.
  * queue_load() of a content whose length or checksum does not match
- * returns NULL (see queue_last_error()).
+ * returns QUEUE_CORRUPT.
  */
 
 #endif

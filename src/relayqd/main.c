@@ -510,8 +510,8 @@ int     main(int argc, char **argv)
     d.control = control_create(d.base, qdir, gr ? (int) gr->gr_gid : -1, admin_handle, &d, err, sizeof(err));
     if (d.control == NULL)
 	msg_fatal("%s", err);
-    if (queue_recover(d.queue, recover_warn, &d) < 0)
-	msg_fatal("queue recovery failed in %s", qdir);
+    if (queue_recover(d.queue, recover_warn, &d, err, sizeof(err)) < 0)
+	msg_fatal("queue recovery failed in %s: %s", qdir, err);
     d.sched = sched_create(d.base, d.cf, d.queue, d.smtp);
 
     d.queue_ev = event_new(d.base, queue_notify_fd(d.queue), EV_READ | EV_PERSIST, on_queue_notify, &d);

@@ -35,7 +35,7 @@ static time_t pickup_pause_until;	/* a filter said "try again later" */
 
 static void pickup_queue(PICKUP *p);
 
-static void pickup_done(void *ctx, int ok)
+static void pickup_done(void *ctx, int ok, const char *why)
 {
     PICKUP *p = ctx;
 
@@ -46,7 +46,7 @@ static void pickup_done(void *ctx, int ok)
 	    log_msg("bounce", "%s: sender non-delivery notification: %s", p->notice_of, p->msg->qid);
 	sched_add_incoming(p->d->sched, p->msg);
     } else {
-	log_warn("pickup", "%s: queue write failed; the maildrop file is kept", p->msg->qid);
+	log_warn("pickup", "%s: queue write failed (%s); the maildrop file is kept", p->msg->qid, why);
     }
     qmsg_free(p->msg);
     free(p->notice_of);

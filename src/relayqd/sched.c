@@ -333,14 +333,13 @@ void    sched_after_commits(SCHED *s, void (*fn) (void *ctx), void *ctx)
     s->waiters_tail = &w->next;
 }
 
-static void corrupt_committed(void *ctx, int ok)
+static void corrupt_committed(void *ctx, int ok, const char *why)
 {
     SCHED  *s = ctx;
 
     commit_answered(s);
     if (!ok)
-	log_warn("qmgr", "cannot move a corrupt message to the corrupt state: %s",
-		 queue_last_error(s->queue));
+	log_warn("qmgr", "cannot move a corrupt message to the corrupt state: %s", why);
 }
 
 /*
@@ -352,21 +351,18 @@ static void corrupt_committed(void *ctx, int ok)
  * verdict on the message: it is retried after the minimal backoff.  A
  * message whose record is gone (deleted) is simply forgotten.
  */
-static void activate_failed(SCHED *s, QMGR_ID id, int64_t now)
+static void activate_failed(SCHED *s, QMGR_ID id, int status, const char *why, int64_t now)
 {
-    char    why[256];
+    char    why2[256];
     QMSG   *m;
 
-    snprintf(why, sizeof(why), "%s", queue_last_error(s->queue));
     qmgr_remove(s->qmgr, id);			/* leaves the active set */
-    if ((m = queue_load(s->queue, id, 0)) == NULL) {
+    if (queue_load(s->queue, id, 0, &m, why2, sizeof(why2)) != QUEUE_OK) {
 	log_warn("qmgr", "message with queue sequence %llu could not be read; skipped: %s",
-		 (unsigned long long) id, why);
+		 (unsigned long long) id, status == QUEUE_GONE ? why2 : why);
 	return;
     }
-    if (strstr(why, "mismatch") != NULL
-	|| (strncmp(why, "no content", 10) == 0 && strstr(why, "locked") == NULL
-	    && strstr(why, "busy") == NULL)) {
+    if (status == QUEUE_CORRUPT) {
 	QBATCH *b = queue_batch(s->queue);
 
 	log_warn("qmgr", "%s: corrupt queue record moved to the corrupt state: %s", m->qid, why);
@@ -388,10 +384,12 @@ static void activate_failed(SCHED *s, QMGR_ID id, int64_t now)
 
 static void do_activate(SCHED *s, QMGR_ID id, int64_t now)
 {
-    QMSG   *m = queue_load(s->queue, id, 1);
+    char    lwhy[256];
+    QMSG   *m;
+    int     status = queue_load(s->queue, id, 1, &m, lwhy, sizeof(lwhy));
 
-    if (m == NULL) {
-	activate_failed(s, id, now);
+    if (status != QUEUE_OK) {
+	activate_failed(s, id, status, lwhy, now);
 	return;
     }
     ACTIVE *a = xcalloc(1, sizeof(*a));
@@ -678,7 +676,7 @@ static void pass_unlink(SCHED *s, PASS *p)
 	}
 }
 
-static void pass_committed(void *ctx, int ok);
+static void pass_committed(void *ctx, int ok, const char *why);
 
 static void pass_retry_cb(evutil_socket_t fd, short what, void *ctx)
 {
@@ -691,15 +689,16 @@ static void pass_retry_cb(evutil_socket_t fd, short what, void *ctx)
 }
 
 /* The update failed: suspend the message (it stays out of qmgr) and retry the same batch. */
-static void pass_suspend(SCHED *s, PASS *p)
+static void pass_suspend(SCHED *s, PASS *p, const char *why)
 {
     int     delay = p->retries < 5 ? 1 << p->retries : 30;	/* 1 2 4 8 16 30 30 ... s */
     struct timeval tv = {delay, 0};
 
     if (p->disposition == QMGR_DEFER) {
-	QMSG   *m = queue_load(s->queue, p->id, 0);
+	QMSG   *m;
 
-	if (m == NULL) {			/* removed meanwhile (relayq delete) */
+	/* Removed meanwhile (relayq delete)?  A store that cannot be read now is no answer. */
+	if (queue_load(s->queue, p->id, 0, &m, NULL, 0) == QUEUE_GONE) {
 	    log_warn("qmgr", "%s: queue update failed and the message is gone; nothing to record", p->qid);
 	    pass_free(p);
 	    return;
@@ -711,7 +710,7 @@ static void pass_suspend(SCHED *s, PASS *p)
 	qmgr_remove(s->qmgr, p->id);
     if (p->retries++ == 0)
 	log_warn("qmgr", "%s: queue update failed (%s); delivery of this message is suspended"
-		 " until the update is recorded, which is retried", p->qid, queue_last_error(s->queue));
+		 " until the update is recorded, which is retried", p->qid, why);
     if (p->retry_ev == NULL)
 	p->retry_ev = evtimer_new(s->base, pass_retry_cb, p);
     evtimer_add(p->retry_ev, &tv);
@@ -720,7 +719,7 @@ static void pass_suspend(SCHED *s, PASS *p)
     s->nsuspended++;
 }
 
-static void pass_committed(void *ctx, int ok)
+static void pass_committed(void *ctx, int ok, const char *why)
 {
     PASS   *p = ctx;
     SCHED  *s = p->s;
@@ -744,12 +743,12 @@ static void pass_committed(void *ctx, int ok)
 	    qmgr_add(s->qmgr, p->id, &info, (int64_t) time(NULL));
 	}
     } else if (!s->stopping) {
-	pass_suspend(s, p);
+	pass_suspend(s, p, why);
 	sched_kick(s);
 	return;
     } else {
 	log_warn("qmgr", "%s: queue update failed (%s) while stopping; the message stays queued"
-		 " as it was and may be delivered again", p->qid, queue_last_error(s->queue));
+		 " as it was and may be delivered again", p->qid, why);
     }
     pass_free(p);
     sched_kick(s);
@@ -995,13 +994,15 @@ void    sched_record_suspended(SCHED *s)
     while (s->suspended) {
 	PASS   *p = s->suspended;
 
+	char    why[256];
+
 	s->suspended = p->next;
 	s->nsuspended--;
-	if (queue_batch_commit(pass_batch(s, p)) == 0)
+	if (queue_batch_commit(pass_batch(s, p), why, sizeof(why)) == 0)
 	    log_msg("qmgr", "%s: queue update recorded at shutdown", p->qid);
 	else
 	    log_warn("qmgr", "%s: queue update still failing at shutdown (%s); the message may be"
-		     " delivered again after the restart", p->qid, queue_last_error(s->queue));
+		     " delivered again after the restart", p->qid, why);
 	pass_free(p);
     }
 }

@@ -1437,7 +1437,7 @@ fail:
     count(ss, SMTPD_C_DATA, 0);
 }
 
-static void queued_cb(void *ctx, int ok)
+static void queued_cb(void *ctx, int ok, const char *why)
 {
     SESSION *ss = ctx;
     SMTPD  *s = ss->s;

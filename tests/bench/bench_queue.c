@@ -38,7 +38,7 @@ static int64_t deadline_us;
 static atomic_int claimed, committed, failed, running, nlat;
 static int64_t *lat_us;			/* one per answered message */
 
-static void producer_cb(void *ctx, int ok)
+static void producer_cb(void *ctx, int ok, const char *why)
 {
     PRODUCER *p = ctx;
 

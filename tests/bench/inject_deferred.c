@@ -116,9 +116,9 @@ int     main(int argc, char **argv)
 	    msg.nrcpt = 1;
 	    queue_batch_insert(b, &msg);
 	}
-	if (queue_batch_commit(b) < 0) {
+	if (queue_batch_commit(b, err, sizeof(err)) < 0) {
 	    fprintf(stderr, "inject_deferred: commit failed after %ld messages: %s\n",
-		    done, queue_last_error(q));
+		    done, err);
 	    queue_close(q);
 	    return 1;
 	}

@@ -386,7 +386,7 @@ static void test_real_queue_and_admin(void)
     char    err[256];
     QUEUE  *q;
     QBATCH *b;
-    QMSG   *m1, *m2;
+    QMSG   *m1, *m2, *gone;
     BUF     out = BUF_INIT;
     char   *logpath, *log, *ids[1];
 
@@ -406,7 +406,7 @@ static void test_real_queue_and_admin(void)
     b = queue_batch(q);
     queue_batch_insert(b, m1);
     queue_batch_insert(b, m2);
-    T_EQ_INT(queue_batch_commit(b), 0);
+    T_EQ_INT(queue_batch_commit(b, NULL, 0), 0);
 
     /* Walk order: deferred before hold. */
     showq_text(q, 0, 0, &out);
@@ -443,7 +443,7 @@ static void test_real_queue_and_admin(void)
     buf_reset(&out);
     ids[0] = "46312102006";
     T_EQ_INT(control_admin_offline(q, "requeue", ids, 1, 1795820000, &out), 1);
-    T_CHECK(queue_load_qid(q, "46312102006", 0) == 0);
+    T_CHECK(queue_load_qid(q, "46312102006", 0, &gone, NULL, 0) == QUEUE_GONE && gone == NULL);
     buf_reset(&out);
     showq_json(q, 0, 0, lifetimes(432000, 432000), &out);
     T_CHECK(strstr(out.data, "\"queue_name\": \"incoming\"") != 0);

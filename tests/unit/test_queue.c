@@ -67,6 +67,23 @@ static QUEUE *open_or_die(int mode)
     return q;
 }
 
+/* queue_load() for tests that only want the message (NULL unless QUEUE_OK). */
+static QMSG *qload(QUEUE *q, uint64_t seq, int with_content)
+{
+    QMSG   *m;
+
+    queue_load(q, seq, with_content, &m, NULL, 0);
+    return m;
+}
+
+static QMSG *qload_qid(QUEUE *q, const char *qid, int with_content)
+{
+    QMSG   *m;
+
+    queue_load_qid(q, qid, with_content, &m, NULL, 0);
+    return m;
+}
+
 static const char content_bytes[] = "From: a@b\r\nSubject: x\r\n\r\nNUL\0here\r\n.\r\n\0";
 
 /* A message with n recipients, an ID from q, and the content above. */
@@ -108,7 +125,7 @@ static int insert_sync(QUEUE *q, const QMSG *m)
     QBATCH *b = queue_batch(q);
 
     queue_batch_insert(b, m);
-    return queue_batch_commit(b);
+    return queue_batch_commit(b, NULL, 0);
 }
 
 /* Round trip of every field, content bytes included (NULs, CRLF). */
@@ -129,7 +146,7 @@ static void test_roundtrip(void)
 
     /* Reopened read-only: everything came from disk. */
     q = open_or_die(QUEUE_OPEN_READ);
-    l = queue_load(q, m->seq, 1);
+    l = qload(q, m->seq, 1);
     T_CHECK(l != 0);
     if (l) {
 	T_EQ_STR(l->qid, m->qid);
@@ -164,11 +181,11 @@ static void test_roundtrip(void)
     }
     qmsg_free(l);
     /* By queue ID; without content; a wrong ID finds nothing. */
-    l = queue_load_qid(q, m->qid, 0);
+    l = qload_qid(q, m->qid, 0);
     T_CHECK(l != 0 && l->content == 0 && l->seq == m->seq);
     qmsg_free(l);
-    T_CHECK(queue_load_qid(q, "00000FFFFF", 0) == 0);
-    T_CHECK(queue_load_qid(q, "not-an-id", 0) == 0);
+    T_CHECK(qload_qid(q, "00000FFFFF", 0) == 0);
+    T_CHECK(qload_qid(q, "not-an-id", 0) == 0);
     /* READ mode cannot write. */
     T_EQ_INT(insert_sync(q, m), -1);
     queue_close(q);
@@ -199,9 +216,9 @@ static void test_update_and_delete(void)
     snprintf(m->rcpts[1].dsn, sizeof(m->rcpts[1].dsn), "5.1.1");
     b = queue_batch(q);
     queue_batch_update(b, m);
-    T_EQ_INT(queue_batch_commit(b), 0);
+    T_EQ_INT(queue_batch_commit(b, NULL, 0), 0);
 
-    l = queue_load(q, m->seq, 0);
+    l = qload(q, m->seq, 0);
     T_CHECK(l != 0);
     if (l) {
 	T_EQ_INT(l->state, QSTATE_DEFERRED);
@@ -229,16 +246,16 @@ static void test_update_and_delete(void)
 	a.text = "x";
 	queue_batch_attempt(b, m->seq + 1000, &a);
     }
-    T_EQ_INT(queue_batch_commit(b), -1);
-    l = queue_load(q, m->seq, 0);
+    T_EQ_INT(queue_batch_commit(b, NULL, 0), -1);
+    l = qload(q, m->seq, 0);
     T_CHECK(l && l->attempts == 3);
     qmsg_free(l);
 
     b = queue_batch(q);
     queue_batch_delete(b, m->seq);
-    T_EQ_INT(queue_batch_commit(b), 0);
-    T_CHECK(queue_load(q, m->seq, 1) == 0);
-    T_CHECK(queue_load_qid(q, m->qid, 0) == 0);
+    T_EQ_INT(queue_batch_commit(b, NULL, 0), 0);
+    T_CHECK(qload(q, m->seq, 1) == 0);
+    T_CHECK(qload_qid(q, m->qid, 0) == 0);
     queue_close(q);
     qmsg_free(m);
 }
@@ -262,14 +279,14 @@ static void test_narrow_updates(void)
     m->rcpts[1].reason = xstrdup("connect to x: Connection refused");
     b = queue_batch(q);
     queue_batch_update(b, m);
-    T_EQ_INT(queue_batch_commit(b), 0);
+    T_EQ_INT(queue_batch_commit(b, NULL, 0), 0);
 
     /* ... and the admin's hold and expire change nothing else. */
     b = queue_batch(q);
     queue_batch_set_state(b, m->seq, QSTATE_HOLD);
     queue_batch_set_flags(b, m->seq, QFLAG_FORCE_EXPIRE);
-    T_EQ_INT(queue_batch_commit(b), 0);
-    l = queue_load(q, m->seq, 0);
+    T_EQ_INT(queue_batch_commit(b, NULL, 0), 0);
+    l = qload(q, m->seq, 0);
     T_CHECK(l != 0);
     if (l) {
 	T_EQ_INT(l->state, QSTATE_HOLD);
@@ -284,11 +301,11 @@ static void test_narrow_updates(void)
     b = queue_batch(q);
     queue_batch_set_state(b, m->seq, QSTATE_DEFERRED);
     queue_batch_set_state(b, m->seq + 1000, QSTATE_HOLD);
-    T_EQ_INT(queue_batch_commit(b), -1);
+    T_EQ_INT(queue_batch_commit(b, NULL, 0), -1);
     b = queue_batch(q);
     queue_batch_set_flags(b, m->seq + 1000, QFLAG_FORCE_EXPIRE);
-    T_EQ_INT(queue_batch_commit(b), -1);
-    l = queue_load(q, m->seq, 0);
+    T_EQ_INT(queue_batch_commit(b, NULL, 0), -1);
+    l = qload(q, m->seq, 0);
     T_CHECK(l && l->state == QSTATE_HOLD);
     qmsg_free(l);
     queue_close(q);
@@ -320,7 +337,7 @@ static void test_history_trim(void)
 	snprintf(text, sizeof(text), "attempt %d", i);
 	a.text = text;
 	queue_batch_attempt(b, m->seq, &a);
-	T_EQ_INT(queue_batch_commit(b), 0);
+	T_EQ_INT(queue_batch_commit(b, NULL, 0), 0);
     }
     queue_close(q);
     q = open_or_die(QUEUE_OPEN_READ);
@@ -440,7 +457,7 @@ static void test_ids(void)
 	QBATCH *b = queue_batch(q);
 
 	queue_batch_delete(b, m[2]->seq);
-	T_EQ_INT(queue_batch_commit(b), 0);
+	T_EQ_INT(queue_batch_commit(b, NULL, 0), 0);
     }
     queue_close(q);
     q = open_or_die(QUEUE_OPEN_ADMIN);
@@ -487,7 +504,7 @@ static void test_lock(void)
 
 	/* The daemon writes while a reader is open; the reader sees it. */
 	T_EQ_INT(insert_sync(q, m), 0);
-	l = queue_load(r, m->seq, 1);
+	l = qload(r, m->seq, 1);
 	T_CHECK(l != 0 && l->size == m->size);
 	qmsg_free(l);
 	qmsg_free(m);
@@ -512,7 +529,7 @@ typedef struct GC {
 
 static GC gc;
 
-static void gc_cb(void *ctx, int ok)
+static void gc_cb(void *ctx, int ok, const char *why)
 {
     atomic_fetch_add(&gc.done, 1);
     if (ok)
@@ -565,7 +582,7 @@ static void test_group_commit(void)
 
     gc.q = open_or_die(QUEUE_OPEN_READ);
     for (i = 0; i < GC_THREADS * GC_PER_THREAD; i++) {
-	QMSG   *l = queue_load(gc.q, gc.seqs[i], 1);
+	QMSG   *l = qload(gc.q, gc.seqs[i], 1);
 
 	missing += (l == 0);
 	qmsg_free(l);
@@ -576,10 +593,12 @@ static void test_group_commit(void)
 
 /* fail-batch: the failing batch reports ok=0 and leaves no trace. */
 static int fb_ok[3];
+static char fb_why[3][200];
 
-static void fb_cb(void *ctx, int ok)
+static void fb_cb(void *ctx, int ok, const char *why)
 {
     fb_ok[(intptr_t) ctx] = ok ? 1 : -1;
+    snprintf(fb_why[(intptr_t) ctx], sizeof(fb_why[0]), "%s", why);
 }
 
 static void test_fail_batch(void)
@@ -611,9 +630,13 @@ static void test_fail_batch(void)
     T_EQ_INT(fb_ok[0], -1);
     T_EQ_INT(fb_ok[1], 1);
     T_EQ_INT(fb_ok[2], 1);
-    T_CHECK(queue_load(q, m[0]->seq, 0) == 0);
+    /* The failed batch's own reason reaches its callback; the others get "". */
+    T_CHECK(strncmp(fb_why[0], "batch failed: ", 14) == 0);
+    T_EQ_STR(fb_why[1], "");
+    T_EQ_STR(fb_why[2], "");
+    T_CHECK(qload(q, m[0]->seq, 0) == 0);
     for (i = 1; i < 3; i++) {
-	QMSG   *l = queue_load(q, m[i]->seq, 1);
+	QMSG   *l = qload(q, m[i]->seq, 1);
 
 	T_CHECK(l != 0);
 	qmsg_free(l);
@@ -725,8 +748,8 @@ static QBATCH *fs_batch(QUEUE *q, int kind, QMSG *m, QMSG *notice)
 /* Returns 1 if the store holds the new state of `kind`, 0 if the old one, -1 if neither. */
 static int fs_state(QUEUE *q, int kind, uint64_t seq, uint64_t nseq)
 {
-    QMSG   *l = queue_load(q, seq, 1);
-    QMSG   *n = nseq ? queue_load(q, nseq, 1) : 0;
+    QMSG   *l = qload(q, seq, 1);
+    QMSG   *n = nseq ? qload(q, nseq, 1) : 0;
     QATTEMPT *h = 0;
     int     nh = l ? queue_history(q, seq, &h) : 0, total = fs_count(q), r = -1;
 
@@ -786,7 +809,7 @@ static void test_full_disk_every_write(void)
 		nseq = notice->seq;
 	    }
 	    queue_test_full(k);			/* the disk fills after k more writes */
-	    rc = queue_batch_commit(fs_batch(q, kind, m, notice));
+	    rc = queue_batch_commit(fs_batch(q, kind, m, notice), NULL, 0);
 	    queue_test_full(-1);
 	    st = fs_state(q, kind, m->seq, nseq);
 	    if (rc == 0) {
@@ -800,12 +823,14 @@ static void test_full_disk_every_write(void)
 		uint64_t seq = m->seq;
 
 		qmsg_free(m);
-		m = queue_load(q, seq, 1);
+		m = qload(q, seq, 1);
 		if (m == 0)			/* FS_INSERT: the client sends it again */
 		    m = make_msg(q, 2);
-		if (queue_batch_commit(fs_batch(q, kind, m, notice)) != 0)
+		char    why[256];
+
+		if (queue_batch_commit(fs_batch(q, kind, m, notice), why, sizeof(why)) != 0)
 		    T_FAILF("%s: full after %d writes, then room again: the retry failed: %s",
-			    fs_name[kind], k, queue_last_error(q));
+			    fs_name[kind], k, why);
 		if (kind != FS_INSERT && fs_state(q, kind, m->seq, nseq) != 1)
 		    T_FAILF("%s: full after %d writes, then retried: not the new state", fs_name[kind], k);
 	    }
@@ -832,7 +857,7 @@ static void test_full_disk_every_write(void)
  */
 static int rs_ok[2];
 
-static void rs_cb(void *ctx, int ok)
+static void rs_cb(void *ctx, int ok, const char *why)
 {
     rs_ok[(intptr_t) ctx] = ok ? 1 : -1;
 }
@@ -875,8 +900,8 @@ static void test_reserve(void)
     }
     T_EQ_INT(rs_ok[0], -1);			/* smtpd says 451 */
     T_EQ_INT(rs_ok[1], 1);			/* recorded: not delivered again */
-    T_CHECK(queue_load(q, old->seq, 0) == 0);
-    T_CHECK(queue_load(q, fresh->seq, 0) == 0);
+    T_CHECK(qload(q, old->seq, 0) == 0);
+    T_CHECK(qload(q, fresh->seq, 0) == 0);
     T_EQ_INT(queue_space(q, &sp), 0);
     T_EQ_INT(sp.full_errors, 1);
     T_EQ_INT(sp.reserve_releases, 1);
@@ -935,12 +960,12 @@ static void test_crash_points(void)
     T_CHECK(q != 0);				/* the dead child's lock is gone */
     if (q == 0)
 	return;
-    T_CHECK(queue_load(q, seq_before, 0) == 0);
+    T_CHECK(qload(q, seq_before, 0) == 0);
     queue_close(q);
 
     T_EQ_INT(crash_child("after-commit", &seq_after), 9);
     q = open_or_die(QUEUE_OPEN_DAEMON);
-    l = queue_load(q, seq_after, 1);
+    l = qload(q, seq_after, 1);
     T_CHECK(l != 0 && l->size == sizeof(content_bytes) - 1);
     qmsg_free(l);
     memset(&x, 0, sizeof(x));
@@ -1003,26 +1028,26 @@ static void test_recover(void)
 
     q = open_or_die(QUEUE_OPEN_DAEMON);
     memset(&w, 0, sizeof(w));
-    T_EQ_INT(queue_recover(q, warn_fn, &w), 2);
+    T_EQ_INT(queue_recover(q, warn_fn, &w, NULL, 0), 2);
     T_EQ_INT(w.n, 2);
     snprintf(want, sizeof(want), "%s: content checksum mismatch", m[1]->qid);
     T_EQ_STR(w.text[0], want);
     snprintf(want, sizeof(want), "%s: no recipients", m[2]->qid);
     T_EQ_STR(w.text[1], want);
     /* The damaged content is not handed out. */
-    T_CHECK(queue_load(q, m[1]->seq, 1) == 0);
+    T_CHECK(qload(q, m[1]->seq, 1) == 0);
     for (i = 0; i < 4; i++) {
 	static const int want_state[] = {
 	    QSTATE_DEFERRED, QSTATE_CORRUPT, QSTATE_CORRUPT, QSTATE_INCOMING,
 	};
 
-	l = queue_load(q, m[i]->seq, 0);
+	l = qload(q, m[i]->seq, 0);
 	T_CHECK(l != 0);
 	if (l)
 	    T_EQ_INT(l->state, want_state[i]);
 	qmsg_free(l);
     }
-    l = queue_load(q, m[0]->seq, 1);
+    l = qload(q, m[0]->seq, 1);
     T_CHECK(l && memcmp(l->content, content_bytes, l->size) == 0);
     qmsg_free(l);
     queue_close(q);
@@ -1030,10 +1055,108 @@ static void test_recover(void)
     /* A second recovery warns about nothing new. */
     q = open_or_die(QUEUE_OPEN_DAEMON);
     memset(&w, 0, sizeof(w));
-    T_EQ_INT(queue_recover(q, warn_fn, &w), 0);
+    T_EQ_INT(queue_recover(q, warn_fn, &w, NULL, 0), 0);
     T_EQ_INT(w.n, 0);
     queue_close(q);
     for (i = 0; i < 4; i++)
+	qmsg_free(m[i]);
+}
+
+/*
+ * What each kind of failed read says: QUEUE_GONE for a message that is
+ * not there, QUEUE_CORRUPT only for the message's own content (wrong
+ * checksum, no content row), QUEUE_TEMP when the store cannot be read,
+ * each with its text in the caller's buffer and nothing kept in the QUEUE.
+ */
+static void test_load_status(void)
+{
+    QUEUE  *q;
+    QMSG   *m[3], *l;
+    QBATCH *b;
+    char    sql[256], why[256], want[160];
+    int     i;
+
+    tmp_dir();
+    q = open_or_die(QUEUE_OPEN_ADMIN);
+    for (i = 0; i < 3; i++) {
+	m[i] = make_msg(q, 1);
+	T_EQ_INT(insert_sync(q, m[i]), 0);
+    }
+
+    /* OK: the message, and an empty reason. */
+    snprintf(why, sizeof(why), "stale");
+    T_EQ_INT(queue_load(q, m[0]->seq, 1, &l, why, sizeof(why)), QUEUE_OK);
+    T_CHECK(l != 0 && l->size == m[0]->size);
+    T_EQ_STR(why, "");
+    qmsg_free(l);
+    T_EQ_INT(queue_load_qid(q, m[0]->qid, 0, &l, NULL, 0), QUEUE_OK);
+    T_CHECK(l != 0 && strcmp(l->qid, m[0]->qid) == 0);
+    qmsg_free(l);
+
+    /* GONE: never queued, not a queue ID, deleted. */
+    T_EQ_INT(queue_load(q, m[2]->seq + 1000, 0, &l, why, sizeof(why)), QUEUE_GONE);
+    T_CHECK(l == 0);
+    T_EQ_STR(why, "no such message");
+    T_EQ_INT(queue_load_qid(q, "not-an-id", 0, &l, why, sizeof(why)), QUEUE_GONE);
+    T_CHECK(l == 0);
+    T_EQ_INT(queue_load_qid(q, "00000FFFFF", 1, &l, NULL, 0), QUEUE_GONE);
+    b = queue_batch(q);
+    queue_batch_delete(b, m[2]->seq);
+    T_EQ_INT(queue_batch_commit(b, why, sizeof(why)), 0);
+    T_EQ_STR(why, "");
+    T_EQ_INT(queue_load(q, m[2]->seq, 1, &l, why, sizeof(why)), QUEUE_GONE);
+    T_EQ_INT(queue_load_qid(q, m[2]->qid, 1, &l, why, sizeof(why)), QUEUE_GONE);
+    T_EQ_STR(why, "no such message");
+
+    /* A write to a message that is gone fails with the store's reason. */
+    b = queue_batch(q);
+    queue_batch_set_state(b, m[2]->seq, QSTATE_HOLD);
+    T_EQ_INT(queue_batch_commit(b, why, sizeof(why)), -1);
+    T_CHECK(strncmp(why, "batch failed: ", 14) == 0);
+    queue_close(q);
+
+    /* CORRUPT: a content that fails its checksum, a content row that is missing. */
+    snprintf(sql, sizeof(sql), "UPDATE content SET checksum = checksum + 1 WHERE seq = %llu;"
+	     "DELETE FROM content WHERE seq = %llu;",
+	     (unsigned long long) m[0]->seq, (unsigned long long) m[1]->seq);
+    T_EQ_INT(sql_exec(sql), 0);
+    q = open_or_die(QUEUE_OPEN_READ);
+    T_EQ_INT(queue_load(q, m[0]->seq, 1, &l, why, sizeof(why)), QUEUE_CORRUPT);
+    T_CHECK(l == 0);
+    snprintf(want, sizeof(want), "%s: content length or checksum mismatch", m[0]->qid);
+    T_EQ_STR(why, want);
+    T_EQ_INT(queue_load_qid(q, m[1]->qid, 1, &l, why, sizeof(why)), QUEUE_CORRUPT);
+    snprintf(want, sizeof(want), "%s: no content", m[1]->qid);
+    T_EQ_STR(why, want);
+    /* Without its content the envelope still loads (mailq, the scheduler's verdict). */
+    T_EQ_INT(queue_load(q, m[0]->seq, 0, &l, why, sizeof(why)), QUEUE_OK);
+    T_CHECK(l != 0 && l->nrcpt == 1);
+    qmsg_free(l);
+    queue_close(q);
+
+    /* TEMP: the store itself cannot be read; no verdict on the message. */
+    T_EQ_INT(sql_exec("ALTER TABLE content RENAME TO content_elsewhere"), 0);
+    q = open_or_die(QUEUE_OPEN_READ);
+    T_EQ_INT(queue_load(q, m[0]->seq, 1, &l, why, sizeof(why)), QUEUE_TEMP);
+    T_CHECK(l == 0);
+    T_CHECK(strstr(why, "no such table") != 0);
+    T_EQ_INT(queue_load(q, m[0]->seq, 0, &l, NULL, 0), QUEUE_OK);
+    qmsg_free(l);
+    /* A queue opened read-only cannot write, and says so. */
+    b = queue_batch(q);
+    queue_batch_delete(b, m[0]->seq);
+    T_EQ_INT(queue_batch_commit(b, why, sizeof(why)), -1);
+    T_EQ_STR(why, "the queue is open read-only");
+    T_EQ_INT(queue_recover(q, NULL, NULL, why, sizeof(why)), -1);
+    T_EQ_STR(why, "the queue is open read-only");
+    queue_close(q);
+
+    T_EQ_STR(queue_status_name(QUEUE_OK), "ok");
+    T_EQ_STR(queue_status_name(QUEUE_GONE), "gone");
+    T_EQ_STR(queue_status_name(QUEUE_CORRUPT), "corrupt");
+    T_EQ_STR(queue_status_name(QUEUE_TEMP), "temporary");
+    T_EQ_STR(queue_status_name(99), "unknown");
+    for (i = 0; i < 3; i++)
 	qmsg_free(m[i]);
 }
 
@@ -1162,6 +1285,7 @@ int     main(void)
     T_RUN(test_reserve);
     T_RUN(test_space_rule);
     T_RUN(test_recover);
+    T_RUN(test_load_status);
     T_RUN(test_refuse_garbage);
     T_RUN(test_refuse_newer);
     if (tdir[0])

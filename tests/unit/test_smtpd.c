@@ -756,7 +756,7 @@ static void test_live_session(void)
     qid[0] = 0;
     if ((cp = strstr(sc.got.data, "queued as ")) != 0)
 	sscanf(cp + 10, "%31[0-9A-Za-z]", qid);
-    m = queue_load_qid(live_q, qid, 1);
+    queue_load_qid(live_q, qid, 1, &m, NULL, 0);
     T_CHECK(m != 0);
     if (m) {
 	T_EQ_STR(m->sender, "s@x.test");
