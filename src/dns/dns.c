@@ -10,6 +10,12 @@
  *
  * Status mapping: NXDOMAIN and "no data" are DNS_NOTFOUND (permanent);
  * SERVFAIL, REFUSED, timeouts and the rest are DNS_TEMPFAIL.
+ *
+ * DNSSEC (DNS_FLAG_DNSSEC, and every TLSA lookup): c-ares 1.18 can neither
+ * set the AD/DO bits nor parse TLSA, so the query is built by dns_wire.c,
+ * sent with ares_send() (c-ares still does the retries, the server list
+ * and the TCP retry of a truncated answer), and the raw answer parsed by
+ * dns_wire.c, which reports the AD bit.
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -24,6 +30,7 @@
 
 #include "util/util.h"
 #include "dns/dns.h"
+#include "dns/dns_wire.h"
 
 typedef struct DNS_SOCK {
     ares_socket_t fd;
@@ -45,6 +52,7 @@ struct DNS {
 
 #define DNS_KIND_MX   1
 #define DNS_KIND_ADDR 2
+#define DNS_KIND_TLSA 3
 
 struct DNS_REQ {
     DNS    *dns;
@@ -53,9 +61,14 @@ struct DNS_REQ {
     int     status[2];			/* per query (A, AAAA) */
     void    (*mx_cb) (void *, int, const DNS_MX *, int);
     void    (*addr_cb) (void *, int, const DNS_ADDR *, int);
+    void    (*tlsa_cb) (void *, int, int, const DNS_TLSA *, int);
     void   *ctx;
+    char   *name;			/* the name asked (DNSSEC queries) */
+    int     secure;			/* TLSA: the answer had AD */
     DNS_MX *mx;
     DNS_ADDR *addr;
+    DNS_TLSA *tlsa;
+    unsigned char *tlsa_data;		/* the records' data, one block */
     int     n;
     int     cap;
     struct event *deliver;		/* zero timer that runs the callback */
@@ -212,6 +225,9 @@ static void dns_req_free(DNS_REQ *r)
 	event_free(r->deliver);
     free(r->mx);
     free(r->addr);
+    free(r->tlsa);
+    free(r->tlsa_data);
+    free(r->name);
     free(r);
 }
 
@@ -258,6 +274,8 @@ static void dns_deliver_cb(evutil_socket_t fd, short what, void *arg)
     }
     if (r->kind == DNS_KIND_MX)
 	r->mx_cb(r->ctx, status, r->mx, r->n);
+    else if (r->kind == DNS_KIND_TLSA)
+	r->tlsa_cb(r->ctx, status, r->secure, r->tlsa, r->n);
     else
 	r->addr_cb(r->ctx, status, r->addr, r->n);
     dns_req_free(r);
@@ -331,8 +349,140 @@ static void dns_addr_push(DNS_REQ *r, int family, const void *bin)
 	r->addr = xrealloc(r->addr, r->cap * sizeof(*r->addr));
     }
     r->addr[r->n].family = family;
+    r->addr[r->n].secure = 0;
     inet_ntop(family, bin, r->addr[r->n].addr, sizeof(r->addr[r->n].addr));
     r->n++;
+}
+
+/* ---- DNSSEC-aware queries: our own wire format over ares_send() ------ */
+
+/* The status of a raw answer; *ans parsed when it says DNS_OK. */
+static int dns_raw_status(int status, const unsigned char *abuf, int alen, const char *name,
+			          int type, DNS_WIRE_ANSWER *ans)
+{
+    if (status != ARES_SUCCESS)
+	return (dns_map_status(status));
+    if (abuf == NULL || alen <= 0 || dns_wire_parse(abuf, (size_t) alen, name, type, ans) < 0)
+	return (DNS_TEMPFAIL);			/* malformed or unexpected reply */
+    if (ans->rcode == DNS_RCODE_NXDOMAIN)
+	return (DNS_NOTFOUND);
+    if (ans->rcode != DNS_RCODE_NOERROR)
+	return (DNS_TEMPFAIL);
+    return (ans->nrr > 0 ? DNS_OK : DNS_NOTFOUND);
+}
+
+typedef struct DNS_RAW {
+    DNS_REQ *r;
+    int     type;
+    int     slot;			/* status[] index */
+} DNS_RAW;
+
+static void dns_raw_answer(void *arg, int status, int timeouts, unsigned char *abuf, int alen)
+{
+    DNS_RAW *q = arg;
+    DNS_REQ *r = q->r;
+    DNS_WIRE_ANSWER *ans;
+    int     st;
+
+    if (status == ARES_EDESTRUCTION || status == ARES_ECANCELLED) {
+	free(q);
+	return;
+    }
+    ans = xmalloc(sizeof(*ans));
+    st = dns_raw_status(status, abuf, alen, r->name, q->type, ans);
+    r->status[q->slot] = st;
+    if (st == DNS_OK) {
+	const unsigned char *m = abuf;
+	size_t  mlen = (size_t) alen;
+
+	for (int i = 0; i < ans->nrr; i++) {
+	    const DNS_WIRE_RR *rr = &ans->rr[i];
+
+	    switch (q->type) {
+	    case DNS_T_MX:{
+		    DNS_MX mx;
+
+		    memset(&mx, 0, sizeof(mx));
+		    if (dns_wire_mx(m, mlen, rr, &mx.pref, mx.host, sizeof(mx.host)) < 0)
+			continue;
+		    mx.secure = ans->ad;
+		    if (r->n == r->cap) {
+			r->cap = r->cap ? 2 * r->cap : 4;
+			r->mx = xrealloc(r->mx, r->cap * sizeof(*r->mx));
+		    }
+		    r->mx[r->n++] = mx;
+		    break;
+		}
+	    case DNS_T_A:
+	    case DNS_T_AAAA:
+		if (rr->len != (q->type == DNS_T_A ? 4u : 16u))
+		    continue;
+		dns_addr_push(r, q->type == DNS_T_A ? AF_INET : AF_INET6, m + rr->off);
+		r->addr[r->n - 1].secure = ans->ad;
+		break;
+	    case DNS_T_TLSA:{
+		    DNS_TLSA *t;
+
+		    if (r->n == r->cap) {
+			r->cap = r->cap ? 2 * r->cap : 4;
+			r->tlsa = xrealloc(r->tlsa, r->cap * sizeof(*r->tlsa));
+		    }
+		    t = &r->tlsa[r->n++];
+		    memset(t, 0, sizeof(*t));
+		    t->rdlen = rr->len;
+		    if (dns_wire_tlsa(m, rr, &t->usage, &t->selector, &t->mtype, &t->data,
+				      &t->dlen) < 0)
+			t->data = NULL;
+		    break;
+		}
+	    }
+	}
+	if (q->type == DNS_T_TLSA) {
+	    size_t  total = 0, off = 0;
+
+	    /* The data outlive abuf: one block, pointers fixed up. */
+	    r->secure = ans->ad;
+	    for (int i = 0; i < r->n; i++)
+		total += r->tlsa[i].data ? r->tlsa[i].dlen : 0;
+	    r->tlsa_data = xmalloc(total + 1);
+	    for (int i = 0; i < r->n; i++) {
+		if (r->tlsa[i].data == NULL)
+		    continue;
+		memcpy(r->tlsa_data + off, r->tlsa[i].data, r->tlsa[i].dlen);
+		r->tlsa[i].data = r->tlsa_data + off;
+		off += r->tlsa[i].dlen;
+	    }
+	}
+	if (q->type == DNS_T_MX) {
+	    if (r->n == 0)
+		r->status[q->slot] = DNS_NOTFOUND;
+	    else
+		qsort(r->mx, r->n, sizeof(*r->mx), mx_compare);
+	}
+    }
+    free(ans);
+    free(q);
+    dns_req_finish_one(r);
+}
+
+/* Send one query of ours; a name we cannot even encode fails as c-ares would. */
+static void dns_raw_send(DNS_REQ *r, int type, int slot, int dnssec)
+{
+    unsigned char buf[512];
+    int     len;
+    DNS_RAW *q;
+
+    len = dns_wire_query(buf, sizeof(buf), 0, r->name, type, dnssec);
+    if (len < 0) {
+	r->status[slot] = DNS_NOTFOUND;		/* ARES_EBADNAME: not a name */
+	dns_req_finish_one(r);
+	return;
+    }
+    q = xcalloc(1, sizeof(*q));
+    q->r = r;
+    q->type = type;
+    q->slot = slot;
+    ares_send(r->dns->channel, buf, len, dns_raw_answer, q);
 }
 
 static void dns_a_answer(void *arg, int status, int timeouts, unsigned char *abuf, int alen)
@@ -394,16 +544,45 @@ static DNS_REQ *dns_req_new(DNS *d, int kind, void *ctx)
 void    dns_mx(DNS *d, const char *domain,
 	               void (*cb) (void *ctx, int status, const DNS_MX *mx, int n), void *ctx)
 {
+    dns_mx_ex(d, domain, 0, cb, ctx);
+}
+
+void    dns_mx_ex(DNS *d, const char *domain, int flags,
+	              void (*cb) (void *ctx, int status, const DNS_MX *mx, int n), void *ctx)
+{
     DNS_REQ *r = dns_req_new(d, DNS_KIND_MX, ctx);
 
     r->mx_cb = cb;
     r->pending = 1;
-    ares_query(d->channel, domain, ns_c_in, ns_t_mx, dns_mx_answer, r);
+    if (flags & DNS_FLAG_DNSSEC) {
+	r->name = xstrdup(domain);
+	dns_raw_send(r, DNS_T_MX, 0, 1);
+    } else
+	ares_query(d->channel, domain, ns_c_in, ns_t_mx, dns_mx_answer, r);
+    dns_timer_update(d);
+}
+
+void    dns_tlsa(DNS *d, const char *name,
+	                 void (*cb) (void *ctx, int status, int secure, const DNS_TLSA *t, int n),
+		         void *ctx)
+{
+    DNS_REQ *r = dns_req_new(d, DNS_KIND_TLSA, ctx);
+
+    r->tlsa_cb = cb;
+    r->pending = 1;
+    r->name = xstrdup(name);
+    dns_raw_send(r, DNS_T_TLSA, 0, 1);
     dns_timer_update(d);
 }
 
 void    dns_addr(DNS *d, const char *host,
 	                 void (*cb) (void *ctx, int status, const DNS_ADDR *a, int n), void *ctx)
+{
+    dns_addr_ex(d, host, 0, cb, ctx);
+}
+
+void    dns_addr_ex(DNS *d, const char *host, int flags,
+	              void (*cb) (void *ctx, int status, const DNS_ADDR *a, int n), void *ctx)
 {
     DNS_REQ *r = dns_req_new(d, DNS_KIND_ADDR, ctx);
     unsigned char bin[16];
@@ -418,7 +597,13 @@ void    dns_addr(DNS *d, const char *host,
 	return;
     }
     r->pending = 2;
-    ares_query(d->channel, host, ns_c_in, ns_t_a, dns_a_answer, r);
-    ares_query(d->channel, host, ns_c_in, ns_t_aaaa, dns_aaaa_answer, r);
+    if (flags & DNS_FLAG_DNSSEC) {
+	r->name = xstrdup(host);
+	dns_raw_send(r, DNS_T_A, 0, 1);
+	dns_raw_send(r, DNS_T_AAAA, 1, 1);
+    } else {
+	ares_query(d->channel, host, ns_c_in, ns_t_a, dns_a_answer, r);
+	ares_query(d->channel, host, ns_c_in, ns_t_aaaa, dns_aaaa_answer, r);
+    }
     dns_timer_update(d);
 }

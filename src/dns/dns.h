@@ -6,6 +6,9 @@
 #ifndef DNS_H_INCLUDED
 #define DNS_H_INCLUDED
 
+#include <stddef.h>
+#include <stdint.h>
+
 #include <event2/event.h>
 
 typedef struct DNS DNS;
@@ -14,15 +17,28 @@ typedef struct DNS DNS;
 #define DNS_NOTFOUND 1			/* NXDOMAIN / no data: permanent */
 #define DNS_TEMPFAIL 2			/* try again */
 
+/* Lookup flags. */
+#define DNS_FLAG_DNSSEC 1		/* ask with AD/DO, report the AD bit */
+
 typedef struct DNS_MX {
     char    host[256];
     int     pref;
+    int     secure;			/* DNS_FLAG_DNSSEC: the RRset was authenticated */
 } DNS_MX;
 
 typedef struct DNS_ADDR {
     int     family;			/* AF_INET / AF_INET6 */
     char    addr[64];			/* text form */
+    int     secure;			/* DNS_FLAG_DNSSEC: its RRset was authenticated */
 } DNS_ADDR;
+
+/* One TLSA record (RFC 6698); data is NULL when the rdata is under 3 octets. */
+typedef struct DNS_TLSA {
+    uint8_t usage, selector, mtype;
+    const unsigned char *data;
+    size_t  dlen;			/* data length (rdata length - 3) */
+    size_t  rdlen;			/* the whole rdata's length */
+} DNS_TLSA;
 
 DNS    *dns_create(struct event_base *base, const char *servers, char *err, size_t errlen);
 void    dns_free(DNS *d);
@@ -32,5 +48,24 @@ void    dns_mx(DNS *d, const char *domain,
 	               void (*cb) (void *ctx, int status, const DNS_MX *mx, int n), void *ctx);
 void    dns_addr(DNS *d, const char *host,
 	                 void (*cb) (void *ctx, int status, const DNS_ADDR *a, int n), void *ctx);
+
+/*
+ * The same with flags: DNS_FLAG_DNSSEC asks the resolver (relayq trusts
+ * its AD bit, as Postfix: run a local validating resolver) and fills the
+ * secure fields.  Without it, the answers are those of dns_mx/dns_addr.
+ */
+void    dns_mx_ex(DNS *d, const char *domain, int flags,
+	              void (*cb) (void *ctx, int status, const DNS_MX *mx, int n), void *ctx);
+void    dns_addr_ex(DNS *d, const char *host, int flags,
+	              void (*cb) (void *ctx, int status, const DNS_ADDR *a, int n), void *ctx);
+
+/*
+ * TLSA records of name ("_25._tcp.mx.example.com"), always asked with
+ * DNSSEC; secure: the answer had the AD bit.  DNS_NOTFOUND for NXDOMAIN
+ * and no data; DNS_TEMPFAIL for SERVFAIL, timeouts, a malformed answer.
+ */
+void    dns_tlsa(DNS *d, const char *name,
+	                 void (*cb) (void *ctx, int status, int secure, const DNS_TLSA *t, int n),
+		         void *ctx);
 
 #endif
