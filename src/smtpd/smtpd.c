@@ -1179,7 +1179,8 @@ static void rcpt_accept(SESSION *ss, char *addr, SMTPD_RCPTP *rp);
 static void milter_rcpt_cb(void *ctx, const MILTER_RESULT *r);
 /*
  * Every restriction list at RCPT TO (smtpd_delay_reject = yes): client,
- * helo, sender, relay, recipient.  0 accept, -1 with the reply in rbuf.
+ * helo, sender, relay, recipient.  0 accept, -1 or SMTPD_RELAY_DENIED with
+ * the reply in rbuf.
  */
 static int restrictions(SESSION *ss, const char *rcpt, char *rbuf, size_t len)
 {
@@ -1202,9 +1203,11 @@ static int restrictions(SESSION *ss, const char *rcpt, char *rbuf, size_t len)
     lists[3] = p->relay_restr;
     lists[4] = p->rcpt_restr;
     for (int i = 0; i < 5; i++) {
+	int     rc;
+
 	c.stage = i < 3 ? i : SMTPD_STAGE_RCPT;
-	if (smtpd_restrict(lists[i], &c, rbuf, len) < 0)
-	    return (-1);
+	if ((rc = smtpd_restrict(lists[i], &c, rbuf, len)) < 0)
+	    return (rc);			/* -1, or SMTPD_RELAY_DENIED */
     }
     return (0);
 }
@@ -1294,8 +1297,8 @@ static void cmd_rcpt(SESSION *ss, const char *arg)
 	reply(ss, "452 4.5.3 Error: too many recipients");
 	goto fail;
     }
-    if (restrictions(ss, addr, rbuf, sizeof(rbuf)) < 0) {
-	if (strstr(rbuf, "Relay access denied"))
+    if ((rc = restrictions(ss, addr, rbuf, sizeof(rbuf))) < 0) {
+	if (rc == SMTPD_RELAY_DENIED)
 	    ss->s->st.rejects_relay++;
 	else
 	    ss->s->st.rejects_other++;

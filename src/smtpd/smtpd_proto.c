@@ -762,13 +762,10 @@ int     smtpd_relay_check(char *const *restrictions, int client_in_mynetworks,
 		snprintf(reply, replylen, "451 4.3.0 <%s>: Temporary lookup failure", rcpt);
 		return (-1);
 	    }
-	    if (!ok && r[0] == 'r') {
-		snprintf(reply, replylen, "554 5.7.1 <%s>: Relay access denied", rcpt);
-		return (-1);
-	    }
 	    if (!ok) {
-		snprintf(reply, replylen, "454 4.7.1 <%s>: Relay access denied", rcpt);
-		return (-1);
+		snprintf(reply, replylen, "%s <%s>: Relay access denied",
+			 r[0] == 'r' ? "554 5.7.1" : "454 4.7.1", rcpt);
+		return (SMTPD_RELAY_DENIED);
 	    }
 	} else if (strcmp(r, "permit") == 0) {
 	    return (0);

@@ -121,9 +121,14 @@ int     smtpd_domain_match(const char *domain, char *const *domains);
 extern int (*smtpd_domain_table_fn) (const char *spec, const char *domain);
 
 /*
- * smtpd_relay_restrictions for one recipient.  Returns 0 (permit) or -1
- * with the reply in reply ("454 4.7.1 <r>: Relay access denied", ...).
+ * smtpd_relay_restrictions for one recipient.  Returns 0 (permit),
+ * SMTPD_RELAY_DENIED when reject/defer_unauth_destination refused it
+ * ("554 5.7.1 <r>: Relay access denied", 454 for defer), or -1 for any
+ * other refusal (a table lookup failure, reject, defer, an unknown name);
+ * the reply is in reply.  The code, not the reply's text, tells relay
+ * refusals apart (the rejects_relay counter).
  */
+#define SMTPD_RELAY_DENIED	(-2)
 int     smtpd_relay_check(char *const *restrictions, int client_in_mynetworks,
 			          const char *rcpt, char *const *relay_domains,
 			          char *reply, size_t replylen);

@@ -140,12 +140,13 @@ int     smtpd_restrict(char *const *list, const SMTPD_RCTX *c, char *reply, size
 		   || strcmp(r, "defer_unauth_destination") == 0) {
 	    char    tmp[1024];
 	    char   *one[2] = {UTIL_UNCONST(r), 0};
+	    int     rc;
 
 	    /* Meaningful for a recipient only, as in Postfix. */
 	    if (c->stage == SMTPD_STAGE_RCPT
-		&& smtpd_relay_check(one, 0, c->rcpt, c->relay_domains, tmp, sizeof(tmp)) < 0) {
+		&& (rc = smtpd_relay_check(one, 0, c->rcpt, c->relay_domains, tmp, sizeof(tmp))) < 0) {
 		snprintf(reply, len, "%s", tmp);
-		return (-1);
+		return (rc);
 	    }
 	} else if (strcmp(r, "reject_sender_login_mismatch") == 0) {
 	    if (login_check(c, LC_AUTH | LC_UNAUTH, reply, len) < 0)

@@ -36,7 +36,9 @@ typedef struct SMTPD_RCTX {
 /*
  * Evaluate one list.  1: a permit action stopped the list; 0: the end was
  * reached; -1: rejected, with the complete reply in reply (e.g. "553 5.7.1
- * <a@b>: Sender address rejected: not owned by user bob").  An unknown
+ * <a@b>: Sender address rejected: not owned by user bob"), or
+ * SMTPD_RELAY_DENIED (smtpd_proto.h, also < 0) when the rejection is
+ * reject/defer_unauth_destination's "Relay access denied".  An unknown
  * restriction name gives "451 4.3.5 Server configuration error".
  */
 int     smtpd_restrict(char *const *list, const SMTPD_RCTX *c, char *reply, size_t replylen);

@@ -162,3 +162,28 @@ def test_dashboard_and_alerts_use_exported_metrics(env):
     # the extraction itself: a made-up name is caught
     assert metric_names('rate(relayq_no_such_total{a="b"}[5m]) / on (x) foo') == {'relayq_no_such_total', 'foo'}
     assert metric_names('label_values(relayq_x{a="b"}, instance)') == {'relayq_x'}
+
+
+
+def test_reject_counters_by_reason(env):
+    # smtpd counts a relay refusal by the restriction's reason code, not by
+    # the text of its reply: reject_unauth_destination's "Relay access
+    # denied" is reason="relay"; a recipient missing from
+    # relay_recipient_maps is reason="other".
+    import smtplib
+    mport = free_port()
+    d = env.relayqd(mynetworks='127.0.0.2/32', relay_domains='dest.test', metrics_listen='127.0.0.1:%d' % mport,
+                    smtpd_relay_restrictions='permit_mynetworks, reject_unauth_destination',
+                    relay_recipient_maps='inline:{ ok@dest.test=x }')
+    with smtplib.SMTP('127.0.0.1', d.port, local_hostname='client.test', timeout=30) as s:
+        s.ehlo('client.test')
+        assert s.mail('a@sender.test')[0] == 250
+        for r in ('x@elsewhere.test', 'y@elsewhere.test'):
+            code, resp = s.rcpt(r)
+            assert code == 554 and b'Relay access denied' in resp, (code, resp)
+        code, resp = s.rcpt('nobody@dest.test')
+        assert code == 550 and b'relay recipient table' in resp, (code, resp)
+        assert s.rcpt('ok@dest.test')[0] == 250
+    text = scrape(mport)
+    assert sample(text, 'relayq_smtpd_rejects_total', 'reason="relay"') == 2, text
+    assert sample(text, 'relayq_smtpd_rejects_total', 'reason="other"') == 1, text

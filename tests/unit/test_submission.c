@@ -11,6 +11,7 @@
 
 #include "t.h"
 #include "util/util.h"
+#include "smtpd/smtpd_proto.h"
 #include "smtpd/smtpd_proxy.h"
 #include "smtpd/smtpd_restrict.h"
 #include "sasl/dovecot.h"
@@ -258,6 +259,13 @@ static void test_restrict(void)
     T_EQ_INT(restrict1("permit", SMTPD_STAGE_SENDER, 0, "a@b.test", r), 1);
     T_EQ_INT(restrict1("frobnicate", SMTPD_STAGE_SENDER, 0, "a@b.test", r), -1);
     T_EQ_STR(r, "451 4.3.5 Server configuration error");
+    /* A relay refusal says so by its code (the rejects_relay counter), not only its text. */
+    T_EQ_INT(restrict1("permit_mynetworks, reject_unauth_destination", SMTPD_STAGE_RCPT, 0, "a@b.test", r),
+	     SMTPD_RELAY_DENIED);
+    T_EQ_STR(r, "554 5.7.1 <rcpt@dest.test>: Relay access denied");
+    T_EQ_INT(restrict1("defer_unauth_destination", SMTPD_STAGE_RCPT, 0, "a@b.test", r), SMTPD_RELAY_DENIED);
+    T_EQ_STR(r, "454 4.7.1 <rcpt@dest.test>: Relay access denied");
+    T_EQ_INT(restrict1("reject_unauth_destination", SMTPD_STAGE_SENDER, 0, "a@b.test", r), 0);
 
     /* reject_sender_login_mismatch */
     T_EQ_INT(restrict1("reject_sender_login_mismatch", SMTPD_STAGE_SENDER, "bob", "bob@example.test", r), 0);

@@ -392,7 +392,8 @@ static void test_relay_domains_tables(void)
 	char   *restr[] = {"permit_mynetworks", "reject_unauth_destination", NULL};
 
 	T_EQ_INT(smtpd_relay_check(restr, 0, "x@sub.allowed.test", domains, reply, sizeof(reply)), 0);
-	T_EQ_INT(smtpd_relay_check(restr, 0, "x@other.test", domains, reply, sizeof(reply)), -1);
+	T_EQ_INT(smtpd_relay_check(restr, 0, "x@other.test", domains, reply, sizeof(reply)),
+		 SMTPD_RELAY_DENIED);
 	T_EQ_STR(reply, "554 5.7.1 <x@other.test>: Relay access denied");
 	/* A table that cannot be read: a temporary failure, not a relay. */
 	domains[1] = "texthash:/nonexistent/relay";
