@@ -20,7 +20,11 @@
 #include <time.h>
 
 #include "util/util.h"
+#include "log/log.h"
+#include "queue/queue.h"
 #include "cleanup/cleanup.h"
+#include "cleanup/cleanup_mime.h"
+#include "cleanup/cleanup_priv.h"
 
 /* RFC 5322 date as Postfix's mail_date(): "Thu,  7 Nov 2026 21:12:07 +0100 (CET)". */
 static void cleanup_date(BUF *b, int64_t when_us)
@@ -128,32 +132,16 @@ static void cleanup_received(const CLEANUP_INFO *ci, BUF *out, int64_t when_us)
     buf_puts(out, "\r\n");
 }
 
-/* Is line[0..len) the start of a header field ("Name:")? */
-static size_t header_name_len(const char *line, size_t len)
-{
-    size_t  i;
-
-    for (i = 0; i < len; i++) {
-	unsigned char c = (unsigned char) line[i];
-
-	if (c == ':')
-	    return (i > 0 ? i : 0);
-	if (c < 33 || c > 126)
-	    return (0);
-    }
-    return (0);
-}
-
-/* The unfolded, trimmed value of a logical header (after "Name:"). */
-static char *header_value(const char *h, size_t len, size_t namelen)
+/* The unfolded, trimmed value of a header text ("Name: value\n\tmore"). */
+static char *header_value(const char *text)
 {
     BUF     v = BUF_INIT;
-    size_t  i;
+    const char *cp = strchr(text, ':');
     char   *s, *t;
 
-    for (i = namelen + 1; i < len; i++)
-	if (h[i] != '\r' && h[i] != '\n')
-	    buf_putc(&v, h[i] == '\t' ? ' ' : h[i]);
+    for (cp = cp ? cp + 1 : ""; *cp; cp++)
+	if (*cp != '\r' && *cp != '\n')
+	    buf_putc(&v, *cp == '\t' ? ' ' : *cp);
     buf_puts(&v, "");
     s = buf_steal(&v);
     t = str_trim(s);
@@ -162,100 +150,191 @@ static char *header_value(const char *h, size_t len, size_t namelen)
     return (s);
 }
 
-int     cleanup_message(CLEANUP_INFO *ci, const char *in, size_t len, BUF *out,
-			        char **message_id, char *err, size_t errlen)
+/* What one message's pass through the classifier needs. */
+typedef struct CTX {
+    CLEANUP_INFO *ci;
+    BUF    *out;
+    int64_t when_us;
+    size_t  limit;			/* header_size_limit */
+    int     need_body;			/* mime/nested/body checks: see the body */
+    int     seen_msgid, seen_date;
+    char   *msgid;
+} CTX;
+
+/*
+ * A header that a check wrote (REPLACE, PREPEND): its lines end in CRLF,
+ * a line break not followed by white space gets a tab (the text cannot
+ * forge a header line), and it is cut at header_size_limit like any
+ * header.
+ */
+static void put_header_text(CTX *c, const char *text)
 {
-    int64_t when_us = ci->arrival_us ? ci->arrival_us : time_now_us();
-    BUF     hdr = BUF_INIT;		/* the current logical header */
-    size_t  hdr_namelen = 0;
-    int     hdr_trunc = 0;
-    int     seen_msgid = 0, seen_date = 0;
-    char   *msgid = 0;
-    size_t  pos = 0;
-    size_t  limit = ci->header_size_limit ? ci->header_size_limit : (size_t) 102400;
+    BUF     h = BUF_INIT;
 
-    if (ci->myhostname == 0 || ci->qid == 0) {
-	snprintf(err, errlen, "cleanup: myhostname and queue ID are required");
-	return (-1);
+    for (const char *cp = text; *cp; cp++) {
+	if (*cp == '\r')
+	    continue;
+	if (*cp == '\n') {
+	    buf_puts(&h, "\r\n");
+	    if (cp[1] != ' ' && cp[1] != '\t')
+		buf_putc(&h, '\t');
+	    continue;
+	}
+	buf_putc(&h, *cp);
     }
-    ci->hops = 0;
-    if (ci->add_received) {
-	cleanup_received(ci, out, when_us);
-	ci->hops++;
+    if (h.len + 2 > c->limit) {
+	log_warn("cleanup", "%s: a header written by a header check is longer than "
+		 "header_size_limit (%zu bytes): the excess is discarded", c->ci->qid, c->limit);
+	h.len = c->limit > 2 ? c->limit - 2 : 0;
     }
+    buf_append(c->out, h.data ? h.data : "", h.len);
+    buf_puts(c->out, "\r\n");
+    buf_free(&h);
+}
 
-#define FLUSH_HEADER() do { \
-	if (hdr.len) { \
-	    if (str_ncasecmp(hdr.data, "Message-Id", 10) == 0 && hdr_namelen == 10) { \
-		if (!seen_msgid) msgid = header_value(hdr.data, hdr.len, hdr_namelen); \
-		seen_msgid = 1; \
-	    } else if (hdr_namelen == 4 && str_ncasecmp(hdr.data, "Date", 4) == 0) \
-		seen_date = 1; \
-	    buf_append(out, hdr.data, hdr.len); \
-	    buf_reset(&hdr); \
-	} } while (0)
+static void put_prepends(CTX *c, BUF *pre, int header)
+{
+    char   *line = pre->data;
 
-    /* Header section: logical headers until the first line that is not one. */
-    while (pos < len) {
-	const char *line = in + pos;
-	const char *lf = memchr(line, '\n', len - pos);
-	size_t  llen = lf ? (size_t) (lf - line) + 1 : len - pos;
-	size_t  nl;
+    while (line && *line) {
+	char   *nl = strchr(line, '\n');
 
-	if ((line[0] == ' ' || line[0] == '\t') && hdr.len) {
-	    /* Continuation line. */
-	} else if ((nl = header_name_len(line, llen)) > 0) {
-	    FLUSH_HEADER();
-	    /* Postfix's hop count: every Received: header. */
-	    if (nl == 8 && str_ncasecmp(line, "Received", 8) == 0)
-		ci->hops++;
-	    hdr_namelen = nl;
-	    hdr_trunc = 0;
+	*nl = 0;
+	if (header) {
+	    put_header_text(c, line);
 	} else {
-	    break;				/* empty line or body text */
+	    for (char *cp = line; *cp; cp++)
+		buf_putc(c->out, *cp == '\r' ? ' ' : *cp);
+	    buf_puts(c->out, "\r\n");
 	}
-	if (!hdr_trunc) {
-	    if (hdr.len + llen > limit) {
-		/* Postfix: the excess of an over-long header is discarded. */
-		buf_append(&hdr, line, limit > hdr.len ? limit - hdr.len : 0);
-		if (hdr.len == 0 || hdr.data[hdr.len - 1] != '\n')
-		    buf_puts(&hdr, "\r\n");
-		hdr_trunc = 1;
-	    } else {
-		buf_append(&hdr, line, llen);
-		/* A header at the very end without a newline gets one. */
-		if (lf == 0)
-		    buf_puts(&hdr, "\r\n");
-	    }
-	}
-	pos += llen;
+	line = nl + 1;
     }
-    FLUSH_HEADER();
-    buf_free(&hdr);
+}
+
+static void cb_header(void *ctx, int cls, const char *text, const char *raw, size_t rawlen)
+{
+    CTX    *c = ctx;
+    CLEANUP_INFO *ci = c->ci;
+    BUF     pre = BUF_INIT;
+    char   *rep = 0;
+    const char *eff = text;
+    size_t  nl;
+    int     r;
+
+    /* Postfix's hop count: every Received: header, before any check drops one. */
+    if (cls == MIME_HDR_PRIMARY && str_ncasecmp(text, "Received:", 9) == 0)
+	ci->hops++;
+    r = cleanup_check_header(ci, cls, text, &rep, &pre);
+    put_prepends(c, &pre, 1);
+    buf_free(&pre);
+    if (r == CHK_DROP)
+	return;
+    if (r == CHK_REPLACE) {
+	put_header_text(c, rep);
+	eff = rep;
+    } else {
+	buf_append(c->out, raw, rawlen);
+    }
+    if (cls == MIME_HDR_PRIMARY) {
+	nl = cleanup_mime_header_name(eff, strlen(eff));
+	if (nl == 10 && str_ncasecmp(eff, "Message-Id", 10) == 0) {
+	    if (!c->seen_msgid)
+		c->msgid = header_value(eff);
+	    c->seen_msgid = 1;
+	} else if (nl == 4 && str_ncasecmp(eff, "Date", 4) == 0) {
+	    c->seen_date = 1;
+	}
+    }
+    free(rep);
+}
+
+static int cb_header_end(void *ctx)
+{
+    CTX    *c = ctx;
+    CLEANUP_INFO *ci = c->ci;
 
     if (ci->rewrite_allowed) {
-	if (!seen_msgid) {
-	    time_t  t = (time_t) (when_us / 1000000);
+	if (!c->seen_msgid) {
+	    time_t  t = (time_t) (c->when_us / 1000000);
 	    struct tm lt;
 	    char    stamp[32];
 
 	    localtime_r(&t, &lt);
 	    strftime(stamp, sizeof(stamp), "%Y%m%d%H%M%S", &lt);
-	    msgid = xasprintf("<%s.%s@%s>", stamp, ci->qid, ci->myhostname);
-	    buf_puts(out, "Message-Id: ");
-	    cleanup_header_text(out, msgid);
-	    buf_puts(out, "\r\n");
+	    c->msgid = xasprintf("<%s.%s@%s>", stamp, ci->qid, ci->myhostname);
+	    buf_puts(c->out, "Message-Id: ");
+	    cleanup_header_text(c->out, c->msgid);
+	    buf_puts(c->out, "\r\n");
+	    c->seen_msgid = 1;
 	}
-	if (!seen_date) {
-	    buf_puts(out, "Date: ");
-	    cleanup_date(out, when_us);
-	    buf_puts(out, "\r\n");
+	if (!c->seen_date) {
+	    buf_puts(c->out, "Date: ");
+	    cleanup_date(c->out, c->when_us);
+	    buf_puts(c->out, "\r\n");
+	    c->seen_date = 1;
 	}
     }
+    /* Without checks that look at the body, it is copied as it is. */
+    return (!c->need_body);
+}
+
+static void cb_body(void *ctx, const char *rec, size_t len, size_t offset,
+		            const char *eol, size_t eollen)
+{
+    CTX    *c = ctx;
+    BUF     pre = BUF_INIT;
+    char   *rep = 0;
+    int     r = cleanup_check_body(c->ci, rec, len, offset, &rep, &pre);
+
+    put_prepends(c, &pre, 0);
+    buf_free(&pre);
+    if (r == CHK_DROP)
+	return;
+    if (r == CHK_REPLACE) {
+	for (char *cp = rep; *cp; cp++)
+	    buf_putc(c->out, *cp == '\r' || *cp == '\n' ? ' ' : *cp);
+	free(rep);
+    } else {
+	buf_append(c->out, rec, len);
+    }
+    if (eol)
+	buf_append(c->out, eol, eollen);
+}
+
+int     cleanup_message(CLEANUP_INFO *ci, const char *in, size_t len, BUF *out,
+			        char **message_id, char *err, size_t errlen)
+{
+    static const CLEANUP_MIME_CB cb = {cb_header, cb_header_end, cb_body};
+    CLEANUP_MIME_OPTS mo;
+    CTX     c;
+    size_t  pos;
+
+    if (ci->myhostname == 0 || ci->qid == 0) {
+	snprintf(err, errlen, "cleanup: myhostname and queue ID are required");
+	return (-1);
+    }
+    memset(&c, 0, sizeof(c));
+    c.ci = ci;
+    c.out = out;
+    c.when_us = ci->arrival_us ? ci->arrival_us : time_now_us();
+    c.limit = ci->header_size_limit ? ci->header_size_limit : (size_t) 102400;
+    c.need_body = cleanup_checks_need_body(ci->checks);
+    ci->hops = 0;
+    if (ci->add_received) {
+	cleanup_received(ci, out, c.when_us);
+	ci->hops++;
+    }
+    memset(&mo, 0, sizeof(mo));
+    mo.header_limit = c.limit;
+    mo.line_limit = ci->line_limit;
+    pos = cleanup_mime_run(in, len, &mo, &cb, &c);
+
     /*
-     * The body, byte for byte.  When the header section ended on a text
-     * line instead of an empty line, one empty line is inserted: otherwise
-     * that text would read as part of the (added) headers.
+     * The body, byte for byte, when no check reads it.  When the header
+     * section ended on a text line instead of an empty line, one empty
+     * line is inserted: otherwise that text would read as part of the
+     * (added) headers.  (The classifier does the same when it runs over
+     * the body.)
      */
     if (pos < len) {
 	if (in[pos] != '\n' && !(in[pos] == '\r' && pos + 1 < len && in[pos + 1] == '\n'))
@@ -264,6 +343,39 @@ int     cleanup_message(CLEANUP_INFO *ci, const char *in, size_t len, BUF *out,
     }
     if (out->data == 0)
 	buf_puts(out, "");
-    *message_id = msgid ? msgid : xstrdup("");
+    *message_id = c.msgid ? c.msgid : xstrdup("");
     return (0);
+}
+
+void    cleanup_envelope_edits(const CLEANUP_INFO *ci, QMSG *msg)
+{
+    /*
+     * REDIRECT, as Postfix's queue manager: the first recipient goes to the
+     * redirect address (the original kept as ORCPT, so the delivery shows
+     * orig_to=), the others are dropped.
+     */
+    if (ci->redirect && msg->nrcpt > 0) {
+	QRCPT  *r = &msg->rcpts[0];
+
+	if (r->orcpt == 0)
+	    r->orcpt = xasprintf("rfc822;%s", r->addr);
+	free(r->addr);
+	r->addr = xstrdup(ci->redirect);
+	for (int i = 1; i < msg->nrcpt; i++) {
+	    free(msg->rcpts[i].addr);
+	    free(msg->rcpts[i].orcpt);
+	}
+	msg->nrcpt = 1;
+    }
+    if (ci->nbcc > 0) {
+	msg->rcpts = xrealloc(msg->rcpts, (size_t) (msg->nrcpt + ci->nbcc) * sizeof(QRCPT));
+	for (int i = 0; i < ci->nbcc; i++) {
+	    QRCPT  *r = &msg->rcpts[msg->nrcpt++];
+
+	    memset(r, 0, sizeof(*r));
+	    r->addr = xstrdup(ci->bcc[i]);
+	    r->notify = QNOTIFY_NEVER;		/* as Postfix's BCC recipients */
+	    r->state = QRCPT_PENDING;
+	}
+    }
 }

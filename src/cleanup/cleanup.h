@@ -11,6 +11,39 @@
 #include <stdint.h>
 #include "util/util.h"
 
+struct CONFIG;
+
+/*
+ * Content checks (cleanup_checks.c): the tables of header_checks,
+ * mime_header_checks, nested_header_checks and body_checks (prefix "") or
+ * of smtp_header_checks ... smtp_body_checks (prefix "smtp_"), opened from
+ * a configuration.  NULL with *err == 0 when none is set; NULL with err
+ * set when a table cannot be opened.
+ */
+typedef struct CLEANUP_CHECKS CLEANUP_CHECKS;
+
+CLEANUP_CHECKS *cleanup_checks_open(const struct CONFIG *cf, const char *prefix,
+				            char *err, size_t errlen);
+CLEANUP_CHECKS *cleanup_checks_close(CLEANUP_CHECKS *c);	/* returns NULL */
+int     cleanup_checks_need_body(const CLEANUP_CHECKS *c);	/* mime/nested/body tables */
+
+/* Postfix's actions; the text after the action word is the optional text. */
+typedef enum CLEANUP_ACT {
+    CLEANUP_ACT_UNKNOWN, CLEANUP_ACT_REJECT, CLEANUP_ACT_DISCARD, CLEANUP_ACT_HOLD,
+    CLEANUP_ACT_IGNORE, CLEANUP_ACT_REPLACE, CLEANUP_ACT_PREPEND, CLEANUP_ACT_WARN,
+    CLEANUP_ACT_INFO, CLEANUP_ACT_REDIRECT, CLEANUP_ACT_BCC, CLEANUP_ACT_STRIP,
+    CLEANUP_ACT_PASS, CLEANUP_ACT_FILTER, CLEANUP_ACT_DUNNO,
+} CLEANUP_ACT;
+
+/* "REJECT  text" -> CLEANUP_ACT_REJECT, *text "text" (a case-insensitive word). */
+CLEANUP_ACT cleanup_act_parse(const char *value, const char **text);
+
+/*
+ * Postfix's dsn_prepend(): "X.Y.Z text" when text starts with a status,
+ * else "def text".  Allocated.
+ */
+char   *cleanup_dsn_prepend(const char *def, const char *text);
+
 typedef struct CLEANUP_INFO {
     const char *myhostname;
     const char *qid;
@@ -26,7 +59,43 @@ typedef struct CLEANUP_INFO {
     int     add_received;		/* 0 for relayq's own notices */
     size_t  header_size_limit;
     int     hops;			/* out: Received: headers, ours included (Postfix's hop count) */
+
+    /* Content checks: NULL for none.  The rest is for their log lines. */
+    CLEANUP_CHECKS *checks;
+    long long body_limit;		/* body_checks_size_limit */
+    size_t  line_limit;			/* line_length_limit: body records */
+    const char *sender;			/* from=<> ("" for the null sender) */
+    const char *last_rcpt;		/* to=<>: the last recipient, as Postfix's */
+
+    /*
+     * Out (cleanup_info_free() releases them): what the checks decided.
+     * reason: REJECT's "5.7.1 text" (smtpd replies "550 " reason), or a
+     * "4.x.x text" (defer: "451 " reason); lookup_error: a table failed
+     * (Postfix's "451 4.3.0 Error: queue file write error").
+     */
+    char   *reason;
+    int     defer;			/* reason is a 4xx */
+    int     lookup_error;
+    int     discard;
+    int     hold;
+    int     no_milters;			/* REJECT, DISCARD, PASS, REDIRECT: no milter stage */
+    char   *redirect;			/* REDIRECT address */
+    char  **bcc;			/* BCC addresses, NULL-terminated, or NULL */
+    int     nbcc;
+    char   *filter;			/* FILTER transport:destination */
+    int     checks_off;			/* internal: no more checks for this message */
 } CLEANUP_INFO;
+
+void    cleanup_info_free(CLEANUP_INFO *ci);
+
+/*
+ * The checks' envelope edits on the message about to be queued: REDIRECT
+ * (the first recipient goes to the address, the original kept as ORCPT,
+ * the others dropped, as Postfix's queue manager does) and BCC (added
+ * recipients).  msg->rcpts may be reallocated to exactly msg->nrcpt.
+ */
+struct QMSG;
+void    cleanup_envelope_edits(const CLEANUP_INFO *ci, struct QMSG *msg);
 
 /*
  * Append s to a header that relayq builds: every control character (a

@@ -297,6 +297,29 @@ const PARAM param_table[] = {
     P("milter_macro_v", PT_STR, "$mail_name $mail_version",
       "the {v} macro"),
 
+    /* Content checks (docs/rewriting.md). */
+    P("header_checks", PT_STR, "",
+      "tables that check each logical header of the message (regexp:, pcre:, ...): REJECT, DISCARD, HOLD, "
+      "IGNORE, REPLACE, PREPEND, WARN, INFO, REDIRECT, BCC, STRIP, PASS, FILTER, DUNNO"),
+    P("mime_header_checks", PT_STR, "$header_checks",
+      "tables that check MIME headers (Content-*, MIME-Version) and the headers of body parts"),
+    P("nested_header_checks", PT_STR, "$header_checks",
+      "tables that check the headers of attached messages (message/rfc822)"),
+    P("body_checks", PT_STR, "",
+      "tables that check each body line (in records of line_length_limit bytes)"),
+    PS("body_checks_size_limit", "51200",
+       "body_checks look at this many bytes of each body part (0: all)"),
+    PI("mime_nesting_limit", "100", 1, 0,
+       "most multipart levels open at once that the checks follow"),
+    P("smtp_header_checks", PT_STR, "",
+      "tables the SMTP client applies to headers on the way out (WARN, INFO, REPLACE, PREPEND, STRIP, IGNORE, DUNNO)"),
+    P("smtp_mime_header_checks", PT_STR, "",
+      "the SMTP client's checks of MIME headers"),
+    P("smtp_nested_header_checks", PT_STR, "",
+      "the SMTP client's checks of attached messages' headers"),
+    P("smtp_body_checks", PT_STR, "",
+      "the SMTP client's checks of body lines"),
+
     /* SMTP client. */
     PT("smtp_connect_timeout", "30s", 's', 0,
        "TCP connection timeout of the SMTP client"),

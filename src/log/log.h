@@ -123,4 +123,21 @@ void    log_reject(const char *service, const char *qid, const char *action,
 		           const char *from, const char *to, const char *proto,
 		           const char *helo);
 
+/*
+ * Header/body checks in cleanup (Postfix's cleanup_act_log), service
+ * "cleanup":
+ *   "QID: ACTION: WHERE CONTENT from ORIGIN;[ from=<S>][ to=<R>][ proto=P][ helo=<H>][: TEXT]"
+ * ACTION: reject, discard, hold, warning, info, filter, pass, prepend,
+ * replace, redirect, bcc, strip; WHERE: header or body; CONTENT: the
+ * header or body line, first 200 bytes; ORIGIN: NAME[ADDR] or local.
+ */
+void    log_content_action(const char *qid, const char *action, const char *where,
+			           const char *content, const char *origin, const char *from,
+			           const char *to, const char *proto, const char *helo,
+			           const char *text);
+
+/* The SMTP client's (smtp_hbc_logger), service "smtp": "QID: ACTION: WHERE CONTENT[: TEXT]" */
+void    log_smtp_content_action(const char *qid, const char *action, const char *where,
+				        const char *content, const char *text);
+
 #endif

@@ -108,3 +108,39 @@ void    log_reject(const char *service, const char *qid, const char *action,
 	    to ? " to=<" : "", to ? to : "", to ? ">" : "", proto,
 	    helo ? " helo=<" : "", helo ? helo : "", helo ? ">" : "");
 }
+
+void    log_content_action(const char *qid, const char *action, const char *where,
+			           const char *content, const char *origin, const char *from,
+			           const char *to, const char *proto, const char *helo,
+			           const char *text)
+{
+    char    shown[201];
+    size_t  i;
+
+    /* As Postfix's printable(): the folded header's line breaks and tabs show as '?'. */
+    for (i = 0; i < sizeof(shown) - 1 && content[i]; i++)
+	shown[i] = (unsigned char) content[i] < 0x20 || content[i] == 0x7f ? '?' : content[i];
+    shown[i] = 0;
+    log_msg("cleanup", "%s: %s: %s %s from %s;%s%s%s%s%s%s%s%s%s%s%s%s%s",
+	    qid, action, where, shown, origin ? origin : "unknown",
+	    from ? " from=<" : "", from ? from : "", from ? ">" : "",
+	    to ? " to=<" : "", to ? to : "", to ? ">" : "",
+	    proto ? " proto=" : "", proto ? proto : "",
+	    helo ? " helo=<" : "", helo ? helo : "", helo ? ">" : "",
+	    text && *text ? ": " : "", text && *text ? text : "");
+}
+
+void    log_smtp_content_action(const char *qid, const char *action, const char *where,
+				        const char *content, const char *text)
+{
+    char    shown[201];
+    size_t  i;
+
+    for (i = 0; i < sizeof(shown) - 1 && content[i]; i++)
+	shown[i] = (unsigned char) content[i] < 0x20 || content[i] == 0x7f ? '?' : content[i];
+    shown[i] = 0;
+    if (text && *text)
+	log_msg("smtp", "%s: %s: %s %s: %s", qid, action, where, shown, text);
+    else
+	log_msg("smtp", "%s: %s: %s %s", qid, action, where, shown);
+}

@@ -270,7 +270,9 @@ static const char *table_params[] = {
     "smtpd_sender_login_maps",
     "canonical_maps", "sender_canonical_maps", "recipient_canonical_maps",
     "smtp_generic_maps", "virtual_alias_maps", "header_checks", "body_checks",
-    "smtp_header_checks", "smtpd_client_restrictions_maps", "relayq_retry_policy_maps",
+    "smtp_header_checks", "mime_header_checks", "nested_header_checks",
+    "smtp_mime_header_checks", "smtp_nested_header_checks", "smtp_body_checks",
+    "smtpd_client_restrictions_maps", "relayq_retry_policy_maps",
 };
 
 /* Open cf's tables (type:name elements of the parameters above). */

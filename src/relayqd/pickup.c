@@ -85,6 +85,26 @@ static int pickup_milters_broken(RELAYQD *d)
     return (*spec && pickup_milters(d) == NULL);
 }
 
+/* header_checks ... body_checks for mail from sendmail(1), per configuration. */
+static CLEANUP_CHECKS *pk_checks;
+static const CONFIG *pk_checks_cf;
+static int pk_checks_broken;
+
+static CLEANUP_CHECKS *pickup_checks(RELAYQD *d)
+{
+    char    err[512];
+
+    if (pk_checks_cf == d->cf)
+	return (pk_checks);
+    pk_checks = cleanup_checks_close(pk_checks);
+    pk_checks_cf = d->cf;
+    pk_checks = cleanup_checks_open(d->cf, "", err, sizeof(err));
+    pk_checks_broken = pk_checks == NULL && err[0];
+    if (pk_checks_broken)
+	log_warn("pickup", "%s; maildrop files wait until this is fixed", err);
+    return (pk_checks);
+}
+
 static const char *pickup_macro(void *ctx, const char *name)
 {
     PICKUP *p = ctx;
@@ -360,15 +380,40 @@ static int pickup_take(void *ctx, const char *path, const MAILDROP_MSG *md, cons
     ci.add_received = 1;
     ci.single_rcpt = md->nrcpt == 1 ? md->rcpts[0] : NULL;
     ci.header_size_limit = (size_t) config_size(d->cf, "header_size_limit");
+    ci.checks = pickup_checks(d);
+    ci.body_limit = config_size(d->cf, "body_checks_size_limit");
+    ci.line_limit = (size_t) config_size(d->cf, "line_length_limit");
+    ci.sender = m->sender;
+    ci.last_rcpt = m->rcpts[m->nrcpt - 1].addr;
     if (cleanup_message(&ci, md->content, md->len, &content, &msgid, err, sizeof(err)) < 0) {
 	qmsg_free(m);
 	buf_free(&content);
 	free(msgid);
+	cleanup_info_free(&ci);
 	*why = "cleanup refused the message";
 	log_warn("pickup", "%s: %s", path, err);
 	return -1;
     }
     log_msg("pickup", "%s: uid=%u from=<%s>", m->qid, (unsigned) md->uid, m->sender);
+    if (ci.lookup_error || (ci.reason && ci.defer)) {
+	/* As Postfix's pickup: the file stays in the maildrop and is tried again later. */
+	qmsg_free(m);
+	buf_free(&content);
+	free(msgid);
+	cleanup_info_free(&ci);
+	pickup_pause_until = time(NULL) + 60;
+	return 1;
+    }
+    if (ci.discard) {
+	qmsg_free(m);
+	buf_free(&content);
+	free(msgid);
+	cleanup_info_free(&ci);
+	return 0;				/* gone, as Postfix's DISCARD */
+    }
+    if (ci.hold)
+	m->state = QSTATE_HOLD;
+    cleanup_envelope_edits(&ci, m);
     log_msg("cleanup", "%s: message-id=%s", m->qid, msgid && *msgid ? msgid : "<>");
     m->message_id = msgid;
     m->size = content.len;
@@ -381,7 +426,12 @@ static int pickup_take(void *ctx, const char *path, const MAILDROP_MSG *md, cons
     p->msg = m;
     long long hop_limit = config_int(d->cf, "hopcount_limit");
 
-    if (!(hop_limit > 0 && ci.hops >= hop_limit) && pickup_milters(d) != NULL) {
+    int     hops_over = hop_limit > 0 && ci.hops >= hop_limit;
+    char   *rej = ci.reason ? xstrdup(ci.reason) : NULL;
+    int     no_milters = ci.no_milters;
+
+    cleanup_info_free(&ci);
+    if (!hops_over && !rej && !no_milters && pickup_milters(d) != NULL) {
 	/* non_smtpd_milters: the filters see it first; the queue gets it after them. */
 	buf_init(&p->content);
 	buf_append(&p->content, m->content, m->size);
@@ -390,21 +440,35 @@ static int pickup_take(void *ctx, const char *path, const MAILDROP_MSG *md, cons
 	pickup_milter_step(p);
 	return 1;
     }
-    if (hop_limit > 0 && ci.hops >= hop_limit) {
-	/* Postfix's cleanup bounces local mail that went round too often: 5.4.0 "too many hops". */
+    if (hops_over || rej) {
+	/*
+	 * Postfix's cleanup bounces local mail that went round too often
+	 * (5.4.0 "too many hops") or that a check rejected (its text).
+	 */
 	int    *idx = xcalloc((size_t) m->nrcpt, sizeof(int));
 	QMSG   *nt;
+	char    bdsn[12] = "5.4.0";
+	const char *btext = "too many hops";
 
-	log_warn("cleanup", "%s: message rejected: hopcount exceeded", m->qid);
+	if (hops_over) {
+	    log_warn("cleanup", "%s: message rejected: hopcount exceeded", m->qid);
+	} else {
+	    size_t  n = strcspn(rej, " ");
+
+	    snprintf(bdsn, sizeof(bdsn), "%.*s", (int) (n < 11 ? n : 11), rej);
+	    btext = rej[n] ? rej + n + 1 : rej;
+	}
 	for (int i = 0; i < m->nrcpt; i++) {
 	    idx[i] = i;
-	    m->rcpts[i].reason = xstrdup("too many hops");
-	    snprintf(m->rcpts[i].dsn, sizeof(m->rcpts[i].dsn), "5.4.0");
+	    m->rcpts[i].reason = xstrdup(btext);
+	    snprintf(m->rcpts[i].dsn, sizeof(m->rcpts[i].dsn), "%s", bdsn);
 	    m->rcpts[i].state = QRCPT_BOUNCED;
 	    log_delivery("cleanup", m->qid, &(LOG_RCPT) {m->rcpts[i].addr, m->rcpts[i].orcpt}, "none",
 			 &(LOG_STATS) {.arrival_us = m->arrival_us, .active_us = m->arrival_us},
-			 "5.4.0", "bounced", "too many hops");
+			 bdsn, "bounced", btext);
 	}
+	free(rej);
+	rej = NULL;
 	nt = bounce_build(d->cf, m, idx, m->nrcpt, BOUNCE_FAILED, (int64_t) time(NULL));
 	free(idx);
 	if (nt == NULL) {			/* the null sender gets no notice */
@@ -505,6 +569,9 @@ void    pickup_scan(RELAYQD *d)
     if (pickup_inflight > 0 || d->stopping || pickup_space_wait(d))
 	return;
     if (time(NULL) < pickup_pause_until || pickup_milters_broken(d))
+	return;
+    (void) pickup_checks(d);
+    if (pk_checks_broken)
 	return;
     long long max = config_size(d->cf, "message_size_limit");
 

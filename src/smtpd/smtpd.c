@@ -93,6 +93,8 @@ typedef struct SMTPD_PARAMS {
     SSL_CTX *ssl;
     MILTERS *milters;			/* smtpd_milters; NULL: none */
     char   *milter_error;		/* smtpd_milters does not parse */
+    CLEANUP_CHECKS *checks;		/* header_checks ... body_checks */
+    long long body_check_limit;
     char   *milter_daemon_name;
     char   *milter_v;
     /* Per listener (master.cf -o). */
@@ -336,6 +338,7 @@ static SMTPD_PARAMS *params_load(const CONFIG *cf, char *err, size_t errlen)
 	p->milter_daemon_name = xstrdup(config_str(cf, "milter_macro_daemon_name"));
 	p->milter_v = xstrdup(config_str(cf, "milter_macro_v"));
     }
+    p->body_check_limit = config_size(cf, "body_checks_size_limit");
     p->syslog_name = xstrdup(config_str(cf, "syslog_name"));
     p->wrapper = config_bool(cf, "smtpd_tls_wrappermode");
     p->proxy = strcmp(config_str(cf, "smtpd_upstream_proxy_protocol"), "haproxy") == 0;
@@ -362,7 +365,9 @@ static SMTPD_PARAMS *params_load(const CONFIG *cf, char *err, size_t errlen)
     p->rate_unit = config_time(cf, "anvil_rate_time_unit");
     p->login_maps = config_list(cf, "smtpd_sender_login_maps", 0);
     *err = 0;
-    if (p->sasl_enable && strcmp(config_str(cf, "smtpd_sasl_type"), "dovecot") != 0)
+    if ((p->checks = cleanup_checks_open(cf, "", err, errlen)) == 0 && *err)
+	 /* err is set */ ;
+    else if (p->sasl_enable && strcmp(config_str(cf, "smtpd_sasl_type"), "dovecot") != 0)
 	snprintf(err, errlen, "smtpd_sasl_type = %s: relayq supports only smtpd_sasl_type = dovecot "
 		 "(SMTP AUTH through Dovecot's auth socket); set it with smtpd_sasl_path, or "
 		 "smtpd_sasl_auth_enable = no", config_str(cf, "smtpd_sasl_type"));
@@ -419,6 +424,7 @@ static void params_unref(SMTPD_PARAMS *p)
     str_list_free(p->rewrite_clients);
     milters_free(p->milters);
     free(p->milter_error);
+    cleanup_checks_close(p->checks);
     free(p->milter_daemon_name);
     free(p->milter_v);
     free(p->syslog_name);
@@ -1622,23 +1628,39 @@ static void data_done(SESSION *ss)
     ci.auth_user = p->auth_header ? ss->sasl_user : 0;
     ci.add_received = 1;
     ci.header_size_limit = (size_t) p->hdr_limit;
+    ci.checks = p->checks;
+    ci.body_limit = p->body_check_limit;
+    ci.line_limit = (size_t) p->line_limit;
+    ci.sender = msg->sender;
+    ci.last_rcpt = msg->nrcpt ? msg->rcpts[msg->nrcpt - 1].addr : 0;
     if (cleanup_message(&ci, ss->data.data ? ss->data.data : "", ss->data.len, &out,
 			&msgid, err, sizeof(err)) < 0) {
 	log_warn("cleanup", "%s: %s", msg->qid, err);
 	buf_free(&out);
 	free(msgid);
+	cleanup_info_free(&ci);
 	reply(ss, "451 4.3.0 Error: queue file write error");
 	count(ss, SMTPD_C_DATA, 0);
 	txn_reset(ss);
 	return;
     }
     buf_free(&ss->data);
-    if (p->hopcount_limit > 0 && ci.hops >= p->hopcount_limit) {
-	/* Postfix's cleanup: the Received: headers, ours included, reach hopcount_limit. */
-	log_warn("cleanup", "%s: message rejected: hopcount exceeded", msg->qid);
+    /* Postfix's order of the cleanup errors: defer, hop count, reject, table trouble. */
+    if ((ci.reason && ci.defer) || (p->hopcount_limit > 0 && ci.hops >= p->hopcount_limit)
+	|| ci.reason || ci.lookup_error) {
+	if (ci.reason && ci.defer)
+	    reply(ss, "451 %s", ci.reason);
+	else if (p->hopcount_limit > 0 && ci.hops >= p->hopcount_limit) {
+	    /* Postfix's cleanup: the Received: headers, ours included, reach hopcount_limit. */
+	    log_warn("cleanup", "%s: message rejected: hopcount exceeded", msg->qid);
+	    reply(ss, "554 5.4.0 Error: too many hops");
+	} else if (ci.reason)
+	    reply(ss, "550 %s", ci.reason);
+	else
+	    reply(ss, "451 4.3.0 Error: queue file write error");
 	buf_free(&out);
 	free(msgid);
-	reply(ss, "554 5.4.0 Error: too many hops");
+	cleanup_info_free(&ci);
 	count(ss, SMTPD_C_DATA, 0);
 	txn_reset(ss);
 	return;
@@ -1648,16 +1670,27 @@ static void data_done(SESSION *ss)
     msg->client_name = xstrdup(ss->name);
     msg->client_addr = xstrdup(ss->addr);
     msg->helo = xstrdup(ss->helo);
-    msg->state = QSTATE_INCOMING;
-    if (ss->ms && !ss->milter_discard) {
+    msg->state = ci.hold ? QSTATE_HOLD : QSTATE_INCOMING;
+    if (ci.discard)
+	ss->milter_discard = 1;		/* the same outcome: 250, nothing queued */
+    cleanup_envelope_edits(&ci, msg);
+    if (ci.nbcc > 0)
+	ss->rcpt_alloc = msg->nrcpt;	/* reallocated to exactly that */
+    /*
+     * The milter stage comes after header/body checks, as in Postfix's
+     * cleanup; REJECT, DISCARD, PASS and REDIRECT skip it.
+     */
+    if (ss->ms && !ss->milter_discard && !ci.no_milters) {
 	/* Header and body checks are done; the filters see the message as it will be queued. */
 	ss->mbuf = out;
 	ss->mmsg.content = &ss->mbuf;
 	ss->mmsg.own_received = 1;
 	milter_pause(ss);
+	cleanup_info_free(&ci);
 	milter_message(ss->ms, &ss->mmsg, milter_eom_cb, ss);
 	return;
     }
+    cleanup_info_free(&ci);
     data_queue(ss, &out);
 }
 

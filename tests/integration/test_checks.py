@@ -1,0 +1,259 @@
+"""Content checks (header_checks, mime_header_checks, nested_header_checks,
+body_checks): the same tables and the same messages through a throw-away
+Postfix on loopback and through relayq, compared at the next hop (envelope
+and headers as delivered), in the client's replies, and in the log lines
+the checks write.  Then what only relayq is asked here: bounded logging
+of a check that matches every line, a REPLACE longer than
+header_size_limit, a table that fails (451, nothing lost), a broken
+pattern at start and at reload, and mail from sendmail(1)."""
+import os
+import re
+import smtplib
+import subprocess
+import time
+
+from harness import Skip, free_port
+from pfinstance import Postfix
+
+HEADER_CHECKS = r"""
+/^Subject:.*reject-me/          REJECT no thanks
+/^Subject:.*reject-plain/       REJECT
+/^Subject:.*defer-me/           REJECT 4.7.0 try later
+/^Subject:.*discard-me/         DISCARD dropped
+/^Subject:.*hold-me/            HOLD held for review
+/^Subject: (.*replace-me.*)/    REPLACE Subject: [replaced] $1
+/^Subject:.*prepend-me/         PREPEND X-Prepended: yes
+/^X-Strip-Me:/                  STRIP
+/^X-Ignore-Me:/                 IGNORE
+/^Subject:.*redirect-me/        REDIRECT redirected@dest.test
+/^Subject:.*bcc-me/             BCC copy@dest.test
+/^Subject:.*warn-me/            WARN warned
+/^Subject:.*info-me/            INFO informed
+/^Subject:.*folded-me.*second/  WARN folded header seen whole
+/^Subject:.*pass-me/            PASS
+/^Content-Type:.*x-bad-type/    REJECT bad attachment type
+/^X-Part-Marker:/               WARN part header
+/^Subject:.*inner-bad/          REJECT inner message rejected
+"""
+
+BODY_CHECKS = r"""
+/^body-reject/                  REJECT body says no
+/^replace this line (.*)/       REPLACE replaced: $1
+/^strip this line/              STRIP
+/^body-warn/                    WARN body warning
+/^body-info/                    INFO
+"""
+
+
+def msg(subject, extra_headers='', body='hello\r\n'):
+    return ('From: sender@src.test\r\nTo: rcpt@dest.test\r\nSubject: %s\r\n'
+            'Date: Tue, 1 Dec 2026 00:00:00 +0000\r\nMessage-ID: <%s@src.test>\r\n%s\r\n%s'
+            % (subject, re.sub(r'\W', '', subject)[:40], extra_headers, body))
+
+
+MULTIPART = ('MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary="BND"\r\n',
+             'preamble\r\n--BND\r\nContent-Type: text/plain\r\nX-Part-Marker: one\r\n\r\n'
+             'part text\r\nbody-warn in a part\r\n--BND\r\nContent-Type: application/x-bad-type\r\n\r\nxx\r\n'
+             '--BND--\r\n')
+NESTED = ('MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary="B2"\r\n',
+          '--B2\r\nContent-Type: message/rfc822\r\n\r\nFrom: x@inner.test\r\nSubject: inner-bad\r\n\r\n'
+          'inner body\r\n--B2--\r\n')
+
+# (subject, recipients, extra headers, body)
+CASES = [
+    ('reject-me now', ['a@dest.test'], '', 'hello\r\n'),
+    ('reject-plain', ['a@dest.test'], '', 'hello\r\n'),
+    ('defer-me', ['a@dest.test'], '', 'hello\r\n'),
+    ('discard-me', ['a@dest.test'], '', 'hello\r\n'),
+    ('hold-me', ['a@dest.test'], '', 'hello\r\n'),
+    ('a replace-me b', ['a@dest.test'], '', 'hello\r\n'),
+    ('prepend-me', ['a@dest.test'], 'X-Strip-Me: 1\r\nX-Ignore-Me: 2\r\n', 'hello\r\n'),
+    ('redirect-me', ['a@dest.test', 'b@dest.test'], '', 'hello\r\n'),
+    ('bcc-me', ['a@dest.test'], '', 'hello\r\n'),
+    ('warn-me', ['a@dest.test', 'b@dest.test'], '', 'hello\r\n'),
+    ('info-me', ['a@dest.test'], '', 'hello\r\n'),
+    ('folded-me\r\n\tsecond line', ['a@dest.test'], '', 'hello\r\n'),
+    ('pass-me', ['a@dest.test'], '', 'body-reject is not seen after PASS\r\n'),
+    ('body one', ['a@dest.test'], '',
+     'first\r\nreplace this line please\r\nstrip this line\r\nbody-warn here\r\nbody-info\r\nlast\r\n'),
+    ('body two', ['a@dest.test'], '', 'x\r\nbody-reject\r\n'),
+    ('multipart', ['a@dest.test'], MULTIPART[0], MULTIPART[1]),
+    ('nested', ['a@dest.test'], NESTED[0], NESTED[1]),
+]
+
+ACTION_LINE = re.compile(r'\b[0-9A-F]{6,}: ((?:reject|discard|hold|replace|prepend|strip|redirect|bcc|'
+                         r'warning|info|pass|filter): (?:header|body) .*)$')
+
+
+def send_all(port):
+    """Every case; returns the DATA replies in order."""
+    replies = []
+    for subject, rcpts, extra, body in CASES:
+        with smtplib.SMTP('127.0.0.1', port, local_hostname='client.test', timeout=30) as s:
+            s.ehlo('client.test')
+            s.mail('sender@src.test')
+            for r in rcpts:
+                s.rcpt(r)
+            code, resp = s.data(msg(subject, extra, body).encode())
+            resp = re.sub(rb'queued as [0-9A-Za-z]+', b'queued as QID', resp)
+            replies.append('%d %s' % (code, resp.decode()))
+    return replies
+
+
+def delivered(sink, n):
+    got = sink.wait_messages(n, timeout=60)
+    time.sleep(1)                       # nothing more is coming
+    out = []
+    for m in sink.messages:
+        lines = m['data'].decode().split('\r\n')
+        head = []
+        for l in lines[:lines.index('')]:
+            if l[:1] in ' \t' and head:
+                head[-1] += '\n' + l
+            else:
+                head.append(l)
+        head = [h for h in head if not h.startswith('Received:')]
+        body = lines[lines.index('') + 1:]
+        # Postfix sends ORCPT=rfc822;RCPT for every recipient (relayq only when
+        # it differs from the recipient): not a matter of the checks.
+        args = tuple(' '.join(w for w in a.split() if w.lower() != 'orcpt=rfc822;' + r.lower())
+                     for r, a in zip(m['rcpts'], m['rcpt_args']))
+        out.append((m['from'], tuple(m['rcpts']), args, tuple(head), tuple(body)))
+    assert len(got) == len(out)
+    return sorted(out)
+
+
+def action_lines(text):
+    return sorted(m.group(1) for m in (ACTION_LINE.search(l) for l in text.splitlines()) if m)
+
+
+def write(env, name, text):
+    path = os.path.join(env.dir, name)
+    with open(path, 'w') as f:
+        f.write(text)
+    os.chmod(path, 0o644)
+    return path
+
+
+def run_pair(env, htype, btype):
+    hc = write(env, 'header_checks.' + htype, HEADER_CHECKS)
+    bc = write(env, 'body_checks.' + btype, BODY_CHECKS)
+    psink = env.pysink()
+    rsink = env.pysink()
+    common = dict(relay_domains='dest.test', header_checks='%s:%s' % (htype, hc),
+                  body_checks='%s:%s' % (btype, bc))
+    pf = Postfix(env, relayhost='[127.0.0.1]:%d' % psink.port, smtpd_error_sleep_time='0',
+                 relay_transport='smtp', **common).start()
+    d = env.relayqd(relayhost='[127.0.0.1]:%d' % rsink.port, **common)
+    try:
+        preplies = send_all(pf.port)
+        rreplies = send_all(d.port)
+        assert rreplies == preplies, '\n'.join('%s | %s' % x for x in zip(rreplies, preplies))
+        ndeliv = 9
+        pgot = delivered(psink, ndeliv)
+        rgot = delivered(rsink, ndeliv)
+        assert rgot == pgot, '\nrelayq:  %r\npostfix: %r' % (rgot, pgot)
+        plines = action_lines(pf.log())
+        rlines = action_lines(d.log())
+        assert rlines == plines, '\nrelayq:\n%s\npostfix:\n%s' % ('\n'.join(rlines), '\n'.join(plines))
+        # HOLD: on hold in both, not delivered.
+        assert re.search(r'(?m)^[0-9A-F]+!', env.cli(d, 'mailq').stdout), env.cli(d, 'mailq').stdout
+    finally:
+        pf.stop()
+        d.stop()
+    return rreplies, rgot, rlines
+
+
+def test_checks_same_as_postfix_regexp(env):
+    replies, got, lines = run_pair(env, 'regexp', 'pcre')
+    # What a user checks, whatever Postfix does:
+    assert replies[0] == '550 5.7.1 no thanks', replies
+    assert replies[1] == '550 5.7.1 message content rejected', replies
+    assert replies[2] == '451 4.7.0 try later', replies
+    assert replies[3] == '250 2.0.0 Ok: queued as QID', replies
+    assert any('reject: header Subject: reject-me now from localhost[127.0.0.1]; from=<sender@src.test> '
+               'to=<a@dest.test> proto=ESMTP helo=<client.test>: 5.7.1 no thanks' in l for l in lines), lines
+    assert any(r[1] == ('redirected@dest.test',) for r in got), got
+
+
+def test_checks_same_as_postfix_pcre(env):
+    run_pair(env, 'pcre', 'regexp')
+
+
+def test_checks_every_line_is_bounded(env):
+    """/./ WARN on a big body: body_checks_size_limit bounds the lines
+    logged (Postfix's rule), the message goes through intact."""
+    sink = env.pysink()
+    d = env.relayqd(relayhost='[127.0.0.1]:%d' % sink.port, relay_domains='dest.test',
+                    body_checks='regexp:{ {/./ WARN every line} }')
+    body = ''.join('line %06d %s\r\n' % (i, 'x' * 60) for i in range(30000))   # ~2 MB
+    env.send(d.port, 's@src.test', ['a@dest.test'], msg('big', '', body))
+    m = sink.wait_messages(1, timeout=60)[0]
+    assert m['data'].decode().endswith(body)
+    n = len(re.findall(r'warning: body line', d.log()))
+    assert 0 < n <= 51200 // 70 + 2, n
+
+
+def test_checks_replace_longer_than_header_size_limit(env):
+    sink = env.pysink()
+    long = 'X-Long: ' + 'y' * 300
+    d = env.relayqd(relayhost='[127.0.0.1]:%d' % sink.port, relay_domains='dest.test',
+                    header_size_limit=200,
+                    header_checks='regexp:{ {/^Subject: long/ REPLACE %s} }' % long)
+    env.send(d.port, 's@src.test', ['a@dest.test'], msg('long'))
+    data = sink.wait_messages(1)[0]['data'].decode()
+    line = [l for l in data.split('\r\n') if l.startswith('X-Long:')][0]
+    assert len(line) == 198 and line == long[:198], len(line)
+    assert 'Subject: long' not in data
+    d.wait_log(r'longer than header_size_limit')
+
+
+def test_checks_table_error_defers(env):
+    """A table that fails at lookup: 451 4.3.0, as Postfix's cleanup; the
+    client keeps the message."""
+    dead = free_port()
+    d = env.relayqd(relay_domains='dest.test',
+                    header_checks='socketmap:inet:127.0.0.1:%d:hc' % dead)
+    try:
+        env.send(d.port, 's@src.test', ['a@dest.test'], msg('x'))
+        raise AssertionError('accepted')
+    except AssertionError as e:
+        assert 'DATA: 451' in str(e) and '4.3.0 Error: queue file write error' in str(e), e
+    d.wait_log(r'warning: [0-9A-F]+: header_checks map lookup problem -- message not accepted, try again later')
+
+
+def test_checks_broken_pattern(env):
+    """A broken pattern: relayqd does not start (file and line named); at
+    a reload the last good table stays and mail is still checked."""
+    path = write(env, 'hc', '/^Subject: bad/ REJECT\n/(unclosed/ REJECT\n')
+    d = env.relayqd(start=False, relay_domains='dest.test', header_checks='regexp:' + path)
+    d.start(wait=False)
+    assert d.proc.wait(20) != 0
+    assert re.search(r'%s, line 2' % re.escape(path), d.stderr_text() + d.log()), d.stderr_text()
+    write(env, 'hc', '/^Subject: bad/ REJECT\n')
+    d.start()
+    write(env, 'hc', '/^Subject: bad/ REJECT\n/(unclosed/ REJECT\n')
+    d.hup()
+    time.sleep(1.5)
+    try:
+        env.send(d.port, 's@src.test', ['a@dest.test'], msg('bad'))
+        raise AssertionError('accepted')
+    except AssertionError as e:
+        assert 'DATA: 550' in str(e), e
+    d.wait_log(r'line 2')
+
+
+def test_checks_sendmail(env):
+    """Mail from sendmail(1) is checked too: WARN logs "from local",
+    REJECT bounces to the sender."""
+    sink = env.pysink()
+    d = env.relayqd(relayhost='[127.0.0.1]:%d' % sink.port, relay_domains='dest.test, src.test',
+                    header_checks='regexp:{ {/^Subject: warn-me/ WARN w}, {/^Subject: reject-me/ REJECT no} }')
+    r = env.cli(d, '-f', 'sender@src.test', 'a@dest.test', input=msg('warn-me'), prog='sendmail')
+    assert r.returncode == 0, r.stderr
+    d.wait_log(r'warning: header Subject: warn-me from local; from=<sender@src.test> to=<a@dest.test>: w$')
+    r = env.cli(d, '-f', 'sender@src.test', 'a@dest.test', input=msg('reject-me'), prog='sendmail')
+    assert r.returncode == 0, r.stderr
+    d.wait_log(r'reject: header Subject: reject-me from local; from=<sender@src.test> to=<a@dest.test>: 5.7.1 no$')
+    got = sink.wait_messages(2, timeout=30)
+    assert any(m['rcpts'] == ['sender@src.test'] and b'5.7.1' in m['data'] for m in got), got
