@@ -27,6 +27,7 @@ int     cli_qshape(CLI *cli, int argc, char **argv);
 int     cli_explain(CLI *cli, int argc, char **argv);
 int     cli_sendmail(CLI *cli, int argc, char **argv);
 int     cli_postmap(CLI *cli, int argc, char **argv);
+int     cli_top(CLI *cli, int argc, char **argv);
 
 void    cli_fatal(int status, const char *fmt, ...) __attribute__((format(printf, 2, 3), noreturn));
 void    cli_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

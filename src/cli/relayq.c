@@ -63,6 +63,7 @@ static void usage(void)
 	    "  flush [DOMAIN]                 attempt deferred mail now\n"
 	    "  delete|hold|release|requeue|expire ID...|ALL|-\n"
 	    "  qshape [deferred|active|incoming|hold] [-s]\n"
+	    "  top [--once|--json] [-d SECONDS] [-n N]  live view of the queue\n"
 	    "  explain [ID] [options]         retry timeline\n"
 	    "  config [-n] [-d] [--check] [NAME...]\n"
 	    "  postmap [-f] [-i] [-q KEY] [-s] type:file...\n"
@@ -599,6 +600,7 @@ static const struct {
     {"requeue", cli_admin},
     {"expire", cli_admin},
     {"qshape", cli_qshape},
+    {"top", cli_top},
     {"postmap", cli_postmap},
     {"explain", cli_explain},
     {"send", cli_sendmail},

@@ -100,6 +100,7 @@ struct QDEST {
 typedef struct QDNAME {
     char   *key;
     uint32_t refs;
+    uint32_t ndeferred;			/* deferred messages whose last pass deferred a recipient here */
     struct QDNAME *hnext;
 } QDNAME;
 
@@ -107,8 +108,21 @@ typedef struct QMDEST {
     QMGR_ID id;
     struct QMDEST *hnext;
     int     n;
-    QDNAME *names[];
+    QDNAME *names[];			/* then n flags: a recipient there was deferred (QMDEST_FLAGS) */
 } QMDEST;
+
+#define QMDEST_FLAGS(e)	((uint8_t *) ((e)->names + (e)->n))
+
+/*
+ * relayq top: messages by state (incoming, active, deferred, hold: the
+ * QMGR_COUNTS order) and minute of arrival, kept as messages change state
+ * (qmgr_set_state), so that the age table costs the number of distinct
+ * minutes, not the number of messages.  Sorted by minute.
+ */
+typedef struct QAGE {
+    int64_t minute;
+    uint32_t n[4];
+} QAGE;
 
 typedef struct QPEND {
     QMGR_ACTION act;
@@ -146,6 +160,11 @@ struct QMGR {
     QMDEST **mdbuckets;
     uint32_t nmdbuckets, nmdest;
     size_t  mdest_bytes;
+    uint32_t ndeferred_known;		/* deferred messages with a flagged destination */
+
+    /* relayq top's age table (QAGE). */
+    QAGE   *ages;
+    uint32_t nages, ages_cap;
 
     /* Delivery requests by id: slot | generation << 32. */
     QREQ  **reqs;
@@ -421,15 +440,17 @@ static uint32_t qmgr_slot_alloc(QMGR *q, QMGR_ID id)
 /* The slot must already be out of the heap and the FIFOs. */
 static void qmgr_mdest_forget(QMGR *q, QMGR_ID id);
 
+static void qmgr_set_state(QMGR *q, uint32_t i, uint8_t st);
+
 static void qmgr_slot_free(QMGR *q, uint32_t i)
 {
     uint32_t *pp = q->buckets + (qmgr_id_hash(q->msgs[i].id) & (q->nbuckets - 1));
 
+    qmgr_set_state(q, i, M_FREE);
     qmgr_mdest_forget(q, q->msgs[i].id);
     while (*pp != i)
 	pp = &q->msgs[*pp].hnext;
     *pp = q->msgs[i].hnext;
-    q->msgs[i].state = M_FREE;
     q->msgs[i].hnext = q->free_head;
     q->free_head = i;
     q->count--;
@@ -490,7 +511,7 @@ static void qmgr_heap_push(QMGR *q, uint32_t i)
 	q->heap_cap = q->heap_cap ? 2 * q->heap_cap : 1024;
 	q->heap = xrealloc(q->heap, (size_t) q->heap_cap * sizeof(*q->heap));
     }
-    q->msgs[i].state = M_DEFERRED;
+    qmgr_set_state(q, i, M_DEFERRED);
     qmgr_heap_set(q, q->heap_n++, i);
     qmgr_heap_up(q, q->heap_n - 1);
 }
@@ -706,7 +727,7 @@ static void qmgr_mdest_set(QMGR *q, QMGR_ID id, const char *const *dests, int n)
     qmgr_mdest_forget(q, id);
     if (n <= 0)
 	return;
-    e = xcalloc(1, sizeof(*e) + (size_t) n * sizeof(e->names[0]));
+    e = xcalloc(1, sizeof(*e) + (size_t) n * (sizeof(e->names[0]) + 1));
     e->id = id;
     for (k = 0; k < n; k++) {
 	for (j = 0; j < k && strcmp(dests[j], dests[k]) != 0; j++)
@@ -720,7 +741,113 @@ static void qmgr_mdest_set(QMGR *q, QMGR_ID id, const char *const *dests, int n)
     e->hnext = q->mdbuckets[h];
     q->mdbuckets[h] = e;
     q->nmdest++;
-    q->mdest_bytes += sizeof(*e) + (size_t) m * sizeof(e->names[0]);
+    q->mdest_bytes += sizeof(*e) + (size_t) m * (sizeof(e->names[0]) + 1);
+}
+
+/* A recipient of message id's pass to dest was deferred (or suspended): flag the name. */
+static void qmgr_mdest_mark(QMGR *q, QMGR_ID id, const char *dest)
+{
+    QMDEST **pp = qmgr_mdest_slot(q, id);
+
+    if (pp == 0)
+	return;
+    for (int k = 0; k < (*pp)->n; k++)
+	if (strcmp((*pp)->names[k]->key, dest) == 0)
+	    QMDEST_FLAGS(*pp)[k] = 1;
+}
+
+/* The message enters (+1) or leaves (-1) the deferred state: its flagged names count it. */
+static void qmgr_mdest_count(QMGR *q, QMGR_ID id, int delta)
+{
+    QMDEST **pp = qmgr_mdest_slot(q, id);
+    int     any = 0;
+
+    if (pp == 0)
+	return;
+    for (int k = 0; k < (*pp)->n; k++)
+	if (QMDEST_FLAGS(*pp)[k]) {
+	    (*pp)->names[k]->ndeferred += (uint32_t) delta;
+	    any = 1;
+	}
+    if (any)
+	q->ndeferred_known += (uint32_t) delta;
+}
+
+/* ------------------------------------------------ relayq top's age table */
+
+/* The state as relayq top and qmgr_counts() see it: 0 incoming, 1 active, 2 deferred, 3 hold. */
+static int qmgr_pub_state(uint8_t st)
+{
+    switch (st) {
+    case M_READY_IN:
+	return (0);
+    case M_LOADING:
+    case M_ACTIVE:
+	return (1);
+    case M_DEFERRED:
+    case M_READY_DEF:
+	return (2);
+    case M_HOLD:
+	return (3);
+    default:
+	return (-1);
+    }
+}
+
+static void qmgr_age_add(QMGR *q, int64_t arrival, int st, int delta)
+{
+    int64_t minute = floor_div(arrival, 60);
+    uint32_t lo = 0, hi = q->nages;
+
+    /* Most changes concern the newest minute. */
+    if (q->nages > 0 && q->ages[q->nages - 1].minute == minute) {
+	lo = q->nages - 1;
+    } else {
+	while (lo < hi) {
+	    uint32_t mid = lo + (hi - lo) / 2;
+
+	    if (q->ages[mid].minute < minute)
+		lo = mid + 1;
+	    else
+		hi = mid;
+	}
+    }
+    if (lo == q->nages || q->ages[lo].minute != minute) {
+	if (delta < 0)
+	    return;				/* not counted: cannot happen */
+	if (q->nages == q->ages_cap) {
+	    q->ages_cap = q->ages_cap ? 2 * q->ages_cap : 64;
+	    q->ages = xrealloc(q->ages, (size_t) q->ages_cap * sizeof(*q->ages));
+	}
+	memmove(q->ages + lo + 1, q->ages + lo, (size_t) (q->nages - lo) * sizeof(*q->ages));
+	memset(q->ages + lo, 0, sizeof(*q->ages));
+	q->ages[lo].minute = minute;
+	q->nages++;
+    }
+    q->ages[lo].n[st] += (uint32_t) delta;
+    if (q->ages[lo].n[0] == 0 && q->ages[lo].n[1] == 0 && q->ages[lo].n[2] == 0 && q->ages[lo].n[3] == 0) {
+	memmove(q->ages + lo, q->ages + lo + 1, (size_t) (q->nages - lo - 1) * sizeof(*q->ages));
+	q->nages--;
+    }
+}
+
+/* Every change of a message's state goes through here (M_FREE from qmgr_slot_alloc excepted). */
+static void qmgr_set_state(QMGR *q, uint32_t i, uint8_t st)
+{
+    QMSG   *m = q->msgs + i;
+    int     from = qmgr_pub_state(m->state), to = qmgr_pub_state(st);
+
+    if (from != to) {
+	if (from >= 0)
+	    qmgr_age_add(q, m->arrival_time, from, -1);
+	if (to >= 0)
+	    qmgr_age_add(q, m->arrival_time, to, 1);
+	if (from == 2)
+	    qmgr_mdest_count(q, m->id, -1);
+	if (to == 2)
+	    qmgr_mdest_count(q, m->id, 1);
+    }
+    m->state = st;
 }
 
 static void qmgr_ring_add(QMGR *q, QDEST *d)
@@ -1078,6 +1205,7 @@ static void qmgr_emit_suspend(QMGR *q, QDEST *d, QMGR_ID id, int *rcpts, int n)
     size_t  klen = strlen(d->key) + 1;
     char   *buf;
 
+    qmgr_mdest_mark(q, id, d->key);
     /* One block that lives until the action has been returned and passed. */
     buf = xmalloc(rlen + dlen + rslen + klen);
     memcpy(buf, rcpts, rlen);
@@ -1230,6 +1358,7 @@ void    qmgr_free(QMGR *q)
     }
     free(q->mdbuckets);
     free(q->nbuckets_tab);
+    free(q->ages);
     free(q->msgs);
     free(q->buckets);
     free(q->heap);
@@ -1268,13 +1397,13 @@ void    qmgr_add(QMGR *q, QMGR_ID id, const QMGR_MSGINFO *info, int64_t now)
 	| (info->force_expire ? F_FORCE : 0);
     switch (info->state) {
     case QMGR_MSG_INCOMING:
-	m->state = M_READY_IN;
+	qmgr_set_state(q, i, M_READY_IN);
 	if (m->next_eligible == 0)
 	    m->next_eligible = now;
 	qmgr_fifo_push(q, &q->fin, i);
 	break;
     case QMGR_MSG_HOLD:
-	m->state = M_HOLD;
+	qmgr_set_state(q, i, M_HOLD);
 	q->nhold++;
 	break;
     default:
@@ -1310,7 +1439,7 @@ int     qmgr_hold(QMGR *q, QMGR_ID id)
     if (q->msgs[i].state == M_HOLD)
 	return (0);
     qmgr_detach(q, i);
-    q->msgs[i].state = M_HOLD;
+    qmgr_set_state(q, i, M_HOLD);
     q->nhold++;
     return (0);
 }
@@ -1353,7 +1482,7 @@ void    qmgr_flush(QMGR *q, int64_t now)
 	uint32_t i = q->heap[0];
 
 	qmgr_heap_delete(q, i);
-	q->msgs[i].state = M_READY_DEF;
+	qmgr_set_state(q, i, M_READY_DEF);
 	q->msgs[i].next_eligible = now;
 	qmgr_fifo_push(q, &q->fdef, i);
     }
@@ -1371,7 +1500,7 @@ void    qmgr_flush_ids(QMGR *q, const QMGR_ID *ids, int n, int64_t now)
 	if (i == NIL || (q->msgs[i].state != M_DEFERRED && q->msgs[i].state != M_READY_DEF))
 	    continue;
 	qmgr_detach(q, i);
-	q->msgs[i].state = M_READY_IN;
+	qmgr_set_state(q, i, M_READY_IN);
 	q->msgs[i].next_eligible = now;
 	qmgr_fifo_push(q, &q->fin, i);
     }
@@ -1410,7 +1539,7 @@ void    qmgr_activated_policies(QMGR *q, QMGR_ID id, const int *rcpts, const cha
 
     if (i == NIL || q->msgs[i].state != M_LOADING)
 	return;
-    q->msgs[i].state = M_ACTIVE;
+    qmgr_set_state(q, i, M_ACTIVE);
     q->msgs[i].flags &= ~(F_DEFERRED | F_POLICY);
     q->msgs[i].b = 0;
     qmgr_mdest_set(q, id, dests, nrcpt);
@@ -1527,6 +1656,8 @@ void    qmgr_delivered_rcpts(QMGR *q, uint64_t req, const int *deferred, int nde
 	qmgr_pass_defer(q, r->msg, deferred[k], pol);
     }
     d = r->dest;
+    if (ndeferred > 0)
+	qmgr_mdest_mark(q, q->msgs[r->msg].id, d->key);
     qmgr_req_release(q, r);
     d->busy--;
     if (hop_reason || hop_dsn)
@@ -1549,7 +1680,7 @@ static void qmgr_queue_run(QMGR *q, int64_t L)
 	uint32_t i = q->heap[0];
 
 	qmgr_heap_delete(q, i);
-	q->msgs[i].state = M_READY_DEF;
+	qmgr_set_state(q, i, M_READY_DEF);
 	qmgr_fifo_push(q, &q->fdef, i);
     }
 }
@@ -1626,7 +1757,7 @@ int     qmgr_run(QMGR *q, int64_t now, QMGR_ACTION *out, int max)
 	}
 	i = f->head;
 	qmgr_fifo_unlink(q, f, i);
-	q->msgs[i].state = M_LOADING;
+	qmgr_set_state(q, i, M_LOADING);
 	q->nactive++;
 	memset(out + n, 0, sizeof(out[n]));
 	out[n].type = QMGR_ACT_ACTIVATE;
@@ -1805,6 +1936,7 @@ size_t  qmgr_memory(const QMGR *q)
     sum += (size_t) q->ndest * sizeof(QDEST);
     sum += (size_t) (q->nmdbuckets + q->nnbuckets) * sizeof(void *) + q->mdest_bytes;
     sum += q->pend_cap * sizeof(*q->pend) + q->garbage_cap * sizeof(*q->garbage);
+    sum += (size_t) q->ages_cap * sizeof(*q->ages);
     return (sum);
 }
 
@@ -1835,4 +1967,146 @@ void    qmgr_explain_backoff(const QMGR_PARAMS *p, int64_t age, char *out, size_
 		 (long long) b, (long long) age);
     else
 	snprintf(out, len, "backoff %llds (age %llds)", (long long) b, (long long) age);
+}
+
+/* ------------------------------------------------------------ relayq top */
+
+/* qshape's buckets (showq.c): [0, 5 min), then doubling, the last unbounded. */
+int     qmgr_age_bucket(int64_t age_s)
+{
+    int64_t k = age_s / (60 * 5);
+    int     b = 1;
+
+    if (age_s < 300)
+	return (0);
+    while (k >= 2 && b < QMGR_AGE_BUCKETS - 1) {
+	k >>= 1;
+	b++;
+    }
+    return (b);
+}
+
+void    qmgr_top(const QMGR *q, int64_t now, QMGR_TOP *out)
+{
+    memset(out, 0, sizeof(*out));
+    qmgr_counts(q, &out->counts);
+    for (uint32_t k = 0; k < q->nages; k++) {
+	/* Counted by the minute of arrival: as if it arrived at the minute's start. */
+	int     b = qmgr_age_bucket(now - q->ages[k].minute * 60);
+
+	for (int st = 0; st < 4; st++)
+	    out->age[st][b] += q->ages[k].n[st];
+    }
+    out->ndead = q->ndead;
+    out->ndests = q->nnames;
+    out->deferred_known = q->ndeferred_known;
+    out->next_run = q->next_run > now ? q->next_run : qmgr_run_at_or_after(q, now);
+    if (q->fdef.count > 0) {
+	out->next_due = now;
+    } else if (q->heap_n > 0) {
+	out->next_due = qmgr_run_at_or_after(q, q->msgs[q->heap[0]].next_eligible - 1);
+	if (out->next_due < q->next_run)
+	    out->next_due = q->next_run;
+    }
+}
+
+static int qmgr_top_before(const QMGR_TOP_DEST *a, const QMGR_TOP_DEST *b)
+{
+    if (a->deferred != b->deferred)
+	return (a->deferred > b->deferred);
+    if (a->dead != b->dead)
+	return (a->dead > b->dead);
+    return (strcmp(a->dest, b->dest) < 0);
+}
+
+/* Keep out[0..*n) sorted, at most max: insert e where it belongs. */
+static void qmgr_top_insert(QMGR_TOP_DEST *out, int *n, int max, const QMGR_TOP_DEST *e)
+{
+    int     k = *n;
+
+    if (k == max && !qmgr_top_before(e, &out[k - 1]))
+	return;
+    if (k == max)
+	k--;
+    else
+	(*n)++;
+    while (k > 0 && qmgr_top_before(e, &out[k - 1])) {
+	out[k] = out[k - 1];
+	k--;
+    }
+    out[k] = *e;
+}
+
+static void qmgr_top_fill(const QMGR *q, const char *key, uint32_t ndeferred, QMGR_TOP_DEST *e)
+{
+    const QDEST *d = qmgr_dest_find(q, key);
+
+    memset(e, 0, sizeof(*e));
+    e->dest = key;
+    e->deferred = ndeferred;
+    if (d && d->dead) {
+	e->dead = 1;
+	e->dead_until = d->dead_until;
+	e->dsn = d->dsn;
+	e->reason = d->reason;
+    }
+}
+
+int     qmgr_top_dests(const QMGR *q, QMGR_TOP_DEST *out, int max)
+{
+    int     n = 0;
+    QMGR_TOP_DEST e;
+
+    if (max <= 0)
+	return (0);
+    /* The distinct destinations of the last passes: a few for a relay, not one per message. */
+    for (uint32_t k = 0; k < q->nnbuckets; k++)
+	for (const QDNAME *nm = q->nbuckets_tab[k]; nm; nm = nm->hnext)
+	    if (nm->ndeferred > 0) {
+		qmgr_top_fill(q, nm->key, nm->ndeferred, &e);
+		qmgr_top_insert(out, &n, max, &e);
+	    }
+    /* Dead destinations with nothing deferred yet (their messages are still in a pass). */
+    for (const QDEST *d = q->dead_head; d; d = d->dnext) {
+	int     seen = 0;
+
+	for (int k = 0; k < n && !seen; k++)
+	    seen = strcmp(out[k].dest, d->key) == 0;
+	if (!seen) {
+	    qmgr_top_fill(q, d->key, 0, &e);
+	    qmgr_top_insert(out, &n, max, &e);
+	}
+    }
+    return (n);
+}
+
+int     qmgr_top_check(const QMGR *q)
+{
+    uint32_t age[4] = {0, 0, 0, 0}, known = 0;
+    QMGR_COUNTS c;
+
+    for (uint32_t k = 0; k < q->nages; k++)
+	for (int st = 0; st < 4; st++)
+	    age[st] += q->ages[k].n[st];
+    qmgr_counts(q, &c);
+    if (age[0] != (uint32_t) c.incoming || age[1] != (uint32_t) c.active
+	|| age[2] != (uint32_t) c.deferred || age[3] != (uint32_t) c.hold)
+	return (-1);
+    for (uint32_t i = 0; i < q->msg_used; i++) {
+	QMDEST **pp;
+	int     any = 0;
+
+	if (qmgr_pub_state(q->msgs[i].state) != 2 || (pp = qmgr_mdest_slot(q, q->msgs[i].id)) == 0)
+	    continue;
+	for (int k = 0; k < (*pp)->n; k++)
+	    any |= QMDEST_FLAGS(*pp)[k];
+	known += any != 0;
+    }
+    if (known != q->ndeferred_known)
+	return (-2);
+    for (uint32_t k = 0; k < q->nages; k++)
+	if ((k > 0 && q->ages[k - 1].minute >= q->ages[k].minute)
+	    || (q->ages[k].n[0] | q->ages[k].n[1] | q->ages[k].n[2] | q->ages[k].n[3]) == 0)
+	    return (-3);
+    return (0);
 }

@@ -219,6 +219,46 @@ typedef struct QMGR_COUNTS {
 void    qmgr_counts(const QMGR *q, QMGR_COUNTS *c);
 
 /*
+ * relayq top: what the scheduler keeps up to date as messages change
+ * state, so that a snapshot never walks the messages.  The age table
+ * counts messages by state and qshape's age buckets (< 5 minutes, then
+ * doubling; the last, 1280+, unbounded), by the minute of arrival (a
+ * message counts as if it arrived at its minute's start).  A deferred
+ * message counts for each destination to which a recipient was deferred
+ * in its last pass; one not tried since the start (loaded from the queue)
+ * counts for none.
+ */
+#define QMGR_AGE_BUCKETS 10
+typedef struct QMGR_TOP {
+    QMGR_COUNTS counts;
+    uint32_t age[4][QMGR_AGE_BUCKETS];	/* [incoming, active, deferred, hold][bucket] */
+    int     ndead;			/* dead destinations */
+    uint32_t ndests;			/* destinations of the messages' last passes */
+    uint32_t deferred_known;		/* deferred messages with a known destination */
+    int64_t next_run;			/* the next queue-run grid point */
+    int64_t next_due;			/* the run that takes the first deferred message; 0: none */
+} QMGR_TOP;
+void    qmgr_top(const QMGR *q, int64_t now, QMGR_TOP *out);
+int     qmgr_age_bucket(int64_t age_s);		/* 0 .. QMGR_AGE_BUCKETS-1 */
+
+/* A destination: its deferred messages, and whether it is dead, until when and why. */
+typedef struct QMGR_TOP_DEST {
+    const char *dest;			/* pointers valid until the next qmgr call */
+    uint32_t deferred;
+    int     dead;
+    int64_t dead_until;
+    const char *dsn, *reason;
+} QMGR_TOP_DEST;
+/*
+ * The max destinations with the most deferred messages, then dead ones
+ * with none; sorted by deferred messages (most first), dead first, name.
+ * Costs the number of distinct destinations, not of messages.
+ */
+int     qmgr_top_dests(const QMGR *q, QMGR_TOP_DEST *out, int max);
+/* Tests: the counters against a recount; 0 when they agree. */
+int     qmgr_top_check(const QMGR *q);
+
+/*
  * The retry timeline, computed by running this code on a simulated clock:
  * a message to a next hop that fails every attempt after attempt_duration
  * seconds (a hop failure each time).

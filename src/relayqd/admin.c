@@ -1,7 +1,7 @@
 /*
  * admin - the daemon's side of the control sockets.
  *
- * Query socket (any local user): mailq, qshape, explain.  Admin socket
+ * Query socket (any local user): mailq, qshape, explain, top.  Admin socket
  * (setgid_group): flush, hold, release, delete, requeue, expire.  The views
  * and the edits are the control and explain modules' code, the same as the
  * CLI runs with the daemon down; what only the daemon knows comes from the
@@ -200,6 +200,8 @@ int     admin_handle(void *ctx, int admin, int argc, char **argv, BUF *out)
 	return admin_when_settled(d, argc, argv, admin_qshape);
     if (strcmp(cmd, "explain") == 0)
 	return admin_when_settled(d, argc, argv, admin_explain);
+    if (strcmp(cmd, "top") == 0)
+	return top_answer(d, argc, argv, out);	/* counters only: answered at once (top.c) */
     if (strcmp(cmd, "ping") == 0) {
 	buf_puts(out, "pong\n");
 	return 0;

@@ -515,6 +515,7 @@ int     main(int argc, char **argv)
     if (queue_recover(d.queue, recover_warn, &d, err, sizeof(err)) < 0)
 	msg_fatal("queue recovery failed in %s: %s", qdir, err);
     d.sched = sched_create(d.base, d.cf, d.queue, d.smtp);
+    d.top = top_create(&d);
 
     d.queue_ev = event_new(d.base, queue_notify_fd(d.queue), EV_READ | EV_PERSIST, on_queue_notify, &d);
     event_add(d.queue_ev, NULL);
@@ -556,6 +557,7 @@ int     main(int argc, char **argv)
 	smtpd_free(d.smtpd);
     control_free(d.control);
     metrics_free(d.metrics);
+    top_free(d.top);
     sched_free(d.sched);
     struct event *evs[] = {d.queue_ev, d.sig_term, d.sig_int, d.sig_hup, d.pickup_timer, d.exit_timer};
 

@@ -6,6 +6,7 @@
  * admin.c:  answers the control sockets (mailq, explain, flush, hold, ...).
  * pickup.c: the maildrop pickup (sendmail's messages into the queue).
  * stats.c:  fills the metrics endpoint.
+ * top.c:    relayq top: samples the delivery counters, answers "top".
  */
 #ifndef RELAYQD_H_INCLUDED
 #define RELAYQD_H_INCLUDED
@@ -21,6 +22,8 @@
 #include "table/table.h"
 #include "relayqd/sched.h"
 
+typedef struct TOPSTAT TOPSTAT;
+
 typedef struct RELAYQD {
     CONFIG *cf;
     char   *confdir;
@@ -33,6 +36,7 @@ typedef struct RELAYQD {
     SMTPD  *smtpd;
     CONTROL *control;
     METRICS *metrics;
+    TOPSTAT *top;				/* relayq top's sampler (top.c) */
     TABLE_LIST **tables;			/* every table parameter, held open (main.c) */
     int     ntables;
     struct event *queue_ev;
@@ -50,5 +54,10 @@ void    pickup_scan(RELAYQD *d);
 
 /* stats.c: the metrics endpoint's filler (ctx = RELAYQD) */
 void    stats_metrics(void *ctx, BUF *out);
+
+/* top.c: relayq top (started after the scheduler; "top [N]" on the query socket) */
+TOPSTAT *top_create(RELAYQD *d);
+void    top_free(TOPSTAT *t);
+int     top_answer(RELAYQD *d, int argc, char **argv, BUF *out);
 
 #endif

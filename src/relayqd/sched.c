@@ -59,6 +59,7 @@ struct SCHED {
     const char *test_pass_fault;	/* RELAYQ_TEST_FAULT, see sched_start() */
     /* statistics for metrics */
     uint64_t n_sent, n_deferred, n_bounced, n_expired;
+    uint64_t n_received;		/* messages that entered the queue (relayq top) */
     METRICS_HIST attempt_hist;
     METRICS_LCOUNTER dest_deferred;		/* deferred recipients by destination */
 };
@@ -283,7 +284,15 @@ int64_t sched_anchor(const SCHED *s)
     return qmgr_anchor(s->qmgr);
 }
 
+static void sched_add(SCHED *s, const QMSG *msg);
+
 void    sched_add_incoming(SCHED *s, const QMSG *msg)
+{
+    s->n_received++;
+    sched_add(s, msg);
+}
+
+static void sched_add(SCHED *s, const QMSG *msg)
 {
     QMGR_MSGINFO info;
 
@@ -1071,7 +1080,7 @@ static void edit_changed(void *ctx, int op, const QMSG *msg, int64_t now)
 
 static void edit_requeued(void *ctx, const QMSG *copy)
 {
-    sched_add_incoming(ctx, copy);
+    sched_add(ctx, copy);			/* not new mail: not counted as received */
 }
 
 void    sched_edit_hooks(SCHED *s, CONTROL_EDIT_HOOKS *h)
@@ -1146,4 +1155,20 @@ void    sched_metrics(const SCHED *s, BUF *out)
 		   "maximal_queue_lifetime: a message older than this is returned to its sender.");
     metrics_sample(out, "relayq_maximal_queue_lifetime_seconds", "",
 		   (double) qmgr_params(s->qmgr)->maximal_queue_lifetime);
+}
+
+/* ---- relayq top ---- */
+
+void    sched_counters(const SCHED *s, uint64_t out[4])
+{
+    out[0] = s->n_received;
+    out[1] = s->n_sent;
+    out[2] = s->n_deferred;
+    out[3] = s->n_bounced;
+}
+
+int     sched_top(const SCHED *s, int64_t now, QMGR_TOP *t, QMGR_TOP_DEST *dests, int max)
+{
+    qmgr_top(s->qmgr, now, t);
+    return qmgr_top_dests(s->qmgr, dests, max);
 }

@@ -43,6 +43,15 @@ int64_t sched_anchor(const SCHED *s);		/* a queue-run time (explain) */
 void    sched_after_commits(SCHED *s, void (*fn) (void *ctx), void *ctx);
 void    sched_edit_hooks(SCHED *s, CONTROL_EDIT_HOOKS *h);
 
+/*
+ * relayq top: the counters received (messages that entered the queue),
+ * delivered, deferred, bounced (recipients); the scheduler's snapshot
+ * (qmgr_top, qmgr_top_dests: no walk of the messages).  The pointers in
+ * dests are valid until the scheduler runs again.
+ */
+void    sched_counters(const SCHED *s, uint64_t out[4]);
+int     sched_top(const SCHED *s, int64_t now, QMGR_TOP *t, QMGR_TOP_DEST *dests, int max);
+
 /* The scheduler's metric families (queue by state, deliveries, expiries, attempt durations, dead destinations). */
 void    sched_metrics(const SCHED *s, BUF *out);
 

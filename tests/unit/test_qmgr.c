@@ -524,6 +524,118 @@ static void test_trace_t3_dead_destination(void)
     qmgr_free(d.q);
 }
 
+/* relayq top: counts by state and age, deferred messages by destination, kept without a walk. */
+static void test_top_counters(void)
+{
+    QMGR_PARAMS p;
+    DRV     d;
+    QMGR_TOP t;
+    QMGR_TOP_DEST td[4];
+    int     n;
+
+    t3_setup(&d, &p);
+    T_EQ_INT(qmgr_top_check(d.q), 0);
+    drv_until(&d, T(21, 21, 7));
+    qmgr_flush(d.q, T(21, 21, 7));
+    drv_until(&d, T(21, 21, 7));
+    T_EQ_INT(qmgr_top_check(d.q), 0);
+    qmgr_top(d.q, T(21, 21, 7), &t);
+    T_EQ_INT(t.counts.deferred, 8);
+    T_EQ_INT(t.deferred_known, 8);
+    T_EQ_INT(t.ndead, 1);
+    n = qmgr_top_dests(d.q, td, 4);
+    T_EQ_INT(n, 1);
+    T_EQ_STR(td[0].dest, DEST);
+    T_EQ_INT(td[0].deferred, 8);
+    T_EQ_INT(td[0].dead, 1);
+    T_EQ_INT(td[0].dead_until, T(21, 21, 37));
+    T_EQ_STR(td[0].reason, SUSPENDED);
+    T_EQ_STR(td[0].dsn, "4.4.1");
+    /* Hold takes one out of the destination's count; release puts it back. */
+    T_EQ_INT(qmgr_hold(d.q, 3), 0);
+    T_EQ_INT(qmgr_top_dests(d.q, td, 4), 1);
+    T_EQ_INT(td[0].deferred, 7);
+    qmgr_top(d.q, T(21, 21, 7), &t);
+    T_EQ_INT(t.counts.hold, 1);
+    T_EQ_INT(t.counts.deferred, 7);
+    T_EQ_INT(qmgr_top_check(d.q), 0);
+    T_EQ_INT(qmgr_release(d.q, 3, T(21, 21, 8)), 0);
+    qmgr_top_dests(d.q, td, 4);
+    T_EQ_INT(td[0].deferred, 8);
+    /* A message loaded from the queue (not tried since the start) has no known destination. */
+    add_msg(&d, 12, QMGR_MSG_DEFERRED, T(21, 21, 1), T(21, 21, 1), T(21, 30, 0), 0);
+    qmgr_top(d.q, T(21, 21, 8), &t);
+    T_EQ_INT(t.counts.deferred, 9);
+    T_EQ_INT(t.deferred_known, 8);
+    T_EQ_INT(qmgr_top_check(d.q), 0);
+    qmgr_remove(d.q, 12);
+    /* The next run with the hop back: everything delivered, nothing left to count. */
+    d.hop_ok = 1;
+    drv_until(&d, T(21, 21, 44));
+    T_EQ_INT(qmgr_top_check(d.q), 0);
+    qmgr_top(d.q, T(21, 21, 44), &t);
+    T_EQ_INT(t.counts.deferred + t.counts.active + t.counts.incoming + t.counts.hold, 0);
+    T_EQ_INT(t.deferred_known, 0);
+    T_EQ_INT(qmgr_top_dests(d.q, td, 4), 0);
+    for (int b = 0; b < QMGR_AGE_BUCKETS; b++)
+	T_EQ_INT(t.age[2][b], 0);
+    qmgr_free(d.q);
+}
+
+static void test_top_ages(void)
+{
+    QMGR_PARAMS p = params(300, 300, 4000, 5 * 86400);
+    DRV     d;
+    QMGR_TOP t;
+    int64_t now = 1000000;
+
+    /* qshape's buckets: < 5 min, then doubling up to 1280 min, then 1280+. */
+    T_EQ_INT(qmgr_age_bucket(-5), 0);
+    T_EQ_INT(qmgr_age_bucket(299), 0);
+    T_EQ_INT(qmgr_age_bucket(300), 1);
+    T_EQ_INT(qmgr_age_bucket(599), 1);
+    T_EQ_INT(qmgr_age_bucket(600), 2);
+    T_EQ_INT(qmgr_age_bucket(1199), 2);
+    T_EQ_INT(qmgr_age_bucket(1200), 3);
+    T_EQ_INT(qmgr_age_bucket(640 * 60 - 1), 7);
+    T_EQ_INT(qmgr_age_bucket(640 * 60), 8);
+    T_EQ_INT(qmgr_age_bucket(1280 * 60 - 1), 8);
+    T_EQ_INT(qmgr_age_bucket(1280 * 60), 9);
+    T_EQ_INT(qmgr_age_bucket(100 * 86400), 9);
+
+    drv_init(&d, &p, now);
+    add_msg(&d, 1, QMGR_MSG_INCOMING, now, now, 0, 0);			/* age 0 */
+    add_msg(&d, 2, QMGR_MSG_DEFERRED, now - 400, now - 400, now + 900, 0);	/* 6 min */
+    add_msg(&d, 3, QMGR_MSG_DEFERRED, now - 7200, now - 7200, now + 900, 0);	/* 120 min: 80..160 */
+    add_msg(&d, 4, QMGR_MSG_HOLD, now - 3 * 86400, now - 3 * 86400, 0, 0);	/* 1280+ */
+    add_msg(&d, 5, QMGR_MSG_DEFERRED, now - 7190, now - 7190, now + 900, 0);	/* same minute as 3 or the next */
+    T_EQ_INT(qmgr_top_check(d.q), 0);
+    qmgr_top(d.q, now, &t);
+    T_EQ_INT(t.age[0][0], 1);
+    T_EQ_INT(t.age[2][1], 1);
+    T_EQ_INT(t.age[2][5], 2);
+    T_EQ_INT(t.age[3][9], 1);
+    T_EQ_INT(t.next_due, now + 900);			/* R = 300 from the anchor */
+    /* An hour later the same messages are older: nothing to update meanwhile. */
+    qmgr_top(d.q, now + 3600, &t);
+    T_EQ_INT(t.age[0][4], 1);				/* 60 min: 40..80 */
+    T_EQ_INT(t.age[2][4], 1);
+    T_EQ_INT(t.age[2][6], 2);				/* 180 min: 160..320 */
+    /* State changes move the counts; removals drop them. */
+    T_EQ_INT(qmgr_release(d.q, 4, now), 0);
+    qmgr_remove(d.q, 2);
+    qmgr_flush_ids(d.q, (const QMGR_ID[]) {3}, 1, now);
+    T_EQ_INT(qmgr_top_check(d.q), 0);
+    qmgr_top(d.q, now, &t);
+    T_EQ_INT(t.counts.incoming, 2);
+    T_EQ_INT(t.age[0][5], 1);
+    T_EQ_INT(t.age[2][9], 1);
+    T_EQ_INT(t.age[2][5], 1);
+    T_EQ_INT(t.age[2][1], 0);
+    T_EQ_INT(t.age[3][9], 0);
+    qmgr_free(d.q);
+}
+
 /* Deliveries dispatched all at once (no answer in between): the window (5) goes out. */
 static void test_dead_destination_concurrent(void)
 {
@@ -879,6 +991,20 @@ static void test_million_deferred(void)
 	qmgr_counts(q, &c);
 	T_EQ_INT(c.deferred, (int) N);
     }
+    /* relayq top's snapshot: counters, no walk of the million. */
+    {
+	QMGR_TOP t;
+	QMGR_TOP_DEST td[20];
+
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	qmgr_top(q, 10000, &t);
+	qmgr_top_dests(q, td, 20);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	printf("    relayq top snapshot: %.1f us\n%-50s",
+	       ((t1.tv_sec - t0.tv_sec) * 1e9 + (t1.tv_nsec - t0.tv_nsec)) / 1e3, "");
+	T_EQ_INT(t.age[2][4] + t.age[2][5], N);	/* ages 4001..9000 s: 66..150 min */
+	T_EQ_INT(qmgr_top_check(q), 0);
+    }
     /* The run at 100200 takes exactly the messages due by 100201. */
     {
 	int     taken = 0, due = 0;
@@ -1077,6 +1203,8 @@ int     main(void)
     T_RUN(test_policies_none_is_postfix_exact);
     T_RUN(test_policies_simulated);
     T_RUN(test_policy_parse);
+    T_RUN(test_top_counters);
+    T_RUN(test_top_ages);
     T_RUN(test_million_deferred);
     T_RUN(test_metrics_queries);
     return (t_done());
