@@ -355,8 +355,13 @@ const PARAM param_table[] = {
        "most SMTP sessions per delivery; 0: no limit"),
     P("smtp_helo_name", PT_STR, "$myhostname",
       "the name sent in EHLO/HELO"),
-    { "smtp_tls_security_level", PT_STR, "", 0, 0, 0, "none may encrypt fingerprint verify secure",
-      PO_POSTFIX, NULL, "SMTP client TLS: empty or none, may, encrypt, fingerprint, verify, secure (dane and dane-only are not supported yet)" },
+    { "smtp_tls_security_level", PT_STR, "", 0, 0, 0, "none may encrypt fingerprint verify secure dane dane-only",
+      PO_POSTFIX, NULL, "SMTP client TLS: empty or none, may, encrypt, fingerprint, verify, secure, "
+      "dane (TLSA records from DNSSEC-signed zones when there are any, else may), dane-only (TLSA records required)" },
+    { "smtp_dns_support_level", PT_STR, "", 0, 0, 0, "enabled dnssec", PO_POSTFIX, NULL,
+      "DNS in the SMTP client: empty or enabled, or dnssec (MX, A/AAAA and TLSA lookups ask for DNSSEC "
+      "and trust the AD bit of the resolver in dns_servers, which must be a local validating one); "
+      "disabled is not supported" },
     P("smtp_tls_CAfile", PT_STR, "",
       "PEM file of CA certificates trusted for verifying servers"),
     P("smtp_tls_CApath", PT_STR, "",

@@ -330,6 +330,7 @@ static void dns_mx_answer(void *arg, int status, int timeouts, unsigned char *ab
 		}
 		snprintf(r->mx[r->n].host, sizeof(r->mx[r->n].host), "%s", m->host);
 		r->mx[r->n].pref = m->priority;
+		r->mx[r->n].secure = 0;
 		r->n++;
 	    }
 	    ares_free_data(mx);

@@ -50,6 +50,7 @@ typedef struct SMTP_PARAMS {
     TLS_CLIENT_PARAMS tlsp;		/* strings in strs */
     TLS_CLIENT *tls;			/* NULL: the TLS engine is unavailable */
     int     tls_wrapper;		/* smtp_tls_wrappermode */
+    int     dnssec;			/* smtp_dns_support_level = dnssec */
     TABLE_LIST *tls_policy;		/* smtp_tls_policy_maps, or NULL */
     int     sasl_enable;
     TABLE_LIST *sasl_passwd;		/* smtp_sasl_password_maps, or NULL */
@@ -124,6 +125,8 @@ typedef struct SMTP_ADDR {
     int     family;
     int     port;
     char    dest[256];			/* the next hop as written, for TLS policy and SASL */
+    int     secure;			/* DNSSEC: the address RRset was authenticated */
+    int     mx_secure;			/* -1: no MX lookup; 0/1: the MX RRset insecure/secure */
 } SMTP_ADDR;
 
 /*
@@ -203,6 +206,7 @@ struct SMTP_DELIV {
     DNS_MX *mx;
     int     nmx, imx;
     int     mx_port;
+    int     mx_secure;			/* of the batch being resolved: as SMTP_ADDR */
     int     batch_start;		/* addrs index where this nexthop's batch began */
     int     dns_busy;
     int     fallback_used;
@@ -243,6 +247,15 @@ struct SMTP_DELIV {
     char    pol_err[256];		/* its error text */
     int     pol_ready;			/* answers complete for pol_dest */
     int     pol_starting;		/* inside secure_policy_fetch() */
+    /* DANE: the TLSA lookup for the server in use, on the loop first */
+    char   *dane_name;			/* _PORT._tcp.HOST asked */
+    int     dane_ready;			/* its answer is below */
+    int     dane_st;			/* TLS_TLSA_* */
+    int     dane_secure;
+    TLS_TLSA *dane_tlsa;
+    size_t *dane_rdlen;
+    int     dane_n;
+    char    dane_why[300];
     int     tls_wrapped;		/* smtp_tls_wrappermode: TLS before the greeting */
     int     tls_matched;		/* the server certificate was verified */
     int     f_auth;			/* EHLO offered AUTH */
@@ -314,7 +327,7 @@ void    secure_params_load(SMTP_PARAMS *p, const CONFIG *cf);
 void    secure_params_free(SMTP_PARAMS *p);
 int     secure_policy_fetch(SMTP_DELIV *d);	/* 1 ready; 0 lookup on the loop, then sess_connect() */
 void    secure_policy_forget(SMTP_DELIV *d);	/* cancel and free the above */
-int     secure_policy(SMTP_DELIV *d);	/* 0, or -1 after failing the address */
+int     secure_policy(SMTP_DELIV *d);	/* 0; 1: TLSA lookup on the loop, then sess_connect(); -1 after failing the address */
 void    secure_tls_start(SMTP_DELIV *d, int wrapped);
 void    secure_tls_done(SMTP_DELIV *d);
 void    secure_after_ehlo(SMTP_DELIV *d);

@@ -290,8 +290,8 @@ void sess_connect(SMTP_DELIV *d)
     }
     if (!secure_policy_fetch(d))
 	return;				/* sess_connect() again when it is answered */
-    if (secure_policy(d) < 0)
-	return;
+    if (secure_policy(d) != 0)
+	return;				/* failed, or sess_connect() again after the TLSA lookup */
     memset(&ss, 0, sizeof(ss));
     if (a->family == AF_INET6) {
 	struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *) &ss;

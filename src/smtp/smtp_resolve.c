@@ -40,6 +40,8 @@ static void addr_push(SMTP_DELIV *d, const char *host, const DNS_ADDR *a, int po
     snprintf(d->addrs[d->naddr].addr, sizeof(d->addrs[d->naddr].addr), "%s", a->addr);
     d->addrs[d->naddr].family = a->family;
     d->addrs[d->naddr].port = port;
+    d->addrs[d->naddr].secure = a->secure;
+    d->addrs[d->naddr].mx_secure = d->mx_secure;
     snprintf(d->addrs[d->naddr].dest, sizeof(d->addrs[d->naddr].dest), "%s",
 	     d->resolve && d->iresolve > 0 ? d->resolve[d->iresolve - 1] : host);
     d->naddr++;
@@ -111,7 +113,9 @@ static void deliv_mx_host_next(SMTP_DELIV *d)
 	return;
     }
     d->dns_busy = 1;
-    dns_addr(d->s->dns, d->mx[d->imx].host, deliv_mx_addr_cb, d);
+    /* Postfix: the MX hosts' addresses with DNSSEC only when the MX RRset was secure. */
+    dns_addr_ex(d->s->dns, d->mx[d->imx].host, d->p->dnssec && d->mx_secure == 1 ? DNS_FLAG_DNSSEC : 0,
+		deliv_mx_addr_cb, d);
 }
 
 static void deliv_mx_addr_cb(void *ctx, int status, const DNS_ADDR *a, int n)
@@ -166,12 +170,14 @@ static void deliv_mx_cb(void *ctx, int status, const DNS_MX *mx, int n)
 	memcpy(d->mx, mx, n * sizeof(*mx));
 	d->nmx = n;
 	d->imx = 0;
+	d->mx_secure = d->p->dnssec ? mx[0].secure : 0;
 	mx_shuffle(d->s, d->mx, n);
 	deliv_mx_host_next(d);
     } else if (status == DNS_NOTFOUND) {
 	/* No MX: the domain's own addresses. */
 	d->dns_busy = 1;
-	dns_addr(d->s->dns, host, deliv_host_addr_cb, d);
+	d->mx_secure = -1;
+	dns_addr_ex(d->s->dns, host, d->p->dnssec ? DNS_FLAG_DNSSEC : 0, deliv_host_addr_cb, d);
     } else {
 	deliv_dns_fail(d, host, "MX", status);
 	deliv_batch_done(d);
@@ -205,6 +211,7 @@ void deliv_resolve_next(SMTP_DELIV *d)
     unsigned char bin[16];
 
     d->batch_start = d->naddr;
+    d->mx_secure = -1;
     if (smtp_nexthop_parse(name, host, sizeof(host), &port, &want_mx) < 0) {
 	char   *text = xasprintf("malformed next hop \"%s\"", name);
 
@@ -220,6 +227,7 @@ void deliv_resolve_next(SMTP_DELIV *d)
 	DNS_ADDR a;
 
 	a.family = strchr(host, ':') ? AF_INET6 : AF_INET;
+	a.secure = 0;
 	snprintf(a.addr, sizeof(a.addr), "%.63s", host);
 	addr_push(d, host, &a, port);
 	deliv_batch_done(d);
@@ -233,8 +241,8 @@ void deliv_resolve_next(SMTP_DELIV *d)
     d->mx_port = port;
     d->dns_busy = 1;
     if (want_mx)
-	dns_mx(d->s->dns, host, deliv_mx_cb, d);
+	dns_mx_ex(d->s->dns, host, d->p->dnssec ? DNS_FLAG_DNSSEC : 0, deliv_mx_cb, d);
     else
-	dns_addr(d->s->dns, host, deliv_host_addr_cb, d);
+	dns_addr_ex(d->s->dns, host, d->p->dnssec ? DNS_FLAG_DNSSEC : 0, deliv_host_addr_cb, d);
 }
 

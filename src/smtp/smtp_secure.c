@@ -96,6 +96,7 @@ void    secure_params_load(SMTP_PARAMS *p, const CONFIG *cf)
     p->tls_wrapper = cf && config_known("smtp_tls_wrappermode")
 	? config_bool(cf, "smtp_tls_wrappermode") : 0;
     p->tls_policy = open_maps(cf, "smtp_tls_policy_maps");
+    p->dnssec = str_casecmp(smtp_cf_str(cf, "smtp_dns_support_level", ""), "dnssec") == 0;
 
     /* The engine is built when some destination may use TLS. */
     needs_tls = tls_level_lookup(t->level) != TLS_LEV_NONE || p->tls_policy || p->tls_wrapper;
@@ -169,6 +170,97 @@ static int policy_cached(void *ctx, const char *key, const char **val, char *err
     return (TABLE_NOTFOUND);
 }
 
+/* Forget the TLSA answer kept for the server in use. */
+static void dane_forget(SMTP_DELIV *d)
+{
+    for (int i = 0; i < d->dane_n; i++)
+	free(d->dane_tlsa[i].data);
+    free(d->dane_tlsa);
+    free(d->dane_rdlen);
+    free(d->dane_name);
+    d->dane_tlsa = NULL;
+    d->dane_rdlen = NULL;
+    d->dane_name = NULL;
+    d->dane_n = 0;
+    d->dane_ready = 0;
+}
+
+/* The TLSA records of the server in use were looked up: try the connection again. */
+static void dane_answer(void *ctx, int status, int secure, const DNS_TLSA *t, int n)
+{
+    SMTP_DELIV *d = ctx;
+
+    d->dns_busy = 0;
+    d->dane_ready = 1;
+    d->dane_secure = secure;
+    d->dane_st = status == DNS_OK ? TLS_TLSA_FOUND : status == DNS_NOTFOUND ? TLS_TLSA_NOTFOUND
+	: TLS_TLSA_ERROR;
+    if (status == DNS_TEMPFAIL)
+	snprintf(d->dane_why, sizeof(d->dane_why), "Host or domain name not found. Name service error"
+		 " for name=%s type=TLSA: Host not found, try again", d->dane_name);
+    if (status == DNS_OK && n > 0) {
+	d->dane_tlsa = xcalloc((size_t) n, sizeof(*d->dane_tlsa));
+	d->dane_rdlen = xcalloc((size_t) n, sizeof(*d->dane_rdlen));
+	for (int i = 0; i < n; i++) {
+	    d->dane_tlsa[i].usage = t[i].usage;
+	    d->dane_tlsa[i].selector = t[i].selector;
+	    d->dane_tlsa[i].mtype = t[i].mtype;
+	    d->dane_tlsa[i].len = t[i].data ? t[i].dlen : 0;
+	    d->dane_tlsa[i].data = xmalloc(d->dane_tlsa[i].len + 1);
+	    if (t[i].data)
+		memcpy(d->dane_tlsa[i].data, t[i].data, t[i].dlen);
+	    d->dane_rdlen[i] = t[i].rdlen;
+	}
+	d->dane_n = n;
+    }
+    sess_connect(d);
+}
+
+/*
+ * dane/dane-only: Postfix's dane_init() over what resolution said about
+ * the server, and its TLSA records, looked up on the loop (the answer is
+ * kept for this server's _PORT._tcp.HOST while the delivery lasts).
+ * 0 done (the policy is final), 1 looking up.
+ */
+static int secure_dane(SMTP_DELIV *d)
+{
+    const SMTP_ADDR *a = &d->addrs[d->cur];
+    TLS_DANE_DNS in;
+    char   *name;
+
+    memset(&in, 0, sizeof(in));
+    in.dnssec = d->p->dnssec;
+    in.mx = a->mx_secure;
+    in.addr_secure = a->secure;
+    in.host = a->host;
+    in.port = a->port;
+    in.tlsa_status = TLS_TLSA_UNKNOWN;
+    name = xasprintf("_%d._tcp.%s", a->port, a->host);
+    if (d->dane_name && d->dane_ready && str_casecmp(d->dane_name, name) == 0) {
+	in.tlsa_status = d->dane_st;
+	in.tlsa_secure = d->dane_secure;
+	in.tlsa_why = d->dane_why;
+	in.tlsa = d->dane_tlsa;
+	in.tlsa_rdlen = d->dane_rdlen;
+	in.ntlsa = d->dane_n;
+    }
+    if (tls_policy_dane(&d->p->tlsp, a->dest, &in, &d->tls_pol) == 0) {
+	free(name);
+	return (0);
+    }
+    dane_forget(d);
+    d->dane_name = name;
+    if (d->s->dns == NULL) {
+	d->dane_ready = 1;
+	d->dane_st = TLS_TLSA_ERROR;
+	snprintf(d->dane_why, sizeof(d->dane_why), "no DNS resolver");
+	return (secure_dane(d));
+    }
+    d->dns_busy = 1;
+    dns_tlsa(d->s->dns, name, dane_answer, d);
+    return (1);
+}
+
 void    secure_policy_forget(SMTP_DELIV *d)
 {
     if (d->pol_req)
@@ -182,6 +274,7 @@ void    secure_policy_forget(SMTP_DELIV *d)
     free(d->pol_val);
     d->pol_val = NULL;
     d->pol_ready = 0;
+    dane_forget(d);
 }
 
 static void policy_next(SMTP_DELIV *d);
@@ -250,6 +343,8 @@ int     secure_policy(SMTP_DELIV *d)
 	tls_policy_resolve(&d->p->tlsp, l ? policy_lookup : NULL, l,
 			   l ? table_list_param(l) : "smtp_tls_policy_maps", a->dest,
 			   &d->tls_pol);
+    if (d->tls_pol.dane_pending && secure_dane(d) != 0)
+	return (1);
     if (d->tls_pol.level == TLS_LEV_INVALID) {
 	sess_fail_soft(d, d->tls_pol.dsn, d->tls_pol.why, NULL);
 	return (-1);
@@ -595,7 +690,13 @@ int     smtp_check(const CONFIG *cf, FILE *fp)
 	}
 	tls_client_free(tc);
     }
-    if (TLS_MUST_MATCH(level) && level != TLS_LEV_FPRINT && !*p.tlsp.CAfile && !*p.tlsp.CApath
+    if (TLS_DANE_BASED(level) && !p.dnssec)
+	fprintf(fp, "relayq: warning: smtp_tls_security_level = %s, but smtp_dns_support_level is not"
+		" dnssec: DANE cannot apply (\"dane\" delivers as \"may\", \"dane-only\" defers);"
+		" set smtp_dns_support_level = dnssec with a local validating resolver in dns_servers\n",
+		p.tlsp.level);
+    if (TLS_MUST_MATCH(level) && level != TLS_LEV_FPRINT && !TLS_DANE_BASED(level)
+	&& !*p.tlsp.CAfile && !*p.tlsp.CApath
 	&& !p.tlsp.append_default_CA)
 	fprintf(fp, "relayq: warning: smtp_tls_security_level = %s, but neither smtp_tls_CAfile nor"
 		" smtp_tls_CApath is set and tls_append_default_CA = no: no server can be verified"

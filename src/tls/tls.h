@@ -33,8 +33,10 @@
 #define TLS_LEV_FPRINT		3
 #define TLS_LEV_VERIFY		4
 #define TLS_LEV_SECURE		5
-#define TLS_LEV_DANE		6	/* not yet: a configuration error */
-#define TLS_LEV_DANE_ONLY	7
+#define TLS_LEV_DANE		6	/* opportunistic DANE (RFC 7672) */
+#define TLS_LEV_DANE_ONLY	7	/* mandatory DANE */
+
+#define TLS_DANE_BASED(l)	((l) == TLS_LEV_DANE || (l) == TLS_LEV_DANE_ONLY)
 
 #define TLS_REQUIRED(l)		((l) >= TLS_LEV_ENCRYPT)
 #define TLS_MUST_MATCH(l)	((l) >= TLS_LEV_FPRINT)
@@ -73,6 +75,13 @@ typedef struct TLS_CLIENT_PARAMS {
     int     scache_timeout;		/* smtp_tls_session_cache_timeout, s */
 } TLS_CLIENT_PARAMS;
 
+/* One DNSSEC-validated TLSA record (RFC 6698) that DANE uses. */
+typedef struct TLS_TLSA {
+    unsigned char usage, selector, mtype;
+    unsigned char *data;
+    size_t  len;
+} TLS_TLSA;
+
 /*
  * The policy for one next hop: the global level and settings, overridden
  * by an smtp_tls_policy_maps entry.  Strings are owned (tls_policy_free).
@@ -87,6 +96,11 @@ typedef struct TLS_POLICY {
     int     nmatch;
     char    why[256];			/* level invalid: Postfix's reason text */
     char    dsn[12];			/* and its status: 4.7.5 or 4.3.0 */
+    int     dane_pending;		/* dane/dane-only: tls_policy_dane() finishes it */
+    TLS_TLSA *tlsa;			/* dane/dane-only: the usable records */
+    int     ntlsa;
+    char   *dane_base;			/* their base domain: SNI and the match name */
+    int     site_set;			/* which settings the table entry gave */
 } TLS_POLICY;
 
 /*
@@ -111,6 +125,43 @@ void    tls_policy_resolve(const TLS_CLIENT_PARAMS *params, TLS_LOOKUP_FN lookup
 			           const char *table_title, const char *dest,
 			           TLS_POLICY *out);
 void    tls_policy_free(TLS_POLICY *p);
+
+/*
+ * DANE (levels dane and dane-only: out->dane_pending after
+ * tls_policy_resolve) as Postfix's dane_init() and tls_dane_resolve(),
+ * for one server: what the DNS said about its MX RRset and its address,
+ * and the TLSA lookup at _PORT._tcp.HOST.  The caller asks twice: first
+ * with tlsa_status TLS_TLSA_UNKNOWN; when the answer is 1, it looks the
+ * TLSA records up (DNSSEC) and asks again with the result.  Returns 0
+ * when the policy is final: dane/dane-only with usable records, or the
+ * level Postfix falls back to (may, encrypt), or TLS_LEV_INVALID with
+ * why/dsn ("TLSA lookup error for HOST:PORT", "no TLSA records found",
+ * ...).  Warnings are Postfix's.
+ */
+#define TLS_TLSA_UNKNOWN	(-1)	/* not looked up yet */
+#define TLS_TLSA_FOUND		0
+#define TLS_TLSA_NOTFOUND	1
+#define TLS_TLSA_ERROR		2
+
+typedef struct TLS_DANE_DNS {
+    int     dnssec;			/* smtp_dns_support_level = dnssec */
+    int     mx;				/* -1: no MX lookup; 0: MX RRset insecure; 1: secure */
+    int     addr_secure;		/* the server's address RRset was secure */
+    const char *host;			/* the server's name: the TLSA base domain */
+    int     port;
+    int     tlsa_status;		/* TLS_TLSA_* */
+    int     tlsa_secure;		/* the TLSA answer had the AD bit */
+    const char *tlsa_why;		/* TLS_TLSA_ERROR: the lookup's error text */
+    const TLS_TLSA *tlsa;		/* TLS_TLSA_FOUND: the records as found */
+    const size_t *tlsa_rdlen;		/* their rdata lengths (under 3: truncated) */
+    int     ntlsa;
+} TLS_DANE_DNS;
+
+int     tls_policy_dane(const TLS_CLIENT_PARAMS *params, const char *dest,
+			        const TLS_DANE_DNS *dns, TLS_POLICY *pol);
+
+/* "u s m HEX" of a TLSA record, as Postfix logs one (64 octets: head...tail). */
+void    tls_tlsa_text(const TLS_TLSA *t, char *out, size_t outlen);
 
 /*
  * The smtp_tls_policy_maps keys tls_policy_resolve() tries for dest, in

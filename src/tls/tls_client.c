@@ -56,6 +56,8 @@ typedef struct TLS_SSLX {
     int     err;			/* first verification error */
     int     err_depth;
     char    err_issuer[256];
+    int     level;			/* effective: dane falls back to encrypt */
+    int     must_fail;			/* dane-only without a usable TLSA record */
 } TLS_SSLX;
 
 static int sslx_index = -1;
@@ -407,6 +409,12 @@ TLS_CLIENT *tls_client_create(const TLS_CLIENT_PARAMS *p, char *err, size_t errl
 	tls_client_free(tc);
 	return (NULL);
     }
+    /* A prerequisite of DANE, no commitment to it (Postfix does the same). */
+    if (SSL_CTX_dane_enable(ctx) <= 0) {
+	ssl_errors(err, errlen, "OpenSSL DANE initialization failed");
+	tls_client_free(tc);
+	return (NULL);
+    }
     SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, verify_cb);
     SSL_CTX_set_min_proto_version(ctx, TLS1_VERSION);
     if (*tc->p.CAfile || *tc->p.CApath) {
@@ -533,6 +541,7 @@ SSL    *tls_client_ssl(TLS_CLIENT *tc, const TLS_POLICY *pol, const char *nextho
     x->host = xstrdup(host);
     x->nexthop = xstrdup(nexthop);
     x->err = X509_V_OK;
+    x->level = pol->level;
     SSL_set_ex_data(ssl, sslx_index, x);
     if (tc->p.loglevel >= 2)
 	log_msg("smtp", "setting up TLS connection to %s", x->namaddr);
@@ -551,8 +560,68 @@ SSL    *tls_client_ssl(TLS_CLIENT *tc, const TLS_POLICY *pol, const char *nextho
     if (holes)
 	SSL_set_options(ssl, (uint64_t) holes);
 
+    /*
+     * DANE: OpenSSL checks the chain against the TLSA records (and the
+     * names, for DANE-TA(2); RFC 7672 wants none for DANE-EE(3)); the SNI
+     * name is the TLSA base domain.  Records OpenSSL cannot use are
+     * skipped; none at all: "dane" falls back to unauthenticated TLS,
+     * "dane-only" must fail.
+     */
+    if (TLS_DANE_BASED(pol->level) && pol->ntlsa > 0 && pol->dane_base) {
+	int     usable = 0;
+
+	if (SSL_dane_enable(ssl, pol->dane_base) <= 0) {
+	    log_warn("smtp", "%s: error enabling DANE-based certificate validation", x->namaddr);
+	    snprintf(err, errlen, "error enabling DANE-based certificate validation");
+	    free(clist);
+	    SSL_free(ssl);
+	    ERR_clear_error();
+	    return (NULL);
+	}
+	SSL_dane_set_flags(ssl, DANE_FLAG_NO_DANE_EE_NAMECHECKS);
+	SSL_set_hostflags(ssl, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+	for (int i = 0; i < pol->nmatch; i++)
+	    if (str_casecmp(pol->match[i], pol->dane_base) != 0 && !SSL_add1_host(ssl, pol->match[i]))
+		log_warn("smtp", "%s: error loading match name: \"%s\"", x->namaddr, pol->match[i]);
+	for (int i = 0; i < pol->ntlsa; i++) {
+	    const TLS_TLSA *t = &pol->tlsa[i];
+	    int     ret = SSL_dane_tlsa_add(ssl, t->usage, t->selector, t->mtype, t->data, t->len);
+	    char    text[200];
+
+	    tls_tlsa_text(t, text, sizeof(text));
+	    if (ret > 0) {
+		usable++;
+	    } else if (ret == 0) {
+		log_warn("smtp", "%s: unusable TLSA RR: %s", x->namaddr, text);
+	    } else {
+		log_warn("smtp", "%s: error loading trust settings: %s", x->namaddr, text);
+		ERR_clear_error();
+		snprintf(err, errlen, "error loading trust settings");
+		free(clist);
+		SSL_free(ssl);
+		return (NULL);
+	    }
+	}
+	ERR_clear_error();
+	if (usable == 0 && pol->level == TLS_LEV_DANE) {
+	    log_warn("smtp", "%s: all TLSA records unusable, fallback to unauthenticated TLS",
+		     x->namaddr);
+	    x->level = TLS_LEV_ENCRYPT;
+	} else if (usable == 0) {
+	    log_warn("smtp", "%s: all TLSA records unusable", x->namaddr);
+	    x->must_fail = 1;
+	}
+	sni = pol->dane_base;
+	if (!SSL_set_tlsext_host_name(ssl, UTIL_UNCONST(sni))) {
+	    log_warn("smtp", "%s: error setting SNI hostname to: %s", x->namaddr, sni);
+	    ERR_clear_error();
+	    sni = NULL;
+	} else if (tc->p.loglevel >= 2)
+	    log_msg("smtp", "%s: SNI hostname: %s", x->namaddr, sni);
+    }
+
     /* SNI: smtp_tls_servername or servername=, as Postfix (none by default). */
-    if (pol->servername && *pol->servername) {
+    else if (pol->servername && *pol->servername) {
 	if (strcmp(pol->servername, "hostname") == 0)
 	    sni = host;
 	else if (strcmp(pol->servername, "nexthop") == 0)
@@ -568,8 +637,11 @@ SSL    *tls_client_ssl(TLS_CLIENT *tc, const TLS_POLICY *pol, const char *nextho
 	    log_msg("smtp", "%s: SNI hostname: %s", x->namaddr, sni);
     }
 
-    /* The session cache: the key names everything that shapes the session. */
-    if (*tc->p.scache_db) {
+    /*
+     * The session cache: the key names everything that shapes the session.
+     * Not with DANE: a resumed session would skip the TLSA check.
+     */
+    if (*tc->p.scache_db && !TLS_DANE_BASED(pol->level)) {
 	x->cache_key = xasprintf("%s&%s&%d&%s&%s&%s&%s", host, addr, port, sni ? sni : "",
 				 pol->protocols ? pol->protocols : "", clist,
 				 tls_level_name(pol->level));
@@ -669,6 +741,32 @@ static void log_summary(TLS_SSLX *x, SSL *ssl, const TLS_PEER *peer, int secured
     buf_free(&b);
 }
 
+/* "Matched DANE ... at depth N: u s m HEX" (Postfix's tls_dane_log()). */
+static void log_dane_match(TLS_SSLX *x, SSL *ssl)
+{
+    X509   *mcert = NULL;
+    EVP_PKEY *mspki = NULL;
+    int     depth = SSL_get0_dane_authority(ssl, &mcert, &mspki);
+    uint8_t u = 0, s = 0, m = 0;
+    const unsigned char *data = NULL;
+    size_t  dlen = 0;
+    TLS_TLSA t;
+    char    text[200];
+
+    if (depth < 0)
+	return;
+    (void) SSL_get0_dane_tlsa(ssl, &u, &s, &m, &data, &dlen);
+    t.usage = u;
+    t.selector = s;
+    t.mtype = m;
+    t.data = UTIL_UNCONST(data);
+    t.len = data ? dlen : 0;
+    tls_tlsa_text(&t, text, sizeof(text));
+    log_msg("smtp", "%s: Matched DANE %s at depth %d: %s", x->namaddr,
+	    mspki ? "TA public key verified certificate" : depth ? "TA certificate" : "EE certificate",
+	    depth, text);
+}
+
 static void cn_of(X509_NAME *n, char *out, size_t len)
 {
     out[0] = 0;
@@ -686,6 +784,7 @@ int     tls_client_post(TLS_CLIENT *tc, SSL *ssl, const TLS_POLICY *pol, TLS_PEE
     const SSL_CIPHER *c = SSL_get_current_cipher(ssl);
     long    vr = SSL_get_verify_result(ssl);
     int     secured = 0;
+    int     level = x->level;
     char    peername[512] = "";
 
     memset(peer, 0, sizeof(*peer));
@@ -697,9 +796,15 @@ int     tls_client_post(TLS_CLIENT *tc, SSL *ssl, const TLS_POLICY *pol, TLS_PEE
 	cn_of(X509_get_subject_name(cert), peer->peer_cn, sizeof(peer->peer_cn));
 	cn_of(X509_get_issuer_name(cert), peer->issuer_cn, sizeof(peer->issuer_cn));
 	peer->trusted = (vr == X509_V_OK);
-	if (pol->level == TLS_LEV_FPRINT) {
+	if (level == TLS_LEV_FPRINT) {
 	    peer->matched = tls_fingerprint_match(cert, tc->p.fpt_digest, pol->match, pol->nmatch);
 	    secured = peer->matched;
+	} else if (TLS_DANE_BASED(level)) {
+	    /* OpenSSL verified the chain against the TLSA records, and the names. */
+	    peer->matched = peer->trusted && !x->must_fail;
+	    secured = peer->matched;
+	    if (peer->matched && tc->p.loglevel >= 2)
+		log_dane_match(x, ssl);
 	} else if (peer->trusted && (pol->level == TLS_LEV_VERIFY || pol->level == TLS_LEV_SECURE)) {
 	    peer->matched = tls_cert_match(cert, pol->match, pol->nmatch, x->host, x->nexthop,
 					   peername, sizeof(peername));
@@ -718,14 +823,14 @@ int     tls_client_post(TLS_CLIENT *tc, SSL *ssl, const TLS_POLICY *pol, TLS_PEE
     }
 
     /* When a match is required, say why there is none (Postfix: always). */
-    if (TLS_MUST_MATCH(pol->level) && !peer->matched) {
+    if (TLS_MUST_MATCH(level) && !peer->matched) {
 	if (peer->reused)
 	    log_msg("smtp", "%s: re-using session with untrusted certificate, look for details earlier in the log",
 		    x->namaddr);
 	else if (cert == NULL)
 	    log_msg("smtp", "server certificate verification failed for %s: num=%d:%s", x->namaddr,
 		    X509_V_ERR_UNSPECIFIED, "no certificate presented");
-	else if (pol->level == TLS_LEV_FPRINT)
+	else if (level == TLS_LEV_FPRINT)
 	    log_msg("smtp", "server certificate verification failed for %s: num=%d:%s", x->namaddr,
 		    X509_V_ERR_CERT_UNTRUSTED, "certificate not trusted");
 	else if (!peer->trusted)
@@ -736,5 +841,5 @@ int     tls_client_post(TLS_CLIENT *tc, SSL *ssl, const TLS_POLICY *pol, TLS_PEE
     }
     if (tc->p.loglevel >= 1)
 	log_summary(x, ssl, peer, secured);
-    return (!TLS_MUST_MATCH(pol->level) || peer->matched);
+    return (!TLS_MUST_MATCH(level) || peer->matched);
 }

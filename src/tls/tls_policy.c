@@ -56,6 +56,10 @@ static void split_append(char ***v, int *n, const char *s, const char *seps)
 
 void    tls_policy_free(TLS_POLICY *p)
 {
+    for (int i = 0; i < p->ntlsa; i++)
+	free(p->tlsa[i].data);
+    free(p->tlsa);
+    free(p->dane_base);
     free(p->protocols);
     free(p->grade);
     free(p->exclude);
@@ -225,12 +229,13 @@ char  **tls_policy_keys(const char *dest)
     return (keys);
 }
 
+static void policy_finish(const TLS_CLIENT_PARAMS *pp, TLS_POLICY *out, const char *dest);
+
 void    tls_policy_resolve(const TLS_CLIENT_PARAMS *pp, TLS_LOOKUP_FN lookup, void *ctx,
 			           const char *title, const char *dest, TLS_POLICY *out)
 {
     TLS_POLICY site;
     int     found = 0;
-    const char *also_exclude = "", *mand_exclude = "";
 
     memset(out, 0, sizeof(*out));
     memset(&site, 0, sizeof(site));
@@ -276,13 +281,20 @@ void    tls_policy_resolve(const TLS_CLIENT_PARAMS *pp, TLS_LOOKUP_FN lookup, vo
 	out->match = site.match;
 	out->nmatch = site.nmatch;
     }
-    if (out->level == TLS_LEV_DANE || out->level == TLS_LEV_DANE_ONLY) {
-	log_warn("smtp", "TLS security level \"%s\" for %s: DANE is not yet supported by relayq"
-		 " (use \"secure\" or \"verify\" with smtp_tls_CAfile until it is)",
-		 tls_level_name(out->level), dest);
-	mark_invalid(out, "4.7.5", "client TLS configuration problem");
+
+    /* DANE needs the DNS first: tls_policy_dane() finishes the policy. */
+    if (TLS_DANE_BASED(out->level)) {
+	out->dane_pending = 1;
 	return;
     }
+    policy_finish(pp, out, dest);
+}
+
+/* Unset attributes from main.cf, for the (final) level. */
+static void policy_finish(const TLS_CLIENT_PARAMS *pp, TLS_POLICY *out, const char *dest)
+{
+    const char *also_exclude = "", *mand_exclude = "";
+
     if (out->level == TLS_LEV_NONE)
 	return;
 
@@ -347,6 +359,131 @@ void    tls_policy_resolve(const TLS_CLIENT_PARAMS *pp, TLS_LOOKUP_FN lookup, vo
 	split_append(&out->match, &out->nmatch,
 		     out->level == TLS_LEV_VERIFY ? pp->verify_match : pp->secure_match,
 		     ", \t\r\n:");
+}
+
+/* ---- DANE ------------------------------------------------------------ */
+
+/* Whose fault a DANE fallback is (Postfix's dane_incompat()). */
+#define NONDANE_CONFIG	0		/* the administrator's */
+#define NONDANE_DEST	1		/* the destination's: no DANE there */
+#define DANE_CANTAUTH	2		/* the destination's: DANE, but nothing usable */
+
+/* fmt is one of this file's fixed texts */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wformat-nonliteral"
+static void dane_incompat(TLS_POLICY *pol, int errtype, const char *fmt, const char *a1,
+			          const char *a2)
+{
+    char    text[sizeof(pol->why)];
+
+    snprintf(text, sizeof(text), fmt, a1, a2);
+    if (pol->level == TLS_LEV_DANE) {
+	pol->level = errtype == DANE_CANTAUTH ? TLS_LEV_ENCRYPT : TLS_LEV_MAY;
+	if (errtype == NONDANE_CONFIG)
+	    log_warn("smtp", "%s", text);
+    } else if (errtype == NONDANE_CONFIG) {
+	log_warn("smtp", "%s", text);
+	mark_invalid(pol, "4.7.5", "client TLS configuration problem");
+    } else {
+	mark_invalid(pol, "4.7.5", text);
+    }
+}
+
+#pragma GCC diagnostic pop
+
+void    tls_tlsa_text(const TLS_TLSA *t, char *out, size_t outlen)
+{
+    size_t  n = t->len > 64 ? 32 : t->len, o;
+
+    o = (size_t) snprintf(out, outlen, "%u %u %u ", t->usage, t->selector, t->mtype);
+    for (size_t i = 0; i < n && o + 3 <= outlen; i++)
+	o += (size_t) snprintf(out + o, outlen - o, "%02X", t->data[i]);
+    if (t->len > 64) {
+	o += (size_t) snprintf(out + o, o < outlen ? outlen - o : 0, "...");
+	for (size_t i = t->len - 32; i < t->len && o + 3 <= outlen; i++)
+	    o += (size_t) snprintf(out + o, outlen - o, "%02X", t->data[i]);
+    } else if (t->len == 0 && o < outlen)
+	snprintf(out + o, outlen - o, "...");
+}
+
+/* A TLSA record in Postfix's tlsa_carp() form: "NAME what: u s m HEX[...HEX]". */
+static void tlsa_carp(const char *name, const char *what, const TLS_TLSA *t)
+{
+    char    text[200];
+
+    tls_tlsa_text(t, text, sizeof(text));
+    log_warn("smtp", "%s %s: %s", name, what, text);
+}
+
+int     tls_policy_dane(const TLS_CLIENT_PARAMS *pp, const char *dest, const TLS_DANE_DNS *dns,
+			        TLS_POLICY *pol)
+{
+    char    qname[300], port[16];
+
+    if (!pol->dane_pending)
+	return (0);
+    snprintf(port, sizeof(port), "%d", dns->port);
+    snprintf(qname, sizeof(qname), "_%d._tcp.%s", dns->port, dns->host);
+    if (!dns->dnssec) {
+	dane_incompat(pol, NONDANE_CONFIG, "%s: %s configured with dnssec lookups disabled",
+		      dest, tls_level_name(pol->level));
+    } else if (dns->mx == 0) {
+	/* An insecure MX RRset: its hosts' TLSA records prove nothing. */
+	dane_incompat(pol, NONDANE_DEST, "non DNSSEC destination", "", "");
+    } else if (!dns->addr_secure) {
+	/* Hosts in unsigned zones: no TLSA lookup (Postfix, no forced lookups). */
+	dane_incompat(pol, NONDANE_DEST, "no TLSA records found", "", "");
+    } else if (dns->tlsa_status == TLS_TLSA_UNKNOWN) {
+	return (1);
+    } else if (dns->tlsa_status == TLS_TLSA_ERROR) {
+	char    why[sizeof(pol->why)];
+
+	log_warn("smtp", "DANE TLSA lookup problem: %s", dns->tlsa_why ? dns->tlsa_why : "");
+	snprintf(why, sizeof(why), "TLSA lookup error for %s:%d", dns->host, dns->port);
+	mark_invalid(pol, "4.7.5", why);
+    } else if (dns->tlsa_status == TLS_TLSA_NOTFOUND || !dns->tlsa_secure) {
+	dane_incompat(pol, NONDANE_DEST, "no TLSA records found", "", "");
+    } else {
+	for (int i = 0; i < dns->ntlsa; i++) {
+	    const TLS_TLSA *t = &dns->tlsa[i];
+
+	    if (dns->tlsa_rdlen[i] <= 3) {
+		log_warn("smtp", "%s: truncated TLSA RR length == %u", qname,
+			 (unsigned) dns->tlsa_rdlen[i]);
+		continue;
+	    }
+	    /* DANE-TA(2) and DANE-EE(3) only: PKIX-TA(0)/PKIX-EE(1) do not apply to SMTP. */
+	    if (t->usage != 2 && t->usage != 3) {
+		tlsa_carp(qname, "unsupported TLSA certificate usage", t);
+		continue;
+	    }
+	    if (t->mtype == 255) {
+		tlsa_carp(qname, "reserved private-use matching type", t);
+		continue;
+	    }
+	    pol->tlsa = xrealloc(pol->tlsa, sizeof(*pol->tlsa) * (size_t) (pol->ntlsa + 1));
+	    pol->tlsa[pol->ntlsa] = *t;
+	    pol->tlsa[pol->ntlsa].data = xmalloc(t->len);
+	    memcpy(pol->tlsa[pol->ntlsa].data, t->data, t->len);
+	    pol->ntlsa++;
+	}
+	if (pol->ntlsa == 0) {
+	    dane_incompat(pol, DANE_CANTAUTH, "TLSA records unusable", "", "");
+	} else {
+	    /* With DANE, the names to match are not configurable: the base domain. */
+	    pol->dane_base = xstrdup(dns->host);
+	    for (int i = 0; i < pol->nmatch; i++)
+		free(pol->match[i]);
+	    free(pol->match);
+	    pol->match = NULL;
+	    pol->nmatch = 0;
+	    split_append(&pol->match, &pol->nmatch, dns->host, " ");
+	}
+    }
+    pol->dane_pending = 0;
+    if (pol->level != TLS_LEV_INVALID)
+	policy_finish(pp, pol, dest);
+    return (0);
 }
 
 /* ---- protocols ------------------------------------------------------ */

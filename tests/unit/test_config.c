@@ -374,7 +374,8 @@ static const struct {
      {"line 1: parameter smtputf8_enable: bad boolean value \"maybe\": expected yes or no"}},
     {"smtpd_forbid_bare_newline = sometimes\n", 0,
      {"parameter smtpd_forbid_bare_newline: bad value \"sometimes\"", "normalize"}},
-    {"smtp_tls_security_level = dane\n", 0, {"parameter smtp_tls_security_level: bad value \"dane\""}},
+    {"smtp_tls_security_level = danger\n", 0, {"parameter smtp_tls_security_level: bad value \"danger\""}},
+    {"smtp_dns_support_level = disabled\n", 0, {"parameter smtp_dns_support_level: bad value \"disabled\""}},
     /* Validation is of the expanded value. */
     {"t = 5x\nqueue_run_delay = $t\n", 0,
      {"FILE, line 2: parameter queue_run_delay: bad time value \"5x\""}},

@@ -248,7 +248,9 @@ static void test_policy_resolve(void)
 	str_list_free(k);
     }
     tls_policy_resolve(&pp, fake_lookup, NULL, "t", "dane.example", &p);
-    T_EQ_INT(p.level, TLS_LEV_INVALID);
+    T_EQ_INT(p.level, TLS_LEV_DANE);
+    T_EQ_INT(p.dane_pending, 1);		/* tls_policy_dane() finishes it */
+    T_CHECK(p.protocols == NULL);
     tls_policy_free(&p);
     pp.level = "fingerprint";
     tls_policy_resolve(&pp, NULL, NULL, "t", "example.org", &p);
@@ -263,6 +265,143 @@ static void test_policy_resolve(void)
     tls_policy_resolve(&pp, NULL, NULL, "t", "example.org", &p);
     T_EQ_INT(p.level, TLS_LEV_INVALID);
     tls_policy_free(&p);
+}
+
+/* Postfix's dane_init() and tls_dane_resolve() decisions, for one server. */
+static int dane_case(const char *level, const TLS_DANE_DNS *in, TLS_POLICY *p)
+{
+    TLS_CLIENT_PARAMS pp = defaults();
+
+    pp.level = level;
+    tls_policy_resolve(&pp, NULL, NULL, "t", "example.org", p);
+    T_EQ_INT(p->dane_pending, 1);
+    return (tls_policy_dane(&pp, "example.org", in, p));
+}
+
+static void test_policy_dane(void)
+{
+    static unsigned char h[32] = {1, 2, 3};
+    static unsigned char big[70];
+    TLS_TLSA recs[5] = {
+	{3, 1, 1, h, 32},			/* DANE-EE */
+	{1, 1, 1, h, 32},			/* PKIX-EE: not for SMTP */
+	{0, 0, 1, h, 32},			/* PKIX-TA: not for SMTP */
+	{2, 0, 255, h, 32},			/* private-use matching type */
+	{2, 0, 1, big, 70},			/* DANE-TA, long data */
+    };
+    size_t  rdlen[5] = {35, 35, 35, 35, 73};
+    TLS_DANE_DNS in = {
+	.dnssec = 1, .mx = 1, .addr_secure = 1, .host = "mx.example.org", .port = 25,
+	.tlsa_status = TLS_TLSA_UNKNOWN,
+    };
+    TLS_POLICY p;
+    char    text[200];
+
+    /* secure MX and address: look the TLSA records up */
+    T_EQ_INT(dane_case("dane", &in, &p), 1);
+    tls_policy_free(&p);
+    in.mx = -1;					/* no MX ([host], or the domain's own address) */
+    T_EQ_INT(dane_case("dane-only", &in, &p), 1);
+    tls_policy_free(&p);
+
+    /* found and secure: usable records kept, the base domain is the match name */
+    in.tlsa_status = TLS_TLSA_FOUND;
+    in.tlsa_secure = 1;
+    in.tlsa = recs;
+    in.tlsa_rdlen = rdlen;
+    in.ntlsa = 5;
+    T_EQ_INT(dane_case("dane", &in, &p), 0);
+    T_EQ_INT(p.level, TLS_LEV_DANE);
+    T_EQ_INT(p.dane_pending, 0);
+    T_EQ_INT(p.ntlsa, 2);
+    T_EQ_INT(p.tlsa[0].usage, 3);
+    T_EQ_INT(p.tlsa[1].usage, 2);
+    T_EQ_INT(p.tlsa[1].len, 70);
+    T_EQ_STR(p.dane_base, "mx.example.org");
+    T_EQ_INT(p.nmatch, 1);
+    T_EQ_STR(p.match[0], "mx.example.org");
+    T_EQ_STR(p.protocols, ">=TLSv1.2");	/* mandatory TLS settings */
+    T_EQ_STR(p.exclude, "aNULL");
+    tls_tlsa_text(&p.tlsa[1], text, sizeof(text));
+    T_EQ_STR(text, "2 0 1 0000000000000000000000000000000000000000000000000000000000000000..."
+	     "0000000000000000000000000000000000000000000000000000000000000000");
+    tls_tlsa_text(&p.tlsa[0], text, sizeof(text));
+    T_CHECK(strncmp(text, "3 1 1 010203000000", 18) == 0);
+    tls_policy_free(&p);
+
+    /* only PKIX usages (and a truncated record): unusable; dane -> encrypt */
+    in.tlsa = recs + 1;
+    in.tlsa_rdlen = rdlen + 1;
+    in.ntlsa = 3;
+    rdlen[2] = 3;
+    T_EQ_INT(dane_case("dane", &in, &p), 0);
+    T_EQ_INT(p.level, TLS_LEV_ENCRYPT);
+    T_EQ_INT(p.ntlsa, 0);
+    T_EQ_STR(p.exclude, "eNULL");
+    tls_policy_free(&p);
+    T_EQ_INT(dane_case("dane-only", &in, &p), 0);
+    T_EQ_INT(p.level, TLS_LEV_INVALID);
+    T_EQ_STR(p.why, "TLSA records unusable");
+    tls_policy_free(&p);
+
+    /* records without the AD bit count for nothing: no TLSA records */
+    in.tlsa = recs;
+    in.tlsa_rdlen = rdlen;
+    in.tlsa_secure = 0;
+    T_EQ_INT(dane_case("dane", &in, &p), 0);
+    T_EQ_INT(p.level, TLS_LEV_MAY);
+    T_EQ_INT(p.ntlsa, 0);
+    T_EQ_STR(p.protocols, ">=TLSv1");	/* opportunistic TLS settings */
+    tls_policy_free(&p);
+    T_EQ_INT(dane_case("dane-only", &in, &p), 0);
+    T_EQ_INT(p.level, TLS_LEV_INVALID);
+    T_EQ_STR(p.dsn, "4.7.5");
+    T_EQ_STR(p.why, "no TLSA records found");
+    tls_policy_free(&p);
+
+    /* a lookup error defers, even at "dane" */
+    in.tlsa_status = TLS_TLSA_ERROR;
+    in.tlsa_why = "Name service error for name=_25._tcp.mx.example.org type=TLSA: Host not found, try again";
+    T_EQ_INT(dane_case("dane", &in, &p), 0);
+    T_EQ_INT(p.level, TLS_LEV_INVALID);
+    T_EQ_STR(p.why, "TLSA lookup error for mx.example.org:25");
+    tls_policy_free(&p);
+
+    /* an insecure MX RRset or address: no TLSA lookup at all */
+    in.tlsa_status = TLS_TLSA_UNKNOWN;
+    in.mx = 0;
+    T_EQ_INT(dane_case("dane", &in, &p), 0);
+    T_EQ_INT(p.level, TLS_LEV_MAY);
+    tls_policy_free(&p);
+    T_EQ_INT(dane_case("dane-only", &in, &p), 0);
+    T_EQ_STR(p.why, "non DNSSEC destination");
+    tls_policy_free(&p);
+    in.mx = 1;
+    in.addr_secure = 0;
+    T_EQ_INT(dane_case("dane-only", &in, &p), 0);
+    T_EQ_STR(p.why, "no TLSA records found");
+    tls_policy_free(&p);
+
+    /* DNSSEC lookups off: the administrator's problem */
+    in.addr_secure = 1;
+    in.dnssec = 0;
+    T_EQ_INT(dane_case("dane", &in, &p), 0);
+    T_EQ_INT(p.level, TLS_LEV_MAY);
+    tls_policy_free(&p);
+    T_EQ_INT(dane_case("dane-only", &in, &p), 0);
+    T_EQ_INT(p.level, TLS_LEV_INVALID);
+    T_EQ_STR(p.why, "client TLS configuration problem");
+    tls_policy_free(&p);
+
+    /* not a DANE level: nothing to do */
+    {
+	TLS_CLIENT_PARAMS pp = defaults();
+
+	tls_policy_resolve(&pp, NULL, NULL, "t", "example.org", &p);
+	T_EQ_INT(tls_policy_dane(&pp, "example.org", &in, &p), 0);
+	T_EQ_INT(p.level, TLS_LEV_MAY);
+	tls_policy_free(&p);
+    }
 }
 
 static void test_protocols(void)
@@ -417,6 +556,7 @@ int main(void)
     T_RUN(test_levels);
     T_RUN(test_policy_parse);
     T_RUN(test_policy_resolve);
+    T_RUN(test_policy_dane);
     T_RUN(test_protocols);
     T_RUN(test_cert_match);
     T_RUN(test_fingerprint);
