@@ -1002,17 +1002,62 @@ static void qmgr_req_release(QMGR *q, QREQ *r)
 /* ------------------------------------------------------- end of a pass */
 
 /* R2: clamp the age; the minimum is applied last, so it wins over the maximum. */
-static int64_t qmgr_backoff(const QMGR_PARAMS *p, int64_t create_time, int64_t now)
+static int64_t qmgr_backoff(int64_t minimal, int64_t maximal, int64_t create_time, int64_t now)
 {
     int64_t backoff = now - create_time;
 
-    if (backoff > p->maximal_backoff_time)
-	backoff = p->maximal_backoff_time;
-    if (backoff < p->minimal_backoff_time)
-	backoff = p->minimal_backoff_time;
-    if (create_time == 0)
-	backoff = p->minimal_backoff_time;
+    if (backoff > maximal)
+	backoff = maximal;
+    if (backoff < minimal || create_time == 0)
+	backoff = minimal;
     return (backoff);
+}
+
+/* E1: past its lifetime, or forced (relayq expire). */
+static int qmgr_msg_expired(const QMSG *m, int64_t lifetime, int64_t now)
+{
+    return ((m->flags & F_FORCE) || now >= m->create_time + lifetime);
+}
+
+/* E2: a delay warning is due after warn_time seconds (0: never). */
+static int qmgr_warn_due(const QMSG *m, int64_t warn_time, int64_t now)
+{
+    return (warn_time > 0 && now >= m->arrival_time + warn_time - 1);
+}
+
+/*
+ * E3-E5, R2: the message stays, deferred for backoff seconds, with a delay
+ * warning if one is due and none was sent (never for a null sender); it
+ * goes back into the heap for its next run.
+ */
+static void qmgr_msg_defer(QMGR *q, uint32_t i, QMGR_ACTION *a, int64_t backoff, int warn_due,
+			           int64_t now)
+{
+    QMSG   *m = q->msgs + i;
+
+    a->disposition = QMGR_DEFER;
+    if (warn_due && !(m->flags & (F_NULL_SENDER | F_WARNED))) {
+	a->warn = 1;
+	m->flags |= F_WARNED;
+    }
+    a->backoff = backoff;
+    m->next_eligible = now + a->backoff;
+    a->next_eligible = m->next_eligible;
+    a->next_run = qmgr_run_for(q, now, m->next_eligible);
+    if (a->next_run < q->next_run)
+	a->next_run = q->next_run;
+    m->flags &= ~F_DEFERRED;
+    m->b = NIL;
+    qmgr_catch_up(q, now);
+    qmgr_heap_push(q, i);
+}
+
+/* E1: the message expires (it is bounced, or removed when forced and due). */
+static void qmgr_msg_expire(QMGR *q, uint32_t i, QMGR_ACTION *a)
+{
+    a->disposition = QMGR_EXPIRE;
+    a->forced = (q->msgs[i].flags & F_FORCE) != 0;
+    qmgr_slot_free(q, i);
 }
 
 /* ------------------------------------------------ per-recipient policies */
@@ -1086,31 +1131,23 @@ static void qmgr_msg_done_policies(QMGR *q, uint32_t i, QMGR_ACTION *a, int64_t 
 	const QMGR_POLICY *pol = &q->pol[ps->pol[k] < q->npol ? ps->pol[k] : 0];
 	int64_t b;
 
-	if ((m->flags & F_FORCE) || now >= m->create_time + qmgr_policy_lifetime(pol, null)) {
+	if (qmgr_msg_expired(m, qmgr_policy_lifetime(pol, null), now)) {
 	    exp[nexp++] = ps->rcpt[k];
 	    continue;
 	}
 	left++;
-	b = now - m->create_time;
-	if (b > pol->maximal_backoff_time)
-	    b = pol->maximal_backoff_time;
-	if (b < pol->minimal_backoff_time || m->create_time == 0)
-	    b = pol->minimal_backoff_time;
+	b = qmgr_backoff(pol->minimal_backoff_time, pol->maximal_backoff_time, m->create_time, now);
 	if (best < 0 || b < best)
 	    best = b;
-	if (pol->delay_warning_time > 0 && now >= m->arrival_time + pol->delay_warning_time - 1)
-	    warn = 1;
+	warn |= qmgr_warn_due(m, pol->delay_warning_time, now);
     }
     qmgr_pass_free(q, m->a);
     m->flags &= ~F_POLICY;
     if (left == 0) {
 	free(exp);
-	a->disposition = QMGR_EXPIRE;
-	a->forced = (m->flags & F_FORCE) != 0;
-	qmgr_slot_free(q, i);
+	qmgr_msg_expire(q, i, a);
 	return;
     }
-    a->disposition = QMGR_DEFER;
     if (nexp > 0) {
 	a->expired = exp;
 	a->nexpired = nexp;
@@ -1118,20 +1155,7 @@ static void qmgr_msg_done_policies(QMGR *q, uint32_t i, QMGR_ACTION *a, int64_t 
     } else {
 	free(exp);
     }
-    if (warn && !(m->flags & (F_NULL_SENDER | F_WARNED))) {
-	a->warn = 1;
-	m->flags |= F_WARNED;
-    }
-    a->backoff = best;
-    m->next_eligible = now + a->backoff;
-    a->next_eligible = m->next_eligible;
-    a->next_run = qmgr_run_for(q, now, m->next_eligible);
-    if (a->next_run < q->next_run)
-	a->next_run = q->next_run;
-    m->flags &= ~F_DEFERRED;
-    m->b = NIL;
-    qmgr_catch_up(q, now);
-    qmgr_heap_push(q, i);
+    qmgr_msg_defer(q, i, a, best, warn, now);
 }
 
 /* R1, E1-E5, R2: all requests of the pass are done. */
@@ -1139,48 +1163,28 @@ static void qmgr_msg_done(QMGR *q, uint32_t i, int64_t now)
 {
     QMSG   *m = q->msgs + i;
     QMGR_ACTION *a = qmgr_pend_new(q, QMGR_ACT_DONE, m->id);
-    int64_t lifetime;
 
     q->nactive--;
-    if (m->flags & F_POLICY) {
-	if (!(m->flags & F_DEFERRED)) {
+    if (!(m->flags & F_DEFERRED)) {		/* every recipient is final */
+	if (m->flags & F_POLICY) {
 	    qmgr_pass_free(q, m->a);
 	    m->flags &= ~F_POLICY;
-	    a->disposition = QMGR_REMOVE;
-	    qmgr_slot_free(q, i);
-	    return;
 	}
-	qmgr_msg_done_policies(q, i, a, now);
-	return;
-    }
-    if (!(m->flags & F_DEFERRED)) {
 	a->disposition = QMGR_REMOVE;
 	qmgr_slot_free(q, i);
 	return;
     }
-    lifetime = qmgr_lifetime(&q->p, (m->flags & F_NULL_SENDER) != 0);
-    if ((m->flags & F_FORCE) || now >= m->create_time + lifetime) {
-	a->disposition = QMGR_EXPIRE;
-	a->forced = (m->flags & F_FORCE) != 0;
-	qmgr_slot_free(q, i);
+    if (m->flags & F_POLICY) {
+	qmgr_msg_done_policies(q, i, a, now);
 	return;
     }
-    a->disposition = QMGR_DEFER;
-    if (q->p.delay_warning_time > 0 && !(m->flags & (F_NULL_SENDER | F_WARNED))
-	&& now >= m->arrival_time + q->p.delay_warning_time - 1) {
-	a->warn = 1;
-	m->flags |= F_WARNED;
+    if (qmgr_msg_expired(m, qmgr_lifetime(&q->p, (m->flags & F_NULL_SENDER) != 0), now)) {
+	qmgr_msg_expire(q, i, a);
+	return;
     }
-    a->backoff = qmgr_backoff(&q->p, m->create_time, now);
-    m->next_eligible = now + a->backoff;
-    a->next_eligible = m->next_eligible;
-    a->next_run = qmgr_run_for(q, now, m->next_eligible);
-    if (a->next_run < q->next_run)
-	a->next_run = q->next_run;
-    m->flags &= ~F_DEFERRED;
-    m->b = NIL;
-    qmgr_catch_up(q, now);
-    qmgr_heap_push(q, i);
+    qmgr_msg_defer(q, i, a, qmgr_backoff(q->p.minimal_backoff_time, q->p.maximal_backoff_time,
+					 m->create_time, now),
+		   qmgr_warn_due(m, q->p.delay_warning_time, now), now);
 }
 
 /* One request's recipients are deferred (or suspended): account for it. */

@@ -703,12 +703,29 @@ static void ehlo_feature(SMTP_DELIV *d, const char *kw)
 	secure_ehlo_auth(d, kw);
 }
 
-/* A complete reply arrived. */
-static void sess_reply(SMTP_DELIV *d, int code, const char *reply)
+/*
+ * The greeting, EHLO or HELO was refused: Postfix's "refused to talk to
+ * me".  soft: a temporary failure whatever the code (a 5xx greeting).
+ */
+static void sess_refused(SMTP_DELIV *d, int code, const char *reply, int soft)
 {
     char    dsn[12];
     char   *text;
 
+    smtp_reply_dsn(reply, dsn);
+    if (soft)
+	dsn[0] = '4';
+    text = xasprintf("host %s refused to talk to me: %s", d->namaddr, reply);
+    if (code / 100 == 5 && !soft)
+	sess_fail_hard(d, dsn, text, reply);
+    else
+	sess_fail_soft(d, dsn, text, reply);
+    free(text);
+}
+
+/* A complete reply arrived. */
+static void sess_reply(SMTP_DELIV *d, int code, const char *reply)
+{
     switch (d->stage) {
     case ST_GREETING:
 	if (code / 100 == 2) {
@@ -719,43 +736,23 @@ static void sess_reply(SMTP_DELIV *d, int code, const char *reply)
 	    return;
 	}
 	/* smtp_skip_5xx_greeting: a 5xx greeting is a reason to try elsewhere. */
-	smtp_reply_dsn(reply, dsn);
-	dsn[0] = '4';
-	text = xasprintf("host %s refused to talk to me: %s", d->namaddr, reply);
-	sess_fail_soft(d, dsn, text, reply);
-	free(text);
+	sess_refused(d, code, reply, 1);
 	return;
     case ST_EHLO:
-	if (code / 100 == 2 && reply_names(reply, d->p->myhostname)) {
-	    sess_loop(d);
-	    return;
-	}
+    case ST_HELO:
 	if (code / 100 == 2) {
-	    secure_after_ehlo(d);
+	    if (reply_names(reply, d->p->myhostname))
+		sess_loop(d);
+	    else
+		secure_after_ehlo(d);
 	    return;
 	}
-	if (code / 100 == 5) {
+	if (d->stage == ST_EHLO && code / 100 == 5) {
 	    sess_send(d, "HELO %s", d->p->helo_name);
 	    sess_arm(d, ST_HELO, d->p->helo_tmo, "performing the HELO handshake");
 	    return;
 	}
-	/* FALLTHROUGH */
-    case ST_HELO:
-	if (code / 100 == 2 && reply_names(reply, d->p->myhostname)) {
-	    sess_loop(d);
-	    return;
-	}
-	if (code / 100 == 2) {
-	    secure_after_ehlo(d);
-	    return;
-	}
-	smtp_reply_dsn(reply, dsn);
-	text = xasprintf("host %s refused to talk to me: %s", d->namaddr, reply);
-	if (code / 100 == 5)
-	    sess_fail_hard(d, dsn, text, reply);
-	else
-	    sess_fail_soft(d, dsn, text, reply);
-	free(text);
+	sess_refused(d, code, reply, 0);
 	return;
     case ST_STARTTLS:
 	secure_starttls_reply(d, code, reply);

@@ -155,15 +155,22 @@ static void mx_shuffle(SMTP *s, DNS_MX *mx, int n)
 
 static void deliv_host_addr_cb(void *ctx, int status, const DNS_ADDR *a, int n);
 
-static void deliv_mx_cb(void *ctx, int status, const DNS_MX *mx, int n)
+/* A lookup for the next hop being resolved has answered: its host name, and its port. */
+static int deliv_dns_answered(SMTP_DELIV *d, char *host, size_t hostlen)
 {
-    SMTP_DELIV *d = ctx;
-    const char *name = d->resolve[d->iresolve - 1];
-    char    host[256];
     int     port, want_mx;
 
     d->dns_busy = 0;
-    smtp_nexthop_parse(name, host, sizeof(host), &port, &want_mx);
+    smtp_nexthop_parse(d->resolve[d->iresolve - 1], host, hostlen, &port, &want_mx);
+    return (port);
+}
+
+static void deliv_mx_cb(void *ctx, int status, const DNS_MX *mx, int n)
+{
+    SMTP_DELIV *d = ctx;
+    char    host[256];
+
+    deliv_dns_answered(d, host, sizeof(host));
     if (status == DNS_OK) {
 	free(d->mx);
 	d->mx = xmalloc(n * sizeof(*mx));
@@ -187,12 +194,9 @@ static void deliv_mx_cb(void *ctx, int status, const DNS_MX *mx, int n)
 static void deliv_host_addr_cb(void *ctx, int status, const DNS_ADDR *a, int n)
 {
     SMTP_DELIV *d = ctx;
-    const char *name = d->resolve[d->iresolve - 1];
     char    host[256];
-    int     port, want_mx;
+    int     port = deliv_dns_answered(d, host, sizeof(host));
 
-    d->dns_busy = 0;
-    smtp_nexthop_parse(name, host, sizeof(host), &port, &want_mx);
     if (status != DNS_OK) {
 	deliv_dns_fail(d, host, "A", status);
     } else {

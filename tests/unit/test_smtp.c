@@ -574,6 +574,15 @@ static void test_deliver_rejects(void)
 	"lost connection with 127.0.0.1[127.0.0.1] while sending end of data -- message may be sent more than once", 1},
 	{"-q", "EHLO", SMTP_DEFERRED, "4.4.2",
 	"lost connection with 127.0.0.1[127.0.0.1] while performing the EHLO handshake", 1},
+	/* The handshake refused: a 5xx greeting is soft; a 5xx EHLO falls back to HELO. */
+	{"-f", "CONNECT", SMTP_DEFERRED, "4.3.0",
+	"host 127.0.0.1[127.0.0.1] refused to talk to me: 500 5.3.0 Error: command failed", 1},
+	{"-r", "EHLO", SMTP_DEFERRED, "4.3.0",
+	"host 127.0.0.1[127.0.0.1] refused to talk to me: 450 4.3.0 Error: command failed", 1},
+	{"-f", "EHLO,HELO", SMTP_BOUNCED, "5.3.0",
+	"host 127.0.0.1[127.0.0.1] refused to talk to me: 500 5.3.0 Error: command failed", 0},
+	{"-r", "EHLO,HELO", SMTP_DEFERRED, "4.3.0",
+	"host 127.0.0.1[127.0.0.1] refused to talk to me: 450 4.3.0 Error: command failed", 1},
     };
     CONFIG *cf = mkcf(NULL);
     SMTP   *s = smtp_create(base, cf);
@@ -602,6 +611,19 @@ static void test_deliver_rejects(void)
 	snprintf(want, sizeof(want), "dsn=%s, status=%s (%s", t[i].dsn,
 		 t[i].status == SMTP_BOUNCED ? "bounced" : "deferred", t[i].text);
 	T_CHECK(log_has(want));
+	reap(sink);
+    }
+    /* EHLO refused with a 5xx, HELO accepted: delivered. */
+    {
+	int     port = free_port(SOCK_STREAM, "127.0.0.1");
+	pid_t   sink = sink_start("127.0.0.1", port, "-f", "EHLO");
+	char    dest[64];
+	RES     res;
+
+	T_CHECK(sink > 0);
+	snprintf(dest, sizeof(dest), "smtp:[127.0.0.1]:%d", port);
+	deliver(s, m, dest, &res, 10);
+	T_EQ_INT(res.status[0], SMTP_SENT);
 	reap(sink);
     }
     smtp_free(s);
