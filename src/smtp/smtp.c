@@ -88,6 +88,17 @@ static SMTP_PARAMS *params_load(const CONFIG *cf)
     p->rset_tmo = (int) smtp_cf_time(cf, "smtp_rset_timeout", 20);
     p->myhostname = xstrdup(smtp_cf_str(cf, "myhostname", ""));
     smtp_self_load(p, cf);
+    p->rec_limit = (size_t) smtp_cf_int(cf, "line_length_limit", 2048);
+    if (cf) {
+	char    err[512];
+
+	/* relayqd opened these tables at start: this finds the shared copies. */
+	p->checks = cleanup_checks_open(cf, "smtp_", err, sizeof(err));
+	if (p->checks == 0 && err[0]) {
+	    log_warn("smtp", "%s; deliveries are deferred until this is fixed", err);
+	    p->checks_error = xstrdup(err);
+	}
+    }
     return (p);
 }
 
@@ -97,6 +108,8 @@ void params_release(SMTP_PARAMS *p)
 	return;
     free(p->helo_name);
     free(p->myhostname);
+    cleanup_checks_close(p->checks);
+    free(p->checks_error);
     smtp_self_free(p);
     secure_params_free(p);
     if (p->fallback)
@@ -198,6 +211,7 @@ static void deliv_free(SMTP_DELIV *d)
     free(d->last_diag);
     free(d->cmdq);
     buf_free(&d->reply);
+    buf_free(&d->filtered);
     params_release(d->p);
     free(d);
 }

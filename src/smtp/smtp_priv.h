@@ -22,6 +22,7 @@
 #include <event2/event.h>
 #include <openssl/ssl.h>
 
+#include "cleanup/cleanup.h"
 #include "config/config.h"
 #include "dns/dns.h"
 #include "smtp/smtp.h"
@@ -75,6 +76,10 @@ typedef struct SMTP_PARAMS {
     char   *myhostname;
     struct SMTP_SELF *self;		/* every smtpd_listen address and port */
     int     nself;
+    /* smtp_header_checks ... smtp_body_checks (cleanup_checks.c), or NULL */
+    CLEANUP_CHECKS *checks;
+    char   *checks_error;		/* set but unusable: deliveries are deferred */
+    size_t  rec_limit;			/* line_length_limit: body records for the checks */
 } SMTP_PARAMS;
 
 /* One of relayq's own listeners: an address (or a wildcard) and a port. */
@@ -275,6 +280,8 @@ struct SMTP_DELIV {
     int     body_bol;
     size_t  body_col;			/* characters sent on the current line */
     int     in_body;			/* streaming the content */
+    BUF     filtered;			/* the content after smtp_*_checks */
+    int     filtered_done;
     unsigned conn_gen;			/* bumped by sess_close() */
     int     conn_use;			/* transactions on this session, this one included */
     int64_t conn_born_us;

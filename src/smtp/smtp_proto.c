@@ -397,12 +397,16 @@ static int next_pending_slot(const SMTP_DELIV *d, int from)
     return (-1);
 }
 
+static const char *out_content(const SMTP_DELIV *d, size_t *size);
+static int smtp_checks(SMTP_DELIV *d);
+
 /* Set-up done: checks that need the EHLO features, then MAIL FROM. */
 void xact_start(SMTP_DELIV *d)
 {
     const QMSG *m = d->msg;
     BUF     b = BUF_INIT;
     char   *text;
+    size_t  msize;
 
     d->setup_us = time_now_us();
     d->sessions++;
@@ -418,9 +422,19 @@ void xact_start(SMTP_DELIV *d)
 	xact_end(d, 0);				/* nothing was sent */
 	return;
     }
-    if (d->f_size && d->size_limit > 0 && (long long) m->size > d->size_limit) {
+    if (smtp_checks(d) < 0) {
+	d->stage = ST_XACT;
+	for (int i = 0; i < d->nrcpt; i++)
+	    if (d->rstate[i] == R_PENDING)
+		rcpt_final(d, i, SMTP_DEFERRED, "4.3.0", "smtp header or body checks lookup error",
+			   d->relay, d->addrs[d->cur].host, NULL);
+	xact_end(d, 0);				/* nothing was sent */
+	return;
+    }
+    (void) out_content(d, &msize);
+    if (d->f_size && d->size_limit > 0 && (long long) msize > d->size_limit) {
 	text = xasprintf("message size %zu exceeds size limit %lld of server %s",
-			 m->size, d->size_limit, d->namaddr);
+			 msize, d->size_limit, d->namaddr);
 	d->stage = ST_XACT;
 	for (int i = 0; i < d->nrcpt; i++)
 	    if (d->rstate[i] == R_PENDING)
@@ -435,7 +449,7 @@ void xact_start(SMTP_DELIV *d)
     memset(d->accepted, 0, d->nrcpt * sizeof(int));
     buf_printf(&b, "MAIL FROM:<%s>", m->sender);
     if (d->f_size)
-	buf_printf(&b, " SIZE=%zu", m->size);
+	buf_printf(&b, " SIZE=%zu", msize);
     if ((m->flags & QFLAG_8BITMIME) && d->f_8bitmime)
 	buf_puts(&b, " BODY=8BITMIME");
     if ((m->flags & QFLAG_SMTPUTF8) && d->f_smtputf8)
@@ -470,12 +484,57 @@ void xact_start(SMTP_DELIV *d)
     sess_arm(d, ST_XACT, d->p->mail_tmo, "sending MAIL FROM");
 }
 
+/* The content as it goes out: after smtp_*_checks when they are set. */
+static const char *out_content(const SMTP_DELIV *d, size_t *size)
+{
+    if (d->filtered_done) {
+	*size = d->filtered.len;
+	return (d->filtered.data ? d->filtered.data : "");
+    }
+    *size = d->msg->content ? d->msg->size : 0;
+    return (d->msg->content ? d->msg->content : "");
+}
+
+/*
+ * smtp_header_checks, smtp_mime_header_checks, smtp_nested_header_checks,
+ * smtp_body_checks: once per delivery, before MAIL FROM (the SIZE= is the
+ * filtered size).  -1 on a table error (Postfix defers the message).
+ */
+static int smtp_checks(SMTP_DELIV *d)
+{
+    CLEANUP_INFO ci;
+    char    err[256];
+    char   *msgid = 0;
+    int     rc = 0;
+
+    if (d->filtered_done || (d->p->checks == 0 && d->p->checks_error == 0))
+	return (0);
+    if (d->p->checks_error) {
+	log_warn("smtp", "%s: smtp header checks lookup error", d->msg->qid);
+	return (-1);
+    }
+    memset(&ci, 0, sizeof(ci));
+    ci.myhostname = d->p->myhostname;
+    ci.qid = d->msg->qid;
+    ci.checks = d->p->checks;
+    ci.line_limit = d->p->rec_limit;
+    buf_reset(&d->filtered);
+    if (cleanup_message(&ci, d->msg->content ? d->msg->content : "",
+			d->msg->content ? d->msg->size : 0, &d->filtered, &msgid,
+			err, sizeof(err)) < 0 || ci.lookup_error)
+	rc = -1;
+    free(msgid);
+    cleanup_info_free(&ci);
+    d->filtered_done = rc == 0;
+    return (rc);
+}
+
 /* Stream the body with dot-stuffing, keeping at most ~64 KiB queued. */
 static void body_pump(SMTP_DELIV *d)
 {
     struct evbuffer *out = bufferevent_get_output(d->bev);
-    const char *c = d->msg->content ? d->msg->content : "";
-    size_t  size = d->msg->content ? d->msg->size : 0;
+    size_t  size;
+    const char *c = out_content(d, &size);
     struct timeval tv = {d->p->data_xfer_tmo > 0 ? d->p->data_xfer_tmo : 1, 0};
 
     while (d->body_off < size && evbuffer_get_length(out) < 65536) {

@@ -257,3 +257,74 @@ def test_checks_sendmail(env):
     d.wait_log(r'reject: header Subject: reject-me from local; from=<sender@src.test> to=<a@dest.test>: 5.7.1 no$')
     got = sink.wait_messages(2, timeout=30)
     assert any(m['rcpts'] == ['sender@src.test'] and b'5.7.1' in m['data'] for m in got), got
+
+
+SMTP_HEADER_CHECKS = r"""
+/^Subject:.*smtp-warn/          WARN smtp warned
+/^Subject:.*smtp-info/          INFO
+/^Subject: (.*smtp-replace.*)/  REPLACE Subject: [out] $1
+/^Subject:.*smtp-prepend/       PREPEND X-Out: yes
+/^X-Internal:/                  STRIP
+/^X-Secret:/                    IGNORE
+/^Subject:.*smtp-reject/        REJECT not in smtp
+/^X-Part-Marker:/               REPLACE X-Part-Marker: rewritten
+"""
+SMTP_BODY_CHECKS = r"""
+/^internal-host: (.*)/          REPLACE internal-host: hidden
+/^drop-this-line/               STRIP
+"""
+SMTP_CASES = [
+    ('smtp-warn', '', 'hello\r\n'),
+    ('smtp-info', '', 'hello\r\n'),
+    ('a smtp-replace b', 'X-Internal: 10.0.0.1\r\nX-Secret: s\r\n', 'internal-host: db1\r\ndrop-this-line\r\nend\r\n'),
+    ('smtp-prepend', '', 'hello\r\n'),
+    ('smtp-reject', '', 'hello\r\n'),
+    ('smtp multipart', MULTIPART[0], MULTIPART[1].replace('x-bad-type', 'octet-stream')),
+]
+SMTP_LINE = re.compile(r'/smtp\[\d+\]: [0-9A-F]{6,}: ((?:warning|info|replace|prepend|strip): (?:header|body) .*)$')
+SMTP_WARN = re.compile(r'warning: (unsupported command in smtp_\w+ map: .*)$')
+
+
+def test_smtp_checks_same_as_postfix(env):
+    """smtp_header_checks, smtp_mime_header_checks (empty by default, as
+    Postfix: a part's headers are not checked), smtp_body_checks: what
+    the next hop gets, and the log lines, as Postfix's smtp(8)."""
+    hc = write(env, 'smtp_header_checks', SMTP_HEADER_CHECKS)
+    bc = write(env, 'smtp_body_checks', SMTP_BODY_CHECKS)
+    psink = env.pysink()
+    rsink = env.pysink()
+    common = dict(relay_domains='dest.test', smtp_header_checks='pcre:' + hc,
+                  smtp_body_checks='regexp:' + bc)
+    pf = Postfix(env, relayhost='[127.0.0.1]:%d' % psink.port, relay_transport='smtp', **common).start()
+    d = env.relayqd(relayhost='[127.0.0.1]:%d' % rsink.port, **common)
+    try:
+        for port in (pf.port, d.port):
+            for subject, extra, body in SMTP_CASES:
+                env.send(port, 'sender@src.test', ['a@dest.test'], msg(subject, extra, body))
+        pgot = delivered(psink, len(SMTP_CASES))
+        rgot = delivered(rsink, len(SMTP_CASES))
+        assert rgot == pgot, '\nrelayq:  %r\npostfix: %r' % (rgot, pgot)
+        plines = sorted(m.group(1) for m in map(SMTP_LINE.search, pf.log().splitlines()) if m)
+        rlines = sorted(m.group(1) for m in map(SMTP_LINE.search, d.log().splitlines()) if m)
+        assert rlines == plines, '\nrelayq:\n%s\npostfix:\n%s' % ('\n'.join(rlines), '\n'.join(plines))
+        assert len(rlines) >= 6, rlines
+        pw = sorted(m.group(1) for m in map(SMTP_WARN.search, pf.log().splitlines()) if m)
+        rw = sorted(m.group(1) for m in map(SMTP_WARN.search, d.log().splitlines()) if m)
+        assert rw == pw and rw, (rw, pw)
+    finally:
+        pf.stop()
+        d.stop()
+    assert any('Subject: [out] a smtp-replace b' in h for r in rgot for h in r[3]), rgot
+
+
+def test_smtp_checks_table_error_defers(env):
+    """A table that fails in the SMTP client: the delivery is deferred,
+    nothing is sent, the message stays queued."""
+    sink = env.pysink()
+    dead = free_port()
+    d = env.relayqd(relayhost='[127.0.0.1]:%d' % sink.port, relay_domains='dest.test',
+                    smtp_header_checks='socketmap:inet:127.0.0.1:%d:hc' % dead)
+    env.send(d.port, 's@src.test', ['a@dest.test'], msg('x'))
+    d.wait_log(r'warning: [0-9A-F]+: smtp header checks lookup error')
+    d.wait_log(r'to=<a@dest.test>.*dsn=4\.3\.0, status=deferred \(smtp header or body checks lookup error\)')
+    assert sink.messages == []
