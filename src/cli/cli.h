@@ -29,6 +29,10 @@ int     cli_sendmail(CLI *cli, int argc, char **argv);
 int     cli_postmap(CLI *cli, int argc, char **argv);
 int     cli_top(CLI *cli, int argc, char **argv);
 
+/* The queue without the daemon, opened as mail_owner (relayq.c). */
+struct QUEUE;
+struct QUEUE *cli_queue_open(CLI *cli, int mode, char *err, size_t errlen);
+
 void    cli_fatal(int status, const char *fmt, ...) __attribute__((format(printf, 2, 3), noreturn));
 void    cli_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 

@@ -112,7 +112,7 @@ static void cli_report(const BUF *b)
  * then opened with no more rights than the daemon has, so nothing that
  * mail_owner planted in the queue directory can lead root anywhere.
  */
-static QUEUE *cli_queue_open(CLI *cli, int mode, char *err, size_t errlen)
+QUEUE  *cli_queue_open(CLI *cli, int mode, char *err, size_t errlen)
 {
     const char *owner = config_str(cli_cf(cli), "mail_owner");
     struct passwd *pw;

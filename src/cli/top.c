@@ -6,6 +6,8 @@
  * The daemon answers "top N" on the public query socket (any local user,
  * as mailq) from counters it keeps (src/relayqd/top.c); the screen is
  * src/control/top.c's, every string from the daemon made printable there.
+ * With the daemon down, --once and --json read the queue itself, as mailq
+ * does, for the counts by state and age (the rest is only the daemon's).
  *
  * The live view puts the terminal in non-canonical mode without echo
  * (termios) on the alternate screen, and puts everything back on exit,
@@ -30,6 +32,7 @@
 #include "cli/cli.h"
 #include "control/control.h"
 #include "control/top.h"
+#include "queue/queue.h"
 #include "util/util.h"
 
 #define TOP_QUERY_PATH	"public/query"	/* control.h */
@@ -48,6 +51,7 @@ static void top_usage(void)
 
 static struct termios top_saved;
 static int top_tty_on;			/* the terminal is ours to restore */
+static int top_fetch_down;		/* the last fetch found no daemon listening */
 static volatile sig_atomic_t top_quit_sig, top_winch;
 
 static void top_write(const char *p, size_t len)
@@ -160,7 +164,8 @@ static int top_fetch(const char *qdir, int ndest, BUF *out, int *key, char *err,
     if (connect(fd, (struct sockaddr *) &sun, sizeof(sun)) < 0) {
 	int     e = errno;
 
-	if (e == ENOENT || e == ECONNREFUSED || e == ENOTDIR)
+	top_fetch_down = e == ENOENT || e == ECONNREFUSED || e == ENOTDIR;
+	if (top_fetch_down)
 	    snprintf(err, errlen, "the mail system is not running (connect %s: %s)", path, strerror(e));
 	else
 	    snprintf(err, errlen, "connect %s: %s", path, strerror(e));
@@ -169,6 +174,7 @@ static int top_fetch(const char *qdir, int ndest, BUF *out, int *key, char *err,
 	return -1;
     }
     free(path);
+    top_fetch_down = 0;
     len = snprintf(req, sizeof(req), "top %d\n", ndest);
     /* The line is tiny: it fits the socket buffer, the write does not block. */
     if (write(fd, req, (size_t) len) != len) {
@@ -390,8 +396,21 @@ int     cli_top(CLI *cli, int argc, char **argv)
     TOP_SNAP s;
     BUF     out = BUF_INIT;
 
-    if (top_get(qdir, ndest > 0 ? ndest : 20, &s, NULL, err, sizeof(err)) < 0)
-	cli_fatal(1, "%s", err);
+    if (top_get(qdir, ndest > 0 ? ndest : 20, &s, NULL, err, sizeof(err)) < 0) {
+	QUEUE  *q;
+	int     ret;
+
+	if (top_fetch_down == 0)
+	    cli_fatal(1, "%s", err);
+	/* As mailq: say so, and read the queue itself for what it can tell. */
+	fprintf(stderr, "relayq: warning: Mail system is down -- accessing queue directly\n");
+	if ((q = cli_queue_open(cli, QUEUE_OPEN_READ, err, sizeof(err))) == NULL)
+	    cli_fatal(1, "cannot read the queue: %s", err);
+	ret = top_from_queue(q, config_str(cli->cf, "myhostname"), (int64_t) time(NULL), &s);
+	queue_close(q);
+	if (ret < 0)
+	    cli_fatal(1, "error reading the queue in %s", qdir);
+    }
     if (json) {
 	top_json(&s, &out);
     } else {

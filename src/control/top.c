@@ -35,6 +35,51 @@ void    top_snap_free(TOP_SNAP *s)
     memset(s, 0, sizeof(*s));
 }
 
+/* ---- the daemon down: the queue itself ---- */
+
+typedef struct TOP_WALK {
+    TOP_SNAP *s;
+    int64_t now;
+} TOP_WALK;
+
+static int top_walk(void *ctx, const QMSG *m)
+{
+    TOP_WALK *w = ctx;
+    int     st;
+
+    switch (m->state) {
+    case QSTATE_INCOMING:
+	st = 0;
+	break;
+    case QSTATE_DEFERRED:
+	st = 2;
+	break;
+    case QSTATE_HOLD:
+	st = 3;
+	break;
+    default:					/* corrupt: not in any view */
+	return 0;
+    }
+    w->s->state[st]++;
+    w->s->age[st][qmgr_age_bucket(w->now - m->arrival_us / 1000000)]++;
+    return 0;
+}
+
+int     top_from_queue(QUEUE *q, const char *host, int64_t now, TOP_SNAP *s)
+{
+    TOP_WALK w = {s, now};
+
+    memset(s, 0, sizeof(*s));
+    s->host = xstrdup(host ? host : "");
+    s->now = now;
+    s->offline = 1;
+    if (queue_walk(q, 0, top_walk, &w) < 0) {
+	top_snap_free(s);
+	return -1;
+    }
+    return 0;
+}
+
 /* ---- the reply ---- */
 
 /* Free text as one word: "-" when empty; bytes outside 0x21..0x7e, '%' and '-' as %XX. */
@@ -443,12 +488,18 @@ void    top_render(const TOP_SNAP *s, int width, int height, const char *status,
     {
 	char   *host = str_printable(s->host);
 
-	top_linef(&sc, "relayq top - %s - %s - up %s", host, now, a);
+	if (s->offline)
+	    top_linef(&sc, "relayq top - %s - %s - relayqd is not running: the queue read directly", host, now);
+	else
+	    top_linef(&sc, "relayq top - %s - %s - up %s", host, now, a);
 	free(host);
     }
     top_linef(&sc, "%s", "");
-    top_linef(&sc, "%-16s %9s %9s %9s %12s", "per second", "1s", "10s", "60s", "total");
-    for (int k = 0; k < TOP_COUNTERS; k++) {
+    if (s->offline)
+	top_linef(&sc, "per second: unknown (relayqd is not running)");
+    else
+	top_linef(&sc, "%-16s %9s %9s %9s %12s", "per second", "1s", "10s", "60s", "total");
+    for (int k = 0; k < TOP_COUNTERS && !s->offline; k++) {
 	top_rate_str(s->rate[k][0], a, sizeof(a));
 	top_rate_str(s->rate[k][1], b, sizeof(b));
 	top_rate_str(s->rate[k][2], c, sizeof(c));
@@ -503,6 +554,11 @@ void    top_render(const TOP_SNAP *s, int width, int height, const char *status,
     }
     top_linef(&sc, "%s", "");
 
+    if (s->offline) {
+	top_linef(&sc, "queue runs, dead destinations, deferred mail by destination: unknown"
+		  " (relayqd is not running)");
+	goto status;
+    }
     /* Queue runs. */
     top_clock(s->next_run, a, sizeof(a));
     top_dur(s->next_run - s->now, b, sizeof(b));
@@ -545,6 +601,7 @@ void    top_render(const TOP_SNAP *s, int width, int height, const char *status,
     if (s->state[2] > s->deferred_known)
 	top_linef(&sc, "%10u  (not tried since relayqd started: destination not known yet)",
 		  s->state[2] - s->deferred_known);
+status:
     if (status) {
 	/* Last, below whatever fitted. */
 	sc.reserve = 0;
@@ -555,15 +612,21 @@ void    top_render(const TOP_SNAP *s, int width, int height, const char *status,
 
 void    top_json(const TOP_SNAP *s, BUF *out)
 {
-    buf_printf(out, "{\"version\": %d, \"host\": ", TOP_VERSION);
+    buf_printf(out, "{\"version\": %d, \"daemon_running\": %s, \"host\": ", TOP_VERSION,
+	       s->offline ? "false" : "true");
     showq_json_string(out, s->host ? s->host : "");
-    buf_printf(out, ", \"time\": %lld, \"started\": %lld, \"counters\": {",
-	       (long long) s->now, (long long) s->started);
-    for (int k = 0; k < TOP_COUNTERS; k++)
-	buf_printf(out, "%s\"%s\": {\"total\": %llu, \"rate_1s\": %.3f, \"rate_10s\": %.3f, \"rate_60s\": %.3f}",
-		   k ? ", " : "", top_counter_names[k], (unsigned long long) s->total[k],
-		   s->rate[k][0], s->rate[k][1], s->rate[k][2]);
-    buf_puts(out, "}, \"queue\": {");
+    buf_printf(out, ", \"time\": %lld, \"started\": ", (long long) s->now);
+    if (s->offline) {
+	buf_puts(out, "null, \"counters\": null");
+    } else {
+	buf_printf(out, "%lld, \"counters\": {", (long long) s->started);
+	for (int k = 0; k < TOP_COUNTERS; k++)
+	    buf_printf(out, "%s\"%s\": {\"total\": %llu, \"rate_1s\": %.3f, \"rate_10s\": %.3f, \"rate_60s\": %.3f}",
+		       k ? ", " : "", top_counter_names[k], (unsigned long long) s->total[k],
+		       s->rate[k][0], s->rate[k][1], s->rate[k][2]);
+	buf_putc(out, '}');
+    }
+    buf_puts(out, ", \"queue\": {");
     for (int st = 0; st < TOP_STATES; st++)
 	buf_printf(out, "%s\"%s\": %u", st ? ", " : "", top_state_names[st], s->state[st]);
     buf_puts(out, "}, \"age_buckets\": [");
@@ -576,7 +639,15 @@ void    top_json(const TOP_SNAP *s, BUF *out)
 	    buf_printf(out, "%s%u", k ? ", " : "", s->age[st][k]);
 	buf_putc(out, ']');
     }
-    buf_printf(out, "}, \"next_queue_run\": %lld, \"next_deferred_run\": ", (long long) s->next_run);
+    buf_putc(out, '}');
+    if (s->offline) {
+	/* Only the running daemon knows these. */
+	buf_puts(out, ", \"next_queue_run\": null, \"next_deferred_run\": null, \"queue_run_delay\": null,"
+		 " \"dead_destinations\": null, \"destinations_known\": null,"
+		 " \"deferred_destination_unknown\": null, \"destinations\": null}\n");
+	return;
+    }
+    buf_printf(out, ", \"next_queue_run\": %lld, \"next_deferred_run\": ", (long long) s->next_run);
     if (s->next_due > 0)
 	buf_printf(out, "%lld", (long long) s->next_due);
     else

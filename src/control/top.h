@@ -17,6 +17,7 @@
 #include <stdint.h>
 #include "util/util.h"
 #include "qmgr/qmgr.h"
+#include "queue/queue.h"
 
 #define TOP_VERSION	1
 #define TOP_COUNTERS	4		/* received, delivered, deferred, bounced */
@@ -53,9 +54,17 @@ typedef struct TOP_SNAP {
     int64_t queue_run_delay;
     TOP_DEST *dests;
     int     ndest;
+    int     offline;			/* read from the queue, relayqd not running (top_from_queue) */
 } TOP_SNAP;
 
 void    top_snap_free(TOP_SNAP *s);		/* its members; s itself is the caller's */
+
+/*
+ * The CLI with the daemon down: the counts by state and age read from the
+ * queue itself (one walk, exact ages); rates, dead destinations and queue
+ * runs are unknown.  0, or -1 if the queue could not be read.
+ */
+int     top_from_queue(QUEUE *q, const char *host, int64_t now, TOP_SNAP *s);
 
 /* The daemon's reply; top_parse() reads it back (0, or -1 with err). */
 void    top_format(const TOP_SNAP *s, BUF *out);

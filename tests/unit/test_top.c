@@ -221,11 +221,36 @@ static void test_json(void)
     top_snap_free(&s);
 }
 
+/* The daemon down (top_from_queue's snapshot): only what the queue itself says. */
+static void test_offline(void)
+{
+    TOP_SNAP s;
+    BUF     b = BUF_INIT;
+
+    snap_fill(&s, 0);
+    s.offline = 1;
+    top_render(&s, 200, 0, NULL, &b);
+    check_screen(&b, 200, 0);
+    T_CHECK(strstr(b.data, "relayqd is not running: the queue read directly") != NULL);
+    T_CHECK(strstr(b.data, "per second: unknown (relayqd is not running)") != NULL);
+    T_CHECK(strstr(b.data, "received") == NULL);
+    T_CHECK(strstr(b.data, "next queue run") == NULL);
+    T_CHECK(strstr(b.data, "queue: 307 messages") != NULL);
+    buf_reset(&b);
+    top_json(&s, &b);
+    T_CHECK(strstr(b.data, "\"daemon_running\": false") != NULL);
+    T_CHECK(strstr(b.data, "\"counters\": null") != NULL);
+    T_CHECK(strstr(b.data, "\"destinations\": null}") != NULL);
+    buf_free(&b);
+    top_snap_free(&s);
+}
+
 int     main(void)
 {
     T_RUN(test_round_trip);
     T_RUN(test_parse_refuses);
     T_RUN(test_render_hostile);
     T_RUN(test_json);
+    T_RUN(test_offline);
     return t_done();
 }
