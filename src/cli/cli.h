@@ -28,6 +28,7 @@ int     cli_explain(CLI *cli, int argc, char **argv);
 int     cli_sendmail(CLI *cli, int argc, char **argv);
 int     cli_postmap(CLI *cli, int argc, char **argv);
 int     cli_top(CLI *cli, int argc, char **argv);
+int     cli_import_postfix(CLI *cli, int argc, char **argv);
 
 /* The queue without the daemon, opened as mail_owner (relayq.c). */
 struct QUEUE;

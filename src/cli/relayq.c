@@ -67,6 +67,7 @@ static void usage(void)
 	    "  explain [ID] [options]         retry timeline\n"
 	    "  config [-n] [-d] [--check] [NAME...]\n"
 	    "  postmap [-f] [-i] [-q KEY] [-s] type:file...\n"
+	    "  import-postfix [SRCDIR] [--to DESTDIR] [--dry-run] [--force]\n"
 	    "  check                          = config --check\n"
 	    "  send [sendmail options] [RCPT...]\n");
     exit(EX_USAGE_STATUS);
@@ -602,6 +603,7 @@ static const struct {
     {"qshape", cli_qshape},
     {"top", cli_top},
     {"postmap", cli_postmap},
+    {"import-postfix", cli_import_postfix},
     {"explain", cli_explain},
     {"send", cli_sendmail},
     {"sendmail", cli_sendmail},

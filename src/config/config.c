@@ -774,32 +774,39 @@ static int cfg_myorigin_file(CONFIG *cf, BUF *why)
     return (0);
 }
 
+/* What a Postfix parameter that relayq does not implement means for a relay, when it matters. */
+static const struct {
+    const char *name, *word;
+} postfix_words[] = {
+    {"content_filter", "relayq has no after-queue content filter; a milter (smtpd_milters) can do the job"},
+    {"alias_maps", "unused: relayq delivers nothing locally"},
+    {"alias_database", "unused: relayq delivers nothing locally"},
+    {"local_recipient_maps", "unused: relayq delivers nothing locally"},
+    {"mailbox_command", "unused: relayq delivers nothing locally"},
+    {"mailbox_size_limit", "unused: relayq delivers nothing locally"},
+    {"home_mailbox", "unused: relayq delivers nothing locally"},
+    {"virtual_alias_maps", "relayq does no virtual alias expansion"},
+    {"recipient_delimiter", "relayq's tables strip no extension without it"},
+};
+
+const char *config_postfix_note(const char *name)
+{
+    for (size_t k = 0; k < ARRAY_LEN(postfix_words); k++)
+	if (strcmp(postfix_words[k].name, name) == 0)
+	    return (postfix_words[k].word);
+    return (NULL);
+}
+
 /* The Postfix parameters of cf that relayq does not implement, each with a word when it matters. */
 int     config_report_postfix(const CONFIG *cf, FILE *fp)
 {
-    static const struct {
-	const char *name, *word;
-    } words[] = {
-	{"content_filter", "relayq has no after-queue content filter; a milter (smtpd_milters) can do the job"},
-	{"alias_maps", "unused: relayq delivers nothing locally"},
-	{"alias_database", "unused: relayq delivers nothing locally"},
-	{"local_recipient_maps", "unused: relayq delivers nothing locally"},
-	{"mailbox_command", "unused: relayq delivers nothing locally"},
-	{"mailbox_size_limit", "unused: relayq delivers nothing locally"},
-	{"home_mailbox", "unused: relayq delivers nothing locally"},
-	{"virtual_alias_maps", "relayq does no virtual alias expansion"},
-	{"recipient_delimiter", "relayq's tables strip no extension without it"},
-    };
-
     for (int i = 0; i < cf->nset; i++) {
 	const SETTING *s = &cf->set[i];
-	const char *w = NULL;
+	const char *w;
 
 	if (s->index >= 0 || s->overridden || !postfix_param_known(s->name))
 	    continue;
-	for (size_t k = 0; k < ARRAY_LEN(words); k++)
-	    if (strcmp(words[k].name, s->name) == 0)
-		w = words[k].word;
+	w = config_postfix_note(s->name);
 	fprintf(fp, "relayq: info: %s: %s is a Postfix parameter that relayq does not implement%s%s\n",
 		s->where, s->name, w ? ": " : "", w ? w : "");
     }

@@ -73,6 +73,9 @@ int     config_warnings(const CONFIG *cf);	/* unknown-parameter warnings */
  * their number.  Names unknown to both were warned about at load.
  */
 int     config_report_postfix(const CONFIG *cf, FILE *fp);
+
+/* A word on a Postfix parameter relayq does not implement, when it matters for a relay; else NULL. */
+const char *config_postfix_note(const char *name);
 const char *config_file(const CONFIG *cf);	/* path of relayq.cf */
 const char *config_dir(const CONFIG *cf);
 

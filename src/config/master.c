@@ -13,11 +13,14 @@
 #include <netdb.h>
 #include <arpa/inet.h>
 #include <stdio.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "util/util.h"
 #include "config/master.h"
+
+static MASTER_CF *master_read(FILE *, const char *, char *, size_t);
 
 #define MASTER_MAX_ENTRY	(64 * 1024)	/* one logical entry */
 
@@ -156,11 +159,6 @@ MASTER_CF *master_load(const char *path, char *err, size_t errlen)
 {
     MASTER_CF *m;
     FILE   *fp;
-    char   *line = 0;
-    size_t  cap = 0;
-    ssize_t got;
-    BUF     entry = BUF_INIT;
-    int     lineno = 0, start = 0, ret = 0;
 
     *err = 0;
     if ((fp = fopen(path, "r")) == 0) {
@@ -168,6 +166,39 @@ MASTER_CF *master_load(const char *path, char *err, size_t errlen)
 	    snprintf(err, errlen, "open %s: %s", path, strerror(errno));
 	return (0);
     }
+    m = master_read(fp, path, err, errlen);
+    fclose(fp);
+    return (m);
+}
+
+MASTER_CF *master_parse(const char *path, const char *text, size_t len, char *err, size_t errlen)
+{
+    MASTER_CF *m;
+    FILE   *fp;
+
+    *err = 0;
+    if (len == 0)
+	text = "\n", len = 1;			/* fmemopen() refuses an empty buffer */
+    if ((fp = fmemopen((void *) (uintptr_t) text, len, "r")) == 0) {
+	snprintf(err, errlen, "%s: %s", path, strerror(errno));
+	return (0);
+    }
+    m = master_read(fp, path, err, errlen);
+    fclose(fp);
+    if (m == 0 && *err == 0)
+	snprintf(err, errlen, "%s: read error", path);
+    return (m);
+}
+
+static MASTER_CF *master_read(FILE *fp, const char *path, char *err, size_t errlen)
+{
+    MASTER_CF *m;
+    char   *line = 0;
+    size_t  cap = 0;
+    ssize_t got;
+    BUF     entry = BUF_INIT;
+    int     lineno = 0, start = 0, ret = 0;
+
     m = xcalloc(1, sizeof(*m));
     m->path = xstrdup(path);
     for (;;) {
@@ -215,7 +246,6 @@ MASTER_CF *master_load(const char *path, char *err, size_t errlen)
 	snprintf(err, errlen, "read %s: %s", path, strerror(errno));
 	ret = -1;
     }
-    fclose(fp);
     free(line);
     buf_free(&entry);
     if (ret < 0) {

@@ -29,6 +29,9 @@ typedef struct MASTER_CF {
  * a message "FILE, line N: what is wrong" on a syntax error.
  */
 MASTER_CF *master_load(const char *path, char *err, size_t errlen);
+
+/* The same, from text already read (len bytes, no NUL inside); path names it in errors. */
+MASTER_CF *master_parse(const char *path, const char *text, size_t len, char *err, size_t errlen);
 void    master_free(MASTER_CF *m);
 
 /* An smtpd listener: inet type and command smtpd. */
