@@ -25,6 +25,7 @@
  * Exit: 0 imported (notes printed), 1 could not import or the result does
  * not pass "relayq config --check", 2 usage.
  */
+#include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -127,8 +128,14 @@ static char *imp_read(const char *path, size_t max, size_t *len, int missing_ok,
 /* A file name in DESTDIR for src, unique among the tables and our own files. */
 static char *imp_table_name(IMP *im, const char *src)
 {
-    const char *base = strrchr(src, '/') ? strrchr(src, '/') + 1 : src;
-    char   *name = xstrdup(base);
+    char   *base = xstrdup(strrchr(src, '/') ? strrchr(src, '/') + 1 : src);
+    char   *name;
+
+    /* The name goes into relayq.cf: nothing there may end the line or split the list. */
+    for (char *cp = base; *cp; cp++)
+	if (!isalnum((unsigned char) *cp) && !strchr("._+-", *cp))
+	    *cp = '_';
+    name = xstrdup(base);
 
     for (int n = 2;; n++) {
 	int     clash = strcmp(name, "relayq.cf") == 0 || strcmp(name, "master.cf") == 0
@@ -136,8 +143,10 @@ static char *imp_table_name(IMP *im, const char *src)
 
 	for (int i = 0; i < im->nt && !clash; i++)
 	    clash = strcmp(im->t[i].name, name) == 0;
-	if (!clash)
+	if (!clash) {
+	    free(base);
 	    return (name);
+	}
 	free(name);
 	name = xasprintf("%s%s.%d", base[0] == '.' ? "_" : "", base, n);
     }

@@ -24,6 +24,7 @@
 
 #define PFI_MAX_DEPTH	100			/* $name nesting */
 #define PFI_MAX_VALUE	(1 << 20)		/* bytes of one rewritten value */
+#define PFI_MAX_SETTINGS 10000			/* main.cf lines (Postfix has ~1000 names) */
 
 typedef struct PFI_SET {
     char   *name;
@@ -214,6 +215,10 @@ void    pfimport_note(PFIMPORT *p, const char *fmt,...)
     va_start(ap, fmt);
     buf_vprintf(&b, fmt, ap);
     va_end(ap);
+    /* One line each, here and as a comment in relayq.cf, whatever a file name holds. */
+    for (size_t i = 0; i < b.len; i++)
+	if ((unsigned char) b.data[i] < 0x20 || b.data[i] == 0x7f)
+	    b.data[i] = '?';
     p->notes = xrealloc(p->notes, sizeof(char *) * (size_t) (p->nnotes + 1));
     p->notes[p->nnotes++] = buf_steal(&b);
 }
@@ -289,6 +294,11 @@ static int pfi_add(PFIMPORT *p, char *logical, int line, char *err, size_t errle
 		     p->mainpath, line);
 	    return (-1);
 	}
+    if (p->nset >= PFI_MAX_SETTINGS) {
+	snprintf(err, errlen, "%s, line %d: more than %d parameter settings: not a Postfix main.cf",
+		 p->mainpath, line, PFI_MAX_SETTINGS);
+	return (-1);
+    }
     for (int i = 0; i < p->nset; i++)
 	if (strcmp(p->set[i].name, name) == 0)
 	    p->set[i].overridden = 1;
@@ -380,6 +390,14 @@ int     pfimport_master(PFIMPORT *p, const char *path, const char *text, size_t 
 }
 
 /* ---- $name rewriting ---- */
+
+static PFI_SET *pfi_find_set(PFIMPORT *p, const char *name, size_t len)
+{
+    for (int i = p->nset - 1; i >= 0; i--)
+	if (strncmp(p->set[i].name, name, len) == 0 && p->set[i].name[len] == 0)
+	    return (&p->set[i]);
+    return (NULL);
+}
 
 static const PFI_SET *pfi_find(const PFIMPORT *p, const char *name, size_t len)
 {
@@ -706,24 +724,33 @@ static char *pfi_value(PFIMPORT *p, const char *where, const char *name, const c
     return (res);
 }
 
-/* Does text refer to name ($name, ${name...}, $(name...))? */
-static int pfi_refers(const char *text, const char *name)
+/*
+ * The administrator's own names that text refers to and that are not
+ * carried yet: marked carried and pushed on work (their values are
+ * rewritten and scanned in turn).
+ */
+static void pfi_use(PFIMPORT *p, const char *text, const char **work, int *nwork)
 {
-    size_t  n = strlen(name);
-
-    for (const char *cp = text; (cp = strchr(cp, '$')) != NULL; cp++) {
-	const char *q = cp + 1;
+    for (const char *cp = text; (cp = strchr(cp, '$')) != NULL;) {
+	const char *q = cp + 1, *e;
+	PFI_SET *s;
 
 	if (*q == '$') {
-	    cp++;
+	    cp += 2;
 	    continue;
 	}
 	if (*q == '{' || *q == '(')
 	    q++;
-	if (strncmp(q, name, n) == 0 && !(isalnum((unsigned char) q[n]) || q[n] == '_'))
-	    return (1);
+	for (e = q; isalnum((unsigned char) *e) || *e == '_'; e++)
+	     /* void */ ;
+	cp = e > q ? e : q;
+	if (e == q || (s = pfi_find_set(p, q, (size_t) (e - q))) == NULL || s->carry)
+	    continue;
+	if (param_index(s->name) >= 0 || postfix_param_known(s->name))
+	    continue;
+	s->carry = 1;
+	work[(*nwork)++] = s->name;
     }
-    return (0);
 }
 
 /* ---- deciding ---- */
@@ -877,8 +904,10 @@ static void pfi_render(PFIMPORT *p)
     int     line;
 
     buf_reset(&p->relayq_cf);
-    buf_printf(&p->relayq_cf, "# relayq.cf written by \"relayq import-postfix\" from %s.\n"
-	       "# What was not carried over is listed at the end of this file.\n\n", p->mainpath);
+    buf_puts(&p->relayq_cf, "# relayq.cf written by \"relayq import-postfix\" from ");
+    for (const char *cp = p->mainpath; *cp; cp++)
+	buf_putc(&p->relayq_cf, (unsigned char) *cp < 0x20 ? '?' : *cp);
+    buf_puts(&p->relayq_cf, ".\n# What was not carried over is listed at the end of this file.\n\n");
     line = 4;
     p->ncarried = 0;
     for (int i = 0; i < p->nset; i++) {
@@ -931,7 +960,6 @@ static void pfi_render(PFIMPORT *p)
 int     pfimport_convert(PFIMPORT *p, PFI_SPEC_FN fn, void *ctx, char *err, size_t errlen)
 {
     BUF     why = BUF_INIT;
-    int     changed;
 
     if (p->mainpath == NULL)
 	p->mainpath = xasprintf("%s/main.cf", p->srcdir);
@@ -969,7 +997,8 @@ int     pfimport_convert(PFIMPORT *p, PFI_SPEC_FN fn, void *ctx, char *err, size
 	    s->carry = 1;
 	    if (strcmp(s->name, "mydestination") == 0 && *s->out)
 		pfimport_note(p, "note: %s: mydestination: carried over, but relayq delivers nothing "
-			      "locally: mail for these domains is relayed like any other", where);
+			      "locally: it treats these domains like any other (from outside, only relay_domains are "
+			      "accepted)", where);
 	}
     }
 
@@ -979,41 +1008,42 @@ int     pfimport_convert(PFIMPORT *p, PFI_SPEC_FN fn, void *ctx, char *err, size
 	if (p->svc[i].carry && pfi_convert_service(p, &p->svc[i], fn, ctx, err, errlen) < 0)
 	    goto fail;
 
-    /* The administrator's own names that something carried refers to (and so on). */
-    do {
-	changed = 0;
-	for (int i = 0; i < p->nset; i++) {
-	    PFI_SET *s = &p->set[i];
-	    int     used = 0;
+    /*
+     * The administrator's own names that something carried refers to, and
+     * what those refer to: a work list of texts, each scanned once, so a
+     * long chain costs one pass.
+     */
+    {
+	const char **work = xcalloc((size_t) p->nset + 1, sizeof(char *));
+	int     nwork = 0;
 
-	    if (s->overridden || s->carry || param_index(s->name) >= 0 || postfix_param_known(s->name))
-		continue;
-	    for (int k = 0; k < p->nset && !used; k++)
-		used = p->set[k].carry && pfi_refers(p->set[k].out, s->name);
-	    for (int k = 0; k < p->nsvc && !used; k++)
-		for (int j = 0; j < p->svc[k].nout && !used; j++)
-		    used = pfi_refers(p->svc[k].out[j], s->name);
-	    if (!used)
-		continue;
-	    {
-		char    where[512];
-		char   *drop = NULL;
+	for (int i = 0; i < p->nset; i++)
+	    if (p->set[i].carry && param_index(p->set[i].name) >= 0)
+		pfi_use(p, p->set[i].out, work, &nwork);
+	for (int k = 0; k < p->nsvc; k++)
+	    for (int j = 0; j < p->svc[k].nout; j++)
+		pfi_use(p, p->svc[k].out[j], work, &nwork);
+	while (nwork > 0) {
+	    const char *wname = work[--nwork];
+	    PFI_SET *s = pfi_find_set(p, wname, strlen(wname));
+	    char    where[512];
+	    char   *drop = NULL;
 
-		snprintf(where, sizeof(where), "%s, line %d", p->mainpath, s->line);
-		if ((s->out = pfi_value(p, where, s->name, s->value, fn, ctx, &drop, &why)) == NULL) {
-		    if (drop == NULL) {
-			snprintf(err, errlen, "%s: parameter %s: %s", where, s->name, why.data);
-			goto fail;
-		    }
-		    pfimport_note(p, "not carried over: %s: %s: %s", where, s->name, drop);
-		    free(drop);
-		    s->out = xstrdup("");
+	    snprintf(where, sizeof(where), "%s, line %d", p->mainpath, s->line);
+	    if ((s->out = pfi_value(p, where, s->name, s->value, fn, ctx, &drop, &why)) == NULL) {
+		if (drop == NULL) {
+		    snprintf(err, errlen, "%s: parameter %s: %s", where, s->name, why.data);
+		    free(work);
+		    goto fail;
 		}
-		s->carry = 1;
-		changed = 1;
+		pfimport_note(p, "not carried over: %s: %s: %s", where, s->name, drop);
+		free(drop);
+		s->out = xstrdup("");
 	    }
+	    pfi_use(p, s->out, work, &nwork);
 	}
-    } while (changed);
+	free(work);
+    }
     for (int i = 0; i < p->nset; i++) {
 	const PFI_SET *s = &p->set[i];
 
