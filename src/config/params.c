@@ -362,6 +362,11 @@ const PARAM param_table[] = {
       "DNS in the SMTP client: empty or enabled, or dnssec (MX, A/AAAA and TLSA lookups ask for DNSSEC "
       "and trust the AD bit of the resolver in dns_servers, which must be a local validating one); "
       "disabled is not supported" },
+    { "smtp_tls_dane_insecure_mx_policy", PT_STR, "", 0, 0, 0, "may encrypt dane", PO_POSTFIX_DEF,
+      "Postfix: ${{$smtp_tls_security_level} == {dane} ? {dane} : {may}}, the same in effect",
+      "DANE when the MX RRset is not signed but the MX host's TLSA records are: may (ignore them), "
+      "encrypt (TLS required, not verified) or dane (verified, logged as Trusted); empty: dane when "
+      "smtp_tls_security_level = dane, else may" },
     P("smtp_tls_CAfile", PT_STR, "",
       "PEM file of CA certificates trusted for verifying servers"),
     P("smtp_tls_CApath", PT_STR, "",

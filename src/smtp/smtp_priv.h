@@ -52,6 +52,7 @@ typedef struct SMTP_PARAMS {
     TLS_CLIENT *tls;			/* NULL: the TLS engine is unavailable */
     int     tls_wrapper;		/* smtp_tls_wrappermode */
     int     dnssec;			/* smtp_dns_support_level = dnssec */
+    int     insecure_mx_policy;		/* smtp_tls_dane_insecure_mx_policy: TLS_LEV_* */
     TABLE_LIST *tls_policy;		/* smtp_tls_policy_maps, or NULL */
     int     sasl_enable;
     TABLE_LIST *sasl_passwd;		/* smtp_sasl_password_maps, or NULL */

@@ -113,8 +113,13 @@ static void deliv_mx_host_next(SMTP_DELIV *d)
 	return;
     }
     d->dns_busy = 1;
-    /* Postfix: the MX hosts' addresses with DNSSEC only when the MX RRset was secure. */
-    dns_addr_ex(d->s->dns, d->mx[d->imx].host, d->p->dnssec && d->mx_secure == 1 ? DNS_FLAG_DNSSEC : 0,
+    /*
+     * Postfix: the MX hosts' addresses with DNSSEC when the MX RRset was
+     * secure, or when smtp_tls_dane_insecure_mx_policy may still use their
+     * TLSA records.
+     */
+    dns_addr_ex(d->s->dns, d->mx[d->imx].host, d->p->dnssec
+		&& (d->mx_secure == 1 || d->p->insecure_mx_policy > TLS_LEV_MAY) ? DNS_FLAG_DNSSEC : 0,
 		deliv_mx_addr_cb, d);
 }
 

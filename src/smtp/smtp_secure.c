@@ -97,6 +97,18 @@ void    secure_params_load(SMTP_PARAMS *p, const CONFIG *cf)
 	? config_bool(cf, "smtp_tls_wrappermode") : 0;
     p->tls_policy = open_maps(cf, "smtp_tls_policy_maps");
     p->dnssec = str_casecmp(smtp_cf_str(cf, "smtp_dns_support_level", ""), "dnssec") == 0;
+    {
+	const char *v = smtp_cf_str(cf, "smtp_tls_dane_insecure_mx_policy", "");
+
+	/* Postfix 3.6+: dane when the global level is dane, else may. */
+	p->insecure_mx_policy = *v ? tls_level_lookup(v)
+	    : tls_level_lookup(t->level) == TLS_LEV_DANE ? TLS_LEV_DANE : TLS_LEV_MAY;
+	if (p->insecure_mx_policy != TLS_LEV_MAY && p->insecure_mx_policy != TLS_LEV_ENCRYPT
+	    && p->insecure_mx_policy != TLS_LEV_DANE) {
+	    log_warn("smtp", "invalid smtp_tls_dane_insecure_mx_policy: \"%s\"; using \"may\"", v);
+	    p->insecure_mx_policy = TLS_LEV_MAY;
+	}
+    }
 
     /* The engine is built when some destination may use TLS. */
     needs_tls = tls_level_lookup(t->level) != TLS_LEV_NONE || p->tls_policy || p->tls_wrapper;
@@ -230,6 +242,7 @@ static int secure_dane(SMTP_DELIV *d)
 
     memset(&in, 0, sizeof(in));
     in.dnssec = d->p->dnssec;
+    in.insecure_mx_policy = d->p->insecure_mx_policy;
     in.mx = a->mx_secure;
     in.addr_secure = a->secure;
     in.host = a->host;

@@ -100,6 +100,7 @@ typedef struct TLS_POLICY {
     TLS_TLSA *tlsa;			/* dane/dane-only: the usable records */
     int     ntlsa;
     char   *dane_base;			/* their base domain: SNI and the match name */
+    int     dane_half;			/* found through an insecure MX: "Trusted", never "Verified" */
     int     site_set;			/* which settings the table entry gave */
 } TLS_POLICY;
 
@@ -145,6 +146,7 @@ void    tls_policy_free(TLS_POLICY *p);
 
 typedef struct TLS_DANE_DNS {
     int     dnssec;			/* smtp_dns_support_level = dnssec */
+    int     insecure_mx_policy;		/* smtp_tls_dane_insecure_mx_policy: may, encrypt, dane */
     int     mx;				/* -1: no MX lookup; 0: MX RRset insecure; 1: secure */
     int     addr_secure;		/* the server's address RRset was secure */
     const char *host;			/* the server's name: the TLSA base domain */

@@ -802,7 +802,7 @@ int     tls_client_post(TLS_CLIENT *tc, SSL *ssl, const TLS_POLICY *pol, TLS_PEE
 	} else if (TLS_DANE_BASED(level)) {
 	    /* OpenSSL verified the chain against the TLSA records, and the names. */
 	    peer->matched = peer->trusted && !x->must_fail;
-	    secured = peer->matched;
+	    secured = peer->matched && !pol->dane_half;
 	    if (peer->matched && tc->p.loglevel >= 2)
 		log_dane_match(x, ssl);
 	} else if (peer->trusted && (pol->level == TLS_LEV_VERIFY || pol->level == TLS_LEV_SECURE)) {

@@ -427,7 +427,8 @@ int     tls_policy_dane(const TLS_CLIENT_PARAMS *pp, const char *dest, const TLS
     if (!dns->dnssec) {
 	dane_incompat(pol, NONDANE_CONFIG, "%s: %s configured with dnssec lookups disabled",
 		      dest, tls_level_name(pol->level));
-    } else if (dns->mx == 0) {
+    } else if (dns->mx == 0 && (pol->level == TLS_LEV_DANE_ONLY
+				    || dns->insecure_mx_policy <= TLS_LEV_MAY)) {
 	/* An insecure MX RRset: its hosts' TLSA records prove nothing. */
 	dane_incompat(pol, NONDANE_DEST, "non DNSSEC destination", "", "");
     } else if (!dns->addr_secure) {
@@ -469,7 +470,11 @@ int     tls_policy_dane(const TLS_CLIENT_PARAMS *pp, const char *dest, const TLS
 	}
 	if (pol->ntlsa == 0) {
 	    dane_incompat(pol, DANE_CANTAUTH, "TLSA records unusable", "", "");
+	} else if (dns->mx == 0 && dns->insecure_mx_policy == TLS_LEV_ENCRYPT) {
+	    dane_incompat(pol, DANE_CANTAUTH, "Verification not possible, MX RRset is insecure", "", "");
 	} else {
+	    /* An insecure MX (smtp_tls_dane_insecure_mx_policy = dane): required, but only "Trusted". */
+	    pol->dane_half = dns->mx == 0;
 	    /* With DANE, the names to match are not configurable: the base domain. */
 	    pol->dane_base = xstrdup(dns->host);
 	    for (int i = 0; i < pol->nmatch; i++)

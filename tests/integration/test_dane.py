@@ -205,6 +205,8 @@ def setup(env):
         # unsigned: even a TLSA record (here of another key) is not trusted
         f.write('$ORIGIN plain.test.\n$TTL 300\n@ IN SOA ns.plain.test. h.plain.test. 1 3600 600 86400 300\n'
                 '@ IN NS ns\nns A 127.0.0.1\n@ MX 10 mx\nonly MX 10 mx\nmx A 127.0.0.1\n'
+                # unsigned MX records naming MX hosts of the signed zone
+                'half MX 10 mx1.dane.test.\nhalfbad MX 10 mx2.dane.test.\n'
                 '%s.mx TLSA 3 1 1 %s\n' % (t, wrong))
     ub, ddir = dns_servers(env, {'dane.test': signed, 'plain.test': plain}, [ds])
     # the resolver validates: AD for the signed zone, none for the unsigned one,
@@ -222,6 +224,8 @@ def test_dane(env):
     tmap = ', '.join('%s.dane.test=smtp:%s.dane.test:%d' % (x, x, port) for x in doms)
     tmap += ', plain.test=smtp:plain.test:%d, only.plain.test=smtp:only.plain.test:%d' % (port, port)
     tmap += ', bracket.test=smtp:[mx1.dane.test]:%d' % port
+    tmap += ', half.plain.test=smtp:half.plain.test:%d, halfbad.plain.test=smtp:halfbad.plain.test:%d' % (
+        port, port)
     pol = os.path.join(env.dir, 'tls_policy')
     with open(pol, 'w') as f:
         f.write('only.plain.test:%d dane-only\nnone2.dane.test:%d dane-only\n' % (port, port))
@@ -291,6 +295,17 @@ def test_dane(env):
     q = env.send(d.port, 'a@sender.test', ['b@bracket.test'], MSG)
     d.wait_log(r'%s: to=<b@bracket\.test>, %s, .*status=sent' % (q, relay('mx1.dane.test')), timeout=60)
     assert delivered(out) == 6
+
+    # an unsigned MX RRset naming a host with signed TLSA records: Postfix 3.7's
+    # default smtp_tls_dane_insecure_mx_policy (dane, with level dane) still
+    # requires a match, but logs "Trusted", never "Verified"
+    q = env.send(d.port, 'a@sender.test', ['b@half.plain.test'], MSG)
+    d.wait_log(r'Trusted TLS connection established to mx1\.dane\.test\[127\.0\.0\.1\]:%d' % port, timeout=60)
+    d.wait_log(r'%s: to=<b@half\.plain\.test>, %s, .*status=sent' % (q, relay('mx1.dane.test')), timeout=60)
+    q = env.send(d.port, 'a@sender.test', ['b@halfbad.plain.test'], MSG)
+    d.wait_log(r'%s: to=<b@halfbad\.plain\.test>, %s, .*dsn=4\.7\.5, status=deferred '
+               r'\(Server certificate not verified\)' % (q, relay('mx2.dane.test')), timeout=60)
+    assert delivered(out) == 7
     log = d.log()
     assert 'Verified TLS connection established to mx6' not in log
     assert 'Verified TLS connection established to mx.plain.test' not in log

@@ -347,6 +347,7 @@ static void test_policy_dane(void)
     /* records without the AD bit count for nothing: no TLSA records */
     in.tlsa = recs;
     in.tlsa_rdlen = rdlen;
+    in.ntlsa = 5;
     in.tlsa_secure = 0;
     T_EQ_INT(dane_case("dane", &in, &p), 0);
     T_EQ_INT(p.level, TLS_LEV_MAY);
@@ -367,7 +368,34 @@ static void test_policy_dane(void)
     T_EQ_STR(p.why, "TLSA lookup error for mx.example.org:25");
     tls_policy_free(&p);
 
-    /* an insecure MX RRset or address: no TLSA lookup at all */
+    /*
+     * An insecure MX RRset with smtp_tls_dane_insecure_mx_policy = dane:
+     * the MX host's TLSA records still count, but only for "Trusted";
+     * encrypt: TLS required, not verified; dane-only: never.
+     */
+    in.mx = 0;
+    in.insecure_mx_policy = TLS_LEV_DANE;
+    in.tlsa_status = TLS_TLSA_FOUND;
+    in.tlsa_secure = 1;
+    T_EQ_INT(dane_case("dane", &in, &p), 0);
+    T_EQ_INT(p.level, TLS_LEV_DANE);
+    T_EQ_INT(p.dane_half, 1);
+    T_EQ_INT(p.ntlsa, 2);
+    tls_policy_free(&p);
+    in.insecure_mx_policy = TLS_LEV_ENCRYPT;
+    T_EQ_INT(dane_case("dane", &in, &p), 0);
+    T_EQ_INT(p.level, TLS_LEV_ENCRYPT);
+    tls_policy_free(&p);
+    T_EQ_INT(dane_case("dane-only", &in, &p), 0);
+    T_EQ_STR(p.why, "non DNSSEC destination");
+    tls_policy_free(&p);
+    in.mx = 1;
+    T_EQ_INT(dane_case("dane", &in, &p), 0);
+    T_EQ_INT(p.dane_half, 0);			/* a secure MX: "Verified" */
+    tls_policy_free(&p);
+    in.insecure_mx_policy = TLS_LEV_MAY;
+
+    /* an insecure MX RRset (policy may) or address: no TLSA lookup at all */
     in.tlsa_status = TLS_TLSA_UNKNOWN;
     in.mx = 0;
     T_EQ_INT(dane_case("dane", &in, &p), 0);
