@@ -39,8 +39,8 @@ int     control_op(const char *name)
 {
     for (size_t k = 0; k < ARRAY_LEN(admin_ops); k++)
 	if (strcmp(admin_ops[k].name, name) == 0)
-	    return admin_ops[k].op;
-    return -1;
+	    return (admin_ops[k].op);
+    return (-1);
 }
 
 /* One request: what it changes, until the batch has committed. */
@@ -81,7 +81,7 @@ static int admin_walk_all(void *ctx, const QMSG *msg)
 {
     if (msg->state != QSTATE_CORRUPT)
 	admin_sel_add(ctx, msg->seq);
-    return 0;
+    return (0);
 }
 
 /*
@@ -92,14 +92,14 @@ static int admin_walk_all(void *ctx, const QMSG *msg)
 static int admin_applies(int op, const QMSG *msg)
 {
     if (msg->state == QSTATE_CORRUPT)
-	return op == CONTROL_OP_DELETE;
+	return (op == CONTROL_OP_DELETE);
     if (op == CONTROL_OP_HOLD)
-	return msg->state != QSTATE_HOLD;
+	return (msg->state != QSTATE_HOLD);
     if (op == CONTROL_OP_RELEASE)
-	return msg->state == QSTATE_HOLD;
+	return (msg->state == QSTATE_HOLD);
     if (op == CONTROL_OP_EXPIRE)
-	return (msg->flags & QFLAG_FORCE_EXPIRE) == 0;
-    return 1;
+	return ((msg->flags & QFLAG_FORCE_EXPIRE) == 0);
+    return (1);
 }
 
 /* Add op on msg (loaded with content for requeue) to the batch. */
@@ -167,7 +167,7 @@ static EDIT *edit_prepare(QUEUE *q, const char *op, char *const *ids, int n, int
 
     if (opnum < 0) {
 	buf_printf(out, "unknown operation: %s\n", op);
-	return NULL;
+	return (NULL);
     }
     for (i = 0; i < n; i++)
 	if (strcmp(ids[i], "ALL") == 0)
@@ -184,7 +184,7 @@ static EDIT *edit_prepare(QUEUE *q, const char *op, char *const *ids, int n, int
 	    buf_puts(out, "cannot read the queue\n");
 	    free(sel.seqs);
 	    free(e);
-	    return NULL;
+	    return (NULL);
 	}
     } else {
 	for (i = 0; i < n; i++) {
@@ -233,7 +233,7 @@ static EDIT *edit_prepare(QUEUE *q, const char *op, char *const *ids, int n, int
 	qmsg_free(m);
     }
     free(sel.seqs);
-    return e;
+    return (e);
 }
 
 /* After the commit (or with nothing to commit): log, schedule the copies, answer.  Returns the count or -1. */
@@ -270,7 +270,7 @@ static int edit_finish(EDIT *e, int ok, const char *why, BUF *out)
     free(e->newqids);
     buf_free(&e->out);
     free(e);
-    return ret;
+    return (ret);
 }
 
 int     control_admin_offline(QUEUE *q, const char *op, char *const *ids, int n, int64_t now, BUF *out)
@@ -280,13 +280,13 @@ int     control_admin_offline(QUEUE *q, const char *op, char *const *ids, int n,
     int     ok = 1;
 
     if (e == NULL)
-	return -1;
+	return (-1);
     if (e->n > 0)
 	ok = queue_batch_commit(e->b, why, sizeof(why)) == 0;
     else
 	queue_batch_abort(e->b);
     e->b = NULL;
-    return edit_finish(e, ok, why, out);
+    return (edit_finish(e, ok, why, out));
 }
 
 static void edit_committed(void *ctx, int ok, const char *why)
@@ -303,7 +303,7 @@ int     control_admin_submit(QUEUE *q, const char *op, char *const *ids, int n, 
     if (e == NULL) {
 	done(ctx, 0, &err);
 	buf_free(&err);
-	return -1;
+	return (-1);
     }
     buf_free(&err);
     e->done = done;
@@ -312,8 +312,8 @@ int     control_admin_submit(QUEUE *q, const char *op, char *const *ids, int n, 
 	queue_batch_abort(e->b);
 	e->b = NULL;
 	edit_finish(e, 1, "", NULL);
-	return 0;
+	return (0);
     }
     queue_batch_submit(e->b, edit_committed, e);
-    return 0;
+    return (0);
 }

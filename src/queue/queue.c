@@ -221,12 +221,12 @@ static uint64_t fnv1a(uint64_t h, const void *data, size_t len)
 	h ^= *p++;
 	h *= UINT64_C(0x100000001b3);
     }
-    return h;
+    return (h);
 }
 
 uint64_t queue_checksum(const void *data, size_t len)
 {
-    return fnv1a(FNV_INIT, data, len);
+    return (fnv1a(FNV_INIT, data, len));
 }
 
 const char *queue_state_name(int state)
@@ -236,8 +236,8 @@ const char *queue_state_name(int state)
     };
 
     if (state < 0 || state >= (int) ARRAY_LEN(names))
-	return "unknown";
-    return names[state];
+	return ("unknown");
+    return (names[state]);
 }
 
 const char *queue_status_name(int status)
@@ -247,8 +247,8 @@ const char *queue_status_name(int status)
     };
 
     if (status < 0 || status >= (int) ARRAY_LEN(names))
-	return "unknown";
-    return names[status];
+	return ("unknown");
+    return (names[status]);
 }
 
 /* Statement cache. */
@@ -259,12 +259,12 @@ static sqlite3_stmt *qdb_stmt(QDB *d, int which)
 	if (sqlite3_prepare_v3(d->db, stmt_sql[which], -1,
 			       SQLITE_PREPARE_PERSISTENT, &d->st[which], 0)
 	    != SQLITE_OK)
-	    return 0;
+	    return (0);
     } else {
 	sqlite3_reset(d->st[which]);
 	sqlite3_clear_bindings(d->st[which]);
     }
-    return d->st[which];
+    return (d->st[which]);
 }
 
 /* Run a statement that returns no rows; 0 or -1. */
@@ -274,10 +274,10 @@ static int qdb_run(QDB *d, int which)
     int     rc;
 
     if (st == 0)
-	return -1;
+	return (-1);
     rc = sqlite3_step(st);
     sqlite3_reset(st);
-    return (rc == SQLITE_DONE || rc == SQLITE_ROW) ? 0 : -1;
+    return ((rc == SQLITE_DONE || rc == SQLITE_ROW) ? 0 : -1);
 }
 
 static void qdb_close(QDB *d)
@@ -305,9 +305,9 @@ static char *col_str(sqlite3_stmt *st, int i)
     const unsigned char *s;
 
     if (sqlite3_column_type(st, i) == SQLITE_NULL)
-	return 0;
+	return (0);
     s = sqlite3_column_text(st, i);
-    return xstrdup(s ? (const char *) s : "");
+    return (xstrdup(s ? (const char *) s : ""));
 }
 
 static void col_dsn(sqlite3_stmt *st, int i, char *dst, size_t len)
@@ -324,7 +324,7 @@ static int db_int(sqlite3 *db, const char *sql, int64_t *out)
     int     rc;
 
     if (sqlite3_prepare_v2(db, sql, -1, &st, 0) != SQLITE_OK)
-	return -1;
+	return (-1);
     rc = sqlite3_step(st);
     if (rc == SQLITE_ROW) {
 	if (out)
@@ -332,7 +332,7 @@ static int db_int(sqlite3 *db, const char *sql, int64_t *out)
 	rc = SQLITE_DONE;
     }
     sqlite3_finalize(st);
-    return rc == SQLITE_DONE ? 0 : -1;
+    return (rc == SQLITE_DONE ? 0 : -1);
 }
 
 /* Schema and migrations. */
@@ -416,10 +416,10 @@ static int queue_migrate(sqlite3 *db, int64_t from, char *err, size_t errlen)
 		    v + 1, msg ? msg : sqlite3_errmsg(db));
 	    sqlite3_free(msg);
 	    sqlite3_exec(db, "ROLLBACK", 0, 0, 0);
-	    return -1;
+	    return (-1);
 	}
     }
-    return 0;
+    return (0);
 }
 
 /* The queue lock. */
@@ -435,7 +435,7 @@ static int queue_lock(QUEUE *q, char *err, size_t errlen)
     if (fd < 0) {
 	set_err(err, errlen, "cannot open queue lock %s: %s", path, strerror(errno));
 	free(path);
-	return -1;
+	return (-1);
     }
     if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
 	int     saved = errno;
@@ -450,7 +450,7 @@ static int queue_lock(QUEUE *q, char *err, size_t errlen)
 	}
 	close(fd);
 	free(path);
-	return -1;
+	return (-1);
     }
     /* The pid is informational (for the message above), the flock is the lock. */
     n = snprintf(buf, sizeof(buf), "%ld\n", (long) getpid());
@@ -458,11 +458,11 @@ static int queue_lock(QUEUE *q, char *err, size_t errlen)
 	set_err(err, errlen, "cannot write queue lock %s: %s", path, strerror(errno));
 	close(fd);
 	free(path);
-	return -1;
+	return (-1);
     }
     free(path);
     q->lock_fd = fd;
-    return 0;
+    return (0);
 }
 
 /*
@@ -488,12 +488,12 @@ static int ff_close(sqlite3_file *f)
 {
     int     rc = FREAL(f)->pMethods ? FREAL(f)->pMethods->xClose(FREAL(f)) : SQLITE_OK;
 
-    return rc;
+    return (rc);
 }
 
 static int ff_read(sqlite3_file *f, void *b, int n, sqlite3_int64 off)
 {
-    return FREAL(f)->pMethods->xRead(FREAL(f), b, n, off);
+    return (FREAL(f)->pMethods->xRead(FREAL(f), b, n, off));
 }
 
 static int ff_write(sqlite3_file *f, const void *b, int n, sqlite3_int64 off)
@@ -502,66 +502,66 @@ static int ff_write(sqlite3_file *f, const void *b, int n, sqlite3_int64 off)
 
     while (left >= 0) {
 	if (left == 0)
-	    return SQLITE_FULL;
+	    return (SQLITE_FULL);
 	if (atomic_compare_exchange_weak(&fault_budget, &left, left - 1))
 	    break;
     }
-    return FREAL(f)->pMethods->xWrite(FREAL(f), b, n, off);
+    return (FREAL(f)->pMethods->xWrite(FREAL(f), b, n, off));
 }
 
 static int ff_truncate(sqlite3_file *f, sqlite3_int64 size)
 {
-    return FREAL(f)->pMethods->xTruncate(FREAL(f), size);
+    return (FREAL(f)->pMethods->xTruncate(FREAL(f), size));
 }
 
 static int ff_sync(sqlite3_file *f, int flags)
 {
-    return FREAL(f)->pMethods->xSync(FREAL(f), flags);
+    return (FREAL(f)->pMethods->xSync(FREAL(f), flags));
 }
 
 static int ff_size(sqlite3_file *f, sqlite3_int64 *size)
 {
-    return FREAL(f)->pMethods->xFileSize(FREAL(f), size);
+    return (FREAL(f)->pMethods->xFileSize(FREAL(f), size));
 }
 
 static int ff_lock(sqlite3_file *f, int l)
 {
-    return FREAL(f)->pMethods->xLock(FREAL(f), l);
+    return (FREAL(f)->pMethods->xLock(FREAL(f), l));
 }
 
 static int ff_unlock(sqlite3_file *f, int l)
 {
-    return FREAL(f)->pMethods->xUnlock(FREAL(f), l);
+    return (FREAL(f)->pMethods->xUnlock(FREAL(f), l));
 }
 
 static int ff_check(sqlite3_file *f, int *out)
 {
-    return FREAL(f)->pMethods->xCheckReservedLock(FREAL(f), out);
+    return (FREAL(f)->pMethods->xCheckReservedLock(FREAL(f), out));
 }
 
 static int ff_fcntl(sqlite3_file *f, int op, void *arg)
 {
-    return FREAL(f)->pMethods->xFileControl(FREAL(f), op, arg);
+    return (FREAL(f)->pMethods->xFileControl(FREAL(f), op, arg));
 }
 
 static int ff_sector(sqlite3_file *f)
 {
-    return FREAL(f)->pMethods->xSectorSize(FREAL(f));
+    return (FREAL(f)->pMethods->xSectorSize(FREAL(f)));
 }
 
 static int ff_dev(sqlite3_file *f)
 {
-    return FREAL(f)->pMethods->xDeviceCharacteristics(FREAL(f));
+    return (FREAL(f)->pMethods->xDeviceCharacteristics(FREAL(f)));
 }
 
 static int ff_shm_map(sqlite3_file *f, int pg, int sz, int ext, void volatile **pp)
 {
-    return FREAL(f)->pMethods->xShmMap(FREAL(f), pg, sz, ext, pp);
+    return (FREAL(f)->pMethods->xShmMap(FREAL(f), pg, sz, ext, pp));
 }
 
 static int ff_shm_lock(sqlite3_file *f, int off, int n, int flags)
 {
-    return FREAL(f)->pMethods->xShmLock(FREAL(f), off, n, flags);
+    return (FREAL(f)->pMethods->xShmLock(FREAL(f), off, n, flags));
 }
 
 static void ff_shm_barrier(sqlite3_file *f)
@@ -571,18 +571,18 @@ static void ff_shm_barrier(sqlite3_file *f)
 
 static int ff_shm_unmap(sqlite3_file *f, int del)
 {
-    return FREAL(f)->pMethods->xShmUnmap(FREAL(f), del);
+    return (FREAL(f)->pMethods->xShmUnmap(FREAL(f), del));
 }
 
 static int ff_fetch(sqlite3_file *f, sqlite3_int64 off, int n, void **pp)
 {
     *pp = 0;					/* no memory mapping: every read is a read */
-    return SQLITE_OK;
+    return (SQLITE_OK);
 }
 
 static int ff_unfetch(sqlite3_file *f, sqlite3_int64 off, void *p)
 {
-    return SQLITE_OK;
+    return (SQLITE_OK);
 }
 
 static int ff_open(sqlite3_vfs *vfs, const char *name, sqlite3_file *f, int flags, int *out)
@@ -595,7 +595,7 @@ static int ff_open(sqlite3_vfs *vfs, const char *name, sqlite3_file *f, int flag
     rc = fault_real->xOpen(fault_real, name, ff->real, flags, out);
     if (rc == SQLITE_OK && ff->real->pMethods)
 	ff->base.pMethods = &fault_io;
-    return rc;
+    return (rc);
 }
 
 static void fault_vfs_init(void)
@@ -643,7 +643,7 @@ static int queue_wal_hook(void *ctx, sqlite3 *db, const char *name, int nframes)
 	&& sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, &nlog, &nckpt) != SQLITE_OK)
 	nlog = nframes, nckpt = 0;
     atomic_store(&q->wal_debt, (int64_t) (nlog > nckpt ? nlog - nckpt : 0) * q->page_size);
-    return SQLITE_OK;
+    return (SQLITE_OK);
 }
 
 /* Opening. */
@@ -653,10 +653,10 @@ static int qdb_open(QDB *d, const char *path, int flags)
     memset(d, 0, sizeof(*d));
     if (sqlite3_open_v2(path, &d->db, flags | SQLITE_OPEN_NOMUTEX,
 			atomic_load(&fault_vfs_on) ? "relayq-test-full" : 0) != SQLITE_OK)
-	return -1;
+	return (-1);
     sqlite3_busy_timeout(d->db, QUEUE_BUSY_MS);
     sqlite3_extended_result_codes(d->db, 0);
-    return 0;
+    return (0);
 }
 
 /*
@@ -680,20 +680,20 @@ static int queue_check_db(QUEUE *q, sqlite3 *db, int64_t *version, int deep,
 	else
 	    set_err(err, errlen, "queue database %s is unreadable or corrupt (%s); not touching it",
 		    q->path, sqlite3_errmsg(db));
-	return -1;
+	return (-1);
     }
     if (*version > QUEUE_SCHEMA_VERSION) {
 	set_err(err, errlen, "queue database %s has schema version %" PRId64
 		", newer than this relayq supports (%d); refusing to open it",
 		q->path, *version, QUEUE_SCHEMA_VERSION);
-	return -1;
+	return (-1);
     }
     if (!deep)
-	return 0;
+	return (0);
     if (sqlite3_prepare_v2(db, "PRAGMA quick_check", -1, &st, 0) != SQLITE_OK) {
 	set_err(err, errlen, "queue database %s is corrupt (%s); not touching it",
 		q->path, sqlite3_errmsg(db));
-	return -1;
+	return (-1);
     }
     rc = sqlite3_step(st);
     if (rc != SQLITE_ROW
@@ -702,10 +702,10 @@ static int queue_check_db(QUEUE *q, sqlite3 *db, int64_t *version, int deep,
 		q->path, rc == SQLITE_ROW ? (const char *) sqlite3_column_text(st, 0)
 		: sqlite3_errmsg(db));
 	sqlite3_finalize(st);
-	return -1;
+	return (-1);
     }
     sqlite3_finalize(st);
-    return 0;
+    return (0);
 }
 
 static void *queue_writer_main(void *arg);
@@ -728,7 +728,7 @@ static int reserve_give_back_at_open(QUEUE *q)
 	close(fd);
     }
     free(path);
-    return ok;
+    return (ok);
 }
 
 QUEUE  *queue_open(const char *dir, int mode, char *err, size_t errlen)
@@ -742,11 +742,11 @@ QUEUE  *queue_open(const char *dir, int mode, char *err, size_t errlen)
 
     if (mode != QUEUE_OPEN_DAEMON && mode != QUEUE_OPEN_READ && mode != QUEUE_OPEN_ADMIN) {
 	set_err(err, errlen, "queue_open: bad mode %d", mode);
-	return 0;
+	return (0);
     }
     if (dir == 0 || *dir == 0) {
 	set_err(err, errlen, "queue_directory is empty");
-	return 0;
+	return (0);
     }
     q = xcalloc(1, sizeof(*q));
     q->dir = xstrdup(dir);
@@ -883,11 +883,11 @@ retry_open:
 	}
 	q->writer_running = 1;
     }
-    return q;
+    return (q);
 
 fail:
     queue_close(q);
-    return 0;
+    return (0);
 }
 
 static void qbatch_free(QBATCH *b);
@@ -953,17 +953,17 @@ static int qid_to_seq(const char *qid, uint64_t *seq)
     uint64_t v = 0;
 
     if (len < 10 || len > 15)
-	return -1;
+	return (-1);
     for (i = 0; i < len; i++) {
 	int     c = qid[i];
 
 	if (!((c >= '0' && c <= '9') || (c >= 'A' && c <= 'F')))
-	    return -1;
+	    return (-1);
 	if (i >= 5)
 	    v = v * 16 + (uint64_t) (c <= '9' ? c - '0' : c - 'A' + 10);
     }
     *seq = v;
-    return 0;
+    return (0);
 }
 
 /* Messages in memory. */
@@ -1031,12 +1031,12 @@ static QMSG *qmsg_copy(const QMSG *src, int with_content)
     } else {
 	m->nrcpt = 0;
     }
-    return m;
+    return (m);
 }
 
 QMSG   *qmsg_dup(const QMSG *msg)
 {
-    return msg ? qmsg_copy(msg, 1) : 0;
+    return (msg ? qmsg_copy(msg, 1) : 0);
 }
 
 void    qattempt_free_array(QATTEMPT *a, int n)
@@ -1060,7 +1060,7 @@ QBATCH *queue_batch(QUEUE *q)
     QBATCH *b = xcalloc(1, sizeof(*b));
 
     b->q = q;
-    return b;
+    return (b);
 }
 
 static QOP *qbatch_add(QBATCH *b, int type, uint64_t seq)
@@ -1075,7 +1075,7 @@ static QOP *qbatch_add(QBATCH *b, int type, uint64_t seq)
     memset(op, 0, sizeof(*op));
     op->type = type;
     op->seq = seq;
-    return op;
+    return (op);
 }
 
 static void qbatch_free(QBATCH *b)
@@ -1145,7 +1145,7 @@ static int step_done(sqlite3_stmt *st)
     int     rc = sqlite3_step(st);
 
     sqlite3_reset(st);
-    return rc == SQLITE_DONE ? 0 : -1;
+    return (rc == SQLITE_DONE ? 0 : -1);
 }
 
 static int apply_insert(QDB *d, const QMSG *m, uint64_t sum)
@@ -1154,9 +1154,9 @@ static int apply_insert(QDB *d, const QMSG *m, uint64_t sum)
     int     i;
 
     if (m->content == 0 || m->nrcpt <= 0 || m->seq == 0 || m->qid[0] == 0)
-	return -1;
+	return (-1);
     if ((st = qdb_stmt(d, S_INS_MSG)) == 0)
-	return -1;
+	return (-1);
     sqlite3_bind_int64(st, 1, (sqlite3_int64) m->seq);
     sqlite3_bind_text(st, 2, m->qid, -1, SQLITE_STATIC);
     sqlite3_bind_int(st, 3, m->state);
@@ -1175,12 +1175,12 @@ static int apply_insert(QDB *d, const QMSG *m, uint64_t sum)
     sqlite3_bind_int64(st, 16, (sqlite3_int64) m->size);
     sqlite3_bind_int(st, 17, m->nrcpt);
     if (step_done(st) < 0)
-	return -1;
+	return (-1);
     for (i = 0; i < m->nrcpt; i++) {
 	const QRCPT *r = &m->rcpts[i];
 
 	if (r->addr == 0 || (st = qdb_stmt(d, S_INS_RCPT)) == 0)
-	    return -1;
+	    return (-1);
 	sqlite3_bind_int64(st, 1, (sqlite3_int64) m->seq);
 	sqlite3_bind_int(st, 2, i);
 	bind_str(st, 3, r->addr);
@@ -1192,15 +1192,15 @@ static int apply_insert(QDB *d, const QMSG *m, uint64_t sum)
 	bind_str(st, 9, r->remote_mta);
 	bind_str(st, 10, r->diag);
 	if (step_done(st) < 0)
-	    return -1;
+	    return (-1);
     }
     if ((st = qdb_stmt(d, S_INS_CONTENT)) == 0)
-	return -1;
+	return (-1);
     sqlite3_bind_int64(st, 1, (sqlite3_int64) m->seq);
     sqlite3_bind_int64(st, 2, (sqlite3_int64) m->size);
     sqlite3_bind_int64(st, 3, (sqlite3_int64) sum);
     sqlite3_bind_blob64(st, 4, m->content, m->size, SQLITE_STATIC);
-    return step_done(st);
+    return (step_done(st));
 }
 
 static int msg_exists(QDB *d, uint64_t seq)
@@ -1209,11 +1209,11 @@ static int msg_exists(QDB *d, uint64_t seq)
     int     rc;
 
     if (st == 0)
-	return -1;
+	return (-1);
     sqlite3_bind_int64(st, 1, (sqlite3_int64) seq);
     rc = sqlite3_step(st);
     sqlite3_reset(st);
-    return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -1;
+    return (rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -1);
 }
 
 static int apply_update(QDB *d, const QMSG *m)
@@ -1222,7 +1222,7 @@ static int apply_update(QDB *d, const QMSG *m)
     int     i;
 
     if ((st = qdb_stmt(d, S_UPD_MSG)) == 0)
-	return -1;
+	return (-1);
     sqlite3_bind_int(st, 1, m->state);
     sqlite3_bind_int(st, 2, m->flags);
     sqlite3_bind_int64(st, 3, m->next_eligible);
@@ -1230,12 +1230,12 @@ static int apply_update(QDB *d, const QMSG *m)
     sqlite3_bind_int64(st, 5, m->create_time);
     sqlite3_bind_int64(st, 6, (sqlite3_int64) m->seq);
     if (step_done(st) < 0 || sqlite3_changes(d->db) != 1)
-	return -1;				/* gone: the batch fails */
+	return (-1);				/* gone: the batch fails */
     for (i = 0; i < m->nrcpt; i++) {
 	const QRCPT *r = &m->rcpts[i];
 
 	if ((st = qdb_stmt(d, S_UPD_RCPT)) == 0)
-	    return -1;
+	    return (-1);
 	sqlite3_bind_int(st, 1, r->state);
 	bind_str(st, 2, r->reason);
 	bind_str(st, 3, r->dsn[0] ? r->dsn : 0);
@@ -1244,9 +1244,9 @@ static int apply_update(QDB *d, const QMSG *m)
 	sqlite3_bind_int64(st, 6, (sqlite3_int64) m->seq);
 	sqlite3_bind_int(st, 7, i);
 	if (step_done(st) < 0 || sqlite3_changes(d->db) != 1)
-	    return -1;
+	    return (-1);
     }
-    return 0;
+    return (0);
 }
 
 static int apply_attempt(QDB *d, uint64_t seq, const QATTEMPT *a)
@@ -1255,18 +1255,18 @@ static int apply_attempt(QDB *d, uint64_t seq, const QATTEMPT *a)
     int64_t n;
 
     if (msg_exists(d, seq) != 1)
-	return -1;
+	return (-1);
     if ((st = qdb_stmt(d, S_ATT_NEXT)) == 0)
-	return -1;
+	return (-1);
     sqlite3_bind_int64(st, 1, (sqlite3_int64) seq);
     if (sqlite3_step(st) != SQLITE_ROW) {
 	sqlite3_reset(st);
-	return -1;
+	return (-1);
     }
     n = sqlite3_column_int64(st, 0);
     sqlite3_reset(st);
     if ((st = qdb_stmt(d, S_ATT_INS)) == 0)
-	return -1;
+	return (-1);
     sqlite3_bind_int64(st, 1, (sqlite3_int64) seq);
     sqlite3_bind_int64(st, 2, n);
     sqlite3_bind_int64(st, 3, a->start_us);
@@ -1277,12 +1277,12 @@ static int apply_attempt(QDB *d, uint64_t seq, const QATTEMPT *a)
     bind_str(st, 8, a->dsn[0] ? a->dsn : 0);
     bind_str(st, 9, a->text);
     if (step_done(st) < 0)
-	return -1;
+	return (-1);
     if ((st = qdb_stmt(d, S_ATT_TRIM)) == 0)
-	return -1;
+	return (-1);
     sqlite3_bind_int64(st, 1, (sqlite3_int64) seq);
     sqlite3_bind_int64(st, 2, n - QUEUE_HISTORY_MAX);
-    return step_done(st);
+    return (step_done(st));
 }
 
 /* One column of a message that must still be there. */
@@ -1291,12 +1291,12 @@ static int apply_set(QDB *d, int which, uint64_t seq, int value)
     sqlite3_stmt *st;
 
     if ((st = qdb_stmt(d, which)) == 0)
-	return -1;
+	return (-1);
     sqlite3_bind_int(st, 1, value);
     sqlite3_bind_int64(st, 2, (sqlite3_int64) seq);
     if (step_done(st) < 0 || sqlite3_changes(d->db) != 1)
-	return -1;
-    return 0;
+	return (-1);
+    return (0);
 }
 
 /* Deleting a message that is already gone is not an error (idempotent). */
@@ -1308,12 +1308,12 @@ static int apply_delete(QDB *d, uint64_t seq)
 
     for (i = 0; i < ARRAY_LEN(which); i++) {
 	if ((st = qdb_stmt(d, which[i])) == 0)
-	    return -1;
+	    return (-1);
 	sqlite3_bind_int64(st, 1, (sqlite3_int64) seq);
 	if (step_done(st) < 0)
-	    return -1;
+	    return (-1);
     }
-    return 0;
+    return (0);
 }
 
 static int apply_batch(QUEUE *q, QBATCH *b)
@@ -1322,7 +1322,7 @@ static int apply_batch(QUEUE *q, QBATCH *b)
     int     expect = QFAULT_FAIL_BATCH;
 
     if (atomic_compare_exchange_strong(&q->fault, &expect, QFAULT_NONE))
-	return -1;
+	return (-1);
     for (i = 0; rc == 0 && i < b->nops; i++) {
 	QOP    *op = &b->ops[i];
 
@@ -1349,7 +1349,7 @@ static int apply_batch(QUEUE *q, QBATCH *b)
 	    rc = -1;
 	}
     }
-    return rc;
+    return (rc);
 }
 
 /* SQLite says the disk (or the file size limit) is full. */
@@ -1372,12 +1372,12 @@ static int commit_group_once(QUEUE *q, QBATCH **v, int n, int *full)
     if (atomic_load(&q->fault) == QFAULT_FULL_COMMIT) {
 	batch_why(v, n, "COMMIT", 0);
 	*full = 1;
-	return 0;
+	return (0);
     }
     if (qdb_run(&q->w, S_BEGIN) < 0) {
 	*full |= IS_FULL(q->w.db);
 	batch_why(v, n, "BEGIN", q->w.db);
-	return 0;
+	return (0);
     }
     for (i = 0; i < n; i++) {
 	if (qdb_run(&q->w, S_SAVEPOINT) < 0) {
@@ -1427,7 +1427,7 @@ static int commit_group_once(QUEUE *q, QBATCH **v, int n, int *full)
 	qdb_run(&q->w, S_ROLLBACK);
 	for (i = 0; i < n; i++)
 	    v[i]->ok = 0;
-	return 0;
+	return (0);
     }
     if (atomic_load(&q->fault) == QFAULT_BEFORE_COMMIT)
 	_exit(9);
@@ -1437,7 +1437,7 @@ static int commit_group_once(QUEUE *q, QBATCH **v, int n, int *full)
 	qdb_run(&q->w, S_ROLLBACK);
 	for (i = 0; i < n; i++)
 	    v[i]->ok = 0;
-	return 0;
+	return (0);
     }
     if (atomic_load(&q->fault) == QFAULT_AFTER_COMMIT)
 	_exit(9);
@@ -1451,7 +1451,7 @@ static int commit_group_once(QUEUE *q, QBATCH **v, int n, int *full)
     if ((uint64_t) dt > q->stats.commit_us_max)
 	q->stats.commit_us_max = (uint64_t) dt;
     pthread_mutex_unlock(&q->lock);
-    return good;
+    return (good);
 }
 
 /*
@@ -1482,8 +1482,8 @@ static int batch_is_new_mail(const QBATCH *b)
 
     for (i = 0; i < b->nops; i++)
 	if (b->ops[i].type != QOP_INSERT || (b->ops[i].msg->flags & QFLAG_BOUNCE))
-	    return 0;
-    return b->nops > 0;
+	    return (0);
+    return (b->nops > 0);
 }
 
 /* The reserve file. Caller holds q->lock. */
@@ -1555,7 +1555,7 @@ static int queue_commit_group(QUEUE *q, QBATCH **v, int n)
 
     good = commit_group_once(q, v, n, &full);
     if (!full)
-	return good;
+	return (good);
     for (i = 0; i < n; i++)
 	if (!v[i]->ok && !batch_is_new_mail(v[i]) && m < QUEUE_GROUP_MAX)
 	    retry[m++] = v[i];
@@ -1567,9 +1567,9 @@ static int queue_commit_group(QUEUE *q, QBATCH **v, int n)
 	atomic_store(&q->fault, QFAULT_NONE);	/* the reserve helped */
     checkpoint_truncate(q);
     if (m == 0)
-	return good;
+	return (good);
     full = 0;
-    return good + commit_group_once(q, retry, m, &full);
+    return (good + commit_group_once(q, retry, m, &full));
 }
 
 /*
@@ -1592,7 +1592,7 @@ static int vacuum_step(QUEUE *q)
     }
     if (rc == SQLITE_OK)
 	checkpoint_truncate(q);
-    return rc;
+    return (rc);
 }
 
 static void space_give_back(QUEUE *q)
@@ -1694,7 +1694,7 @@ static void *queue_writer_main(void *arg)
 	reserve_make_locked(q, 0);
 	pthread_mutex_unlock(&q->lock);
     }
-    return 0;
+    return (0);
 }
 
 void    queue_batch_submit(QBATCH *b, QUEUE_CB cb, void *ctx)
@@ -1736,7 +1736,7 @@ int     queue_batch_commit(QBATCH *b, char *why, size_t whylen)
     if (q->mode == QUEUE_OPEN_READ) {
 	set_err(why, whylen, "the queue is open read-only");
 	qbatch_free(b);
-	return -1;
+	return (-1);
     }
 
     /*
@@ -1750,12 +1750,12 @@ int     queue_batch_commit(QBATCH *b, char *why, size_t whylen)
     if (!ok)
 	set_err(why, whylen, "%s", b->why);
     qbatch_free(b);
-    return ok ? 0 : -1;
+    return (ok ? 0 : -1);
 }
 
 int     queue_notify_fd(QUEUE *q)
 {
-    return q->notify_fd;
+    return (q->notify_fd);
 }
 
 void    queue_dispatch(QUEUE *q)
@@ -1816,12 +1816,12 @@ int     queue_space(QUEUE *q, QUEUE_SPACE *out)
     out->reserve_releases = q->reserve_releases;
     pthread_mutex_unlock(&q->lock);
     if (rc < 0)
-	return -1;
+	return (-1);
     out->free_bytes = (uint64_t) sv.f_bavail * sv.f_frsize;
     out->wal_debt = (uint64_t) atomic_load(&q->wal_debt);
     out->block_size = sv.f_frsize ? sv.f_frsize : 1;
     out->free_blocks = sv.f_bavail;
-    return 0;
+    return (0);
 }
 
 int     queue_space_refuse(const QUEUE_SPACE *sp, long long minfree, long long msg_limit)
@@ -1832,10 +1832,10 @@ int     queue_space_refuse(const QUEUE_SPACE *sp, long long minfree, long long m
     /* In blocks, as Postfix compares them. */
     if ((minfree > 0 && (double) minfree / bs >= blocks)
 	|| (double) (msg_limit > 0 ? msg_limit : 0) / bs >= blocks / 1.5)
-	return QUEUE_SPACE_LOW;
+	return (QUEUE_SPACE_LOW);
     if (!sp->reserve_held)
-	return QUEUE_SPACE_RESERVE;
-    return QUEUE_SPACE_OK;
+	return (QUEUE_SPACE_RESERVE);
+    return (QUEUE_SPACE_OK);
 }
 
 void    queue_stats(QUEUE *q, QUEUE_STATS *st)
@@ -1890,7 +1890,7 @@ static QMSG *row_to_msg(sqlite3_stmt *st)
     m->helo = col_str(st, 13);
     m->message_id = col_str(st, 14);
     m->size = (size_t) sqlite3_column_int64(st, 15);
-    return m;
+    return (m);
 }
 
 /* Returns SQLITE_DONE, or the SQLite error. */
@@ -1900,7 +1900,7 @@ static int load_rcpts(QDB *d, QMSG *m)
     int     rc, cap = 0;
 
     if (st == 0)
-	return SQLITE_ERROR;
+	return (SQLITE_ERROR);
     sqlite3_bind_int64(st, 1, (sqlite3_int64) m->seq);
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 	QRCPT  *r;
@@ -1923,7 +1923,7 @@ static int load_rcpts(QDB *d, QMSG *m)
 	r->diag = col_str(st, 7);
     }
     sqlite3_reset(st);
-    return rc;
+    return (rc);
 }
 
 /*
@@ -1933,7 +1933,7 @@ static int load_rcpts(QDB *d, QMSG *m)
  */
 static int read_status(int rc)
 {
-    return rc == SQLITE_CORRUPT || rc == SQLITE_NOTADB ? QUEUE_CORRUPT : QUEUE_TEMP;
+    return (rc == SQLITE_CORRUPT || rc == SQLITE_NOTADB ? QUEUE_CORRUPT : QUEUE_TEMP);
 }
 
 static int load_content(QUEUE *q, QMSG *m, char *why, size_t whylen)
@@ -1946,7 +1946,7 @@ static int load_content(QUEUE *q, QMSG *m, char *why, size_t whylen)
 
     if (st == 0) {
 	set_err(why, whylen, "%s: cannot read the content: %s", m->qid, sqlite3_errmsg(q->r.db));
-	return QUEUE_TEMP;
+	return (QUEUE_TEMP);
     }
     sqlite3_bind_int64(st, 1, (sqlite3_int64) m->seq);
     if ((rc = sqlite3_step(st)) != SQLITE_ROW) {
@@ -1956,7 +1956,7 @@ static int load_content(QUEUE *q, QMSG *m, char *why, size_t whylen)
 	    set_err(why, whylen, "%s: cannot read the content: %s", m->qid,
 		    sqlite3_errmsg(q->r.db));
 	sqlite3_reset(st);
-	return rc == SQLITE_DONE ? QUEUE_CORRUPT : read_status(rc);
+	return (rc == SQLITE_DONE ? QUEUE_CORRUPT : read_status(rc));
     }
     size = sqlite3_column_int64(st, 0);
     sum = (uint64_t) sqlite3_column_int64(st, 1);
@@ -1966,14 +1966,14 @@ static int load_content(QUEUE *q, QMSG *m, char *why, size_t whylen)
 	|| queue_checksum(data, (size_t) len) != sum) {
 	sqlite3_reset(st);
 	set_err(why, whylen, "%s: content length or checksum mismatch", m->qid);
-	return QUEUE_CORRUPT;
+	return (QUEUE_CORRUPT);
     }
     m->content = xmalloc((size_t) len + 1);
     if (len > 0)
 	memcpy(m->content, data, (size_t) len);
     m->content[len] = 0;
     sqlite3_reset(st);
-    return QUEUE_OK;
+    return (QUEUE_OK);
 }
 
 int     queue_load(QUEUE *q, uint64_t seq, int with_content, QMSG **out, char *why, size_t whylen)
@@ -2014,7 +2014,7 @@ int     queue_load(QUEUE *q, uint64_t seq, int with_content, QMSG **out, char *w
 out:
     pthread_mutex_unlock(&q->rlock);
     qmsg_free(m);
-    return status;
+    return (status);
 }
 
 int     queue_load_qid(QUEUE *q, const char *qid, int with_content, QMSG **out,
@@ -2026,7 +2026,7 @@ int     queue_load_qid(QUEUE *q, const char *qid, int with_content, QMSG **out,
     *out = 0;
     if (qid_to_seq(qid, &seq) < 0) {
 	set_err(why, whylen, "no such message");
-	return QUEUE_GONE;
+	return (QUEUE_GONE);
     }
     status = queue_load(q, seq, with_content, out, why, whylen);
     if (status == QUEUE_OK && strcmp((*out)->qid, qid) != 0) {	/* same seq, other microseconds */
@@ -2035,7 +2035,7 @@ int     queue_load_qid(QUEUE *q, const char *qid, int with_content, QMSG **out,
 	set_err(why, whylen, "no such message");
 	status = QUEUE_GONE;
     }
-    return status;
+    return (status);
 }
 
 int     queue_history(QUEUE *q, uint64_t seq, QATTEMPT **out)
@@ -2048,7 +2048,7 @@ int     queue_history(QUEUE *q, uint64_t seq, QATTEMPT **out)
     pthread_mutex_lock(&q->rlock);
     if ((st = qdb_stmt(&q->r, S_HISTORY)) == 0) {
 	pthread_mutex_unlock(&q->rlock);
-	return -1;
+	return (-1);
     }
     sqlite3_bind_int64(st, 1, (sqlite3_int64) seq);
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
@@ -2072,10 +2072,10 @@ int     queue_history(QUEUE *q, uint64_t seq, QATTEMPT **out)
     pthread_mutex_unlock(&q->rlock);
     if (rc != SQLITE_DONE) {
 	qattempt_free_array(a, n);
-	return -1;
+	return (-1);
     }
     *out = a;
-    return n;
+    return (n);
 }
 
 int     queue_walk(QUEUE *q, int with_rcpts, int (*fn) (void *ctx, const QMSG *msg), void *ctx)
@@ -2092,7 +2092,7 @@ int     queue_walk(QUEUE *q, int with_rcpts, int (*fn) (void *ctx, const QMSG *m
     /* One read transaction: the five state scans see one snapshot. */
     if (qdb_run(&q->r, S_BEGIN_READ) < 0) {
 	pthread_mutex_unlock(&q->rlock);
-	return -1;
+	return (-1);
     }
     for (i = 0; i < ARRAY_LEN(order) && !stop && rc == 0; i++) {
 	/* Not the cached statement: fn() may call queue_load() meanwhile. */
@@ -2119,7 +2119,7 @@ int     queue_walk(QUEUE *q, int with_rcpts, int (*fn) (void *ctx, const QMSG *m
     }
     sqlite3_exec(q->r.db, "COMMIT", 0, 0, 0);
     pthread_mutex_unlock(&q->rlock);
-    return rc;
+    return (rc);
 }
 
 /* Recovery. */
@@ -2140,19 +2140,19 @@ static int content_checksum(sqlite3 *db, uint64_t seq, int64_t len, char *buf,
 
     if (sqlite3_blob_open(db, "main", "content", "data", (sqlite3_int64) seq, 0, &blob)
 	!= SQLITE_OK)
-	return -1;
+	return (-1);
     for (off = 0; off < len; off += QUEUE_BLOB_CHUNK) {
 	int     n = (int) (len - off < QUEUE_BLOB_CHUNK ? len - off : QUEUE_BLOB_CHUNK);
 
 	if (sqlite3_blob_read(blob, buf, n, (int) off) != SQLITE_OK) {
 	    sqlite3_blob_close(blob);
-	    return -1;
+	    return (-1);
 	}
 	h = fnv1a(h, buf, (size_t) n);
     }
     sqlite3_blob_close(blob);
     *sum = h;
-    return 0;
+    return (0);
 }
 
 void    queue_set_verify(QUEUE *q, int verify_checksums)
@@ -2173,7 +2173,7 @@ int     queue_recover(QUEUE *q, void (*warn) (void *ctx, const char *qid, const 
     set_err(err, errlen, "%s", "");
     if (q->mode == QUEUE_OPEN_READ) {
 	set_err(err, errlen, "the queue is open read-only");
-	return -1;
+	return (-1);
     }
     buf = xmalloc(QUEUE_BLOB_CHUNK);
     pthread_mutex_lock(&q->wlock);
@@ -2280,5 +2280,5 @@ out:
 	    warn(ctx, bad[i].qid, bad[i].why);
     free(bad);
     free(buf);
-    return result;
+    return (result);
 }

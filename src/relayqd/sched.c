@@ -102,11 +102,11 @@ typedef struct ACT {
 static ACTIVE *active_find(SCHED *s, QMGR_ID id)
 {
     if (s->active_size == 0)
-	return NULL;
+	return (NULL);
     for (ACTIVE *a = s->active[id % s->active_size]; a; a = a->next)
 	if (a->id == id)
-	    return a;
-    return NULL;
+	    return (a);
+    return (NULL);
 }
 
 static void active_insert(SCHED *s, ACTIVE *a)
@@ -190,10 +190,10 @@ static int load_one(void *ctx, const QMSG *m)
     QMGR_MSGINFO info;
 
     if (m->state == QSTATE_CORRUPT)
-	return 0;
+	return (0);
     info_from_msg(m, &info);
     qmgr_add(s->qmgr, m->seq, &info, (int64_t) time(NULL));
-    return 0;
+    return (0);
 }
 
 /*
@@ -225,7 +225,7 @@ int     sched_start(SCHED *s)
 	    qc.incoming + qc.active + qc.deferred + qc.hold,
 	    (double) (time_mono_us() - t0) / 1e6, qmgr_memory(s->qmgr));
     sched_kick(s);
-    return ret;
+    return (ret);
 }
 
 SCHED *sched_create(struct event_base *base, const CONFIG *cf, QUEUE *queue, SMTP *smtp)
@@ -245,7 +245,7 @@ SCHED *sched_create(struct event_base *base, const CONFIG *cf, QUEUE *queue, SMT
     s->qmgr = qmgr_create(&p, (int64_t) time(NULL));
     s->kick_ev = event_new(base, -1, 0, kick_cb, s);
     s->qmgr_timer = evtimer_new(base, timer_cb, s);
-    return s;
+    return (s);
 }
 
 void    sched_reconfigure(SCHED *s, const CONFIG *cf)
@@ -276,12 +276,12 @@ void    sched_flush(SCHED *s, const uint64_t *ids, int n)
 
 const QMGR_PARAMS *sched_params(const SCHED *s)
 {
-    return qmgr_params(s->qmgr);
+    return (qmgr_params(s->qmgr));
 }
 
 int64_t sched_anchor(const SCHED *s)
 {
-    return qmgr_anchor(s->qmgr);
+    return (qmgr_anchor(s->qmgr));
 }
 
 static void sched_add(SCHED *s, const QMSG *msg);
@@ -622,7 +622,7 @@ struct PASS {
 
 int     sched_suspended(const SCHED *s)
 {
-    return s->nsuspended;
+    return (s->nsuspended);
 }
 
 /* Build a notice, give it an ID, run it through cleanup, keep it for the batch. */
@@ -658,7 +658,7 @@ static QBATCH *pass_batch(SCHED *s, const PASS *p)
     } else {
 	queue_batch_delete(b, p->id);
     }
-    return b;
+    return (b);
 }
 
 static void pass_free(PASS *p)
@@ -1018,7 +1018,7 @@ void    sched_record_suspended(SCHED *s)
 
 int     sched_idle(const SCHED *s)
 {
-    return s->inflight == 0 && s->pending_commits == 0;
+    return (s->inflight == 0 && s->pending_commits == 0);
 }
 
 /* For mailq and explain: what only the running daemon knows, from qmgr. */
@@ -1055,7 +1055,7 @@ static int edit_busy(void *ctx, const QMSG *msg)
 {
     SCHED  *s = ctx;
 
-    return qmgr_is_active(s->qmgr, msg->seq);
+    return (qmgr_is_active(s->qmgr, msg->seq));
 }
 
 static void edit_changed(void *ctx, int op, const QMSG *msg, int64_t now)
@@ -1170,5 +1170,5 @@ void    sched_counters(const SCHED *s, uint64_t out[4])
 int     sched_top(const SCHED *s, int64_t now, QMGR_TOP *t, QMGR_TOP_DEST *dests, int max)
 {
     qmgr_top(s->qmgr, now, t);
-    return qmgr_top_dests(s->qmgr, dests, max);
+    return (qmgr_top_dests(s->qmgr, dests, max));
 }
