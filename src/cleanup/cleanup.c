@@ -12,6 +12,9 @@
  *     discarded, as Postfix does);
  *   - insert the empty line between header and body when the sender
  *     omitted it (the first body line is not a header);
+ *   - after the header checks, rewrite the addresses of sender and
+ *     recipient headers (cleanup_rewrite.c: canonical maps, masquerading)
+ *     and leave out the message_drop_headers, when ci->rw is set;
  *   - everything else is copied byte for byte.
  */
 #include <string.h>
@@ -150,6 +153,20 @@ static char *header_value(const char *text)
     return (s);
 }
 
+/* Postfix's header_opts HDR_OPT_RR: the Resent-* headers that make a message "resent". */
+static int resent_header(const char *name, size_t len)
+{
+    static const char *const rr[] = {
+	"Resent-Bcc", "Resent-Cc", "Resent-Date", "Resent-From", "Resent-Message-Id",
+	"Resent-Reply-To", "Resent-Sender", "Resent-To",
+    };
+
+    for (size_t i = 0; i < ARRAY_LEN(rr); i++)
+	if (strlen(rr[i]) == len && str_ncasecmp(name, rr[i], len) == 0)
+	    return (1);
+    return (0);
+}
+
 /* What one message's pass through the classifier needs. */
 typedef struct CTX {
     CLEANUP_INFO *ci;
@@ -158,6 +175,7 @@ typedef struct CTX {
     size_t  limit;			/* header_size_limit */
     int     need_body;			/* mime/nested/body checks: see the body */
     int     seen_msgid, seen_date;
+    int     resent, seen_rmsgid, seen_rdate;	/* Resent-* headers */
     char   *msgid;
 } CTX;
 
@@ -229,12 +247,38 @@ static void cb_header(void *ctx, int cls, const char *text, const char *raw, siz
     buf_free(&pre);
     if (r == CHK_DROP)
 	return;
-    if (r == CHK_REPLACE) {
-	put_header_text(c, rep);
-	eff = rep;
+    if (cls != MIME_HDR_PRIMARY || ci->rw == NULL) {
+	if (r == CHK_REPLACE)
+	    put_header_text(c, rep);
+	else
+	    buf_append(c->out, raw, rawlen);
     } else {
-	buf_append(c->out, raw, rawlen);
+	/*
+	 * As Postfix's cleanup_header_callback: after the header check,
+	 * address headers are rewritten (cleanup_rewrite.c) and the
+	 * message_drop_headers are left out.
+	 */
+	BUF     h = BUF_INIT;
+	BUF    *save = c->out;
+
+	if (r == CHK_REPLACE) {
+	    c->out = &h;
+	    put_header_text(c, rep);
+	    c->out = save;
+	} else {
+	    buf_append(&h, raw, rawlen);
+	}
+	nl = cleanup_mime_header_name(h.data ? h.data : "", h.len);
+	if (nl > 0 && cleanup_rw_drop(ci->rw, h.data, nl) == 0) {
+	    cleanup_rw_header(ci->rw, ci->qid, ci->rw_context, &h, nl, &ci->rw_errs);
+	    buf_append(c->out, h.data, h.len);
+	} else if (nl == 0) {
+	    buf_append(c->out, h.data ? h.data : "", h.len);
+	}
+	buf_free(&h);
     }
+    if (r == CHK_REPLACE)
+	eff = rep;
     if (cls == MIME_HDR_PRIMARY) {
 	nl = cleanup_mime_header_name(eff, strlen(eff));
 	if (nl == 10 && str_ncasecmp(eff, "Message-Id", 10) == 0) {
@@ -243,7 +287,13 @@ static void cb_header(void *ctx, int cls, const char *text, const char *raw, siz
 	    c->seen_msgid = 1;
 	} else if (nl == 4 && str_ncasecmp(eff, "Date", 4) == 0) {
 	    c->seen_date = 1;
+	} else if (nl == 17 && str_ncasecmp(eff, "Resent-Message-Id", 17) == 0) {
+	    c->seen_rmsgid = 1;
+	} else if (nl == 11 && str_ncasecmp(eff, "Resent-Date", 11) == 0) {
+	    c->seen_rdate = 1;
 	}
+	if (resent_header(eff, nl))
+	    c->resent = 1;
     }
     free(rep);
 }
@@ -254,24 +304,36 @@ static int cb_header_end(void *ctx)
     CLEANUP_INFO *ci = c->ci;
 
     if (ci->rewrite_allowed) {
-	if (!c->seen_msgid) {
+	/* Postfix: a message with Resent-* headers gets Resent-Message-Id:/Resent-Date: instead. */
+	if (c->resent ? !c->seen_rmsgid : !c->seen_msgid) {
 	    time_t  t = (time_t) (c->when_us / 1000000);
 	    struct tm lt;
 	    char    stamp[32];
+	    char   *id;
 
 	    localtime_r(&t, &lt);
 	    strftime(stamp, sizeof(stamp), "%Y%m%d%H%M%S", &lt);
-	    c->msgid = xasprintf("<%s.%s@%s>", stamp, ci->qid, ci->myhostname);
-	    buf_puts(c->out, "Message-Id: ");
-	    cleanup_header_text(c->out, c->msgid);
+	    id = xasprintf("<%s.%s@%s>", stamp, ci->qid, ci->myhostname);
+	    buf_puts(c->out, c->resent ? "Resent-Message-Id: " : "Message-Id: ");
+	    cleanup_header_text(c->out, id);
 	    buf_puts(c->out, "\r\n");
-	    c->seen_msgid = 1;
+	    if (c->resent) {
+		log_msg("cleanup", "%s: resent-message-id=%s", ci->qid, id);
+		free(id);
+		c->seen_rmsgid = 1;
+	    } else {
+		c->msgid = id;
+		c->seen_msgid = 1;
+	    }
 	}
-	if (!c->seen_date) {
-	    buf_puts(c->out, "Date: ");
+	if (c->resent ? !c->seen_rdate : !c->seen_date) {
+	    buf_puts(c->out, c->resent ? "Resent-Date: " : "Date: ");
 	    cleanup_date(c->out, c->when_us);
 	    buf_puts(c->out, "\r\n");
-	    c->seen_date = 1;
+	    if (c->resent)
+		c->seen_rdate = 1;
+	    else
+		c->seen_date = 1;
 	}
     }
     /* Without checks that look at the body, it is copied as it is. */
@@ -320,6 +382,7 @@ int     cleanup_message(CLEANUP_INFO *ci, const char *in, size_t len, BUF *out,
     c.limit = ci->header_size_limit ? ci->header_size_limit : (size_t) 102400;
     c.need_body = cleanup_checks_need_body(ci->checks);
     ci->hops = 0;
+    ci->rw_errs = 0;
     if (ci->add_received) {
 	cleanup_received(ci, out, c.when_us);
 	ci->hops++;

@@ -84,6 +84,9 @@ typedef struct CLEANUP_INFO {
     int     nbcc;
     char   *filter;			/* FILTER transport:destination */
     int     checks_off;			/* internal: no more checks for this message */
+    struct CLEANUP_RW *rw;		/* address rewriting, or NULL */
+    int     rw_context;			/* CLEANUP_RW_*: whose headers are rewritten */
+    int     rw_errs;			/* out: a lookup failed: tempfail the message */
 } CLEANUP_INFO;
 
 void    cleanup_info_free(CLEANUP_INFO *ci);
@@ -120,5 +123,42 @@ char   *cleanup_helo_name(const char *arg);
  */
 int     cleanup_message(CLEANUP_INFO *ci, const char *in, size_t len, BUF *out,
 			        char **message_id, char *err, size_t errlen);
+
+/*
+ * Address rewriting (cleanup_rewrite.c): canonical maps, masquerading,
+ * automatic BCC, as Postfix's cleanup.  Created from a configuration
+ * (NULL with err set when a table does not open or a *_classes value is
+ * wrong); the tables are the shared copies relayqd holds open.
+ */
+typedef struct CLEANUP_RW CLEANUP_RW;
+struct CONFIG;
+struct QMSG;
+
+/* Header rewriting context: Postfix's local/remote rewriting contexts. */
+#define CLEANUP_RW_NONE		0	/* remote client, no remote_header_rewrite_domain */
+#define CLEANUP_RW_LOCAL	1	/* local_header_rewrite_clients: qualify with myorigin */
+#define CLEANUP_RW_REMOTE	2	/* others: qualify with remote_header_rewrite_domain */
+
+CLEANUP_RW *cleanup_rw_create(const struct CONFIG *cf, char *err, size_t errlen);
+void    cleanup_rw_free(CLEANUP_RW *rw);
+int     cleanup_rw_remote_domain(const CLEANUP_RW *rw);	/* remote_header_rewrite_domain set? */
+
+/*
+ * Rewrite the envelope of m (sender, recipients; BCC recipients added).
+ * 0, or -1 when a lookup failed (logged): the message must be refused
+ * with a temporary error.
+ */
+int     cleanup_rw_envelope(CLEANUP_RW *rw, struct QMSG *m);
+
+/*
+ * Rewrite one logical header (CRLF lines, name namelen bytes) in place
+ * when it is an address header; 1 when it changed.  *errs set on a lookup
+ * failure.
+ */
+/* Is this header in message_drop_headers (Postfix removes Bcc:, Return-Path: ...)? */
+int     cleanup_rw_drop(const CLEANUP_RW *rw, const char *name, size_t namelen);
+
+int     cleanup_rw_header(CLEANUP_RW *rw, const char *qid, int context, BUF *hdr,
+			          size_t namelen, int *errs);
 
 #endif

@@ -35,6 +35,7 @@
 #include "relayqd/relayqd.h"
 #include "explain/explain.h"
 #include "relayqd/retry_policy.h"
+#include "cleanup/cleanup.h"
 
 #define RELAYQ_VERSION "0.1"
 
@@ -267,13 +268,22 @@ static void reserve_apply(RELAYQD *d)
 static const char *table_params[] = {
     "transport_maps", "relay_domains", "relay_recipient_maps",
     "smtp_sasl_password_maps", "smtp_tls_policy_maps", "sender_dependent_relayhost_maps",
-    "smtpd_sender_login_maps",
+    "smtpd_sender_login_maps", "sender_bcc_maps", "recipient_bcc_maps", "masquerade_exceptions",
     "canonical_maps", "sender_canonical_maps", "recipient_canonical_maps",
     "smtp_generic_maps", "virtual_alias_maps", "header_checks", "body_checks",
     "smtp_header_checks", "mime_header_checks", "nested_header_checks",
     "smtp_mime_header_checks", "smtp_nested_header_checks", "smtp_body_checks",
     "smtpd_client_restrictions_maps", "relayq_retry_policy_maps",
 };
+
+/* Address rewriting's settings (*_classes values, socketmap refused) load, or err. */
+static int rewrite_check(const CONFIG *cf, char *err, size_t errlen)
+{
+    CLEANUP_RW *rw = cleanup_rw_create(cf, err, errlen);
+
+    cleanup_rw_free(rw);
+    return (rw ? 0 : -1);
+}
 
 /* Open cf's tables (type:name elements of the parameters above). */
 static int tables_open(const CONFIG *cf, TABLE_LIST ***out, int *nout, char *err, size_t errlen)
@@ -289,7 +299,8 @@ static int tables_open(const CONFIG *cf, TABLE_LIST ***out, int *nout, char *err
 	    continue;
 	elems = config_list(cf, table_params[i], 0);
 	for (char **e = elems; *e; e++)
-	    if (strcmp(table_params[i], "relay_domains") != 0 || strchr(*e, ':')) {
+	    if ((strcmp(table_params[i], "relay_domains") != 0
+		 && strcmp(table_params[i], "masquerade_exceptions") != 0) || strchr(*e, ':')) {
 		buf_puts(&specs, specs.len ? ", " : "");
 		buf_puts(&specs, *e);
 	    }
@@ -359,6 +370,12 @@ static void on_hup(evutil_socket_t sig, short what, void *ctx)
     if (tables_open(ncf, &ntables, &nntables, err, sizeof(err)) < 0) {
 	log_warn("master", "reload failed, keeping the old configuration: %s", err);
 	smtp_route_check(d->cf, err, sizeof(err));
+	config_free(ncf);
+	return;
+    }
+    if (rewrite_check(ncf, err, sizeof(err)) < 0) {
+	log_warn("master", "reload failed, keeping the old configuration: %s", err);
+	tables_close(ntables, nntables);
 	config_free(ncf);
 	return;
     }
@@ -497,6 +514,8 @@ int     main(int argc, char **argv)
 	msg_fatal("%s", err);
     table_set_event_base(d.base);
     if (tables_open(d.cf, &d.tables, &d.ntables, err, sizeof(err)) < 0)
+	msg_fatal("%s", err);
+    if (rewrite_check(d.cf, err, sizeof(err)) < 0)
 	msg_fatal("%s", err);
     /* Before dropping root: a root-only smtp_sasl_password_maps file is read now. */
     d.smtp = smtp_create(d.base, d.cf);

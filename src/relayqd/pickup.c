@@ -31,7 +31,9 @@ typedef struct PICKUP {
 } PICKUP;
 
 static int pickup_inflight;
-static time_t pickup_pause_until;	/* a filter said "try again later" */
+static time_t pickup_pause_until;	/* a filter said "try again later", or a rewriting lookup failed */
+
+#define PICKUP_RW_RETRY	10		/* seconds before a file whose rewriting failed is tried again */
 
 static void pickup_queue(PICKUP *p);
 
@@ -76,6 +78,26 @@ static MILTERS *pickup_milters(RELAYQD *d)
     if (pk_milters == NULL && err[0])
 	log_warn("pickup", "%s; maildrop files wait until this is fixed", err);
     return (pk_milters);
+}
+
+static CLEANUP_RW *pk_rw;
+static const CONFIG *pk_rw_cf;
+static int pk_rw_broken;
+
+/* Address rewriting for mail from sendmail(1) under the current configuration. */
+static CLEANUP_RW *pickup_rw(RELAYQD *d, int *broken)
+{
+    char    err[512];
+
+    if (pk_rw_cf != d->cf) {
+	cleanup_rw_free(pk_rw);
+	pk_rw_cf = d->cf;
+	pk_rw = cleanup_rw_create(d->cf, err, sizeof(err));
+	if ((pk_rw_broken = pk_rw == NULL) != 0)
+	    log_warn("pickup", "%s; maildrop files wait until this is fixed", err);
+    }
+    *broken = pk_rw_broken;
+    return (pk_rw);
 }
 
 static int pickup_milters_broken(RELAYQD *d)
@@ -333,6 +355,9 @@ static int pickup_take(void *ctx, const char *path, const MAILDROP_MSG *md, cons
     char   *msgid = NULL;
     char    err[256];
     char    uidbuf[16];
+    CLEANUP_RW *rw;
+    int     rw_broken, crc;
+    char   *single_rcpt;
 
     if (md->nrcpt <= 0) {
 	*why = "no recipients";
@@ -368,6 +393,15 @@ static int pickup_take(void *ctx, const char *path, const MAILDROP_MSG *md, cons
     m->client_name = xstrdup("localhost");
     m->client_addr = xstrdup("127.0.0.1");
     queue_assign_id(d->queue, m);
+    rw = pickup_rw(d, &rw_broken);
+    single_rcpt = md->nrcpt == 1 ? xstrdup(md->rcpts[0]) : NULL;
+    if (rw_broken || cleanup_rw_envelope(rw, m) < 0) {
+	/* A table lookup failed (logged): the file stays in the maildrop; try again in a while. */
+	free(single_rcpt);
+	qmsg_free(m);
+	pickup_pause_until = time(NULL) + PICKUP_RW_RETRY;
+	return 1;
+    }
 
     memset(&ci, 0, sizeof(ci));
     ci.myhostname = config_str(d->cf, "myhostname");
@@ -378,14 +412,18 @@ static int pickup_take(void *ctx, const char *path, const MAILDROP_MSG *md, cons
     ci.arrival_us = m->arrival_us;
     ci.rewrite_allowed = 1;
     ci.add_received = 1;
-    ci.single_rcpt = md->nrcpt == 1 ? md->rcpts[0] : NULL;
+    ci.single_rcpt = single_rcpt;
     ci.header_size_limit = (size_t) config_size(d->cf, "header_size_limit");
     ci.checks = pickup_checks(d);
     ci.body_limit = config_size(d->cf, "body_checks_size_limit");
     ci.line_limit = (size_t) config_size(d->cf, "line_length_limit");
     ci.sender = m->sender;
     ci.last_rcpt = m->rcpts[m->nrcpt - 1].addr;
-    if (cleanup_message(&ci, md->content, md->len, &content, &msgid, err, sizeof(err)) < 0) {
+    ci.rw = rw;
+    ci.rw_context = CLEANUP_RW_LOCAL;
+    crc = cleanup_message(&ci, md->content, md->len, &content, &msgid, err, sizeof(err));
+    free(single_rcpt);
+    if (crc < 0) {
 	qmsg_free(m);
 	buf_free(&content);
 	free(msgid);
@@ -395,13 +433,13 @@ static int pickup_take(void *ctx, const char *path, const MAILDROP_MSG *md, cons
 	return -1;
     }
     log_msg("pickup", "%s: uid=%u from=<%s>", m->qid, (unsigned) md->uid, m->sender);
-    if (ci.lookup_error || (ci.reason && ci.defer)) {
+    if (ci.lookup_error || ci.rw_errs || (ci.reason && ci.defer)) {
 	/* As Postfix's pickup: the file stays in the maildrop and is tried again later. */
 	qmsg_free(m);
 	buf_free(&content);
 	free(msgid);
+	pickup_pause_until = time(NULL) + (ci.rw_errs ? PICKUP_RW_RETRY : 60);
 	cleanup_info_free(&ci);
-	pickup_pause_until = time(NULL) + 60;
 	return 1;
     }
     if (ci.discard) {
@@ -573,6 +611,13 @@ void    pickup_scan(RELAYQD *d)
     (void) pickup_checks(d);
     if (pk_checks_broken)
 	return;
+    {
+	int     rw_broken;
+
+	(void) pickup_rw(d, &rw_broken);
+	if (rw_broken)
+	    return;
+    }
     long long max = config_size(d->cf, "message_size_limit");
 
     maildrop_scan(config_str(d->cf, "queue_directory"), max > 0 ? (size_t) max : 0, pickup_take, d);

@@ -95,6 +95,8 @@ typedef struct SMTPD_PARAMS {
     char   *milter_error;		/* smtpd_milters does not parse */
     CLEANUP_CHECKS *checks;		/* header_checks ... body_checks */
     long long body_check_limit;
+    CLEANUP_RW *rw;			/* address rewriting (canonical, masquerade, BCC) */
+    int     rw_broken;			/* its tables or classes do not load: mail gets 451 */
     char   *milter_daemon_name;
     char   *milter_v;
     /* Per listener (master.cf -o). */
@@ -200,6 +202,7 @@ struct SESSION {
     int     in_mynet;
     int     bare_mode;
     int     rewrite_allowed;
+    int     rw_context;			/* CLEANUP_RW_*: header rewriting for this client */
     char   *helo;
     int     esmtp;
     int     tls;
@@ -324,6 +327,15 @@ static SMTPD_PARAMS *params_load(const CONFIG *cf, char *err, size_t errlen)
     p->relay_restr = config_list(cf, "smtpd_relay_restrictions", 0);
     p->rcpt_restr = config_list(cf, "smtpd_recipient_restrictions", 0);
     p->rewrite_clients = config_list(cf, "local_header_rewrite_clients", 0);
+    {
+	char    rerr[512];
+
+	/* relayqd opened the tables before dropping privileges: these are the shared copies. */
+	if ((p->rw = cleanup_rw_create(cf, rerr, sizeof(rerr))) == NULL) {
+	    log_warn("smtpd", "%s; mail is refused with 451 until this is fixed", rerr);
+	    p->rw_broken = 1;
+	}
+    }
     p->tls_level = tls_level(config_str(cf, "smtpd_tls_security_level"));
     {
 	char    merr[512];
@@ -425,6 +437,7 @@ static void params_unref(SMTPD_PARAMS *p)
     milters_free(p->milters);
     free(p->milter_error);
     cleanup_checks_close(p->checks);
+    cleanup_rw_free(p->rw);
     free(p->milter_daemon_name);
     free(p->milter_v);
     free(p->syslog_name);
@@ -1482,12 +1495,11 @@ static void queued_cb(void *ctx, int ok, const char *why)
     }
 }
 
-static int rewrite_allowed(const SESSION *ss, const char *local_addr)
+/* Is the client in local_header_rewrite_clients? */
+static int local_rewrite_client(const SESSION *ss, const char *local_addr)
 {
     char  *const *cp;
 
-    if (ss->p->always_add)
-	return (1);
     for (cp = ss->p->rewrite_clients; cp && *cp; cp++) {
 	if (strcmp(*cp, "permit_inet_interfaces") == 0) {
 	    if (strcmp(ss->addr, local_addr) == 0 || strcmp(ss->addr, "::1") == 0
@@ -1604,13 +1616,23 @@ static void data_done(SESSION *ss)
     QMSG   *msg = ss->msg;
     CLEANUP_INFO ci;
     BUF     out = BUF_INIT;
-    char   *msgid = 0;
+    char   *msgid = 0, *single_rcpt;
     char    err[256];
 
     ss->in_data = 0;
     if (ss->dm.overflow) {
 	ss->s->st.rejects_size++;
 	reply(ss, "552 5.3.4 Message size exceeds fixed limit");
+	count(ss, SMTPD_C_DATA, 0);
+	txn_reset(ss);
+	return;
+    }
+    /* Received: names the recipient as the client gave it, before rewriting. */
+    single_rcpt = msg->nrcpt == 1 ? xstrdup(msg->rcpts[0].addr) : 0;
+    if (p->rw_broken || cleanup_rw_envelope(p->rw, msg) < 0) {
+	/* Postfix's cleanup: a map lookup problem is a queue file write error for the client. */
+	free(single_rcpt);
+	reply(ss, "451 4.3.0 Error: queue file write error");
 	count(ss, SMTPD_C_DATA, 0);
 	txn_reset(ss);
 	return;
@@ -1622,7 +1644,9 @@ static void data_done(SESSION *ss)
     ci.client_name = ss->name;
     ci.client_addr = ss->addr;
     ci.protocol = proto_name(ss);
-    ci.single_rcpt = msg->nrcpt == 1 ? msg->rcpts[0].addr : 0;
+    ci.single_rcpt = single_rcpt;
+    ci.rw = p->rw;
+    ci.rw_context = ss->rw_context;
     ci.arrival_us = msg->arrival_us;
     ci.rewrite_allowed = ss->rewrite_allowed;
     ci.auth_user = p->auth_header ? ss->sasl_user : 0;
@@ -1635,6 +1659,7 @@ static void data_done(SESSION *ss)
     ci.last_rcpt = msg->nrcpt ? msg->rcpts[msg->nrcpt - 1].addr : 0;
     if (cleanup_message(&ci, ss->data.data ? ss->data.data : "", ss->data.len, &out,
 			&msgid, err, sizeof(err)) < 0) {
+	free(single_rcpt);
 	log_warn("cleanup", "%s: %s", msg->qid, err);
 	buf_free(&out);
 	free(msgid);
@@ -1644,10 +1669,11 @@ static void data_done(SESSION *ss)
 	txn_reset(ss);
 	return;
     }
+    free(single_rcpt);
     buf_free(&ss->data);
     /* Postfix's order of the cleanup errors: defer, hop count, reject, table trouble. */
     if ((ci.reason && ci.defer) || (p->hopcount_limit > 0 && ci.hops >= p->hopcount_limit)
-	|| ci.reason || ci.lookup_error) {
+	|| ci.reason || ci.lookup_error || ci.rw_errs) {
 	if (ci.reason && ci.defer)
 	    reply(ss, "451 %s", ci.reason);
 	else if (p->hopcount_limit > 0 && ci.hops >= p->hopcount_limit) {
@@ -2339,7 +2365,10 @@ static void session_set_client(SESSION *ss, const char *addr)
     ss->family = strchr(ss->addr, ':') ? 6 : 4;
     ss->in_mynet = smtpd_net_match(ss->addr, p->mynetworks);
     ss->bare_mode = smtpd_net_match(ss->addr, p->bare_excl) ? SMTPD_BARE_NO : p->bare_mode;
-    ss->rewrite_allowed = rewrite_allowed(ss, ss->laddr);
+    /* Postfix: local clients' headers are rewritten with myorigin, others' only with remote_header_rewrite_domain. */
+    ss->rewrite_allowed = ss->p->always_add || local_rewrite_client(ss, ss->laddr);
+    ss->rw_context = local_rewrite_client(ss, ss->laddr) ? CLEANUP_RW_LOCAL
+	: cleanup_rw_remote_domain(ss->p->rw) ? CLEANUP_RW_REMOTE : CLEANUP_RW_NONE;
 }
 
 /* The client is known (socket or PROXY header): limits, greeting. */
