@@ -571,7 +571,9 @@ def test_sendmail_t_and_cron(env):
     assert m['from'] == 'root@mta.relayq.test' and m['rcpts'] == ['root@mta.relayq.test'], m
     data = m['data'].decode()
     assert 'hi\r\n.\r\nstill output\r\n' in data, data
-    assert data.count('From: ') == 1 and 'From: root (Cron Daemon)' in data, data   # -F adds none: there is one
+    # -F adds none: there is one; its bare name is qualified with myorigin, as Postfix's cleanup does
+    assert data.count('From: ') == 1 and 'From: root@mta.relayq.test (Cron Daemon)\r\n' in data, data
+    assert 'To: root@mta.relayq.test\r\n' in data, data
 
     # -t with no address in the headers
     r = env.cli(d, '-t', input='Subject: nobody\n\nx\n', prog='sendmail')

@@ -75,10 +75,12 @@ def headers(data):
 
 
 def by_subject(msgs):
+    """subject -> (sender, sorted recipients of every transaction, headers)."""
     got = {}
     for m in msgs:
         subj = email.parser.BytesHeaderParser().parsebytes(m['data'])['Subject']
-        got[subj] = (m['from'], sorted(m['rcpts']), headers(m['data']))
+        rcpts = got[subj][1] if subj in got else []
+        got[subj] = (m['from'], sorted(rcpts + m['rcpts']), headers(m['data']))
     return got
 
 
@@ -88,9 +90,8 @@ def message(subject, head):
             % (head.replace('\n', '\r\n'), subject, subject, subject))
 
 
-def run_both(env, settings, tables, cases, nmsgs=None, relayq_extra=None):
+def run_both(env, settings, tables, cases, relayq_extra=None):
     """cases: [(subject, sender, rcpts, header text)].  Returns (pf, d, pf_got, rq_got)."""
-    nmsgs = nmsgs if nmsgs is not None else len(cases)
     sinks = {}
     got = {}
     daemons = {}
@@ -107,7 +108,9 @@ def run_both(env, settings, tables, cases, nmsgs=None, relayq_extra=None):
         daemons[name] = d
         for subj, sender, rcpts, head in cases:
             send(d.port, sender, rcpts, message(subj, head))
-        got[name] = by_subject(sink.wait_messages(nmsgs, timeout=60))
+        sink.wait_messages(len(cases), timeout=60)
+        d.wait_log(r'removed', count=len(cases), timeout=60)    # every transaction done
+        got[name] = by_subject(sink.messages)
     return daemons['pf'], daemons['rq'], got['pf'], got['rq']
 
 
@@ -264,3 +267,59 @@ def test_sendmail_mail_is_rewritten_too(env):
     assert re.search(r'^From: Root <alerts@example\.com>\r$', data, re.M), data
     assert re.search(r'^To: a@new\.example, bareuser@origin\.test\r$', data, re.M), data
     d.wait_log(r'to=<a@new\.example>, orig_to=<a@old\.example>, .*status=sent')
+
+
+MASQ_CASES = [
+    ('m1-basic', 'user@host.example.com', ['x@host.example.com'],
+     'From: User <user@host.example.com>\nTo: x@a.b.example.com, y@example.com\n'
+     'Cc: root@host.example.com, z@other.test'),
+    ('m2-exempt', 'u@deep.sub.keep.example', ['x@other.test'],
+     'From: u@deep.sub.keep.example\nReply-To: u@other.keep.example\nTo: v@KEEP.example'),
+    ('m3-exception', 'root@host.example.com', ['x@other.test'],
+     'From: root@host.example.com\nSender: ROOT@host.example.com'),
+    ('m4-canonical-first', 'alias@old.example', ['x@other.test'],
+     'From: alias@old.example'),
+]
+
+
+def test_masquerade_same_as_postfix(env):
+    settings = {'masquerade_domains': '!sub.keep.example, keep.example, example.com',
+                'masquerade_exceptions': 'root'}
+    tables = {'canonical_maps': ('hash', 'alias@old.example  someone@mail.example.com\n')}
+    pf, d, pf_got, rq_got = run_both(env, settings, tables, MASQ_CASES)
+    assert_same(pf_got, rq_got)
+    # It did happen: the envelope sender is masqueraded, the envelope recipient
+    # is not (masquerade_classes), an exempt subdomain and an exception stay.
+    assert pf_got['m1-basic'][:2] == ('user@example.com', ['x@host.example.com'])
+    assert pf_got['m2-exempt'][0] == 'u@deep.sub.keep.example'
+    assert pf_got['m3-exception'][0] == 'root@host.example.com'
+    assert pf_got['m4-canonical-first'][0] == 'someone@example.com'
+
+
+def test_masquerade_classes_envelope_recipient(env):
+    settings = {'masquerade_domains': 'example.com',
+                'masquerade_classes': 'envelope_recipient'}
+    cases = [('mc1', 'user@host.example.com', ['x@host.example.com'],
+              'From: user@host.example.com\nTo: x@host.example.com')]
+    pf, d, pf_got, rq_got = run_both(env, settings, {}, cases)
+    assert_same(pf_got, rq_got)
+    assert pf_got['mc1'][:2] == ('user@host.example.com', ['x@example.com'])
+
+
+BCC_CASES = [
+    ('b1-all', 'boss@corp.test', ['a@watched.test', 'b@other.test'], 'From: boss@corp.test\nTo: a@watched.test'),
+    ('b2-duplicate', 'x@other.test', ['archive@arch.test', 'c@watched.test'], 'From: x@other.test'),
+    ('b3-null-sender', '', ['d@watched.test'], 'From: MAILER-DAEMON@other.test'),
+    ('b4-extension', 'boss+tag@corp.test', ['e+x@watched.test'], 'From: boss+tag@corp.test'),
+]
+
+
+def test_bcc_same_as_postfix(env):
+    settings = {'always_bcc': 'archive@arch.test', 'recipient_delimiter': '+'}
+    tables = {'sender_bcc_maps': ('hash', 'boss@corp.test  boss-copy@arch.test\n'),
+              'recipient_bcc_maps': ('regexp', '/^(.*)@watched\\.test$/  watch-$1@arch.test\n'),
+              'recipient_canonical_maps': ('hash', 'watch-a@arch.test  rewritten-watch@arch.test\n')}
+    pf, d, pf_got, rq_got = run_both(env, settings, tables, BCC_CASES)
+    assert_same(pf_got, rq_got)
+    assert pf_got['b1-all'][1] == sorted(['a@watched.test', 'b@other.test', 'boss-copy@arch.test',
+                                          'rewritten-watch@arch.test', 'archive@arch.test'])
