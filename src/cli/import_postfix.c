@@ -439,41 +439,75 @@ static CONFIG *imp_validate(IMP *im, int sfd, const char *stage, char *err, size
     return (cf);
 }
 
-/* Every listener of the staged master.cf resolves, with its -o settings, as relayqd will. */
-static int imp_check_listeners(const CONFIG *cf, const char *stage, char *err, size_t errlen)
+/*
+ * Every listener of the staged master.cf resolves, with its -o settings,
+ * as relayqd will.  An -o value relayq refuses drops that setting, an
+ * address that does not resolve drops the listener (with a note each);
+ * then both files are written again.
+ */
+static int imp_check_listeners(IMP *im, const CONFIG *cf, int sfd, const char *stage,
+			               char *err, size_t errlen)
 {
     char   *path = xasprintf("%s/master.cf", stage);
-    char    why[1024];
-    MASTER_CF *m = master_load(path, why, sizeof(why));
     char  **known = config_list(cf, "known_tcp_ports", 0);
     char  **ifaces = config_list(cf, "inet_interfaces", 0);
     char  **protos = config_list(cf, "inet_protocols", 0);
-    int     ret = 0;
+    int     ret = -1;
 
-    if (m == NULL && *why) {
-	snprintf(err, errlen, "the converted master.cf does not load: %s", why);
-	ret = -1;
-    }
-    for (int i = 0; m && ret == 0 && i < m->nsvc; i++) {
-	char  **addrs;
-	CONFIG *d;
-	char    where[256];
+    for (int round = 0; round < 100000; round++) {
+	char    why[1024], where[256];
+	MASTER_CF *m = master_load(path, why, sizeof(why));
+	int     bad = 0;
 
-	if ((addrs = master_listen_addrs(&m->svc[i], known, ifaces, protos, why, sizeof(why))) == NULL) {
-	    snprintf(err, errlen, "the converted master.cf: %s", why);
-	    ret = -1;
+	if (m == NULL) {
+	    snprintf(err, errlen, "the converted master.cf does not load: %s", *why ? why : "missing");
 	    break;
 	}
-	str_list_free(addrs);
-	snprintf(where, sizeof(where), "master.cf, line %d", m->svc[i].line);
-	if ((d = config_derive(cf, m->svc[i].opts, m->svc[i].nopts, where, why, sizeof(why))) == NULL) {
-	    snprintf(err, errlen, "the converted master.cf: %s", why);
-	    ret = -1;
+	for (int i = 0; i < m->nsvc && !bad; i++) {
+	    char  **addrs;
+	    CONFIG *d;
+	    const char *opt, *cp;
+	    char   *name;
+
+	    if ((addrs = master_listen_addrs(&m->svc[i], known, ifaces, protos, why, sizeof(why))) == NULL) {
+		cp = strstr(why, ": ");
+		if (pfimport_drop_listener(im->pf, m->svc[i].line, NULL, cp ? cp + 2 : why) < 0) {
+		    snprintf(err, errlen, "the converted master.cf: %s", why);
+		    bad = -1;
+		} else {
+		    bad = 1;
+		}
+		break;
+	    }
+	    str_list_free(addrs);
+	    snprintf(where, sizeof(where), "master.cf, line %d", m->svc[i].line);
+	    if ((d = config_derive(cf, m->svc[i].opts, m->svc[i].nopts, where, why, sizeof(why))) != NULL) {
+		config_free(d);
+		continue;
+	    }
+	    /* "master.cf, line N: -o name=value: parameter NAME: why" */
+	    opt = strstr(why, ": parameter ");
+	    name = opt ? xstrndup(opt + 12, strcspn(opt + 12, ":")) : NULL;
+	    cp = opt ? strstr(opt + 12, ": ") : NULL;
+	    if (name == NULL || pfimport_drop_listener(im->pf, m->svc[i].line, name, cp ? cp + 2 : why) < 0) {
+		snprintf(err, errlen, "the converted master.cf: %s", why);
+		bad = -1;
+	    } else {
+		bad = 1;
+	    }
+	    free(name);
+	}
+	master_free(m);
+	if (bad < 0)
+	    break;
+	if (bad == 0) {
+	    ret = 0;
 	    break;
 	}
-	config_free(d);
+	if (imp_write(sfd, stage, "relayq.cf", pfimport_relayq_cf(im->pf), err, errlen) < 0
+	    || imp_write(sfd, stage, "master.cf", pfimport_master_cf(im->pf), err, errlen) < 0)
+	    break;
     }
-    master_free(m);
     str_list_free(known);
     str_list_free(ifaces);
     str_list_free(protos);
@@ -727,7 +761,7 @@ int     cli_import_postfix(CLI *cli, int argc, char **argv)
     }
     if ((cf = imp_validate(&im, sfd, stage, err, sizeof(err))) == NULL)
 	goto fail;
-    if (pfimport_master_cf(im.pf) && imp_check_listeners(cf, stage, err, sizeof(err)) < 0)
+    if (pfimport_master_cf(im.pf) && imp_check_listeners(&im, cf, sfd, stage, err, sizeof(err)) < 0)
 	goto fail;
     config_free(cf);
     cf = NULL;

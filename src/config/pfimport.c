@@ -43,6 +43,7 @@ typedef struct PFI_SVC {
     const MASTER_SERVICE *opts_from;	/* postscreen: the smtpd "pass" service */
     char  **out;			/* "name=value" written */
     int     nout;
+    int     outline;			/* its first line in master.cf */
 } PFI_SVC;
 
 struct PFIMPORT {
@@ -928,12 +929,15 @@ static void pfi_render(PFIMPORT *p)
     p->nlisteners = 0;
     if (p->master == NULL)
 	return;
-    buf_printf(&p->master_cf, "# master.cf written by \"relayq import-postfix\" from %s:\n"
-	       "# the SMTP listeners.  relayq reads the service name, the type (inet), maxproc,\n"
-	       "# the command (smtpd) and the -o settings.\n"
-	       "# service   type  private unpriv  chroot  wakeup  maxproc command\n", p->master->path);
+    buf_puts(&p->master_cf, "# master.cf written by \"relayq import-postfix\" from ");
+    for (const char *cp = p->master->path; *cp; cp++)
+	buf_putc(&p->master_cf, (unsigned char) *cp < 0x20 ? '?' : *cp);
+    buf_puts(&p->master_cf, ":\n# the SMTP listeners.  relayq reads the service name, the type (inet), maxproc,\n"
+	     "# the command (smtpd) and the -o settings.\n"
+	     "# service   type  private unpriv  chroot  wakeup  maxproc command\n");
+    line = 5;
     for (int i = 0; i < p->nsvc; i++) {
-	const PFI_SVC *v = &p->svc[i];
+	PFI_SVC *v = &p->svc[i];
 	const MASTER_SERVICE *s = &p->master->svc[v->index];
 	char    maxproc[32];
 
@@ -945,6 +949,7 @@ static void pfi_render(PFIMPORT *p)
 	    snprintf(maxproc, sizeof(maxproc), "%d", s->maxproc);
 	buf_printf(&p->master_cf, "%-11s inet  n       -       -       -       %-7s smtpd\n",
 		   s->service, maxproc);
+	v->outline = line++;
 	for (int k = 0; k < v->nout; k++) {
 	    const char *o = v->out[k];
 
@@ -952,6 +957,7 @@ static void pfi_render(PFIMPORT *p)
 		buf_printf(&p->master_cf, "  -o { %s }\n", o);
 	    else
 		buf_printf(&p->master_cf, "  -o %s\n", o);
+	    line++;
 	}
 	p->nlisteners++;
     }
@@ -1088,4 +1094,37 @@ int     pfimport_source_line(const PFIMPORT *p, int line)
 	if (p->set[i].carry && !p->set[i].dropped && p->set[i].outline == line)
 	    return (p->set[i].line);
     return (0);
+}
+
+int     pfimport_drop_listener(PFIMPORT *p, int line, const char *opt, const char *why)
+{
+    for (int i = 0; i < p->nsvc; i++) {
+	PFI_SVC *v = &p->svc[i];
+	const MASTER_SERVICE *s;
+	size_t  ol = opt ? strlen(opt) : 0;
+
+	if (!v->carry || v->outline != line)
+	    continue;
+	s = &p->master->svc[v->index];
+	if (opt == NULL) {
+	    v->carry = 0;
+	    pfimport_note(p, "not carried over: %s, line %d: service %s: %s", p->master->path, s->line,
+			  s->service, why);
+	    pfi_render(p);
+	    return (0);
+	}
+	for (int k = 0; k < v->nout; k++) {
+	    if (strncmp(v->out[k], opt, ol) == 0 && v->out[k][ol] == '=') {
+		free(v->out[k]);
+		memmove(v->out + k, v->out + k + 1, sizeof(char *) * (size_t) (v->nout - k));
+		v->nout--;
+		pfimport_note(p, "not carried over: %s, line %d: service %s: -o %s: relayq does not "
+			      "accept the value: %s", p->master->path, s->line, s->service, opt, why);
+		pfi_render(p);
+		return (0);
+	    }
+	}
+	return (-1);
+    }
+    return (-1);
 }

@@ -64,6 +64,12 @@ int     pfimport_convert(PFIMPORT *p, PFI_SPEC_FN fn, void *ctx, char *err, size
  */
 int     pfimport_drop_line(PFIMPORT *p, int line, const char *why);
 
+/*
+ * The same for the master.cf service whose entry starts on line `line`:
+ * drop its -o setting opt, or (opt NULL) the whole listener.
+ */
+int     pfimport_drop_listener(PFIMPORT *p, int line, const char *opt, const char *why);
+
 /* The main.cf line of the setting on relayq.cf line `line`; 0 if none. */
 int     pfimport_source_line(const PFIMPORT *p, int line);
 

@@ -407,3 +407,28 @@ def test_import_ten_thousand_services(env):
     assert time.time() - t0 < 60
     assert '(10000 listeners)' in r.stdout, r.stdout[-500:]
     assert len([l for l in notes(r) if 'relayq has no pipe(8) transport' in l]) == 10000
+
+
+def test_import_drops_what_relayq_refuses(env):
+    """A value relayq does not accept costs that one setting (or listener), with relayq's reason."""
+    src = src_with(env, 'refuse', 'myhostname = x.example\nsmtp_connect_timeout = 10ms\n'
+                                  'mua_client_restrictions = permit_sasl_authenticated, reject\n',
+                   'smtp      inet  n       -       y       -       -       smtpd\n'
+                   '  -o smtpd_tls_security_level=bogus\n'
+                   'submission inet n       -       y       -       -       smtpd\n'
+                   '  -o smtpd_client_restrictions=$mua_client_restrictions\n'
+                   'nosuchport inet n - y - - smtpd\n')
+    dest = os.path.join(env.dir, 'out')
+    r = run_import(env, src, dest)
+    assert r.returncode == 0, r.stdout + r.stderr
+    n = notes(r)
+    assert any(re.search(r'main\.cf, line 2: smtp_connect_timeout: relayq does not accept the value: bad time value '
+                         r'"10ms"', l) for l in n), n
+    assert any(re.search(r'master\.cf, line 1: service smtp: -o smtpd_tls_security_level: relayq does not accept '
+                         r'the value: bad value "bogus"', l) for l in n), n
+    assert any(re.search(r'master\.cf, line 5: service nosuchport: unknown service "nosuchport"', l) for l in n), n
+    assert '(2 listeners)' in r.stdout and ': OK' in r.stdout, r.stdout + r.stderr
+    master = open(os.path.join(dest, 'master.cf')).read()
+    assert 'bogus' not in master and 'nosuchport' not in master and '$mua_client_restrictions' in master, master
+    cf = open(os.path.join(dest, 'relayq.cf')).read()
+    assert '\nsmtp_connect_timeout' not in cf and '# not carried over: ' in cf, cf

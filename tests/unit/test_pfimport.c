@@ -251,6 +251,18 @@ static void test_master(void)
     T_CHECK(has_note(p, "line 12: pickup (unix, pickup): built into relayqd"));
     T_CHECK(has_note(p, "line 13: relay (unix, smtp): relayq has one SMTP client"));
     T_CHECK(has_note(p, "line 15: maildrop (unix, pipe): relayq has no pipe(8) transport"));
+
+    /* What the caller found relayq refuses: one -o, then a whole listener (lines of the output). */
+    T_EQ_INT(pfimport_drop_listener(p, 7, "smtpd_tls_security_level", "nope"), 0);
+    m = pfimport_master_cf(p);
+    T_CHECK(strstr(m, "encrypt") == NULL && strstr(m, "$mua_client_restrictions") != NULL);
+    T_CHECK(has_note(p, "line 4: service submission: -o smtpd_tls_security_level: relayq does not accept "
+		     "the value: nope"));
+    T_EQ_INT(pfimport_drop_listener(p, 7, "smtpd_tls_security_level", "again"), -1);
+    T_EQ_INT(pfimport_drop_listener(p, 5, NULL, "no address"), 0);
+    T_EQ_INT(pfimport_nlisteners(p), 1);
+    T_CHECK(has_note(p, "line 1: service smtp: no address"));
+    T_EQ_INT(pfimport_drop_listener(p, 99, NULL, "x"), -1);
     pfimport_free(p);
 }
 
