@@ -98,7 +98,13 @@ int     top_answer(RELAYQD *d, int argc, char **argv, BUF *out)
     int64_t now_us = time_mono_us();
     int     max = 20, n;
 
-    if (argc > 2 || (argc == 2 && ((max = atoi(argv[1])) < 1 || max > TOP_DESTS_MAX))) {
+    if (argc == 2) {
+	char   *end;
+	long    v = strtol(argv[1], &end, 10);
+
+	max = *end || end == argv[1] || v < 1 || v > TOP_DESTS_MAX ? -1 : (int) v;
+    }
+    if (argc > 2 || max < 0) {
 	buf_printf(out, "usage: top [N], N from 1 to %d", TOP_DESTS_MAX);
 	return -1;
     }

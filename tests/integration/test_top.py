@@ -349,3 +349,31 @@ def test_top_hostile_reply(env):
         tt.assert_restored()
     finally:
         tt.close()
+
+
+def test_top_request_errors(env):
+    """The query socket refuses a malformed top request with an error line."""
+    import socket
+    d = env.relayqd()
+
+    def ask(line):
+        c = socket.socket(socket.AF_UNIX)
+        c.connect(os.path.join(d.queue_dir, 'public', 'query'))
+        c.sendall(line)
+        c.shutdown(socket.SHUT_WR)
+        data = b''
+        while True:
+            x = c.recv(65536)
+            if not x:
+                break
+            data += x
+        c.close()
+        return data
+
+    for bad in (b'top 0\n', b'top 101\n', b'top 5x\n', b'top -1\n', b'top 1 2\n', b'top \x1b[2J\n'):
+        r = ask(bad)
+        assert r.startswith(b'error usage: top [N], N from 1 to 100\n'), (bad, r)
+    r = ask(b'top 100\n')
+    assert r.startswith(b'ok\nrelayq-top 1\n') and r.endswith(b'\nend\n'), r
+    r = ask(b'top\n')
+    assert r.startswith(b'ok\nrelayq-top 1\n'), r
