@@ -361,10 +361,7 @@ int     cli_sendmail(CLI *cli, int argc, char **argv)
     }
     if (ret < 0) {
 	fprintf(stderr, "relayq: fatal: cannot submit the message: %s\n", err);
-	/* A full disk is temporary (EX_TEMPFAIL), as Postfix's postdrop failing for want of space. */
-	ret = (strstr(err, "create file") != 0 && strstr(err, strerror(ENOSPC)) == 0
-	       && strstr(err, strerror(EDQUOT)) == 0) ? EX_CANTCREAT_
-	    : strstr(err, "recipient") ? EX_DATAERR_ : EX_TEMPFAIL_;
+	ret = ret == MAILDROP_CREATE ? EX_CANTCREAT_ : ret == MAILDROP_DATA ? EX_DATAERR_ : EX_TEMPFAIL_;
     } else {
 	ret = EX_OK_;
     }

@@ -164,6 +164,19 @@ int     maildrop_init(const char *queue_dir, char *err, size_t errlen);
  * owner) safely even as root (no link followed, see util/safe_file.h).
  */
 int     maildrop_prepare(const char *queue_dir, uid_t owner, char *err, size_t errlen);
+/*
+ * sendmail: write one message into the maildrop.  Returns 0, or a status
+ * with the reason in err (sendmail's exit code follows the status, never
+ * the text): MAILDROP_CREATE (the maildrop cannot be opened, errno ENOENT
+ * when there is none yet, or no file may be created in it), MAILDROP_TEMP
+ * (the maildrop is a link or has the wrong mode; a write, rename or fsync
+ * failed; the disk or quota is full: try later), MAILDROP_DATA
+ * (the message cannot be written as given: no recipients, a line break in
+ * an address or the user name).
+ */
+#define MAILDROP_TEMP	(-1)
+#define MAILDROP_CREATE	(-2)
+#define MAILDROP_DATA	(-3)
 int     maildrop_write(const char *queue_dir, const MAILDROP_MSG *m, char *err, size_t errlen);
 
 /*

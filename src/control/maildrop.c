@@ -120,6 +120,8 @@ static int maildrop_write_all(int fd, const char *p, size_t len)
  * The maildrop directory for writing, through a descriptor: not a link,
  * a directory of mode 1733 (sendmail may run as root: a directory that
  * mail_owner swapped for a link to another one must not receive its file).
+ * Returns the descriptor, or MAILDROP_CREATE (it cannot be opened: errno
+ * says why) or MAILDROP_TEMP (a link, not a directory, the wrong mode).
  */
 static int maildrop_dir_open(const char *dir, char *err, size_t errlen)
 {
@@ -127,17 +129,18 @@ static int maildrop_dir_open(const char *dir, char *err, size_t errlen)
     int     dfd;
 
     if ((dfd = open(dir, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) < 0) {
-	if (errno == ENOTDIR || errno == ELOOP)
+	if (errno == ENOTDIR || errno == ELOOP) {
 	    snprintf(err, errlen, "%s is a symbolic link or not a directory: refusing to use it", dir);
-	else
-	    snprintf(err, errlen, "create file in %s: %s", dir, strerror(errno));
-	return -1;
+	    return MAILDROP_TEMP;
+	}
+	snprintf(err, errlen, "create file in %s: %s", dir, strerror(errno));
+	return MAILDROP_CREATE;
     }
     if (fstat(dfd, &st) < 0 || (st.st_mode & 07777) != 01733) {
 	snprintf(err, errlen, "%s has mode %04o, expected 1733: refusing to use it", dir,
 		 (unsigned) (st.st_mode & 07777));
 	close(dfd);
-	return -1;
+	return MAILDROP_TEMP;
     }
     return dfd;
 }
@@ -151,6 +154,7 @@ int     maildrop_write(const char *queue_dir, const MAILDROP_MSG *m, char *err, 
     int     fd = -1, dfd = -1, sfd = -1, i, ret = -1, tries;
     unsigned rnd;
 
+    ret = MAILDROP_DATA;
     if (!maildrop_clean(m->sender) || !maildrop_clean(m->user ? m->user : "")) {
 	snprintf(err, errlen, "sender or user name contains a line break or is too long");
 	goto out;
@@ -165,8 +169,11 @@ int     maildrop_write(const char *queue_dir, const MAILDROP_MSG *m, char *err, 
 	    goto out;
 	}
     }
-    if ((dfd = maildrop_dir_open(dir, err, errlen)) < 0)
+    if ((dfd = maildrop_dir_open(dir, err, errlen)) < 0) {
+	ret = dfd;
 	goto out;
+    }
+    ret = MAILDROP_TEMP;
     /* A new name of our own: O_EXCL and O_NOFOLLOW, never an existing file or a link. */
     for (tries = 0; fd < 0 && tries < 100; tries++) {
 	if (getentropy(&rnd, sizeof(rnd)) < 0)
@@ -177,6 +184,9 @@ int     maildrop_write(const char *queue_dir, const MAILDROP_MSG *m, char *err, 
 	    break;
     }
     if (fd < 0) {
+	/* A full disk or quota is temporary, as Postfix's postdrop failing for want of space. */
+	if (errno != ENOSPC && errno != EDQUOT)
+	    ret = MAILDROP_CREATE;
 	snprintf(err, errlen, "create file in %s: %s", dir, strerror(errno));
 	*tmp = 0;
 	goto out;

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 #include <dirent.h>
@@ -558,7 +559,45 @@ static void test_maildrop_round_trip(void)
 
     /* A line break in an address would smuggle a header line. */
     rcpts[0] = "a@x.test\nrcpt evil@z";
-    T_EQ_INT(maildrop_write(dir, &m, err, sizeof(err)), -1);
+    T_EQ_INT(maildrop_write(dir, &m, err, sizeof(err)), MAILDROP_DATA);
+    T_EQ_STR(err, "bad recipient address");
+    T_EQ_INT(count_files(md), 0);
+    rcpts[0] = "a@x.test";
+    m.user = "joe\nuid 0";
+    T_EQ_INT(maildrop_write(dir, &m, err, sizeof(err)), MAILDROP_DATA);
+    m.user = "joe";
+    m.nrcpt = 0;
+    T_EQ_INT(maildrop_write(dir, &m, err, sizeof(err)), MAILDROP_DATA);
+    m.nrcpt = 2;
+    /* A maildrop of the wrong mode is refused (TEMP). */
+    T_EQ_INT(chmod(md, 0777), 0);
+    T_EQ_INT(maildrop_write(dir, &m, err, sizeof(err)), MAILDROP_TEMP);
+    T_CHECK(strstr(err, "has mode 0777, expected 1733") != 0);
+    /* One that cannot be reached (as nobody when root): CREATE. */
+    {
+	pid_t   pid;
+	int     status = 0;
+
+	T_EQ_INT(chmod(dir, 0700), 0);
+	T_EQ_INT(chmod(md, 01733), 0);
+	if ((pid = fork()) == 0) {
+	    if (geteuid() == 0 && (setgid(65534) < 0 || setuid(65534) < 0))
+		_exit(2);
+	    _exit(maildrop_write(dir, &m, err, sizeof(err)) == MAILDROP_CREATE
+		  && strncmp(err, "create file in ", 15) == 0 ? 0 : 1);
+	}
+	T_CHECK(pid > 0 && waitpid(pid, &status, 0) == pid);
+	T_CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    }
+    /* No maildrop at all: errno ENOENT (sendmail then creates it if it may). */
+    {
+	char   *nodir = xasprintf("%s/none", dir);
+
+	errno = 0;
+	T_EQ_INT(maildrop_write(nodir, &m, err, sizeof(err)), MAILDROP_CREATE);
+	T_EQ_INT(errno, ENOENT);
+	free(nodir);
+    }
     T_EQ_INT(count_files(md), 0);
     free(md);
     rm_rf(dir);
