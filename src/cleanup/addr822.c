@@ -575,6 +575,15 @@ char   *addr822_addr_text(const A822 *addr)
     return (buf_steal(&b));
 }
 
+char   *addr822_addr_internal(const A822 *addr)
+{
+    BUF     b = BUF_INIT;
+
+    internal_text(&b, addr->head);
+    buf_puts(&b, "");
+    return (buf_steal(&b));
+}
+
 void    addr822_addr_set(A822 *addr, const char *text)
 {
     addr822_free(addr->head);

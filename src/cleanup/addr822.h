@@ -45,6 +45,9 @@ A822  **addr822_addrs(A822 *list, int *count);
 /* One address's text in external (quoted) form, e.g. "\"a b\"@example.com". */
 char   *addr822_addr_text(const A822 *addr);
 
+/* The same in internal form (quotes removed), as Postfix's tok822_internalize. */
+char   *addr822_addr_internal(const A822 *addr);
+
 /* Replace an address's tokens with those of text (external form). */
 void    addr822_addr_set(A822 *addr, const char *text);
 

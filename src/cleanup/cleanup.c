@@ -247,7 +247,7 @@ static void cb_header(void *ctx, int cls, const char *text, const char *raw, siz
     buf_free(&pre);
     if (r == CHK_DROP)
 	return;
-    if (cls != MIME_HDR_PRIMARY || ci->rw == NULL) {
+    if (cls != MIME_HDR_PRIMARY || (ci->rw == NULL && ci->generic == NULL)) {
 	if (r == CHK_REPLACE)
 	    put_header_text(c, rep);
 	else
@@ -269,7 +269,11 @@ static void cb_header(void *ctx, int cls, const char *text, const char *raw, siz
 	    buf_append(&h, raw, rawlen);
 	}
 	nl = cleanup_mime_header_name(h.data ? h.data : "", h.len);
-	if (nl > 0 && cleanup_rw_drop(ci->rw, h.data, nl) == 0) {
+	if (nl > 0 && ci->generic) {
+	    /* The SMTP client's pass: smtp_generic_maps after smtp_header_checks, as Postfix. */
+	    cleanup_generic_header(ci->generic, ci->qid, &h, nl, &ci->rw_errs);
+	    buf_append(c->out, h.data, h.len);
+	} else if (nl > 0 && cleanup_rw_drop(ci->rw, h.data, nl) == 0) {
 	    cleanup_rw_header(ci->rw, ci->qid, ci->rw_context, &h, nl, &ci->rw_errs);
 	    buf_append(c->out, h.data, h.len);
 	} else if (nl == 0) {

@@ -85,6 +85,7 @@ typedef struct CLEANUP_INFO {
     char   *filter;			/* FILTER transport:destination */
     int     checks_off;			/* internal: no more checks for this message */
     struct CLEANUP_RW *rw;		/* address rewriting, or NULL */
+    struct CLEANUP_GENERIC *generic;	/* smtp_generic_maps (the SMTP client's pass), or NULL */
     int     rw_context;			/* CLEANUP_RW_*: whose headers are rewritten */
     int     rw_errs;			/* out: a lookup failed: tempfail the message */
 } CLEANUP_INFO;
@@ -155,6 +156,22 @@ int     cleanup_rw_envelope(CLEANUP_RW *rw, struct QMSG *m);
  * when it is an address header; 1 when it changed.  *errs set on a lookup
  * failure.
  */
+/*
+ * smtp_generic_maps, as Postfix's SMTP client applies them to what it
+ * sends (cleanup_rewrite.c): NULL when the parameter is empty (err[0] ==
+ * 0) or its tables do not open (err set).  cleanup_generic_addr() returns
+ * the new address (internal form, allocated) or NULL when the address is
+ * not in the maps; *errs is set on a lookup error (logged).
+ * cleanup_message() rewrites the primary address headers when
+ * CLEANUP_INFO.generic is set.
+ */
+typedef struct CLEANUP_GENERIC CLEANUP_GENERIC;
+CLEANUP_GENERIC *cleanup_generic_create(const struct CONFIG *cf, char *err, size_t errlen);
+void    cleanup_generic_free(CLEANUP_GENERIC *g);
+char   *cleanup_generic_addr(CLEANUP_GENERIC *g, const char *qid, const char *addr, int *errs);
+int     cleanup_generic_header(CLEANUP_GENERIC *g, const char *qid, BUF *hdr, size_t namelen,
+			               int *errs);
+
 /* Is this header in message_drop_headers (Postfix removes Bcc:, Return-Path: ...)? */
 int     cleanup_rw_drop(const CLEANUP_RW *rw, const char *name, size_t namelen);
 

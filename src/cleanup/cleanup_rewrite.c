@@ -253,7 +253,7 @@ static char *qualify(const char *ext, const char *domain)
  * back when propagated; a result without a domain gets @myorigin.  NULL
  * with *bad set when the result holds no address.
  */
-static char *map_result(const CLEANUP_RW *rw, const char *param, const char *qid,
+static char *map_result(const char *myorigin, const char *param, const char *qid,
 			        const char *key_int, const char *val, const char *ext,
 			        int propagate, int *bad)
 {
@@ -283,12 +283,14 @@ static char *map_result(const CLEANUP_RW *rw, const char *param, const char *qid
 	*bad = 1;
     } else {
 	char   *one = addr822_addr_text(addrs[0]);
-	char   *canon = qualify(one, rw->myorigin);
+	char   *canon = qualify(one, myorigin);
 	char   *in = addr822_unquote_local(canon);
 	char   *withext = table_propagate_ext(in, propagate ? ext : NULL);
 
-	if (n > 1)
+	if (n > 1 && qid)
 	    log_warn("cleanup", "%s: multi-valued %s entry for %s", qid, param, key_int);
+	else if (n > 1)
+	    log_warn("smtp", "multi-valued %s result for %s", param, key_int);
 	res = addr822_quote_local(withext);
 	free(one);
 	free(canon);
@@ -325,7 +327,7 @@ static int map11(CLEANUP_RW *rw, TABLE_LIST *l, const char *qid, char **addr, in
 	    free(ext);
 	    return (changed);
 	}
-	if (rc == TABLE_ERROR || (res = map_result(rw, param, qid, key, val, ext,
+	if (rc == TABLE_ERROR || (res = map_result(rw->myorigin, param, qid, key, val, ext,
 						   rw->propagate, &bad)) == NULL) {
 	    if (rc == TABLE_ERROR)
 		log_warn("cleanup", "%s", err);
@@ -649,6 +651,121 @@ int     cleanup_rw_header(CLEANUP_RW *rw, const char *qid, int context, BUF *hdr
 	addr822_header_text(&text, list, NULL);
 	buf_reset(hdr);
 	fold_out(hdr, text.data, rw->header_limit);
+    }
+    free(addrs);
+    addr822_free(list);
+    buf_free(&val);
+    buf_free(&text);
+    return (changed);
+}
+
+/* ---- smtp_generic_maps: the SMTP client's rewriting on the way out ------ */
+
+struct CLEANUP_GENERIC {
+    TABLE_LIST *maps;
+    int     propagate;			/* "generic" in propagate_unmatched_extensions */
+    char   *delim;
+    char   *myorigin;
+};
+
+CLEANUP_GENERIC *cleanup_generic_create(const struct CONFIG *cf, char *err, size_t errlen)
+{
+    CLEANUP_GENERIC *g;
+    TABLE_LIST *l;
+    char  **v;
+
+    err[0] = 0;
+    if (open_maps(cf, "smtp_generic_maps", &l, err, errlen) < 0 || l == NULL)
+	return (NULL);
+    g = xcalloc(1, sizeof(*g));
+    g->maps = l;
+    v = config_list(cf, "propagate_unmatched_extensions", 0);
+    for (char **p = v; *p; p++)
+	if (str_casecmp(*p, "generic") == 0)
+	    g->propagate = 1;
+    str_list_free(v);
+    g->delim = xstrdup(config_str(cf, "recipient_delimiter"));
+    g->myorigin = xstrdup(config_str(cf, "myorigin"));
+    return (g);
+}
+
+void    cleanup_generic_free(CLEANUP_GENERIC *g)
+{
+    if (g == NULL)
+	return;
+    table_list_close(g->maps);
+    free(g->delim);
+    free(g->myorigin);
+    free(g);
+}
+
+/*
+ * Postfix's smtp_map11_internal: one lookup, no recursion; found means
+ * rewritten, even to the same address.  Internal form in and out.
+ */
+char   *cleanup_generic_addr(CLEANUP_GENERIC *g, const char *qid, const char *addr, int *errs)
+{
+    TABLE_ADDR_OPTS o = {TABLE_ADDR_DEFAULT, 0, g->delim, NULL, NULL};
+    const char *val;
+    char   *ext = NULL, *res = NULL, *in;
+    char    err[512];
+    int     rc, bad = 0;
+
+    rc = table_find_addr(g->maps, addr, &o, &val, &ext, err, sizeof(err));
+    if (rc == TABLE_FOUND)
+	res = map_result(g->myorigin, "smtp_generic_maps", NULL, addr, val, ext, g->propagate, &bad);
+    free(ext);
+    if (rc == TABLE_ERROR || bad) {
+	if (rc == TABLE_ERROR)
+	    log_warn("smtp", "%s", err);
+	log_warn("smtp", "%s: smtp_generic_maps map lookup problem for %s", qid, addr);
+	*errs = 1;
+	return (NULL);
+    }
+    if (res == NULL)
+	return (NULL);
+    in = addr822_unquote_local(res);
+    free(res);
+    return (in);
+}
+
+int     cleanup_generic_header(CLEANUP_GENERIC *g, const char *qid, BUF *hdr, size_t namelen,
+			               int *errs)
+{
+    BUF     val = BUF_INIT, text = BUF_INIT;
+    A822   *list, **addrs;
+    int     n, changed = 0;
+
+    if (g == NULL || hdr->len <= namelen || header_class(hdr->data, namelen) == 0)
+	return (0);
+    for (size_t i = namelen + 1; i < hdr->len; i++)
+	if (hdr->data[i] != '\r')
+	    buf_putc(&val, hdr->data[i]);
+    while (val.len && val.data[val.len - 1] == '\n')
+	val.len--;
+    buf_puts(&val, "");
+    list = addr822_parse(val.data, TOKEN_LIMIT);
+    addrs = addr822_addrs(list, &n);
+    for (int i = 0; i < n; i++) {
+	char   *in = addr822_addr_internal(addrs[i]);
+	char   *res = cleanup_generic_addr(g, qid, in, errs);
+
+	if (res) {
+	    char   *q = addr822_quote_local(res);
+
+	    addr822_addr_set(addrs[i], q);
+	    free(q);
+	    free(res);
+	    changed = 1;
+	}
+	free(in);
+    }
+    if (changed) {
+	buf_append(&text, hdr->data, namelen);
+	buf_puts(&text, ": ");
+	addr822_header_text(&text, list, NULL);
+	buf_reset(hdr);
+	fold_out(hdr, text.data, 0);
     }
     free(addrs);
     addr822_free(list);

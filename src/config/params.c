@@ -284,6 +284,9 @@ const PARAM param_table[] = {
       "qualifying bare names with this domain; empty: leave those headers alone"),
     P("message_drop_headers", PT_LIST, "bcc, content-length, resent-bcc, return-path",
       "headers removed from every message in cleanup (mail from SMTP and sendmail(1))"),
+    P("smtp_generic_maps", PT_LIST, "",
+      "tables: address -> address, applied by the SMTP client to the envelope and the address "
+      "headers it sends (generic(5)); the queued message is not changed"),
     P("always_bcc", PT_STR, "",
       "an address that gets a blind copy of every message"),
     P("sender_bcc_maps", PT_LIST, "",

@@ -98,6 +98,11 @@ static SMTP_PARAMS *params_load(const CONFIG *cf)
 	    log_warn("smtp", "%s; deliveries are deferred until this is fixed", err);
 	    p->checks_error = xstrdup(err);
 	}
+	p->generic = cleanup_generic_create(cf, err, sizeof(err));
+	if (p->generic == 0 && err[0]) {
+	    log_warn("smtp", "%s; deliveries are deferred until this is fixed", err);
+	    p->generic_error = xstrdup(err);
+	}
     }
     return (p);
 }
@@ -110,6 +115,8 @@ void params_release(SMTP_PARAMS *p)
     free(p->myhostname);
     cleanup_checks_close(p->checks);
     free(p->checks_error);
+    cleanup_generic_free(p->generic);
+    free(p->generic_error);
     smtp_self_free(p);
     secure_params_free(p);
     if (p->fallback)
@@ -212,6 +219,12 @@ static void deliv_free(SMTP_DELIV *d)
     free(d->cmdq);
     buf_free(&d->reply);
     buf_free(&d->filtered);
+    free(d->g_sender);
+    if (d->g_rcpt) {
+	for (int i = 0; i < d->nrcpt; i++)
+	    free(d->g_rcpt[i]);
+	free(d->g_rcpt);
+    }
     params_release(d->p);
     free(d);
 }

@@ -80,6 +80,8 @@ typedef struct SMTP_PARAMS {
     /* smtp_header_checks ... smtp_body_checks (cleanup_checks.c), or NULL */
     CLEANUP_CHECKS *checks;
     char   *checks_error;		/* set but unusable: deliveries are deferred */
+    CLEANUP_GENERIC *generic;		/* smtp_generic_maps, or NULL */
+    char   *generic_error;		/* set but unusable: deliveries are deferred */
     size_t  rec_limit;			/* line_length_limit: body records for the checks */
 } SMTP_PARAMS;
 
@@ -282,6 +284,8 @@ struct SMTP_DELIV {
     size_t  body_col;			/* characters sent on the current line */
     int     in_body;			/* streaming the content */
     BUF     filtered;			/* the content after smtp_*_checks */
+    char   *g_sender;			/* smtp_generic_maps: MAIL FROM address, or NULL: as queued */
+    char  **g_rcpt;			/* per slot: RCPT TO address, or NULL: as queued */
     int     filtered_done;
     unsigned conn_gen;			/* bumped by sess_close() */
     int     conn_use;			/* transactions on this session, this one included */

@@ -370,7 +370,7 @@ static void send_rcpt(SMTP_DELIV *d, int slot)
     const QRCPT *r = &d->msg->rcpts[d->rcpts[slot]];
     BUF     b = BUF_INIT;
 
-    buf_printf(&b, "RCPT TO:<%s>", r->addr);
+    buf_printf(&b, "RCPT TO:<%s>", d->g_rcpt && d->g_rcpt[slot] ? d->g_rcpt[slot] : r->addr);
     if (d->f_dsn) {
 	notify_param(&b, r->notify);
 	if (r->orcpt && *r->orcpt)
@@ -400,6 +400,9 @@ static int next_pending_slot(const SMTP_DELIV *d, int from)
 static const char *out_content(const SMTP_DELIV *d, size_t *size);
 static int smtp_checks(SMTP_DELIV *d);
 
+/* What a delivery says when smtp_generic_maps cannot be read (Postfix's smtp(8) dies: its qmgr says this). */
+#define SMTP_GENERIC_TROUBLE "unknown mail transport error"
+
 /* Set-up done: checks that need the EHLO features, then MAIL FROM. */
 void xact_start(SMTP_DELIV *d)
 {
@@ -407,6 +410,7 @@ void xact_start(SMTP_DELIV *d)
     BUF     b = BUF_INIT;
     char   *text;
     size_t  msize;
+    int     rc;
 
     d->setup_us = time_now_us();
     d->sessions++;
@@ -422,11 +426,12 @@ void xact_start(SMTP_DELIV *d)
 	xact_end(d, 0);				/* nothing was sent */
 	return;
     }
-    if (smtp_checks(d) < 0) {
+    if ((rc = smtp_checks(d)) < 0) {
 	d->stage = ST_XACT;
 	for (int i = 0; i < d->nrcpt; i++)
 	    if (d->rstate[i] == R_PENDING)
-		rcpt_final(d, i, SMTP_DEFERRED, "4.3.0", "smtp header or body checks lookup error",
+		rcpt_final(d, i, SMTP_DEFERRED, "4.3.0", rc == -2 ? SMTP_GENERIC_TROUBLE
+			   : "smtp header or body checks lookup error",
 			   d->relay, d->addrs[d->cur].host, NULL);
 	xact_end(d, 0);				/* nothing was sent */
 	return;
@@ -447,7 +452,7 @@ void xact_start(SMTP_DELIV *d)
     d->naccepted = 0;
     d->mail_failed = 0;
     memset(d->accepted, 0, d->nrcpt * sizeof(int));
-    buf_printf(&b, "MAIL FROM:<%s>", m->sender);
+    buf_printf(&b, "MAIL FROM:<%s>", d->g_sender ? d->g_sender : m->sender);
     if (d->f_size)
 	buf_printf(&b, " SIZE=%zu", msize);
     if ((m->flags & QFLAG_8BITMIME) && d->f_8bitmime)
@@ -505,26 +510,54 @@ static int smtp_checks(SMTP_DELIV *d)
     CLEANUP_INFO ci;
     char    err[256];
     char   *msgid = 0;
-    int     rc = 0;
+    int     rc = 0, gerrs = 0;
 
-    if (d->filtered_done || (d->p->checks == 0 && d->p->checks_error == 0))
+    if (d->filtered_done || (d->p->checks == 0 && d->p->checks_error == 0
+			     && d->p->generic == 0 && d->p->generic_error == 0))
 	return (0);
     if (d->p->checks_error) {
 	log_warn("smtp", "%s: smtp header checks lookup error", d->msg->qid);
 	return (-1);
     }
+    if (d->p->generic_error) {
+	log_warn("smtp", "%s: smtp_generic_maps: %s", d->msg->qid, d->p->generic_error);
+	return (-2);
+    }
+    /* smtp_generic_maps: the envelope as it is sent (Postfix's smtp_map11_internal). */
+    if (d->p->generic && d->g_rcpt == NULL) {
+	if (*d->msg->sender)
+	    d->g_sender = cleanup_generic_addr(d->p->generic, d->msg->qid, d->msg->sender, &gerrs);
+	d->g_rcpt = xcalloc((size_t) d->nrcpt + 1, sizeof(char *));
+	for (int i = 0; i < d->nrcpt && !gerrs; i++)
+	    d->g_rcpt[i] = cleanup_generic_addr(d->p->generic, d->msg->qid,
+						d->msg->rcpts[d->rcpts[i]].addr, &gerrs);
+    }
     memset(&ci, 0, sizeof(ci));
     ci.myhostname = d->p->myhostname;
     ci.qid = d->msg->qid;
     ci.checks = d->p->checks;
+    ci.generic = d->p->generic;
     ci.line_limit = d->p->rec_limit;
     buf_reset(&d->filtered);
-    if (cleanup_message(&ci, d->msg->content ? d->msg->content : "",
-			d->msg->content ? d->msg->size : 0, &d->filtered, &msgid,
-			err, sizeof(err)) < 0 || ci.lookup_error)
+    if (gerrs == 0 && cleanup_message(&ci, d->msg->content ? d->msg->content : "",
+				      d->msg->content ? d->msg->size : 0, &d->filtered, &msgid,
+				      err, sizeof(err)) < 0)
 	rc = -1;
+    if (ci.lookup_error)
+	rc = -1;
+    if (gerrs || ci.rw_errs)
+	rc = -2;
     free(msgid);
     cleanup_info_free(&ci);
+    if (rc < 0 && d->g_rcpt) {
+	/* Looked up again at the next attempt. */
+	free(d->g_sender);
+	d->g_sender = NULL;
+	for (int i = 0; i < d->nrcpt; i++)
+	    free(d->g_rcpt[i]);
+	free(d->g_rcpt);
+	d->g_rcpt = NULL;
+    }
     d->filtered_done = rc == 0;
     return (rc);
 }

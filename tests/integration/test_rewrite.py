@@ -25,8 +25,16 @@ def write_tables(env, name, tables):
     d = os.path.join(env.dir, 'tables-' + name)
     os.makedirs(d, exist_ok=True)
     out = {}
-    for param, (typ, text) in tables.items():
-        path = os.path.join(d, param)
+    for param, spec in tables.items():
+        specs = spec if isinstance(spec, list) else [spec]
+        out[param] = ', '.join(one_table(name, d, '%s-%d' % (param, i), typ, text)
+                               for i, (typ, text) in enumerate(specs))
+    return out
+
+
+def one_table(name, d, base, typ, text):
+    if True:
+        path = os.path.join(d, base)
         with open(path, 'w') as f:
             f.write(text)
         if typ == 'hash':
@@ -40,8 +48,7 @@ def write_tables(env, name, tables):
                 r = subprocess.run([os.path.join(BIN, 'relayq'), 'postmap', 'hash:' + path],
                                    capture_output=True, text=True, timeout=60)
             assert r.returncode == 0, r.stderr
-        out[param] = '%s:%s' % (typ, path)
-    return out
+        return '%s:%s' % (typ, path)
 
 
 def send(port, sender, rcpts, msg, expect=250):
@@ -323,3 +330,60 @@ def test_bcc_same_as_postfix(env):
     assert_same(pf_got, rq_got)
     assert pf_got['b1-all'][1] == sorted(['a@watched.test', 'b@other.test', 'boss-copy@arch.test',
                                           'rewritten-watch@arch.test', 'archive@arch.test'])
+
+
+GENERIC_CASES = [
+    ('g1-hash', 'root@host17.internal', ['a@local.lan', 'keep@other.test'],
+     'From: Root <root@host17.internal>\nTo: a@local.lan, "x" <keep@other.test>\n'
+     'Cc: b@local.lan (the b), group: c@local.lan;\nX-Other: a@local.lan'),
+    ('g2-regexp', 'u@old-re.test', ['v@other.test'],
+     'From: u@old-re.test\nReply-To: "U, the user" <u@old-re.test>\nTo: v@other.test'),
+    ('g3-pcre', 'w@other.test', ['x@pcre.lan'], 'From: w@other.test\nTo: x@pcre.lan (X)'),
+    ('g4-same', 'same@other.test', ['v@other.test'], 'From:   Same    <same@other.test>\nTo: v@other.test'),
+    ('g5-long', 'w@other.test', ['v@other.test'],
+     'From: w@other.test\nTo: ' + ', '.join('u%d@local.lan' % i for i in range(1000))),
+    ('g6-extension', 'root+cron@host17.internal', ['d+tag@local.lan'],
+     'From: root+cron@host17.internal\nTo: d+tag@local.lan'),
+]
+
+GENERIC_TABLES = {'smtp_generic_maps': [
+    ('hash', 'root@host17.internal  alerts@example.com\n@local.lan  @example.com\n'
+             'same@other.test  same@other.test\n'),
+    ('regexp', '/^(.*)@old-re\\.test$/  $1@new-re.test\n'),
+    ('pcre', '/^(.*)@pcre\\.lan$/  pcre-$1@example.net\n'),
+]}
+
+
+def test_generic_maps_same_as_postfix(env):
+    pf, d, pf_got, rq_got = run_both(env, {'recipient_delimiter': '+'}, GENERIC_TABLES, GENERIC_CASES)
+    assert_same(pf_got, rq_got)
+    assert pf_got['g1-hash'][:2] == ('alerts@example.com', ['a@example.com', 'keep@other.test'])
+    # The extension: not propagated to a full-address result (generic is not in
+    # propagate_unmatched_extensions), kept by an @domain result.
+    assert pf_got['g6-extension'][:2] == ('alerts@example.com', ['d+tag@example.com'])
+    # The queue holds the message as it came: the log names the queued addresses, as Postfix's.
+    for log in (pf.log(), d.log()):
+        assert re.search(r'to=<a@local\.lan>, relay=', log), log[-2000:]
+        assert not re.search(r'orig_to=<a@local\.lan>', log)
+
+
+def test_generic_maps_lookup_error_defers(env):
+    """A generic map that cannot be read: the delivery is deferred (Postfix's
+    smtp(8) dies and its queue manager defers), nothing is sent with the
+    address unmapped; once readable, the message goes out rewritten."""
+    import fcntl
+    sink = env.pysink(ehlo_lines=SINK_EHLO)
+    tables = write_tables(env, 'rq', {'smtp_generic_maps': ('hash', 'root@host17.internal  alerts@example.com\n')})
+    d = env.relayqd(relayhost='[127.0.0.1]:%d' % sink.port, queue_run_delay='1s', minimal_backoff_time='1s',
+                    maximal_backoff_time='2s', **tables)
+    db = open(tables['smtp_generic_maps'].split(':', 1)[1] + '.db', 'rb')
+    fcntl.flock(db, fcntl.LOCK_EX)
+    send(d.port, 'root@host17.internal', ['a@other.test'], message('generr', 'From: root@host17.internal'))
+    d.wait_log(r'warning: [0-9A-F]+: smtp_generic_maps map lookup problem for root@host17\.internal')
+    d.wait_log(r'to=<a@other\.test>, relay=.*status=deferred \(unknown mail transport error\)')
+    assert sink.messages == []
+    fcntl.flock(db, fcntl.LOCK_UN)
+    db.close()
+    m = sink.wait_messages(1, timeout=60)[0]
+    assert m['from'] == 'alerts@example.com'
+    assert b'From: alerts@example.com' in m['data']
