@@ -20,6 +20,10 @@ from harness import ROOT, Skip, free_port
 LOCK = os.path.join('/run/lock' if os.path.isdir('/run/lock') else '/tmp', 'relayq-deb-test.lock')
 MSG = 'From: a@sender.test\r\nSubject: deb\r\n\r\nbody\r\n'
 # Where a package's files could stay behind; scanned for names with "relayq".
+# dpkg-buildpackage, install, run and purge, then a walk of SCAN before and
+# after: on a loaded 2-core machine this took over the default 180 s.
+TIMEOUT = 600
+
 SCAN = ['/etc', '/usr', '/lib', '/var/spool', '/var/log', '/var/lib/systemd', '/var/lib/dpkg/info', '/run/systemd']
 
 
