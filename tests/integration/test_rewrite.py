@@ -38,7 +38,7 @@ def one_table(name, d, base, typ, text):
         with open(path, 'w') as f:
             f.write(text)
         if typ == 'hash':
-            if name == 'pf':
+            if name.startswith('pf'):
                 conf = os.path.join(d, 'etc')
                 os.makedirs(conf, exist_ok=True)
                 open(os.path.join(conf, 'main.cf'), 'a').close()
@@ -97,7 +97,7 @@ def message(subject, head):
             % (head.replace('\n', '\r\n'), subject, subject, subject))
 
 
-def run_both(env, settings, tables, cases, relayq_extra=None):
+def run_both(env, settings, tables, cases, relayq_extra=None, tag=''):
     """cases: [(subject, sender, rcpts, header text)].  Returns (pf, d, pf_got, rq_got)."""
     sinks = {}
     got = {}
@@ -106,9 +106,9 @@ def run_both(env, settings, tables, cases, relayq_extra=None):
         sink = env.pysink(ehlo_lines=SINK_EHLO)
         sinks[name] = sink
         params = dict(settings, myorigin=MYORIGIN, relayhost='[127.0.0.1]:%d' % sink.port)
-        params.update(write_tables(env, name, tables))
+        params.update(write_tables(env, name + tag, tables))
         if name == 'pf':
-            d = Postfix(env, **params).start()
+            d = Postfix(env, name='pf' + tag, **params).start()
         else:
             params.update(relayq_extra or {})
             d = env.relayqd(**params)
@@ -387,3 +387,29 @@ def test_generic_maps_lookup_error_defers(env):
     m = sink.wait_messages(1, timeout=60)[0]
     assert m['from'] == 'alerts@example.com'
     assert b'From: alerts@example.com' in m['data']
+
+
+REMOTE_CASES = [
+    ('r1-remote', 'root@host17.internal', ['a@old.example'],
+     'From: Root <root@host17.internal>\nTo: a@old.example, bareuser\nCc: other@trailing.dot.'),
+]
+
+
+def test_remote_clients_headers_as_postfix(env):
+    """A client outside local_header_rewrite_clients: without
+    remote_header_rewrite_domain its headers are left alone (the envelope is
+    still rewritten); with it, they are rewritten and bare names get that
+    domain.  Both as Postfix."""
+    tables = {'canonical_maps': ('hash', CANON_HASH)}
+    pf, d, pf_got, rq_got = run_both(env, {'local_header_rewrite_clients': ''}, tables, REMOTE_CASES)
+    assert_same(pf_got, rq_got)
+    frm, rcpts, hdrs = pf_got['r1-remote']
+    assert (frm, rcpts) == ('alerts@example.com', ['a@new.example'])
+    assert ('From', ' Root <root@host17.internal>') in hdrs
+    pf.stop()
+    d.stop()
+    pf, d, pf_got, rq_got = run_both(env, {'local_header_rewrite_clients': '',
+                                           'remote_header_rewrite_domain': 'remote.example'},
+                                     tables, REMOTE_CASES, tag='2')
+    assert_same(pf_got, rq_got)
+    assert ('To', ' a@new.example, bareuser@remote.example') in pf_got['r1-remote'][2]
