@@ -620,6 +620,11 @@ SSL    *tls_client_ssl(TLS_CLIENT *tc, const TLS_POLICY *pol, const char *nextho
 	    log_msg("smtp", "%s: SNI hostname: %s", x->namaddr, sni);
     }
 
+    /* A DANE level that tls_policy_dane() did not settle can verify nothing. */
+    else if (TLS_DANE_BASED(pol->level)) {
+	x->must_fail = 1;
+    }
+
     /* SNI: smtp_tls_servername or servername=, as Postfix (none by default). */
     else if (pol->servername && *pol->servername) {
 	if (strcmp(pol->servername, "hostname") == 0)
