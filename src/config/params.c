@@ -8,6 +8,8 @@
  * in the note) or PO_RELAYQ (no Postfix equivalent).  This is the only place
  * that knows them: keep it so.
  */
+#include <pthread.h>
+#include <stdint.h>
 #include <string.h>
 
 #include "config/params.h"
@@ -482,10 +484,52 @@ const PARAM param_table[] = {
 
 const int param_count = (int) (sizeof(param_table) / sizeof(param_table[0]));
 
+/*
+ * param_index() is on the per-message path (every config_str() and
+ * config_known() asks it), so the names are hashed once (FNV-1a, open
+ * addressing) instead of being compared one by one with strcmp().
+ */
+#define PARAM_HASH_SIZE	1024		/* a power of two, over twice the table */
+
+_Static_assert(sizeof(param_table) / sizeof(param_table[0]) < PARAM_HASH_SIZE / 2,
+	       "PARAM_HASH_SIZE too small for param_table");
+
+static short param_hash[PARAM_HASH_SIZE];	/* table index + 1; 0: empty */
+static pthread_once_t param_hash_once = PTHREAD_ONCE_INIT;
+
+static uint32_t param_hash_name(const char *name)
+{
+    uint32_t h = 2166136261u;
+
+    while (*name)
+	h = (h ^ (unsigned char) *name++) * 16777619u;
+    return (h);
+}
+
+static void param_hash_build(void)
+{
+    for (int i = 0; i < param_count; i++) {
+	uint32_t h = param_hash_name(param_table[i].name) & (PARAM_HASH_SIZE - 1);
+
+	while (param_hash[h] != 0) {
+	    /* A name twice in the table: the first entry wins, as before. */
+	    if (strcmp(param_table[param_hash[h] - 1].name, param_table[i].name) == 0)
+		break;
+	    h = (h + 1) & (PARAM_HASH_SIZE - 1);
+	}
+	if (param_hash[h] == 0)
+	    param_hash[h] = (short) (i + 1);
+    }
+}
+
 int     param_index(const char *name)
 {
-    for (int i = 0; i < param_count; i++)
-	if (strcmp(param_table[i].name, name) == 0)
-	    return i;
-    return -1;
+    uint32_t h;
+
+    pthread_once(&param_hash_once, param_hash_build);
+    for (h = param_hash_name(name) & (PARAM_HASH_SIZE - 1); param_hash[h] != 0;
+	 h = (h + 1) & (PARAM_HASH_SIZE - 1))
+	if (strcmp(param_table[param_hash[h] - 1].name, name) == 0)
+	    return (param_hash[h] - 1);
+    return (-1);
 }

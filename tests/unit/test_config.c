@@ -14,6 +14,7 @@
 #include "t.h"
 #include "util/util.h"
 #include "config/config.h"
+#include "config/params.h"
 
 static char tmpdir[64];
 static char *captured;			/* stderr of the last load_cf() */
@@ -493,6 +494,34 @@ static void test_unknown(void)
     config_free(cf);
 }
 
+/* param_index() (hashed): every name at its own row, near misses unknown. */
+
+static void test_param_index(void)
+{
+    char    name[128];
+
+    for (int i = 0; i < param_count; i++) {
+	int     first = i;
+
+	/* A duplicated name (none today) answers its first row. */
+	for (int j = 0; j < i; j++)
+	    if (strcmp(param_table[j].name, param_table[i].name) == 0) {
+		first = j;
+		break;
+	    }
+	if (param_index(param_table[i].name) != first)
+	    T_FAILF("param_index(\"%s\") == %d, expected %d", param_table[i].name,
+		    param_index(param_table[i].name), first);
+	snprintf(name, sizeof(name), "%sx", param_table[i].name);
+	T_EQ_INT(param_index(name), -1);
+	snprintf(name, sizeof(name), "%.*s", (int) strlen(param_table[i].name) - 1, param_table[i].name);
+	T_CHECK(param_index(name) == -1 || strcmp(param_table[param_index(name)].name, name) == 0);
+    }
+    T_EQ_INT(param_index(""), -1);
+    T_EQ_INT(param_index("MYHOSTNAME"), -1);
+    T_EQ_STR(param_table[param_index("myhostname")].name, "myhostname");
+}
+
 /* -o applies after the file, in order, trimmed. */
 
 static void test_overrides(void)
@@ -708,6 +737,7 @@ int     main(void)
     T_RUN(test_errors);
     T_RUN(test_file_errors);
     T_RUN(test_unknown);
+    T_RUN(test_param_index);
     T_RUN(test_overrides);
     T_RUN(test_show);
     T_RUN(test_man);
