@@ -217,6 +217,7 @@ struct SESSION {
     int     sleeping;
     struct event *deadline_ev;		/* smtpd_per_request_deadline */
     int64_t deadline_us;		/* 0: no request under way */
+    int64_t deadline_ev_at;		/* when deadline_ev fires; 0: not pending */
     SMTPD_LINER lr;
     SMTPD_COUNTS counts;
     /* The transaction. */
@@ -524,6 +525,7 @@ static void session_close_after_write(SESSION *ss)
     }
     if (ss->deadline_ev)
 	evtimer_del(ss->deadline_ev);
+    ss->deadline_ev_at = 0;
     bufferevent_disable(ss->bev, EV_READ);
     if (ss->close_ev == 0)
 	ss->close_ev = evtimer_new(ss->s->base, close_check_cb, ss);
@@ -1813,10 +1815,32 @@ static void session_timeout(SESSION *ss)
     session_close_after_write(ss);
 }
 
+static void deadline_cb(evutil_socket_t fd, short what, void *ctx);
+
+static void deadline_timer(SESSION *ss, int64_t at, int64_t now)
+{
+    struct timeval tv;
+
+    if (ss->deadline_ev == 0)
+	ss->deadline_ev = evtimer_new(ss->s->base, deadline_cb, ss);
+    tv.tv_sec = (time_t) ((at - now) / 1000000);
+    tv.tv_usec = (suseconds_t) ((at - now) % 1000000);
+    evtimer_add(ss->deadline_ev, &tv);
+    ss->deadline_ev_at = at;
+}
+
 static void deadline_cb(evutil_socket_t fd, short what, void *ctx)
 {
     SESSION *ss = ctx;
+    int64_t now;
 
+    ss->deadline_ev_at = 0;
+    if (ss->deadline_us == 0)
+	return;					/* no request under way */
+    if (ss->deadline_us > (now = time_mono_us())) {
+	deadline_timer(ss, ss->deadline_us, now);	/* the deadline moved on */
+	return;
+    }
     if (!ss->closing && !ss->waiting && !ss->milter_wait && ss->bev)
 	session_timeout(ss);
 }
@@ -1829,26 +1853,27 @@ static void deadline_cb(evutil_socket_t fd, short what, void *ctx)
  */
 static void deadline_arm(SESSION *ss, int64_t at)
 {
-    int64_t now = time_mono_us();
-    struct timeval tv;
+    int64_t now;
 
     if (!ss->p->deadline || ss->closing || ss->bev == 0)
 	return;
+    now = time_mono_us();
     if (at > now + ss->p->timeout * 1000000)
 	at = now + ss->p->timeout * 1000000;
     ss->deadline_us = at;
-    if (ss->deadline_ev == 0)
-	ss->deadline_ev = evtimer_new(ss->s->base, deadline_cb, ss);
-    tv.tv_sec = (time_t) ((at - now) / 1000000);
-    tv.tv_usec = (suseconds_t) ((at - now) % 1000000);
-    evtimer_add(ss->deadline_ev, &tv);
+    /*
+     * The timer is moved only to an earlier time: a request's deadline is
+     * almost always later than the one before, and deadline_cb() waits for
+     * the rest. No event_del()/event_add() per command or DATA chunk.
+     */
+    if (ss->deadline_ev_at == 0 || at < ss->deadline_ev_at)
+	deadline_timer(ss, at, now);
 }
 
+/* The request is complete: a pending timer finds no deadline and stops. */
 static void deadline_clear(SESSION *ss)
 {
     ss->deadline_us = 0;
-    if (ss->deadline_ev)
-	evtimer_del(ss->deadline_ev);
 }
 
 /* The error sleep is over: the held reply goes out, input is read again. */
@@ -2192,6 +2217,7 @@ static void session_free(SESSION *ss)
     if (ss->deadline_ev) {
 	event_free(ss->deadline_ev);
 	ss->deadline_ev = 0;
+	ss->deadline_ev_at = 0;
     }
     if (ss->proxy_ev) {
 	event_free(ss->proxy_ev);
