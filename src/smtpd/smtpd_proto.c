@@ -550,10 +550,14 @@ int     smtpd_data_feed(SMTPD_DATA *d, const char *buf, size_t len, size_t *cons
 		d->prev_crlf = 0;
 		d->st = D_BOL;
 	    } else {
-		char    ch = (char) c;
+		/* The rest of the line up to CR or LF, in one piece. */
+		size_t  j = i + 1;
 
-		data_put(d, &ch, 1);
+		while (j < len && buf[j] != '\r' && buf[j] != '\n')
+		    j++;
+		data_put(d, buf + i, j - i);
 		d->st = D_MID;
+		i = j - 1;
 	    }
 	    break;
 	case D_CR:

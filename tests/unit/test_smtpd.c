@@ -128,6 +128,68 @@ static void test_data_size_limit(void)
     buf_free(&out);
 }
 
+/*
+ * Lines are copied a run at a time: any input, cut into any chunks, must
+ * give what byte-at-a-time feeding gives (content, size, overflow, bare
+ * LF, result and bytes consumed), in every mode and around the size limit.
+ */
+static int feed_all(int mode, size_t limit, const char *in, size_t len, size_t chunk,
+		            BUF *out, SMTPD_DATA *d, size_t *pos)
+{
+    int     rc = SMTPD_DATA_MORE;
+    size_t  used;
+
+    smtpd_data_init(d, mode, limit, out);
+    *pos = 0;
+    while (*pos < len && rc == SMTPD_DATA_MORE) {
+	size_t  n = len - *pos < chunk ? len - *pos : chunk;
+
+	rc = smtpd_data_feed(d, in + *pos, n, &used);
+	*pos += used;
+    }
+    return (rc);
+}
+
+static void test_data_runs_match_bytewise(void)
+{
+    static const char alpha[] = {'a', 'b', '.', '.', '\r', '\n', '\0', ' '};
+    static const int modes[] = {N, R, O};
+    static const size_t chunks[] = {2, 3, 7, 64, 100000};
+    char    in[300];
+    unsigned seed = 12345;
+
+    for (int iter = 0; iter < 3000; iter++) {
+	size_t  len = 1 + (size_t) (iter % 300);
+	int     mode = modes[iter % 3];
+	size_t  limit = iter % 5 == 0 ? (size_t) (iter % 97) : 0;
+
+	for (size_t k = 0; k < len; k++) {
+	    seed = seed * 1103515245u + 12345u;
+	    /* Mostly text, as real mail: long runs between line ends. */
+	    in[k] = (seed >> 16) % 4 ? (char) ('c' + (seed >> 20) % 20) : alpha[(seed >> 18) % sizeof(alpha)];
+	}
+	for (size_t c = 0; c < ARRAY_LEN(chunks); c++) {
+	    SMTPD_DATA a, b;
+	    BUF     oa = BUF_INIT, ob = BUF_INIT;
+	    size_t  pa, pb;
+	    int     ra = feed_all(mode, limit, in, len, 1, &oa, &a, &pa);
+	    int     rb = feed_all(mode, limit, in, len, chunks[c], &ob, &b, &pb);
+
+	    if (ra != rb || pa != pb || a.size != b.size || a.overflow != b.overflow
+		|| a.bare_lf != b.bare_lf || oa.len != ob.len
+		|| (oa.len && memcmp(oa.data, ob.data, oa.len) != 0)) {
+		T_FAILF("iter %d chunk %zu mode %d: rc %d/%d consumed %zu/%zu size %zu/%zu out %zu/%zu",
+			iter, chunks[c], mode, ra, rb, pa, pb, a.size, b.size, oa.len, ob.len);
+		buf_free(&oa);
+		buf_free(&ob);
+		return;
+	    }
+	    buf_free(&oa);
+	    buf_free(&ob);
+	}
+    }
+}
+
 static void test_data_long_line(void)
 {
     SMTPD_DATA d;
@@ -836,6 +898,7 @@ int     main(void)
     T_RUN(test_data_machine);
     T_RUN(test_data_size_limit);
     T_RUN(test_data_long_line);
+    T_RUN(test_data_runs_match_bytewise);
     T_RUN(test_line_framing);
     T_RUN(test_cmd_split);
     T_RUN(test_parse_path);
