@@ -200,29 +200,72 @@ const char *log_name_override(const char *name)
 static void log_emit(int prio, const char *service, const char *prefix,
 		             const char *fmt, va_list ap) UTIL_PRINTF(4, 0);
 
-static void log_emit(int prio, const char *service, const char *prefix,
-		             const char *fmt, va_list ap)
+/*
+ * The line's prefix is built without printf: its time changes once a
+ * second (formatted again only then) and the PID only in a child after
+ * fork(). Both under log_lock.
+ */
+static time_t log_stamp_sec = -1;
+static char log_stamp[32];			/* "Mmm dd hh:mm:ss " */
+static size_t log_stamp_len;
+static char log_pid[24];			/* "[PID]: "; "" after fork() */
+static size_t log_pid_len;
+static pthread_once_t log_atfork_once = PTHREAD_ONCE_INIT;
+
+static void log_atfork_child(void)
+{
+    log_pid[0] = 0;
+    log_pid_len = 0;
+}
+
+static void log_atfork_register(void)
+{
+    pthread_atfork(NULL, NULL, log_atfork_child);
+}
+
+static void log_prefix(BUF *line, time_t now, const char *lname, const char *service)
 {
     static const char months[12][4] = {
 	"Jan", "Feb", "Mar", "Apr", "May", "Jun",
 	"Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
     };
+    struct tm tm;
+
+    if (now != log_stamp_sec) {
+	localtime_r(&now, &tm);
+	log_stamp_len = (size_t) snprintf(log_stamp, sizeof(log_stamp), "%s %2d %02d:%02d:%02d ",
+					  months[tm.tm_mon], tm.tm_mday, tm.tm_hour,
+					  tm.tm_min, tm.tm_sec);
+	log_stamp_sec = now;
+    }
+    if (log_pid_len == 0) {
+	pthread_once(&log_atfork_once, log_atfork_register);
+	log_pid_len = (size_t) snprintf(log_pid, sizeof(log_pid), "[%ld]: ", (long) getpid());
+    }
+    buf_append(line, log_stamp, log_stamp_len);
+    buf_puts(line, log_host);
+    buf_putc(line, ' ');
+    buf_puts(line, lname);
+    buf_putc(line, '/');
+    buf_puts(line, service);
+    buf_append(line, log_pid, log_pid_len);
+}
+
+static void log_emit(int prio, const char *service, const char *prefix,
+		             const char *fmt, va_list ap)
+{
     BUF     line = BUF_INIT;
     size_t  text;
     time_t  now = time(0);
-    struct tm tm;
     int     saved_errno = errno;
     const char *lname = log_name_over ? log_name_over : log_name_global();
 
+    buf_reserve(&line, 512);			/* one allocation for most lines */
     pthread_mutex_lock(&log_lock);
     if (log_host[0] == 0)
 	log_set_host(0);
-    if (log_dest != LOG_TO_SYSLOG) {
-	localtime_r(&now, &tm);
-	buf_printf(&line, "%s %2d %02d:%02d:%02d %s %s/%s[%ld]: ",
-		   months[tm.tm_mon], tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-		   log_host, lname, service, (long) getpid());
-    }
+    if (log_dest != LOG_TO_SYSLOG)
+	log_prefix(&line, now, lname, service);
     text = line.len;
     buf_puts(&line, prefix);
     errno = saved_errno;			/* for %m */

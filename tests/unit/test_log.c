@@ -507,6 +507,39 @@ static void test_atomic_lines(void)
     unlink(path);
 }
 
+/* The PID in the prefix is remembered, but a forked child logs its own. */
+
+static void test_pid_after_fork(void)
+{
+    char    path[128], err[256], want[128];
+    char   *text;
+    pid_t   child;
+    int     status = -1;
+
+    snprintf(path, sizeof(path), "%s/maillog", tmpdir);
+    unlink(path);
+    T_EQ_INT(log_open(path, "relayq", "h", err, sizeof(err)), 0);
+    log_msg("smtpd", "parent first");
+    fflush(stdout);
+    if ((child = fork()) == 0) {
+	log_msg("smtpd", "child");
+	_exit(0);
+    }
+    waitpid(child, &status, 0);
+    T_EQ_INT(status, 0);
+    log_msg("smtpd", "parent again");
+    log_close();
+    text = slurp(path);
+    snprintf(want, sizeof(want), " h relayq/smtpd[%ld]: parent first\n", (long) getpid());
+    T_CHECK(strstr(text, want) != 0);
+    snprintf(want, sizeof(want), " h relayq/smtpd[%ld]: child\n", (long) child);
+    T_CHECK(strstr(text, want) != 0);
+    snprintf(want, sizeof(want), " h relayq/smtpd[%ld]: parent again\n", (long) getpid());
+    T_CHECK(strstr(text, want) != 0);
+    free(text);
+    unlink(path);
+}
+
 /* delay= formatting (spec L6). */
 
 static const struct {
@@ -548,6 +581,7 @@ int     main(void)
     T_RUN(test_reopen);
     T_RUN(test_log_full);
     T_RUN(test_atomic_lines);
+    T_RUN(test_pid_after_fork);
     T_RUN(test_format_delay);
     rmdir(tmpdir);
     return t_done();
