@@ -121,6 +121,11 @@ $(BUILD)/tests/bench_queue: tests/bench/bench_queue.c $(BUILD)/librelayq.a
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $< $(BUILD)/librelayq.a $(LDLIBS)
 
+# bench/scale-deferred, bench/view-bench and tests/integration/test_views.py fill a queue with it.
+$(BUILD)/tests/inject_deferred: tests/bench/inject_deferred.c $(BUILD)/librelayq.a
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $< $(BUILD)/librelayq.a $(LDLIBS)
+
 bench-table: $(BUILD)/tests/bench_table
 	$(BUILD)/tests/bench_table
 

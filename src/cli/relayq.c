@@ -269,19 +269,27 @@ int     cli_config(CLI *cli, int argc, char **argv)
  * postqueue does and return 0 with *q open for reading: the caller answers
  * from the queue itself with the same code.  An error answer is fatal.
  */
+static int cli_stdout(void *ctx, const char *data, size_t len)
+{
+    return fwrite(data, 1, len, stdout) == len ? 0 : -1;
+}
+
 static int cli_ask(CLI *cli, const char *request, QUEUE **q)
 {
-    BUF     out = BUF_INIT;
     char    err[512];
-    int     ret = control_call(cli_qdir(cli), 0, request, &out, err, sizeof(err));
+    int     ret;
 
+    /* Printed as it comes: the daemon streams a large queue's views. */
+    ret = control_call_stream(cli_qdir(cli), 0, request, cli_stdout, NULL, err, sizeof(err));
     if (ret == CONTROL_OK) {
-	cli_print(stdout, &out);
-	buf_free(&out);
+	if (fflush(stdout) != 0)
+	    cli_fatal(1, "write: %s", strerror(errno));
 	return 1;
     }
-    if (ret == CONTROL_ERROR)
+    if (ret == CONTROL_ERROR) {
+	fflush(stdout);
 	cli_fatal(1, "%s", err);
+    }
     fprintf(stderr, "relayq: warning: Mail system is down -- accessing queue directly\n");
     if ((*q = cli_queue_open(cli, QUEUE_OPEN_READ, err, sizeof(err))) == 0)
 	cli_fatal(1, "cannot read the queue: %s", err);

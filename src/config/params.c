@@ -98,6 +98,8 @@ const PARAM param_table[] = {
       "accepted for compatibility; relayq always uses short queue IDs"),
 
     /* Scheduling (spec section 1). */
+    PT("ipc_timeout", "3600s", 's', 1,
+       "how long a queue view (mailq, qshape) waits for a client that does not read its answer"),
     PT("queue_run_delay", "300s", 's', 1,
        "period of the deferred-queue scans"),
     PT("minimal_backoff_time", "300s", 's', 1,

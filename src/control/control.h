@@ -56,6 +56,34 @@ void    control_free(CONTROL *c);
 uint64_t control_defer(CONTROL *c);
 void    control_finish(CONTROL *c, uint64_t token, int ok, BUF *out);
 
+/*
+ * A streamed answer, for a view of the whole queue: the reply is written
+ * while it is made, and the producer pauses while the client does not
+ * read.  While it handles the request, the handler calls control_stream()
+ * instead of control_defer() and returns 0 (NULL: too many streams, text
+ * in err; answer with -1).  Then, on the loop:
+ *
+ *   control_stream_write(s, data, len)   appends ("ok" goes out first);
+ *       returns 1 once the client's buffer is full: produce nothing more
+ *       until more(ctx) is called; 0: go on
+ *   control_stream_end(s, ok, text)      the end; s is gone after it.
+ *       ok = 0 before anything was written: "error TEXT"; after: the
+ *       connection is reset, so the client sees an error, not a short
+ *       answer that looks complete
+ *
+ * gone(ctx): the client went away, or left the stream unread for the
+ * stream timeout (control_set_stream_timeout, default 3600 s); s is
+ * freed: no call with it afterwards, not even end.  Neither more nor gone
+ * is called after end.  At most CONTROL_STREAMS_MAX streams at once.
+ */
+typedef struct CONTROL_CONN CONTROL_STREAM;
+#define CONTROL_STREAMS_MAX	32
+CONTROL_STREAM *control_stream(CONTROL *c, void (*more) (void *ctx), void (*gone) (void *ctx),
+			               void *ctx, BUF *err);
+int     control_stream_write(CONTROL_STREAM *s, const void *data, size_t len);
+void    control_stream_end(CONTROL_STREAM *s, int ok, const char *text);
+void    control_set_stream_timeout(CONTROL *c, int seconds);
+
 /* ---- client side ---- */
 #define CONTROL_OK        0
 #define CONTROL_ERROR     1			/* the daemon answered "error TEXT": text in err */
@@ -63,6 +91,15 @@ void    control_finish(CONTROL *c, uint64_t token, int ok, BUF *out);
 #define CONTROL_DENIED    3			/* permission denied on the socket */
 int     control_call(const char *queue_dir, int admin, const char *request, BUF *out,
 		             char *err, size_t errlen);
+/*
+ * The same, with the payload handed to out() as it arrives instead of
+ * kept (mailq of a large queue); out returns 0, or -1 to give up (errno
+ * says why).  An answer cut short is CONTROL_ERROR after the part already
+ * handed over.
+ */
+typedef int (*CONTROL_OUT_FN) (void *ctx, const char *data, size_t len);
+int     control_call_stream(const char *queue_dir, int admin, const char *request,
+			            CONTROL_OUT_FN out, void *ctx, char *err, size_t errlen);
 
 /* ---- views ---- */
 typedef struct SHOWQ_SCHED {
@@ -95,6 +132,26 @@ int     showq_json_msgs(const QMSG *const *msgs, int n, SHOWQ_SCHED_FN sched, vo
 			        const QMGR_PARAMS *p, BUF *out);
 int     qshape_text_msgs(const QMSG *const *msgs, int n, const char *queue_name, int by_sender,
 			         int64_t now, int top, BUF *out);
+/*
+ * The same views one message at a time, for a caller that reads the queue
+ * itself (the daemon, a page at a time: qview.h).  Each message's text is
+ * appended to out (mailq, mailq -j; qshape only counts), then the end
+ * (mailq's totals or "Mail queue is empty", qshape's table).  The output
+ * is byte for byte that of the functions above for the same messages.
+ * Memory: constant for mailq and mailq -j; qshape keeps one row per
+ * domain (or sender domain).
+ */
+typedef struct SHOWQ_STREAM SHOWQ_STREAM;
+#define SHOWQ_VIEW_TEXT		1
+#define SHOWQ_VIEW_JSON		2
+#define SHOWQ_VIEW_QSHAPE	3
+SHOWQ_STREAM *showq_stream_text(SHOWQ_SCHED_FN sched, void *ctx);
+SHOWQ_STREAM *showq_stream_json(SHOWQ_SCHED_FN sched, void *ctx, const QMGR_PARAMS *p);
+SHOWQ_STREAM *showq_stream_qshape(const char *queue_name, int by_sender, int64_t now, int top);
+void    showq_stream_msg(SHOWQ_STREAM *s, const QMSG *msg, BUF *out);
+void    showq_stream_end(SHOWQ_STREAM *s, BUF *out);
+void    showq_stream_free(SHOWQ_STREAM *s);
+
 /* s as a JSON string, quotes included (", \, control characters escaped). */
 void    showq_json_string(BUF *out, const char *s);
 

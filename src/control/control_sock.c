@@ -36,6 +36,9 @@
 #define CONTROL_ARGV_MAX	1024	/* most words in a request */
 #define CONTROL_TIMEOUT		30	/* seconds for a client to send its line */
 #define CONTROL_CLIENT_TIMEOUT	600	/* seconds the CLI waits for the reply */
+#define CONTROL_STREAM_HIGH	(256 * 1024)	/* a stream pauses above this much unsent output */
+#define CONTROL_STREAM_LOW	(64 * 1024)	/* and goes on once the client has read down to this */
+#define CONTROL_STREAM_TIMEOUT	3600	/* default: seconds a client may leave a stream unread */
 
 #define CONTROL_QUERY_PATH	"public/query"
 #define CONTROL_ADMIN_PATH	"private/admin"
@@ -57,6 +60,8 @@ struct CONTROL {
     struct CONTROL_CONN *conns;		/* open connections, freed with ctl */
     struct CONTROL_CONN *current;	/* the request being handled (control_defer) */
     uint64_t next_token;
+    int     stream_timeout;		/* seconds, control_set_stream_timeout() */
+    int     nstreams;			/* streams in progress */
 };
 
 typedef struct CONTROL_CONN {
@@ -67,6 +72,12 @@ typedef struct CONTROL_CONN {
     int     draining;			/* request too long: wait for the client's EOF */
     int     deferred;			/* the handler answers later (control_finish) */
     uint64_t token;
+    int     streaming;			/* control_stream(): the answer is written as it is made */
+    int     stream_started;		/* "ok" is out */
+    int     stream_paused;		/* the producer waits for more() */
+    void    (*more) (void *ctx);
+    void    (*gone) (void *ctx);
+    void   *stream_ctx;
     struct CONTROL_CONN *prev, *next;
 } CONTROL_CONN;
 
@@ -74,6 +85,14 @@ typedef struct CONTROL_CONN {
 
 static void control_conn_free(CONTROL_CONN *cc)
 {
+    if (cc->streaming) {
+	cc->ctl->nstreams--;
+	/* Unfinished: its producer stops and frees what it holds. */
+	if (!cc->replied && cc->gone) {
+	    cc->replied = 1;
+	    cc->gone(cc->stream_ctx);
+	}
+    }
     if (cc->prev)
 	cc->prev->next = cc->next;
     else
@@ -186,6 +205,14 @@ static void control_write_cb(struct bufferevent *bev, void *arg)
 {
     CONTROL_CONN *cc = arg;
 
+    /* A stream's client has read enough (the low watermark): produce again. */
+    if (cc->streaming && !cc->replied) {
+	if (cc->stream_paused) {
+	    cc->stream_paused = 0;
+	    cc->more(cc->stream_ctx);
+	}
+	return;
+    }
     if (cc->replied && !cc->draining && evbuffer_get_length(bufferevent_get_output(bev)) == 0)
 	control_conn_free(cc);
 }
@@ -274,6 +301,88 @@ uint64_t control_defer(CONTROL *ctl)
 	return 0;
     cc->deferred = 1;
     return cc->token;
+}
+
+void    control_set_stream_timeout(CONTROL *ctl, int seconds)
+{
+    ctl->stream_timeout = seconds > 0 ? seconds : CONTROL_STREAM_TIMEOUT;
+}
+
+CONTROL_STREAM *control_stream(CONTROL *ctl, void (*more) (void *ctx), void (*gone) (void *ctx),
+			               void *ctx, BUF *err)
+{
+    CONTROL_CONN *cc = ctl->current;
+    struct timeval tv = {ctl->stream_timeout, 0};
+
+    if (cc == 0) {
+	buf_puts(err, "internal error: no request");
+	return 0;
+    }
+    /* Each stream holds up to CONTROL_STREAM_HIGH bytes and a page of the queue. */
+    if (ctl->nstreams >= CONTROL_STREAMS_MAX) {
+	buf_printf(err, "too many queue views in progress (%d); try again later", ctl->nstreams);
+	return 0;
+    }
+    ctl->nstreams++;
+    cc->deferred = 1;
+    cc->streaming = 1;
+    cc->more = more;
+    cc->gone = gone;
+    cc->stream_ctx = ctx;
+    /* No more input is expected; a client that stops reading is dropped after the timeout. */
+    bufferevent_set_timeouts(cc->bev, 0, &tv);
+    bufferevent_setwatermark(cc->bev, EV_WRITE, CONTROL_STREAM_LOW, 0);
+    return cc;
+}
+
+int     control_stream_write(CONTROL_STREAM *cc, const void *data, size_t len)
+{
+    struct evbuffer *out = bufferevent_get_output(cc->bev);
+
+    if (!cc->stream_started) {
+	evbuffer_add(out, "ok\n", 3);
+	cc->stream_started = 1;
+    }
+    if (len)
+	evbuffer_add(out, data, len);
+    bufferevent_enable(cc->bev, EV_WRITE);
+    if (evbuffer_get_length(out) > CONTROL_STREAM_HIGH) {
+	cc->stream_paused = 1;
+	return 1;
+    }
+    return 0;
+}
+
+void    control_stream_end(CONTROL_STREAM *cc, int ok, const char *text)
+{
+    BUF     b = BUF_INIT;
+
+    if (ok || !cc->stream_started) {
+	if (ok && !cc->stream_started)
+	    control_stream_write(cc, "", 0);
+	if (ok) {
+	    cc->replied = 1;
+	    bufferevent_enable(cc->bev, EV_WRITE);
+	} else {
+	    buf_puts(&b, text && *text ? text : "request failed");
+	    control_reply(cc, 0, &b);
+	    buf_free(&b);
+	}
+	/* Everything already sent: no write callback will come to close it. */
+	if (evbuffer_get_length(bufferevent_get_output(cc->bev)) == 0 && !cc->draining)
+	    control_conn_free(cc);
+	return;
+    }
+
+    /*
+     * Part of the answer is out: reset the connection, so that the client
+     * gets an error instead of a short answer that looks complete.
+     */
+    struct linger lg = {1, 0};
+
+    (void) setsockopt(bufferevent_getfd(cc->bev), SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+    cc->replied = 1;
+    control_conn_free(cc);
 }
 
 void    control_finish(CONTROL *ctl, uint64_t token, int ok, BUF *out)
@@ -378,6 +487,7 @@ CONTROL *control_create(struct event_base *base, const char *queue_dir, int gid,
     ctl->handle = handle;
     ctl->ctx = ctx;
     ctl->lsn[0].fd = ctl->lsn[1].fd = -1;
+    ctl->stream_timeout = CONTROL_STREAM_TIMEOUT;
 
     /*
      * public/ is open to every local user (mailq works for anyone, as with
@@ -440,17 +550,19 @@ static int control_write_all(int fd, const char *p, size_t len)
     return 0;
 }
 
-int     control_call(const char *queue_dir, int admin, const char *request, BUF *out,
-		             char *err, size_t errlen)
+#define CONTROL_HEAD_MAX	8192	/* longest first line ("ok" or "error TEXT") */
+
+int     control_call_stream(const char *queue_dir, int admin, const char *request,
+			            CONTROL_OUT_FN out, void *ctx, char *err, size_t errlen)
 {
     struct sockaddr_un sun;
     struct timeval tv = {CONTROL_CLIENT_TIMEOUT, 0};
     char   *path = xasprintf("%s/%s", queue_dir, admin ? CONTROL_ADMIN_PATH : CONTROL_QUERY_PATH);
-    BUF     reply = BUF_INIT;
-    char    chunk[8192];
+    BUF     head = BUF_INIT;
+    char    chunk[65536];
     char   *nl;
     ssize_t n;
-    int     fd, ret;
+    int     fd, ret = -1, ok = 0;
 
     memset(&sun, 0, sizeof(sun));
     sun.sun_family = AF_UNIX;
@@ -489,34 +601,86 @@ int     control_call(const char *queue_dir, int admin, const char *request, BUF 
     }
     /* One request per connection: say so, the daemon may wait for it. */
     (void) shutdown(fd, SHUT_WR);
+
+    /*
+     * The first line says ok or error; after "ok" the payload is handed to
+     * out() as it arrives (a streamed view can be larger than memory).  An
+     * answer cut short (the daemon resets the connection when a view fails
+     * halfway) is an error, after what was already handed over.
+     */
     for (;;) {
 	n = read(fd, chunk, sizeof(chunk));
 	if (n < 0 && errno == EINTR)
 	    continue;
 	if (n < 0) {
-	    snprintf(err, errlen, "read reply: %s", errno == EAGAIN ? "timed out" : strerror(errno));
-	    close(fd);
-	    buf_free(&reply);
-	    return CONTROL_ERROR;
-	}
-	if (n == 0)
+	    snprintf(err, errlen, "read reply: %s%s", errno == EAGAIN ? "timed out" : strerror(errno),
+		     ok ? " (the answer is incomplete)" : "");
+	    ret = CONTROL_ERROR;
 	    break;
-	buf_append(&reply, chunk, (size_t) n);
+	}
+	if (n == 0) {
+	    if (!ok) {
+		snprintf(err, errlen, "connection closed without a reply");
+		ret = CONTROL_ERROR;
+	    } else {
+		ret = CONTROL_OK;
+	    }
+	    break;
+	}
+	if (ok) {
+	    if (out(ctx, chunk, (size_t) n) < 0) {
+		snprintf(err, errlen, "write: %s", strerror(errno));
+		ret = CONTROL_ERROR;
+		break;
+	    }
+	    continue;
+	}
+	buf_append(&head, chunk, (size_t) n);
+	if ((nl = memchr(head.data, '\n', head.len)) == 0) {
+	    if (head.len > CONTROL_HEAD_MAX) {
+		snprintf(err, errlen, "malformed reply");
+		ret = CONTROL_ERROR;
+		break;
+	    }
+	    continue;
+	}
+	if (nl - head.data == 2 && memcmp(head.data, "ok", 2) == 0) {
+	    size_t  rest = head.len - (size_t) (nl + 1 - head.data);
+
+	    ok = 1;
+	    if (rest && out(ctx, nl + 1, rest) < 0) {
+		snprintf(err, errlen, "write: %s", strerror(errno));
+		ret = CONTROL_ERROR;
+		break;
+	    }
+	    continue;
+	}
+	if (strncmp(head.data, "error ", 6) == 0)
+	    snprintf(err, errlen, "%.*s", (int) (nl - head.data - 6), head.data + 6);
+	else
+	    snprintf(err, errlen, "malformed reply");
+	ret = CONTROL_ERROR;
+	break;
     }
     close(fd);
-    if (reply.len == 0 || (nl = memchr(reply.data, '\n', reply.len)) == 0) {
-	snprintf(err, errlen, "connection closed without a reply");
-	ret = CONTROL_ERROR;
-    } else if (nl - reply.data == 2 && memcmp(reply.data, "ok", 2) == 0) {
-	buf_append(out, nl + 1, reply.len - (size_t) (nl + 1 - reply.data));
-	ret = CONTROL_OK;
-    } else if (strncmp(reply.data, "error ", 6) == 0) {
-	snprintf(err, errlen, "%.*s", (int) (nl - reply.data - 6), reply.data + 6);
-	ret = CONTROL_ERROR;
-    } else {
-	snprintf(err, errlen, "malformed reply");
-	ret = CONTROL_ERROR;
-    }
+    buf_free(&head);
+    return ret;
+}
+
+static int control_to_buf(void *ctx, const char *data, size_t len)
+{
+    buf_append(ctx, data, len);
+    return 0;
+}
+
+int     control_call(const char *queue_dir, int admin, const char *request, BUF *out,
+		             char *err, size_t errlen)
+{
+    BUF     reply = BUF_INIT;
+    int     ret = control_call_stream(queue_dir, admin, request, control_to_buf, &reply, err, errlen);
+
+    if (ret == CONTROL_OK && reply.len)
+	buf_append(out, reply.data, reply.len);
     buf_free(&reply);
     return ret;
 }

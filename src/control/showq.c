@@ -364,7 +364,37 @@ typedef struct QSHAPE {
     QSHAPE_ROW total;
     QSHAPE_ROW *rows;
     int     nrows, cap;
+    int    *hash;				/* row index + 1 by domain, open addressing; 0 = empty */
+    int     hcap;				/* a power of two, at least 2 x cap */
 } QSHAPE;
+
+static unsigned qshape_hash(const char *s)
+{
+    unsigned h = 2166136261u;
+
+    for (; *s; s++)
+	h = (h ^ (unsigned char) *s) * 16777619u;
+    return h;
+}
+
+/* The slot of domain d: its row's, or the empty one where it goes. */
+static int *qshape_slot(QSHAPE *qs, const char *d)
+{
+    unsigned mask = (unsigned) qs->hcap - 1, i = qshape_hash(d) & mask;
+
+    while (qs->hash[i] && strcmp(qs->rows[qs->hash[i] - 1].domain, d) != 0)
+	i = (i + 1) & mask;
+    return &qs->hash[i];
+}
+
+static void qshape_rehash(QSHAPE *qs)
+{
+    qs->hcap = qs->hcap ? qs->hcap * 2 : 64;
+    free(qs->hash);
+    qs->hash = xcalloc((size_t) qs->hcap, sizeof(int));
+    for (int i = 0; i < qs->nrows; i++)
+	*qshape_slot(qs, qs->rows[i].domain) = i + 1;
+}
 
 /* qshape.pl: bucket 1 is [0, tick), then doubling; the last has no limit. */
 static int qshape_bucket(int64_t age_s)
@@ -410,12 +440,15 @@ static void qshape_count(QSHAPE *qs, const char *addr, int bucket)
     char   *d = qshape_domain(addr);
     int     i;
 
+    int    *slot;
+
     qs->total.count[0]++;
     qs->total.count[bucket]++;
-    for (i = 0; i < qs->nrows; i++)
-	if (strcmp(qs->rows[i].domain, d) == 0)
-	    break;
-    if (i == qs->nrows) {
+    if (2 * (qs->nrows + 1) > qs->hcap)
+	qshape_rehash(qs);
+    slot = qshape_slot(qs, d);
+    if (*slot == 0) {
+	i = qs->nrows;
 	if (qs->nrows == qs->cap) {
 	    qs->cap = qs->cap ? qs->cap * 2 : 16;
 	    qs->rows = xrealloc(qs->rows, qs->cap * sizeof(*qs->rows));
@@ -423,7 +456,9 @@ static void qshape_count(QSHAPE *qs, const char *addr, int bucket)
 	memset(&qs->rows[i], 0, sizeof(qs->rows[i]));
 	qs->rows[i].domain = d;
 	qs->nrows++;
+	*slot = i + 1;
     } else {
+	i = *slot - 1;
 	free(d);
     }
     qs->rows[i].count[0]++;
@@ -537,6 +572,7 @@ static void qshape_free(QSHAPE *qs)
     for (i = 0; i < qs->nrows; i++)
 	free(qs->rows[i].domain);
     free(qs->rows);
+    free(qs->hash);
 }
 
 int     qshape_text(QUEUE *q, const char *queue_name, int by_sender, int64_t now, int top, BUF *out)
@@ -571,4 +607,90 @@ int     qshape_text_msgs(const QMSG *const *msgs, int n, const char *queue_name,
     qshape_print(&qs, top, out);
     qshape_free(&qs);
     return 0;
+}
+
+/* ---- one message at a time (the daemon's pages) ---- */
+
+struct SHOWQ_STREAM {
+    int     kind;
+    SHOWQ_TEXT text;
+    SHOWQ_JSON json;
+    QSHAPE  qshape;
+    char   *queue_name;
+    int     top;
+};
+
+SHOWQ_STREAM *showq_stream_text(SHOWQ_SCHED_FN sched, void *ctx)
+{
+    SHOWQ_STREAM *s = xcalloc(1, sizeof(*s));
+
+    s->kind = SHOWQ_VIEW_TEXT;
+    showq_text_begin(&s->text, sched, ctx, NULL);
+    return s;
+}
+
+SHOWQ_STREAM *showq_stream_json(SHOWQ_SCHED_FN sched, void *ctx, const QMGR_PARAMS *p)
+{
+    SHOWQ_STREAM *s = xcalloc(1, sizeof(*s));
+
+    s->kind = SHOWQ_VIEW_JSON;
+    s->json.sched = sched;
+    s->json.ctx = ctx;
+    s->json.params = p;
+    return s;
+}
+
+SHOWQ_STREAM *showq_stream_qshape(const char *queue_name, int by_sender, int64_t now, int top)
+{
+    SHOWQ_STREAM *s = xcalloc(1, sizeof(*s));
+
+    s->kind = SHOWQ_VIEW_QSHAPE;
+    s->queue_name = queue_name ? xstrdup(queue_name) : NULL;
+    s->qshape.queue_name = s->queue_name;
+    s->qshape.by_sender = by_sender;
+    s->qshape.now = now;
+    s->top = top;
+    return s;
+}
+
+void    showq_stream_msg(SHOWQ_STREAM *s, const QMSG *msg, BUF *out)
+{
+    switch (s->kind) {
+    case SHOWQ_VIEW_TEXT:
+	s->text.out = out;
+	showq_text_walk(&s->text, msg);
+	break;
+    case SHOWQ_VIEW_JSON:
+	s->json.out = out;
+	showq_json_walk(&s->json, msg);
+	break;
+    default:
+	qshape_walk(&s->qshape, msg);
+	break;
+    }
+}
+
+void    showq_stream_end(SHOWQ_STREAM *s, BUF *out)
+{
+    switch (s->kind) {
+    case SHOWQ_VIEW_TEXT:
+	s->text.out = out;
+	showq_text_end(&s->text);
+	break;
+    case SHOWQ_VIEW_JSON:
+	break;
+    default:
+	qshape_print(&s->qshape, s->top, out);
+	break;
+    }
+}
+
+void    showq_stream_free(SHOWQ_STREAM *s)
+{
+    if (s == NULL)
+	return;
+    if (s->kind == SHOWQ_VIEW_QSHAPE)
+	qshape_free(&s->qshape);
+    free(s->queue_name);
+    free(s);
 }

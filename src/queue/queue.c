@@ -52,7 +52,7 @@ enum {
     S_EXISTS, S_ATT_NEXT, S_ATT_INS, S_ATT_TRIM,
     S_DEL_MSG, S_DEL_RCPT, S_DEL_CONTENT, S_DEL_ATT,
     S_LOAD_MSG, S_LOAD_RCPTS, S_LOAD_CONTENT, S_WALK_STATE, S_HISTORY,
-    S_BEGIN_READ,
+    S_BEGIN_READ, S_PAGE,
     S_COUNT
 };
 
@@ -98,6 +98,10 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_HISTORY] = "SELECT start_us, end_us, host, addr, port, dsn, text"
     " FROM attempt WHERE seq=? ORDER BY n",
     [S_BEGIN_READ] = "BEGIN",
+    [S_PAGE] = "SELECT seq, qid, state, flags, arrival_us, create_time,"
+    " next_eligible, attempts, sender, envid, ret, client_name, client_addr,"
+    " helo, message_id, size, nrcpt FROM msg WHERE state=? AND seq>? AND seq<=?"
+    " ORDER BY seq LIMIT ?",
 };
 
 typedef struct QDB {
@@ -2281,4 +2285,142 @@ out:
     free(bad);
     free(buf);
     return (result);
+}
+
+/* Paging (queue_page, QREADER). */
+
+/* queue_walk's order. */
+static const int page_order[] = {
+    QSTATE_ACTIVE, QSTATE_INCOMING, QSTATE_DEFERRED, QSTATE_HOLD, QSTATE_CORRUPT,
+};
+
+void    queue_cursor_init(QCURSOR *c)
+{
+    memset(c, 0, sizeof(*c));
+    c->only_state = -1;
+}
+
+int     queue_cursor_done(const QCURSOR *c)
+{
+    return c->state_idx >= (int) ARRAY_LEN(page_order);
+}
+
+/*
+ * One page in one read transaction: the statement is stepped and the
+ * recipients loaded (another cached statement) while it is, as queue_walk
+ * does; COMMIT ends the snapshot before returning.
+ */
+static int page_read(QDB *d, QCURSOR *c, int with_rcpts, QMSG **msgs, int max, char *why, size_t whylen)
+{
+    sqlite3_stmt *st;
+    int     n = 0, nrcpt = 0, rc = SQLITE_DONE;
+
+    set_err(why, whylen, "%s", "");
+    if (max <= 0 || queue_cursor_done(c))
+	return 0;
+    if (qdb_run(d, S_BEGIN_READ) < 0) {
+	set_err(why, whylen, "cannot read the queue: %s", sqlite3_errmsg(d->db));
+	return -1;
+    }
+    while (!queue_cursor_done(c) && n < max && nrcpt < QUEUE_PAGE_RCPTS) {
+	int     state = page_order[c->state_idx];
+
+	if (c->only_state >= 0 && state != c->only_state) {
+	    c->state_idx++;
+	    c->after_seq = 0;
+	    continue;
+	}
+	if ((st = qdb_stmt(d, S_PAGE)) == 0) {
+	    rc = SQLITE_ERROR;
+	    break;
+	}
+	sqlite3_bind_int(st, 1, state);
+	sqlite3_bind_int64(st, 2, (sqlite3_int64) c->after_seq);
+	sqlite3_bind_int64(st, 3, c->max_seq ? (sqlite3_int64) c->max_seq : INT64_MAX);
+	sqlite3_bind_int(st, 4, max - n);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+	    QMSG   *m = row_to_msg(st);
+
+	    if (with_rcpts && load_rcpts(d, m) < 0) {
+		qmsg_free(m);
+		rc = SQLITE_ERROR;
+		break;
+	    }
+	    msgs[n++] = m;
+	    c->after_seq = m->seq;
+	    nrcpt += m->nrcpt;
+	    if (nrcpt >= QUEUE_PAGE_RCPTS) {
+		rc = SQLITE_ROW;		/* the page is full: this state may have more */
+		break;
+	    }
+	}
+	sqlite3_reset(st);
+	if (rc != SQLITE_DONE && rc != SQLITE_ROW)
+	    break;
+	/* Fewer rows than asked for: this state is done. */
+	if (rc == SQLITE_DONE && n < max) {
+	    c->state_idx++;
+	    c->after_seq = 0;
+	}
+	rc = SQLITE_DONE;
+    }
+    if (rc != SQLITE_DONE) {
+	set_err(why, whylen, "cannot read the queue: %s", sqlite3_errmsg(d->db));
+	sqlite3_exec(d->db, "ROLLBACK", 0, 0, 0);
+	while (n > 0)
+	    qmsg_free(msgs[--n]);
+	return -1;
+    }
+    sqlite3_exec(d->db, "COMMIT", 0, 0, 0);
+    return n;
+}
+
+int     queue_page(QUEUE *q, QCURSOR *c, int with_rcpts, QMSG **msgs, int max, char *why, size_t whylen)
+{
+    int     n;
+
+    pthread_mutex_lock(&q->rlock);
+    n = page_read(&q->r, c, with_rcpts, msgs, max, why, whylen);
+    pthread_mutex_unlock(&q->rlock);
+    return n;
+}
+
+uint64_t queue_last_seq(QUEUE *q)
+{
+    return atomic_load(&q->next_seq) - 1;
+}
+
+struct QREADER {
+    QUEUE  *q;
+    QDB     d;
+};
+
+QREADER *queue_reader_open(QUEUE *q, char *err, size_t errlen)
+{
+    QREADER *r = xcalloc(1, sizeof(*r));
+
+    r->q = q;
+    if (qdb_open(&r->d, q->path, SQLITE_OPEN_READONLY) < 0) {
+	set_err(err, errlen, "cannot open queue database %s: %s", q->path,
+		r->d.db ? sqlite3_errmsg(r->d.db) : "out of memory");
+	queue_reader_close(r);
+	return 0;
+    }
+    /* Only the daemon's writer checkpoints. */
+    sqlite3_db_config(r->d.db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, (int *) 0);
+    return r;
+}
+
+int     queue_reader_page(QREADER *r, QCURSOR *c, int with_rcpts, QMSG **msgs, int max,
+			          char *why, size_t whylen)
+{
+    return page_read(&r->d, c, with_rcpts, msgs, max, why, whylen);
+}
+
+void    queue_reader_close(QREADER *r)
+{
+    if (r == 0)
+	return;
+    qdb_close(&r->d);
+    free(r);
 }

@@ -157,6 +157,48 @@ const char *queue_status_name(int status);	/* "ok", "gone", "corrupt", "temporar
 int     queue_load(QUEUE *q, uint64_t seq, int with_content, QMSG **out, char *why, size_t whylen);
 int     queue_load_qid(QUEUE *q, const char *qid, int with_content, QMSG **out,
 		               char *why, size_t whylen);
+
+/*
+ * Paging: the same order as queue_walk, a page at a time, each page in its
+ * own short read transaction, so that a walk over a large queue never holds
+ * one snapshot (which would keep the WAL from being checkpointed) and the
+ * caller can stop between pages.  Pages do not share a snapshot: a message
+ * that changes state between two pages may be seen twice or not at all,
+ * as with a walk of Postfix's queue directories.
+ *
+ *   QCURSOR c;  QMSG *page[256];  int n;
+ *   queue_cursor_init(&c);			(optionally c.only_state, c.max_seq)
+ *   while ((n = queue_page(q, &c, 1, page, 256, why, sizeof(why))) > 0)
+ *       ... use page[0..n-1], then qmsg_free() each ...
+ *   n < 0: a read error (the text in why)
+ *
+ * A page holds at most max messages, and stops early once it has
+ * QUEUE_PAGE_RCPTS recipients (with at least one message).  0 means the
+ * walk is over.  queue_page() uses the caller's thread and the QUEUE's
+ * reader connection; another thread opens its own QREADER (a read-only
+ * connection) and pages with queue_reader_page(); a QREADER is used by
+ * one thread at a time.
+ */
+#define QUEUE_PAGE_RCPTS 4096
+typedef struct QCURSOR {
+    int     state_idx;			/* position in the walk order */
+    uint64_t after_seq;			/* last seq returned in that state */
+    uint64_t max_seq;			/* 0, or only messages with seq <= max_seq */
+    int     only_state;			/* -1, or only this QSTATE_* */
+} QCURSOR;
+void    queue_cursor_init(QCURSOR *c);
+int     queue_cursor_done(const QCURSOR *c);
+int     queue_page(QUEUE *q, QCURSOR *c, int with_rcpts, QMSG **msgs, int max, char *why, size_t whylen);
+/* The highest seq assigned so far (a walk's max_seq: what is there now, not what comes later). */
+uint64_t queue_last_seq(QUEUE *q);
+
+typedef struct QREADER QREADER;
+QREADER *queue_reader_open(QUEUE *q, char *err, size_t errlen);
+int     queue_reader_page(QREADER *r, QCURSOR *c, int with_rcpts, QMSG **msgs, int max,
+			          char *why, size_t whylen);
+void    queue_reader_close(QREADER *r);
+
+
 int     queue_history(QUEUE *q, uint64_t seq, QATTEMPT **out);	/* returns count, oldest first */
 
 void    qmsg_free(QMSG *msg);

@@ -14,6 +14,7 @@
 #include "util/util.h"
 #include "log/log.h"
 #include "explain/explain.h"
+#include "control/qview.h"
 #include "relayqd/relayqd.h"
 
 /* ---- helpers ---- */
@@ -117,11 +118,123 @@ static int admin_when_settled(RELAYQD *d, int argc, char **argv, ADMIN_VIEW view
     return 0;
 }
 
+/*
+ * mailq, mailq json, qshape: streamed.  The queue is read a page at a time
+ * by the view thread (qview.h), off the event loop; each page comes back
+ * to the loop, where what only the scheduler knows (active, next attempt,
+ * dead destination: sched_state) is joined in and the page is formatted
+ * and written to the client (control_stream).  The walk pauses while the
+ * client's buffer is full, so a view holds one page and at most
+ * CONTROL_STREAM_HIGH bytes of output whatever the queue's size.
+ */
+#define ADMIN_VIEW_PAGE	256		/* messages per page */
+
+typedef struct ADMIN_STREAM {
+    RELAYQD *d;
+    CONTROL_STREAM *cs;			/* NULL once the client is gone */
+    SHOWQ_STREAM *ss;
+    QVIEW_WALK *w;			/* the walk, once started */
+    int     with_rcpts;
+    BUF     out;
+} ADMIN_STREAM;
+
+static void admin_stream_free(ADMIN_STREAM *as)
+{
+    showq_stream_free(as->ss);
+    buf_free(&as->out);
+    free(as);
+}
+
+static int admin_stream_page(void *ctx, QMSG *const *msgs, int n)
+{
+    ADMIN_STREAM *as = ctx;
+    int     full;
+
+    for (int i = 0; i < n; i++)
+	showq_stream_msg(as->ss, msgs[i], &as->out);
+    if (as->out.len == 0)
+	return 0;
+    full = control_stream_write(as->cs, as->out.data, as->out.len);
+    buf_reset(&as->out);
+    return full;
+}
+
+static void admin_stream_done(void *ctx, int ok, const char *why)
+{
+    ADMIN_STREAM *as = ctx;
+
+    if (ok) {
+	showq_stream_end(as->ss, &as->out);
+	control_stream_write(as->cs, as->out.data, as->out.len);
+    } else {
+	log_warn("showq", "queue view failed: %s", why);
+    }
+    control_stream_end(as->cs, ok, "error reading the queue");
+    as->w = NULL;				/* qview frees it after this returns */
+    admin_stream_free(as);
+}
+
+/* The client has read enough: the next page. */
+static void admin_stream_more(void *ctx)
+{
+    ADMIN_STREAM *as = ctx;
+
+    qview_walk_resume(as->w);
+}
+
+/* The client went away (or stopped reading for ipc_timeout). */
+static void admin_stream_gone(void *ctx)
+{
+    ADMIN_STREAM *as = ctx;
+
+    as->cs = NULL;
+    if (as->w) {
+	qview_walk_cancel(as->w);
+	admin_stream_free(as);
+    }
+    /* else the walk has not started yet: admin_stream_start() frees it */
+}
+
+/* Once the pass batches submitted before the request have committed. */
+static void admin_stream_start(void *ctx)
+{
+    ADMIN_STREAM *as = ctx;
+    QCURSOR c;
+
+    if (as->cs == NULL) {
+	admin_stream_free(as);
+	return;
+    }
+    queue_cursor_init(&c);
+    as->w = qview_walk(as->d->view, &c, as->with_rcpts, ADMIN_VIEW_PAGE, admin_stream_page,
+		       admin_stream_done, as);
+    if (as->w == NULL) {
+	control_stream_end(as->cs, 0, "the queue cannot be read now");
+	admin_stream_free(as);
+    }
+}
+
+static int admin_stream(RELAYQD *d, SHOWQ_STREAM *ss, int with_rcpts, BUF *out)
+{
+    ADMIN_STREAM *as = xcalloc(1, sizeof(*as));
+
+    as->d = d;
+    as->ss = ss;
+    as->with_rcpts = with_rcpts;
+    buf_init(&as->out);
+    if ((as->cs = control_stream(d->control, admin_stream_more, admin_stream_gone, as, out)) == NULL) {
+	admin_stream_free(as);
+	return -1;
+    }
+    sched_after_commits(d->sched, admin_stream_start, as);
+    return 0;
+}
+
 static int admin_mailq(RELAYQD *d, int argc, char **argv, BUF *out)
 {
     if (argc > 1 && strcmp(argv[1], "json") == 0)
-	return showq_json(d->queue, sched_state, d->sched, sched_params(d->sched), out) < 0 ? -1 : 0;
-    return showq_text(d->queue, sched_state, d->sched, out) < 0 ? -1 : 0;
+	return admin_stream(d, showq_stream_json(sched_state, d->sched, sched_params(d->sched)), 1, out);
+    return admin_stream(d, showq_stream_text(sched_state, d->sched), 1, out);
 }
 
 static int admin_qshape(RELAYQD *d, int argc, char **argv, BUF *out)
@@ -135,7 +248,7 @@ static int admin_qshape(RELAYQD *d, int argc, char **argv, BUF *out)
 	else
 	    name = argv[i];
     }
-    return qshape_text(d->queue, name, by_sender, (int64_t) time(NULL), 10, out) < 0 ? -1 : 0;
+    return admin_stream(d, showq_stream_qshape(name, by_sender, (int64_t) time(NULL), 10), !by_sender, out);
 }
 
 /*
@@ -195,9 +308,9 @@ int     admin_handle(void *ctx, int admin, int argc, char **argv, BUF *out)
     const char *cmd = argc > 0 ? argv[0] : "";
 
     if (strcmp(cmd, "mailq") == 0)
-	return admin_when_settled(d, argc, argv, admin_mailq);
+	return admin_mailq(d, argc, argv, out);
     if (strcmp(cmd, "qshape") == 0)
-	return admin_when_settled(d, argc, argv, admin_qshape);
+	return admin_qshape(d, argc, argv, out);
     if (strcmp(cmd, "explain") == 0)
 	return admin_when_settled(d, argc, argv, admin_explain);
     if (strcmp(cmd, "top") == 0)

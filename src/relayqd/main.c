@@ -531,6 +531,9 @@ int     main(int argc, char **argv)
     d.control = control_create(d.base, qdir, gr ? (int) gr->gr_gid : -1, admin_handle, &d, err, sizeof(err));
     if (d.control == NULL)
 	msg_fatal("%s", err);
+    control_set_stream_timeout(d.control, (int) config_time(d.cf, "ipc_timeout"));
+    if ((d.view = qview_create(d.base, d.queue, err, sizeof(err))) == NULL)
+	msg_fatal("%s", err);
     if (queue_recover(d.queue, recover_warn, &d, err, sizeof(err)) < 0)
 	msg_fatal("queue recovery failed in %s: %s", qdir, err);
     d.sched = sched_create(d.base, d.cf, d.queue, d.smtp);
@@ -568,6 +571,7 @@ int     main(int argc, char **argv)
 
     /* Stopped: let the writer finish what was submitted, then close. */
     sched_record_suspended(d.sched);
+    qview_stop(d.view);
     queue_close(d.queue);
     log_msg("master", "daemon stopped");
     smtp_free(d.smtp);
@@ -575,6 +579,7 @@ int     main(int argc, char **argv)
     if (smtpd_stopped)				/* else sessions may still hold it; the process ends anyway */
 	smtpd_free(d.smtpd);
     control_free(d.control);
+    qview_free(d.view);
     metrics_free(d.metrics);
     top_free(d.top);
     sched_free(d.sched);

@@ -18,6 +18,7 @@
 #include "smtp/smtp.h"
 #include "smtpd/smtpd.h"
 #include "control/control.h"
+#include "control/qview.h"
 #include "metrics/metrics.h"
 #include "table/table.h"
 #include "relayqd/sched.h"
@@ -35,6 +36,7 @@ typedef struct RELAYQD {
     SMTP   *smtp;
     SMTPD  *smtpd;
     CONTROL *control;
+    QVIEW  *view;				/* the queue views' reader thread (control/qview.h) */
     METRICS *metrics;
     TOPSTAT *top;				/* relayq top's sampler (top.c) */
     TABLE_LIST **tables;			/* every table parameter, held open (main.c) */

@@ -23,6 +23,7 @@
 
 #include "t.h"
 #include "control/control.h"
+#include "control/qview.h"
 #include "log/log.h"
 #include "queue/queue.h"
 
@@ -779,6 +780,168 @@ out:
     free(dir);
 }
 
+/*
+ * qview: a walk in pages of 7 on the reader thread, paused after every
+ * other page and resumed from a timer, gives byte for byte showq_text()'s
+ * output (one snapshot, one walk); a walk cancelled from its page
+ * callback, and one cancelled before its first page, get no callback
+ * after that; qview_stop then qview_free with a walk still paused.
+ */
+typedef struct QV_T {
+    struct event_base *base;
+    QVIEW_WALK *w;
+    SHOWQ_STREAM *ss;
+    BUF     out;
+    int     pages, paused, done, ok, cancel_at, msgs, stay_paused;
+    struct event *resume;
+} QV_T;
+
+static void qv_resume(evutil_socket_t fd, short what, void *ctx)
+{
+    QV_T   *t = ctx;
+
+    qview_walk_resume(t->w);
+}
+
+static int qv_page(void *ctx, QMSG *const *msgs, int n)
+{
+    QV_T   *t = ctx;
+    struct timeval zero = {0, 0};
+
+    t->pages++;
+    t->msgs += n;
+    for (int i = 0; i < n; i++)
+	showq_stream_msg(t->ss, msgs[i], &t->out);
+    if (t->cancel_at && t->pages == t->cancel_at) {
+	struct timeval half = {0, 300000};
+
+	qview_walk_cancel(t->w);
+	event_base_loopexit(t->base, &half);
+	return 0;
+    }
+    if (t->pages % 2) {
+	t->paused++;
+	if (!t->stay_paused)
+	    evtimer_add(t->resume, &zero);
+	return 1;
+    }
+    return 0;
+}
+
+static void qv_done(void *ctx, int ok, const char *why)
+{
+    QV_T   *t = ctx;
+
+    t->done++;
+    t->ok = ok;
+    showq_stream_end(t->ss, &t->out);
+    event_base_loopbreak(t->base);
+}
+
+static void test_qview(void)
+{
+    char   *dir = mktmp(), err[256], qid[16];
+    struct event_base *base = event_base_new();
+    struct timeval limit = {10, 0};
+    QUEUE  *q;
+    QVIEW  *v;
+    QCURSOR c;
+    QV_T    t;
+    struct event *resume;
+    BUF     want = BUF_INIT;
+    QBATCH *b;
+    int     i;
+
+    T_CHECK(dir != 0);
+    if (dir == 0)
+	return;
+    q = queue_open(dir, QUEUE_OPEN_ADMIN, err, sizeof(err));
+    T_CHECK(q != 0);
+    if (q == 0)
+	goto out;
+    b = queue_batch(q);
+    for (i = 0; i < 50; i++) {
+	QMSG   *m;
+
+	snprintf(qid, sizeof(qid), "46312%06X", 0x102006 + i);
+	m = fx_msg(qid, i % 5 == 0 ? QSTATE_HOLD : QSTATE_DEFERRED, 300 + (size_t) i, 1795813927 + i,
+		   "sender@sender.test", i % 3 ? "rcpt@dest.test" : "other@else.test", REASON_CONN);
+	queue_batch_insert(b, m);
+	qmsg_free(m);
+    }
+    T_EQ_INT(queue_batch_commit(b, NULL, 0), 0);
+    T_EQ_INT(showq_text(q, 0, 0, &want), 0);
+    v = qview_create(base, q, err, sizeof(err));
+    T_CHECK(v != 0);
+    if (v == 0)
+	goto close;
+
+    memset(&t, 0, sizeof(t));
+    t.base = base;
+    t.ss = showq_stream_text(0, 0);
+    resume = evtimer_new(base, qv_resume, &t);
+    t.resume = resume;
+    queue_cursor_init(&c);
+    t.w = qview_walk(v, &c, 1, 7, qv_page, qv_done, &t);
+    event_base_loopexit(base, &limit);
+    event_base_dispatch(base);
+    T_EQ_INT(t.done, 1);
+    T_EQ_INT(t.ok, 1);
+    T_EQ_INT(t.msgs, 50);
+    T_EQ_INT(t.pages, 8);
+    T_EQ_INT(t.paused, 4);
+    T_EQ_STR(t.out.data, want.data);
+    showq_stream_free(t.ss);
+    buf_free(&t.out);
+
+    /* Cancelled from its third page: no more pages, no done. */
+    memset(&t, 0, sizeof(t));
+    t.base = base;
+    t.resume = resume;
+    t.ss = showq_stream_text(0, 0);
+    t.cancel_at = 3;
+    t.w = qview_walk(v, &c, 1, 5, qv_page, qv_done, &t);
+    T_EQ_INT(queue_cursor_done(&c), 0);	/* the caller's cursor is copied, not advanced */
+    queue_cursor_init(&c);
+    qview_walk_cancel(t.w);
+    t.w = qview_walk(v, &c, 1, 5, qv_page, qv_done, &t);
+    event_base_loopexit(base, &limit);
+    event_base_dispatch(base);
+    T_EQ_INT(t.pages, 3);
+    T_EQ_INT(t.done, 0);
+    showq_stream_free(t.ss);
+    buf_free(&t.out);
+
+    /* A walk left paused when the daemon stops is freed with the view. */
+    memset(&t, 0, sizeof(t));
+    t.base = base;
+    t.ss = showq_stream_text(0, 0);
+    t.stay_paused = 1;
+    t.resume = resume;
+    t.w = qview_walk(v, &c, 1, 5, qv_page, qv_done, &t);
+    {
+	struct timeval soon = {0, 300000};
+
+	event_base_loopexit(base, &soon);
+	event_base_dispatch(base);
+    }
+    evtimer_del(resume);
+    event_free(resume);
+    T_EQ_INT(t.pages, 1);
+    qview_stop(v);
+    qview_walk_cancel(t.w);
+    qview_free(v);
+    showq_stream_free(t.ss);
+    buf_free(&t.out);
+close:
+    queue_close(q);
+out:
+    buf_free(&want);
+    event_base_free(base);
+    rm_rf(dir);
+    free(dir);
+}
+
 /* Issue 14: text views show what others chose without terminal escapes (Postfix's printable()). */
 static void test_printable(void)
 {
@@ -819,5 +982,6 @@ int     main(void)
     T_RUN(test_maildrop_round_trip);
     T_RUN(test_maildrop_corrupt);
     T_RUN(test_control_socket_round_trip);
+    T_RUN(test_qview);
     return t_done();
 }

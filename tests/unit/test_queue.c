@@ -416,6 +416,138 @@ static void test_walk_order(void)
 	qmsg_free(m[i]);
 }
 
+/*
+ * Paging: the same order as queue_walk, whatever the page size, through
+ * the QUEUE's reader and through a QREADER; only_state and max_seq; and no
+ * read transaction is left open between pages (a TRUNCATE checkpoint,
+ * which waits for every reader, succeeds between two pages).
+ */
+static void test_pages(void)
+{
+    static const int states[] = {
+	QSTATE_CORRUPT, QSTATE_HOLD, QSTATE_DEFERRED, QSTATE_INCOMING,
+	QSTATE_ACTIVE, QSTATE_DEFERRED, QSTATE_ACTIVE, QSTATE_INCOMING,
+    };
+    static const int expect[] = {4, 6, 3, 7, 2, 5, 1, 0};	/* indexes, as test_walk_order */
+    QMSG   *m[ARRAY_LEN(states)], *page[3];
+    QUEUE  *q;
+    QREADER *r;
+    QCURSOR c;
+    char    err[256];
+    int     n, k, got, size, use_reader;
+    size_t  i;
+
+    tmp_dir();
+    q = open_or_die(QUEUE_OPEN_ADMIN);
+    for (i = 0; i < ARRAY_LEN(states); i++) {
+	m[i] = make_msg(q, 2);
+	m[i]->state = states[i];
+	T_EQ_INT(insert_sync(q, m[i]), 0);
+    }
+    r = queue_reader_open(q, err, sizeof(err));
+    T_CHECK(r != 0);
+    for (use_reader = 0; use_reader < 2; use_reader++) {
+	for (size = 1; size <= 3; size++) {
+	    queue_cursor_init(&c);
+	    got = 0;
+	    while ((n = use_reader ? queue_reader_page(r, &c, 1, page, size, 0, 0) : queue_page(q, &c, 1, page, size, 0, 0)) > 0) {
+		T_CHECK(n <= size);
+		for (k = 0; k < n; k++) {
+		    if (got < (int) ARRAY_LEN(expect))
+			T_EQ_STR(page[k]->qid, m[expect[got]]->qid);
+		    T_EQ_INT(page[k]->nrcpt, 2);
+		    T_CHECK(page[k]->content == 0);
+		    got++;
+		    qmsg_free(page[k]);
+		}
+	    }
+	    T_EQ_INT(n, 0);
+	    T_EQ_INT(got, ARRAY_LEN(states));
+	    T_CHECK(queue_cursor_done(&c));
+	    /* The end stays the end. */
+	    T_EQ_INT(queue_page(q, &c, 1, page, size, 0, 0), 0);
+	}
+    }
+
+    /* Only the deferred ones, without recipients. */
+    queue_cursor_init(&c);
+    c.only_state = QSTATE_DEFERRED;
+    T_EQ_INT(queue_page(q, &c, 0, page, 3, 0, 0), 2);
+    T_EQ_STR(page[0]->qid, m[2]->qid);
+    T_EQ_STR(page[1]->qid, m[5]->qid);
+    T_EQ_INT(page[0]->nrcpt, 0);
+    qmsg_free(page[0]);
+    qmsg_free(page[1]);
+    T_EQ_INT(queue_page(q, &c, 0, page, 3, 0, 0), 0);
+
+    /* max_seq: what was there, not what came after. */
+    T_EQ_INT((long long) queue_last_seq(q), (long long) m[ARRAY_LEN(states) - 1]->seq);
+    queue_cursor_init(&c);
+    c.max_seq = m[3]->seq;			/* messages 0..3: corrupt, hold, deferred, incoming */
+    got = 0;
+    while ((n = queue_page(q, &c, 0, page, 3, 0, 0)) > 0)
+	for (k = 0; k < n; k++, got++) {
+	    T_CHECK(page[k]->seq <= m[3]->seq);
+	    qmsg_free(page[k]);
+	}
+    T_EQ_INT(got, 4);
+
+    /* Between two pages nothing holds a snapshot: a TRUNCATE checkpoint gets through. */
+    {
+	sqlite3 *db;
+	char   *path = db_path();
+	int     nlog = -1, nckpt = -1;
+
+	T_EQ_INT(sqlite3_open(path, &db), SQLITE_OK);
+	sqlite3_busy_timeout(db, 10);
+	queue_cursor_init(&c);
+	T_EQ_INT(queue_reader_page(r, &c, 1, page, 1, 0, 0), 1);
+	qmsg_free(page[0]);
+	T_EQ_INT(sqlite3_exec(db, "UPDATE msg SET flags = flags", 0, 0, 0), SQLITE_OK);
+	T_EQ_INT(sqlite3_wal_checkpoint_v2(db, 0, SQLITE_CHECKPOINT_TRUNCATE, &nlog, &nckpt), SQLITE_OK);
+	T_EQ_INT(nlog, 0);
+	T_EQ_INT(queue_reader_page(r, &c, 1, page, 1, 0, 0), 1);
+	qmsg_free(page[0]);
+	sqlite3_close(db);
+	free(path);
+    }
+    queue_reader_close(r);
+    queue_close(q);
+    for (i = 0; i < ARRAY_LEN(states); i++)
+	qmsg_free(m[i]);
+}
+
+/* A page stops early once it has QUEUE_PAGE_RCPTS recipients, and the rest follows. */
+static void test_page_rcpt_cap(void)
+{
+    QUEUE  *q;
+    QMSG   *m, *page[8];
+    QCURSOR c;
+    int     i, n, got = 0, pages = 0;
+    int     per = QUEUE_PAGE_RCPTS / 2 + 1;
+
+    tmp_dir();
+    q = open_or_die(QUEUE_OPEN_ADMIN);
+    for (i = 0; i < 4; i++) {
+	m = make_msg(q, per);
+	T_EQ_INT(insert_sync(q, m), 0);
+	qmsg_free(m);
+    }
+    queue_cursor_init(&c);
+    while ((n = queue_page(q, &c, 1, page, 8, 0, 0)) > 0) {
+	T_EQ_INT(n, 2);				/* 2 x per >= QUEUE_PAGE_RCPTS */
+	for (i = 0; i < n; i++) {
+	    T_EQ_INT(page[i]->nrcpt, per);
+	    qmsg_free(page[i]);
+	}
+	got += n;
+	pages++;
+    }
+    T_EQ_INT(got, 4);
+    T_EQ_INT(pages, 2);
+    queue_close(q);
+}
+
 static int qid_ok(const char *qid)
 {
     size_t  len = strlen(qid), i;
@@ -1276,6 +1408,8 @@ int     main(void)
     T_RUN(test_narrow_updates);
     T_RUN(test_history_trim);
     T_RUN(test_walk_order);
+    T_RUN(test_pages);
+    T_RUN(test_page_rcpt_cap);
     T_RUN(test_ids);
     T_RUN(test_lock);
     T_RUN(test_group_commit);

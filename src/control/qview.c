@@ -1,0 +1,334 @@
+/*
+ * qview - the reader thread of the queue views (see qview.h).
+ *
+ * A walk is always in exactly one place: with the loop (being given a page,
+ * or paused), on the thread's todo list, being read by the thread, or on
+ * the ready list waiting for the loop.  The two lists are under v->lock;
+ * everything else about a walk belongs to the loop, except its cursor and
+ * page, which belong to whoever holds the walk (the thread only while it
+ * is reading).  The thread tells the loop through an eventfd.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "control/qview.h"
+#include "util/util.h"
+#include "log/log.h"
+
+#define W_LOOP		0		/* the loop has it */
+#define W_TODO		1
+#define W_READING	2
+#define W_READY		3
+
+struct QVIEW_WALK {
+    QVIEW  *v;
+    int     where;			/* W_*, under v->lock */
+    int     cancelled;			/* the owner is gone: free when it comes back */
+    int     in_cb;			/* page() or done() is running */
+    QCURSOR cur;
+    int     with_rcpts;
+    int     page_max;
+    QMSG  **msgs;			/* page_max slots */
+    int     n;				/* the page read: messages, 0 = end, -1 = error */
+    char    why[256];			/* the read error */
+    QVIEW_PAGE_FN page;
+    QVIEW_DONE_FN done;
+    void   *ctx;
+    QVIEW_WALK *qnext;			/* todo or ready list */
+    QVIEW_WALK *prev, *next;		/* every walk (loop only) */
+};
+
+struct QVIEW {
+    struct event_base *base;
+    QUEUE  *q;
+    QREADER *r;
+    int     notify_fd;
+    struct event *ev;
+    pthread_t thread;
+    int     running;
+    int     stopped;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    int     stopping;			/* under lock */
+    QVIEW_WALK *todo, *todo_tail;	/* under lock */
+    QVIEW_WALK *ready, *ready_tail;	/* under lock */
+    QVIEW_WALK *all;			/* loop only */
+    unsigned long nwalks, npages;
+    int     live;
+};
+
+static void qview_push(QVIEW_WALK **head, QVIEW_WALK **tail, QVIEW_WALK *w)
+{
+    w->qnext = 0;
+    if (*tail)
+	(*tail)->qnext = w;
+    else
+	*head = w;
+    *tail = w;
+}
+
+static void qview_unlink_list(QVIEW_WALK **head, QVIEW_WALK **tail, QVIEW_WALK *w)
+{
+    QVIEW_WALK **pp, *prev = 0;
+
+    for (pp = head; *pp; prev = *pp, pp = &(*pp)->qnext) {
+	if (*pp == w) {
+	    *pp = w->qnext;
+	    if (*tail == w)
+		*tail = prev;
+	    w->qnext = 0;
+	    return;
+	}
+    }
+}
+
+static void *qview_main(void *arg)
+{
+    QVIEW  *v = arg;
+    QVIEW_WALK *w;
+    uint64_t one = 1;
+
+    pthread_mutex_lock(&v->lock);
+    while (!v->stopping) {
+	if ((w = v->todo) == 0) {
+	    pthread_cond_wait(&v->cond, &v->lock);
+	    continue;
+	}
+	if ((v->todo = w->qnext) == 0)
+	    v->todo_tail = 0;
+	w->where = W_READING;
+	pthread_mutex_unlock(&v->lock);
+
+	w->n = queue_reader_page(v->r, &w->cur, w->with_rcpts, w->msgs, w->page_max,
+				 w->why, sizeof(w->why));
+
+	pthread_mutex_lock(&v->lock);
+	w->where = W_READY;
+	qview_push(&v->ready, &v->ready_tail, w);
+	if (write(v->notify_fd, &one, sizeof(one)) < 0) {
+	    /* EAGAIN: the counter is already non-zero; the loop will look. */
+	}
+    }
+    pthread_mutex_unlock(&v->lock);
+    return 0;
+}
+
+static void qview_free_page(QVIEW_WALK *w)
+{
+    for (int i = 0; i < w->n; i++)
+	qmsg_free(w->msgs[i]);
+    w->n = 0;
+}
+
+static void qview_walk_free(QVIEW_WALK *w)
+{
+    QVIEW  *v = w->v;
+
+    qview_free_page(w);
+    if (w->prev)
+	w->prev->next = w->next;
+    else
+	v->all = w->next;
+    if (w->next)
+	w->next->prev = w->prev;
+    v->live--;
+    free(w->msgs);
+    free(w);
+}
+
+static void qview_enqueue(QVIEW_WALK *w)
+{
+    QVIEW  *v = w->v;
+
+    pthread_mutex_lock(&v->lock);
+    w->where = W_TODO;
+    qview_push(&v->todo, &v->todo_tail, w);
+    pthread_cond_signal(&v->cond);
+    pthread_mutex_unlock(&v->lock);
+}
+
+static void qview_notify(evutil_socket_t fd, short what, void *arg)
+{
+    QVIEW  *v = arg;
+    QVIEW_WALK *w, *next;
+    uint64_t cnt;
+    int     more;
+
+    (void) fd;
+    (void) what;
+    if (read(v->notify_fd, &cnt, sizeof(cnt)) < 0) {
+	/* EAGAIN: look at the list anyway */
+    }
+    pthread_mutex_lock(&v->lock);
+    w = v->ready;
+    v->ready = v->ready_tail = 0;
+    for (next = w; next; next = next->qnext)
+	next->where = W_LOOP;
+    pthread_mutex_unlock(&v->lock);
+
+    for (; w; w = next) {
+	next = w->qnext;
+	w->qnext = 0;
+	if (w->cancelled) {
+	    qview_walk_free(w);
+	    continue;
+	}
+	if (w->n <= 0) {
+	    w->in_cb = 1;
+	    w->done(w->ctx, w->n == 0, w->n == 0 ? "" : w->why);
+	    qview_walk_free(w);
+	    continue;
+	}
+	v->npages++;
+	w->in_cb = 1;
+	more = w->page(w->ctx, w->msgs, w->n);
+	w->in_cb = 0;
+	qview_free_page(w);
+	if (w->cancelled)
+	    qview_walk_free(w);
+	else if (more == 0)
+	    qview_enqueue(w);
+	/* else paused until qview_walk_resume() */
+    }
+}
+
+QVIEW  *qview_create(struct event_base *base, QUEUE *q, char *err, size_t errlen)
+{
+    QVIEW  *v = xcalloc(1, sizeof(*v));
+
+    v->base = base;
+    v->q = q;
+    v->notify_fd = -1;
+    pthread_mutex_init(&v->lock, 0);
+    pthread_cond_init(&v->cond, 0);
+    if ((v->r = queue_reader_open(q, err, errlen)) == 0)
+	goto fail;
+    if ((v->notify_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0) {
+	snprintf(err, errlen, "eventfd: %s", strerror(errno));
+	goto fail;
+    }
+    v->ev = event_new(base, v->notify_fd, EV_READ | EV_PERSIST, qview_notify, v);
+    if (v->ev == 0 || event_add(v->ev, 0) < 0) {
+	snprintf(err, errlen, "qview: event_add failed");
+	goto fail;
+    }
+    if (pthread_create(&v->thread, 0, qview_main, v) != 0) {
+	snprintf(err, errlen, "cannot start the queue view thread");
+	goto fail;
+    }
+    v->running = 1;
+    return v;
+
+fail:
+    qview_stop(v);
+    qview_free(v);
+    return 0;
+}
+
+void    qview_stop(QVIEW *v)
+{
+    if (v == 0 || v->stopped)
+	return;
+    if (v->running) {
+	pthread_mutex_lock(&v->lock);
+	v->stopping = 1;
+	pthread_cond_broadcast(&v->cond);
+	pthread_mutex_unlock(&v->lock);
+	pthread_join(v->thread, 0);
+	v->running = 0;
+    }
+    v->stopped = 1;
+    if (v->ev) {
+	event_free(v->ev);
+	v->ev = 0;
+    }
+    queue_reader_close(v->r);
+    v->r = 0;
+}
+
+void    qview_free(QVIEW *v)
+{
+    if (v == 0)
+	return;
+    qview_stop(v);
+    while (v->all)
+	qview_walk_free(v->all);
+    if (v->notify_fd >= 0)
+	close(v->notify_fd);
+    pthread_mutex_destroy(&v->lock);
+    pthread_cond_destroy(&v->cond);
+    free(v);
+}
+
+QVIEW_WALK *qview_walk(QVIEW *v, const QCURSOR *start, int with_rcpts, int page_max,
+		               QVIEW_PAGE_FN page, QVIEW_DONE_FN done, void *ctx)
+{
+    QVIEW_WALK *w;
+
+    if (v == 0 || v->stopped)
+	return 0;
+    if (page_max < 1)
+	page_max = 1;
+    if (page_max > QVIEW_PAGE_MAX)
+	page_max = QVIEW_PAGE_MAX;
+    w = xcalloc(1, sizeof(*w));
+    w->v = v;
+    w->cur = *start;
+    w->with_rcpts = with_rcpts;
+    w->page_max = page_max;
+    w->msgs = xcalloc((size_t) page_max, sizeof(QMSG *));
+    w->page = page;
+    w->done = done;
+    w->ctx = ctx;
+    w->next = v->all;
+    if (v->all)
+	v->all->prev = w;
+    v->all = w;
+    v->live++;
+    v->nwalks++;
+    qview_enqueue(w);
+    return w;
+}
+
+void    qview_walk_resume(QVIEW_WALK *w)
+{
+    /* Only a paused walk (with the loop, not in a callback) goes back to the thread. */
+    if (w == 0 || w->cancelled || w->in_cb || w->where != W_LOOP || w->v->stopped)
+	return;
+    qview_enqueue(w);
+}
+
+void    qview_walk_cancel(QVIEW_WALK *w)
+{
+    QVIEW  *v;
+
+    if (w == 0 || w->cancelled)
+	return;
+    v = w->v;
+    w->cancelled = 1;
+    if (w->in_cb)
+	return;					/* freed when the callback returns */
+    pthread_mutex_lock(&v->lock);
+    if (w->where == W_READING || (w->where == W_READY && !v->stopped)) {
+	pthread_mutex_unlock(&v->lock);
+	return;					/* freed when it comes back to the loop */
+    }
+    if (w->where == W_TODO)
+	qview_unlink_list(&v->todo, &v->todo_tail, w);
+    else if (w->where == W_READY)
+	qview_unlink_list(&v->ready, &v->ready_tail, w);
+    pthread_mutex_unlock(&v->lock);
+    qview_walk_free(w);
+}
+
+void    qview_counts(const QVIEW *v, unsigned long *walks, unsigned long *pages, int *live)
+{
+    *walks = v->nwalks;
+    *pages = v->npages;
+    *live = v->live;
+}

@@ -1,0 +1,62 @@
+/*
+ * qview - walks of the queue that never block the event loop.
+ *
+ * One reader thread per daemon, with its own read-only SQLite connection
+ * (queue_reader_open), reads the queue a page at a time (queue_reader_page:
+ * one short read transaction per page, paging by key, so no snapshot pins
+ * the WAL) and hands each page to the event loop, where the walk's owner
+ * uses it (formats it, joins in what only the daemon knows, writes it to a
+ * client) and either asks for the next page at once or pauses until its
+ * client has read enough.  A walk holds one page at a time: its memory
+ * does not grow with the queue.  Several walks share the thread, a page
+ * each in turn.
+ *
+ * Usage (everything on the loop's thread):
+ *
+ *   static int page(void *ctx, QMSG *const *msgs, int n)
+ *   {   ... use msgs[0..n-1] (freed when page returns) ...
+ *       return 0;          next page now
+ *       return 1;          pause: call qview_walk_resume(w) later
+ *   }
+ *   static void done(void *ctx, int ok, const char *why)
+ *                                         the end (ok = 0: a read error, the
+ *                                         text in why); the walk is freed
+ *                                         after it returns
+ *
+ *   QCURSOR c;  queue_cursor_init(&c);    (c.only_state, c.max_seq if wanted)
+ *   QVIEW_WALK *w = qview_walk(v, &c, with_rcpts, 256, page, done, ctx);
+ *   ...  qview_walk_cancel(w);            any time before done (also from
+ *                                         page): no callback after it
+ *
+ * The daemon creates one QVIEW after opening the queue; at exit it calls
+ * qview_stop() before queue_close() (the thread ends, pending walks get no
+ * more callbacks) and qview_free() once nothing will cancel a walk any
+ * more.
+ */
+#ifndef QVIEW_H_INCLUDED
+#define QVIEW_H_INCLUDED
+
+#include <event2/event.h>
+#include "queue/queue.h"
+
+typedef struct QVIEW QVIEW;
+typedef struct QVIEW_WALK QVIEW_WALK;
+
+typedef int (*QVIEW_PAGE_FN) (void *ctx, QMSG *const *msgs, int n);
+typedef void (*QVIEW_DONE_FN) (void *ctx, int ok, const char *why);
+
+#define QVIEW_PAGE_MAX	1024		/* largest page a walk may ask for */
+
+QVIEW  *qview_create(struct event_base *base, QUEUE *q, char *err, size_t errlen);
+void    qview_stop(QVIEW *v);
+void    qview_free(QVIEW *v);
+
+QVIEW_WALK *qview_walk(QVIEW *v, const QCURSOR *start, int with_rcpts, int page_max,
+		               QVIEW_PAGE_FN page, QVIEW_DONE_FN done, void *ctx);
+void    qview_walk_resume(QVIEW_WALK *w);
+void    qview_walk_cancel(QVIEW_WALK *w);
+
+/* Walks started and pages read since the start (tests, metrics). */
+void    qview_counts(const QVIEW *v, unsigned long *walks, unsigned long *pages, int *live);
+
+#endif

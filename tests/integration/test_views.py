@@ -1,0 +1,208 @@
+"""Queue views that never stall the relay (issue 23).
+
+relayqd streams mailq, mailq -j and qshape from its view thread a page at a
+time (docs/architecture.md, "Queue views").  With 10,000 deferred messages
+(written by tests/bench/inject_deferred with the daemon down, as
+bench/view-bench does with 100,000 and more):
+
+- the streamed answers are complete and exactly what the CLI prints from
+  the queue itself with the daemon down (mailq, qshape), and mailq -j
+  lists every message once, with the daemon's fields;
+- fresh SMTP clients get their EHLO answered while the views stream (no
+  timing is asserted: the machine may be slow; only that they are
+  answered, during the walk);
+- a client that stops reading is dropped after ipc_timeout, the others go
+  on, and the daemon stays healthy.
+"""
+import json
+import os
+import socket
+import subprocess
+import threading
+import time
+
+import harness
+
+N = 10000
+
+
+def injector():
+    """tests/bench/inject_deferred, built with the Makefile's rule in the default build."""
+    r = subprocess.run(['make', '-s', '-C', harness.ROOT, 'build/tests/inject_deferred'],
+                       capture_output=True, text=True, timeout=900)
+    if r.returncode != 0:
+        raise AssertionError('cannot build inject_deferred: ' + (r.stdout + r.stderr)[-3000:])
+    return os.path.join(harness.ROOT, 'build', 'tests', 'inject_deferred')
+
+
+def filled(env, n, **params):
+    """A daemon whose queue holds n deferred messages (next attempt in an hour)."""
+    d = env.relayqd(start=False, queue_run_delay='3600s', **params)
+    r = subprocess.run([injector(), d.queue_dir, str(n), '300', '5000', '3600'],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    d.start(timeout=60)
+    d.wait_log(r'queue loaded: %d messages' % n, timeout=120)
+    return d
+
+
+def ehlo_probe(port):
+    """A fresh client: connect, banner, EHLO; returns the seconds it took."""
+    t0 = time.monotonic()
+    with socket.create_connection(('127.0.0.1', port), timeout=30) as s:
+        f = s.makefile('rb')
+        line = f.readline()
+        assert line.startswith(b'220'), line
+        s.sendall(b'EHLO probe.test\r\n')
+        while True:
+            line = f.readline()
+            assert line.startswith(b'250'), line
+            if line[3:4] == b' ':
+                break
+        s.sendall(b'QUIT\r\n')
+    return time.monotonic() - t0
+
+
+class Probes:
+    """EHLO probes every 20 ms on another thread, each stamped with its end time."""
+
+    def __init__(self, port):
+        self.port, self.done, self.errors = port, [], []
+        self.stop_ev = threading.Event()
+        self.th = threading.Thread(target=self.run, daemon=True)
+        self.th.start()
+
+    def run(self):
+        while not self.stop_ev.is_set():
+            try:
+                self.done.append((time.monotonic(), ehlo_probe(self.port)))
+            except (OSError, AssertionError) as e:
+                self.errors.append(repr(e))
+            self.stop_ev.wait(0.02)
+
+    def stop(self):
+        self.stop_ev.set()
+        self.th.join(60)
+
+
+def during(probes, t0, t1):
+    return [p for p in probes.done if t0 < p[0] < t1]
+
+
+def test_views_of_ten_thousand_messages(env):
+    d = filled(env, N)
+    pr = Probes(d.port)
+    time.sleep(0.3)
+
+    t0 = time.monotonic()
+    r = env.cli(d, 'mailq', '-j', timeout=300)
+    t1 = time.monotonic()
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert len(lines) == N, len(lines)
+    ids = set()
+    for line in lines:
+        o = json.loads(line)
+        assert o['queue_name'] == 'deferred', o
+        assert o['recipients'][0]['address'] == 'user@sink.example', o
+        assert o['recipients'][0]['delay_reason'].startswith('connect to 127.0.0.1'), o
+        # the daemon's own fields: it knows the next queue run
+        assert isinstance(o['next_attempt_time'], int) and o['next_attempt_time'] > time.time() + 3000, o
+        assert o['destination_dead'] is False, o
+        ids.add(o['queue_id'])
+    assert len(ids) == N
+
+    t2 = time.monotonic()
+    text = env.cli(d, 'mailq', timeout=300)
+    shape = env.cli(d, 'qshape', timeout=300)
+    shape_s = env.cli(d, 'qshape', '-s', 'deferred', timeout=300)
+    t3 = time.monotonic()
+    time.sleep(0.3)
+    pr.stop()
+    assert text.returncode == 0 and shape.returncode == 0 and shape_s.returncode == 0
+    assert text.stdout.endswith(' Kbytes in %d Requests.\n' % N), text.stdout[-200:]
+    assert text.stdout.count('user@sink.example\n') == N
+    assert ' TOTAL %d ' % N in ' '.join(shape.stdout.split()) + ' '
+    assert 'sink.example %d ' % N in ' '.join(shape.stdout.split()) + ' '
+    assert 'source.example %d ' % N in ' '.join(shape_s.stdout.split()) + ' '
+
+    # EHLO was answered while the views were streamed (each probe ends inside a walk).
+    assert not pr.errors, pr.errors[:3]
+    assert during(pr, t0, t1) or during(pr, t2, t3), 'no EHLO answered during the walks'
+    assert len(pr.done) >= 2
+
+    # The same answers as the CLI's own walk with the daemon down, byte for byte.
+    d.stop()
+    down = env.cli(d, 'mailq', timeout=300)
+    assert 'Mail system is down' in down.stderr
+    assert down.stdout == text.stdout
+    down_shape = env.cli(d, 'qshape', timeout=300)
+    assert down_shape.stdout == shape.stdout
+
+
+def test_unread_view_is_dropped_and_others_go_on(env):
+    d = filled(env, N, ipc_timeout='2s')
+    path = os.path.join(d.queue_dir, 'public', 'query')
+    stalled = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    stalled.connect(path)
+    stalled.sendall(b'mailq json\n')
+    stalled.shutdown(socket.SHUT_WR)
+    first = stalled.recv(4096)
+    assert first.startswith(b'ok\n{"queue_name": "deferred"'), first[:100]
+
+    # It reads nothing more; meanwhile another client gets the whole answer and SMTP works.
+    r = env.cli(d, 'mailq', '-j', timeout=300)
+    assert r.returncode == 0 and len(r.stdout.splitlines()) == N
+    ehlo_probe(d.port)
+
+    # After ipc_timeout (2 s) of no progress the daemon drops it: what it can
+    # still read ends well short of the full answer, with EOF or a reset.
+    time.sleep(4)
+    got = len(first)
+    stalled.settimeout(30)
+    try:
+        while True:
+            b = stalled.recv(65536)
+            if not b:
+                break
+            got += len(b)
+    except ConnectionResetError:
+        pass
+    stalled.close()
+    assert got < len(r.stdout) // 2, (got, len(r.stdout))
+
+    # Still healthy: views and SMTP.
+    r2 = env.cli(d, 'qshape', timeout=300)
+    assert r2.returncode == 0 and 'TOTAL' in r2.stdout
+    ehlo_probe(d.port)
+    assert d.proc.poll() is None
+
+
+def test_many_clients_at_once_are_limited(env):
+    """At most 32 streams at once; the 33rd is refused with a clear error, not queued without bound."""
+    d = filled(env, 2000, ipc_timeout='30s')
+    path = os.path.join(d.queue_dir, 'public', 'query')
+    held = []
+    try:
+        for _ in range(32):
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            s.connect(path)
+            s.sendall(b'mailq json\n')
+            assert s.recv(3) == b'ok\n'
+            held.append(s)
+        r = env.cli(d, 'mailq', timeout=60)
+        assert r.returncode != 0 and 'too many queue views in progress' in r.stderr, (r.returncode, r.stderr)
+    finally:
+        for s in held:
+            s.close()
+    # Once they are gone, views work again.
+    deadline = time.time() + 30
+    while True:
+        r = env.cli(d, 'mailq', timeout=60)
+        if r.returncode == 0 or time.time() > deadline:
+            break
+        time.sleep(0.2)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.endswith(' Kbytes in 2000 Requests.\n')
