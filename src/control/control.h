@@ -160,11 +160,16 @@ void    showq_json_string(BUF *out, const char *s);
  * socket and the CLI with the daemon down.  op is "delete", "hold",
  * "release", "requeue" or "expire"; ids are queue IDs or the single word
  * "ALL" (which skips corrupt messages; a corrupt message can only be
- * deleted).  All changes go in one batch of narrow updates (the state or
- * a flag, never a row read earlier); each change is logged after the
- * commit as postsuper logs it ("ID: placed on hold"), then the summary
- * ("Placed on hold: 1 message"), which is also appended to the reply with
- * the per-ID problems ("ID: no such message").
+ * deleted).  The changes go in batches of narrow updates (the state or a
+ * flag, never a row read earlier), a slice of at most 500 messages each
+ * (64 for requeue), one slice after the other's commit, so that an edit
+ * of a large queue never holds the daemon's loop; ALL means what is in
+ * the queue when the request starts.  Each change is logged after its
+ * slice's commit as postsuper logs it ("ID: placed on hold"), then the
+ * summary ("Placed on hold: 1 message"), which is also appended to the
+ * reply with the per-ID problems ("ID: no such message").  If a slice
+ * fails, the slices before it stay done (the summary counts them and the
+ * reply says the rest was not changed).
  */
 #define CONTROL_OP_DELETE	1
 #define CONTROL_OP_HOLD		2
@@ -181,6 +186,8 @@ typedef struct CONTROL_EDIT_HOOKS {
     void    (*changed) (void *ctx, int op, const QMSG *msg, int64_t now);
     /* after the commit: the new message of a requeue, to be scheduled */
     void    (*requeued) (void *ctx, const QMSG *copy);
+    /* run fn(arg) on a later turn of the loop (a long edit lets the rest run); NULL: at once */
+    void    (*later) (void *ctx, void (*fn) (void *arg), void *arg);
     void   *ctx;
 } CONTROL_EDIT_HOOKS;
 

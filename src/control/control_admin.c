@@ -43,25 +43,45 @@ int     control_op(const char *name)
     return (-1);
 }
 
-/* One request: what it changes, until the batch has committed. */
-typedef struct EDIT {
-    QUEUE  *q;
-    const ADMIN_OP *ao;
-    CONTROL_EDIT_HOOKS h;
-    QBATCH *b;
-    BUF     out;			/* per-ID problems, then the summary */
-    char  (*qids)[16];			/* the messages changed */
-    char  (*newqids)[16];		/* requeue: their new IDs */
-    QMSG  **copies;			/* requeue: the new messages */
-    int     n;
-    CONTROL_EDIT_DONE done;
-    void   *done_ctx;
-} EDIT;
+/*
+ * One request.  It is carried out in slices of at most ADMIN_SLICE
+ * messages, each its own batch (ADMIN_SLICE_REQUEUE for requeue, which
+ * loads each message's content): the next slice is read and submitted
+ * once the previous one has committed, so an edit of a whole queue never
+ * holds the event loop (nor the writer) for long, and its memory is one
+ * slice.  Each slice is logged once it has committed; the summary comes
+ * at the end.
+ */
+#define ADMIN_SLICE		500
+#define ADMIN_SLICE_REQUEUE	64
+#define ADMIN_SCAN_MAX		(4 * ADMIN_SLICE)	/* messages looked at per turn when none changes */
 
 typedef struct ADMIN_SEL {
     uint64_t *seqs;
     int     n, cap;
 } ADMIN_SEL;
+
+typedef struct EDIT {
+    QUEUE  *q;
+    const ADMIN_OP *ao;
+    CONTROL_EDIT_HOOKS h;
+    int64_t now;
+    QBATCH *b;				/* this slice's */
+    BUF     out;			/* per-ID problems, then the summary */
+    char  (*qids)[16];			/* this slice: the messages changed */
+    char  (*newqids)[16];		/* requeue: their new IDs */
+    QMSG  **copies;			/* requeue: the new messages */
+    int     n;				/* changed in this slice */
+    int     total;			/* changed in the slices committed */
+    int     slice;			/* messages per slice */
+    int     all;			/* ALL: the rest comes from cur */
+    QCURSOR cur;
+    ADMIN_SEL sel;			/* IDs: the rest is sel.seqs[next..] */
+    int     next;
+    int     failed;			/* a commit failed: no more slices */
+    CONTROL_EDIT_DONE done;
+    void   *done_ctx;
+} EDIT;
 
 static void admin_sel_add(ADMIN_SEL *s, uint64_t seq)
 {
@@ -75,13 +95,6 @@ static void admin_sel_add(ADMIN_SEL *s, uint64_t seq)
 	s->seqs = xrealloc(s->seqs, s->cap * sizeof(*s->seqs));
     }
     s->seqs[s->n++] = seq;
-}
-
-static int admin_walk_all(void *ctx, const QMSG *msg)
-{
-    if (msg->state != QSTATE_CORRUPT)
-	admin_sel_add(ctx, msg->seq);
-    return (0);
 }
 
 /*
@@ -156,36 +169,36 @@ static void admin_apply(EDIT *e, QMSG *msg, int64_t now)
 	e->h.changed(e->h.ctx, e->ao->op, msg, now);
 }
 
-/* Select the messages and build the batch.  Returns NULL (text in out) for a bad request. */
+/* Parse the request and select the messages.  Returns NULL (text in out) for a bad request. */
 static EDIT *edit_prepare(QUEUE *q, const char *op, char *const *ids, int n, int64_t now,
 			          const CONTROL_EDIT_HOOKS *h, BUF *out)
 {
-    ADMIN_SEL sel = {0, 0, 0};
     EDIT   *e;
-    int     i, all = 0;
+    int     i;
     int     opnum = control_op(op);
 
     if (opnum < 0) {
 	buf_printf(out, "unknown operation: %s\n", op);
 	return (NULL);
     }
-    for (i = 0; i < n; i++)
-	if (strcmp(ids[i], "ALL") == 0)
-	    all = 1;
     e = xcalloc(1, sizeof(*e));
     e->q = q;
+    e->now = now;
     for (size_t k = 0; k < ARRAY_LEN(admin_ops); k++)
 	if (admin_ops[k].op == opnum)
 	    e->ao = &admin_ops[k];
     if (h)
 	e->h = *h;
-    if (all) {
-	if (queue_walk(q, 0, admin_walk_all, &sel) < 0) {
-	    buf_puts(out, "cannot read the queue\n");
-	    free(sel.seqs);
-	    free(e);
-	    return (NULL);
-	}
+    e->slice = opnum == CONTROL_OP_REQUEUE ? ADMIN_SLICE_REQUEUE : ADMIN_SLICE;
+    for (i = 0; i < n; i++)
+	if (strcmp(ids[i], "ALL") == 0)
+	    e->all = 1;
+    if (e->all) {
+	/* What is in the queue now: a requeue's copies, or mail arriving meanwhile, are not taken. */
+	queue_cursor_init(&e->cur);
+	e->cur.max_seq = queue_last_seq(q);
+	if (opnum == CONTROL_OP_RELEASE)
+	    e->cur.only_state = QSTATE_HOLD;
     } else {
 	for (i = 0; i < n; i++) {
 	    QMSG   *m;
@@ -200,54 +213,96 @@ static EDIT *edit_prepare(QUEUE *q, const char *op, char *const *ids, int n, int
 		    buf_printf(&e->out, "%s: cannot be read (%s); not changed\n", ids[i], why);
 		continue;
 	    }
-	    admin_sel_add(&sel, m->seq);
+	    admin_sel_add(&e->sel, m->seq);
 	    qmsg_free(m);
 	}
     }
-    e->qids = xcalloc(sel.n ? sel.n : 1, sizeof(*e->qids));
-    e->newqids = xcalloc(sel.n ? sel.n : 1, sizeof(*e->newqids));
-    e->copies = xcalloc(sel.n ? sel.n : 1, sizeof(*e->copies));
-    e->b = queue_batch(q);
-    for (i = 0; i < sel.n; i++) {
-	QMSG   *m;
-	char    why[256];
-	int     status = queue_load(q, sel.seqs[i], opnum == CONTROL_OP_REQUEUE, &m, why, sizeof(why));
-
-	if (status == QUEUE_GONE)		/* removed meanwhile: nothing to change */
-	    continue;
-	if (status != QUEUE_OK) {
-	    buf_printf(&e->out, "%s; not changed\n", why);	/* corrupt (requeue), or unreadable */
-	    continue;
-	}
-	if (!admin_applies(opnum, m)) {
-	    qmsg_free(m);
-	    continue;
-	}
-	/* Being delivered: only expire applies (it takes effect when the pass ends). */
-	if (opnum != CONTROL_OP_EXPIRE && e->h.busy && e->h.busy(e->h.ctx, m)) {
-	    buf_printf(&e->out, "%s: is being delivered; not changed, try again\n", m->qid);
-	    qmsg_free(m);
-	    continue;
-	}
-	admin_apply(e, m, now);
-	qmsg_free(m);
-    }
-    free(sel.seqs);
+    e->qids = xcalloc((size_t) e->slice, sizeof(*e->qids));
+    e->newqids = xcalloc((size_t) e->slice, sizeof(*e->newqids));
+    e->copies = xcalloc((size_t) e->slice, sizeof(*e->copies));
     return (e);
 }
 
-/* After the commit (or with nothing to commit): log, schedule the copies, answer.  Returns the count or -1. */
-static int edit_finish(EDIT *e, int ok, const char *why, BUF *out)
+/* One message of a slice (m is the caller's): changed if it applies and is not being delivered. */
+static void edit_msg(EDIT *e, QMSG *m)
+{
+    int     opnum = e->ao->op;
+
+    if (!admin_applies(opnum, m))
+	return;
+    /* Being delivered: only expire applies (it takes effect when the pass ends). */
+    if (opnum != CONTROL_OP_EXPIRE && e->h.busy && e->h.busy(e->h.ctx, m)) {
+	buf_printf(&e->out, "%s: is being delivered; not changed, try again\n", m->qid);
+	return;
+    }
+    admin_apply(e, m, e->now);
+}
+
+/* The same by seq: loaded (with its content for requeue). */
+static void edit_seq(EDIT *e, uint64_t seq)
+{
+    QMSG   *m;
+    char    why[256];
+    int     status = queue_load(e->q, seq, e->ao->op == CONTROL_OP_REQUEUE, &m, why, sizeof(why));
+
+    if (status == QUEUE_GONE)			/* removed meanwhile: nothing to change */
+	return;
+    if (status != QUEUE_OK) {
+	buf_printf(&e->out, "%s; not changed\n", why);	/* corrupt (requeue), or unreadable */
+	return;
+    }
+    edit_msg(e, m);
+    qmsg_free(m);
+}
+
+/*
+ * Build the next slice into a new batch.  Returns the number of messages
+ * looked at (0: nothing is left); e->n of them are in the batch.
+ */
+static int edit_slice(EDIT *e)
+{
+    QMSG   *page[ADMIN_SLICE];
+    char    why[256];
+    int     looked = 0, k, got;
+
+    e->b = queue_batch(e->q);
+    e->n = 0;
+    if (!e->all) {
+	for (; e->next < e->sel.n && looked < e->slice; e->next++, looked++)
+	    edit_seq(e, e->sel.seqs[e->next]);
+	return (looked);
+    }
+    got = queue_page(e->q, &e->cur, 0, page, e->slice, why, sizeof(why));
+    if (got < 0) {
+	buf_printf(&e->out, "%s; the rest of the queue was not changed\n", why);
+	e->cur.state_idx = 99;			/* give up: queue_cursor_done() */
+	return (0);
+    }
+    for (k = 0; k < got; k++) {
+	/* ALL does not select a corrupt message (it can only be deleted by its ID). */
+	if (page[k]->state == QSTATE_CORRUPT)
+	    ;
+	else if (e->ao->op == CONTROL_OP_REQUEUE)
+	    edit_seq(e, page[k]->seq);		/* the copy needs the content */
+	else
+	    edit_msg(e, page[k]);
+	qmsg_free(page[k]);
+    }
+    return (got);
+}
+
+/* A slice has committed (ok) or failed: log it, schedule the copies. */
+static void edit_slice_done(EDIT *e, int ok, const char *why)
 {
     const ADMIN_OP *ao = e->ao;
-    int     i, ret = ok ? e->n : -1;
+    int     i;
 
     if (!ok) {
 	log_warn("postsuper", "queue update failed: %s", why);
-	buf_reset(&e->out);
-	buf_puts(&e->out, "queue update failed; nothing was changed");
-    } else {
-	for (i = 0; i < e->n; i++) {
+	e->failed = 1;
+    }
+    for (i = 0; i < e->n; i++) {
+	if (ok) {
 	    if (ao->op == CONTROL_OP_REQUEUE)
 		log_msg("postsuper", "%s: requeued as %s", e->qids[i], e->newqids[i]);
 	    else
@@ -255,19 +310,38 @@ static int edit_finish(EDIT *e, int ok, const char *why, BUF *out)
 	    if (e->copies[i] && e->h.requeued)
 		e->h.requeued(e->h.ctx, e->copies[i]);
 	}
-	if (e->n > 0)
-	    log_msg("postsuper", "%s: %d message%s", ao->summary, e->n, e->n == 1 ? "" : "s");
-	buf_printf(&e->out, "%s: %d message%s\n", ao->summary, e->n, e->n == 1 ? "" : "s");
+	qmsg_free(e->copies[i]);
+	e->copies[i] = NULL;
+    }
+    if (ok)
+	e->total += e->n;
+    e->n = 0;
+}
+
+/* The end: the summary, the answer.  Returns the count or -1. */
+static int edit_finish(EDIT *e, BUF *out)
+{
+    const ADMIN_OP *ao = e->ao;
+    int     ok = !e->failed, ret = ok ? e->total : -1;
+
+    if (e->total > 0)
+	log_msg("postsuper", "%s: %d message%s", ao->summary, e->total, e->total == 1 ? "" : "s");
+    if (!ok && e->total == 0) {
+	buf_reset(&e->out);
+	buf_puts(&e->out, "queue update failed; nothing was changed");
+    } else {
+	buf_printf(&e->out, "%s: %d message%s\n", ao->summary, e->total, e->total == 1 ? "" : "s");
+	if (!ok)
+	    buf_puts(&e->out, "queue update failed; the rest was not changed");
     }
     if (out)
 	buf_append(out, e->out.data, e->out.len);
     if (e->done)
 	e->done(e->done_ctx, ok, &e->out);
-    for (i = 0; i < e->n; i++)
-	qmsg_free(e->copies[i]);
     free(e->copies);
     free(e->qids);
     free(e->newqids);
+    free(e->sel.seqs);
     buf_free(&e->out);
     free(e);
     return (ret);
@@ -277,21 +351,71 @@ int     control_admin_offline(QUEUE *q, const char *op, char *const *ids, int n,
 {
     EDIT   *e = edit_prepare(q, op, ids, n, now, NULL, out);
     char    why[256] = "";
-    int     ok = 1;
+    int     looked;
 
     if (e == NULL)
 	return (-1);
-    if (e->n > 0)
-	ok = queue_batch_commit(e->b, why, sizeof(why)) == 0;
-    else
+    while (!e->failed && (looked = edit_slice(e)) > 0) {
+	if (e->n > 0) {
+	    int     ok = queue_batch_commit(e->b, why, sizeof(why)) == 0;
+
+	    e->b = NULL;
+	    edit_slice_done(e, ok, why);
+	} else {
+	    queue_batch_abort(e->b);
+	    e->b = NULL;
+	}
+    }
+    if (e->b) {
 	queue_batch_abort(e->b);
-    e->b = NULL;
-    return (edit_finish(e, ok, why, out));
+	e->b = NULL;
+    }
+    return (edit_finish(e, out));
 }
+
+static void edit_next(void *ctx);
 
 static void edit_committed(void *ctx, int ok, const char *why)
 {
-    edit_finish(ctx, ok, why, NULL);
+    EDIT   *e = ctx;
+
+    edit_slice_done(e, ok, why);
+    if (e->failed)
+	edit_finish(e, NULL);
+    else
+	edit_next(e);
+}
+
+/*
+ * The daemon: the next slice goes to the writer; the one after it is
+ * built from the commit's callback.  A turn that changes nothing (hold ALL
+ * where most are held already) looks at ADMIN_SCAN_MAX messages at most,
+ * then lets the loop run (h.later) before it goes on.
+ */
+static void edit_next(void *ctx)
+{
+    EDIT   *e = ctx;
+    int     looked, scanned = 0;
+
+    for (;;) {
+	looked = edit_slice(e);
+	if (e->n > 0) {
+	    queue_batch_submit(e->b, edit_committed, e);
+	    e->b = NULL;
+	    return;
+	}
+	queue_batch_abort(e->b);
+	e->b = NULL;
+	if (looked == 0) {
+	    edit_finish(e, NULL);
+	    return;
+	}
+	scanned += looked;
+	if (scanned >= ADMIN_SCAN_MAX && e->h.later) {
+	    e->h.later(e->h.ctx, edit_next, e);
+	    return;
+	}
+    }
 }
 
 int     control_admin_submit(QUEUE *q, const char *op, char *const *ids, int n, int64_t now,
@@ -308,12 +432,6 @@ int     control_admin_submit(QUEUE *q, const char *op, char *const *ids, int n, 
     buf_free(&err);
     e->done = done;
     e->done_ctx = ctx;
-    if (e->n == 0) {
-	queue_batch_abort(e->b);
-	e->b = NULL;
-	edit_finish(e, 1, "", NULL);
-	return (0);
-    }
-    queue_batch_submit(e->b, edit_committed, e);
+    edit_next(e);
     return (0);
 }

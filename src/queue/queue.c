@@ -2302,7 +2302,7 @@ void    queue_cursor_init(QCURSOR *c)
 
 int     queue_cursor_done(const QCURSOR *c)
 {
-    return c->state_idx >= (int) ARRAY_LEN(page_order);
+    return (c->state_idx >= (int) ARRAY_LEN(page_order));
 }
 
 /*
@@ -2317,10 +2317,10 @@ static int page_read(QDB *d, QCURSOR *c, int with_rcpts, QMSG **msgs, int max, c
 
     set_err(why, whylen, "%s", "");
     if (max <= 0 || queue_cursor_done(c))
-	return 0;
+	return (0);
     if (qdb_run(d, S_BEGIN_READ) < 0) {
 	set_err(why, whylen, "cannot read the queue: %s", sqlite3_errmsg(d->db));
-	return -1;
+	return (-1);
     }
     while (!queue_cursor_done(c) && n < max && nrcpt < QUEUE_PAGE_RCPTS) {
 	int     state = page_order[c->state_idx];
@@ -2369,10 +2369,10 @@ static int page_read(QDB *d, QCURSOR *c, int with_rcpts, QMSG **msgs, int max, c
 	sqlite3_exec(d->db, "ROLLBACK", 0, 0, 0);
 	while (n > 0)
 	    qmsg_free(msgs[--n]);
-	return -1;
+	return (-1);
     }
     sqlite3_exec(d->db, "COMMIT", 0, 0, 0);
-    return n;
+    return (n);
 }
 
 int     queue_page(QUEUE *q, QCURSOR *c, int with_rcpts, QMSG **msgs, int max, char *why, size_t whylen)
@@ -2382,12 +2382,20 @@ int     queue_page(QUEUE *q, QCURSOR *c, int with_rcpts, QMSG **msgs, int max, c
     pthread_mutex_lock(&q->rlock);
     n = page_read(&q->r, c, with_rcpts, msgs, max, why, whylen);
     pthread_mutex_unlock(&q->rlock);
-    return n;
+    return (n);
 }
 
 uint64_t queue_last_seq(QUEUE *q)
 {
-    return atomic_load(&q->next_seq) - 1;
+    uint64_t last = atomic_load(&q->next_seq) - 1;
+    int64_t max = 0;
+
+    /* Also what another writer stored (the store's largest key: one index lookup). */
+    pthread_mutex_lock(&q->rlock);
+    if (db_int(q->r.db, "SELECT coalesce(max(seq), 0) FROM msg", &max) == 0 && (uint64_t) max > last)
+	last = (uint64_t) max;
+    pthread_mutex_unlock(&q->rlock);
+    return (last);
 }
 
 struct QREADER {
@@ -2404,17 +2412,17 @@ QREADER *queue_reader_open(QUEUE *q, char *err, size_t errlen)
 	set_err(err, errlen, "cannot open queue database %s: %s", q->path,
 		r->d.db ? sqlite3_errmsg(r->d.db) : "out of memory");
 	queue_reader_close(r);
-	return 0;
+	return (0);
     }
     /* Only the daemon's writer checkpoints. */
     sqlite3_db_config(r->d.db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, (int *) 0);
-    return r;
+    return (r);
 }
 
 int     queue_reader_page(QREADER *r, QCURSOR *c, int with_rcpts, QMSG **msgs, int max,
 			          char *why, size_t whylen)
 {
-    return page_read(&r->d, c, with_rcpts, msgs, max, why, whylen);
+    return (page_read(&r->d, c, with_rcpts, msgs, max, why, whylen));
 }
 
 void    queue_reader_close(QREADER *r)

@@ -19,35 +19,6 @@
 
 /* ---- helpers ---- */
 
-typedef struct IDLIST {
-    uint64_t *seq;
-    int     n;
-    const char *domain;			/* flush DOMAIN: only messages with a pending recipient there */
-} IDLIST;
-
-static int collect(void *ctx, const QMSG *m)
-{
-    IDLIST *l = ctx;
-
-    if (m->state == QSTATE_CORRUPT)
-	return 0;
-    if (l->domain) {
-	int     hit = 0;
-
-	for (int i = 0; i < m->nrcpt && !hit; i++) {
-	    const char *at = strrchr(m->rcpts[i].addr, '@');
-
-	    if (m->rcpts[i].state == QRCPT_PENDING && at && str_casecmp(at + 1, l->domain) == 0)
-		hit = 1;
-	}
-	if (!hit)
-	    return 0;
-    }
-    l->seq = xrealloc(l->seq, sizeof(uint64_t) * (size_t) (l->n + 1));
-    l->seq[l->n++] = m->seq;
-    return 0;
-}
-
 /*
  * Requests that read the queue (mailq, qshape, explain) or change it (hold
  * A B C, delete ALL, ...) run once every pass batch submitted before them
@@ -302,6 +273,80 @@ static int admin_explain(RELAYQD *d, int argc, char **argv, BUF *out)
     return ret;
 }
 
+/*
+ * flush DOMAIN: the messages with a pending recipient in DOMAIN, found by
+ * a walk on the view thread; each page's are flushed as it comes (the
+ * scheduler starts on them at once), the answer counts them at the end.
+ */
+typedef struct ADMIN_FLUSH {
+    RELAYQD *d;
+    uint64_t token;			/* control_defer() */
+    char   *domain;
+    int     n;
+} ADMIN_FLUSH;
+
+static int admin_flush_page(void *ctx, QMSG *const *msgs, int n)
+{
+    ADMIN_FLUSH *f = ctx;
+    uint64_t seqs[ADMIN_VIEW_PAGE];
+    int     k = 0;
+
+    for (int i = 0; i < n && k < ADMIN_VIEW_PAGE; i++) {
+	const QMSG *m = msgs[i];
+
+	if (m->state == QSTATE_CORRUPT)
+	    continue;
+	for (int j = 0; j < m->nrcpt; j++) {
+	    const char *at = strrchr(m->rcpts[j].addr, '@');
+
+	    if (m->rcpts[j].state == QRCPT_PENDING && at && str_casecmp(at + 1, f->domain) == 0) {
+		seqs[k++] = m->seq;
+		break;
+	    }
+	}
+    }
+    if (k > 0)
+	sched_flush(f->d->sched, seqs, k);
+    f->n += k;
+    return 0;
+}
+
+static void admin_flush_done(void *ctx, int ok, const char *why)
+{
+    ADMIN_FLUSH *f = ctx;
+    BUF     out = BUF_INIT;
+
+    if (ok) {
+	buf_printf(&out, "Flushing %d message%s for %s\n", f->n, f->n == 1 ? "" : "s", f->domain);
+    } else {
+	log_warn("showq", "queue view failed: %s", why);
+	buf_printf(&out, "flush %s: the queue could not be read (%d message%s flushed)",
+		   f->domain, f->n, f->n == 1 ? "" : "s");
+    }
+    control_finish(f->d->control, f->token, ok, &out);
+    buf_free(&out);
+    free(f->domain);
+    free(f);
+}
+
+static int admin_flush_domain(RELAYQD *d, const char *domain, BUF *out)
+{
+    ADMIN_FLUSH *f = xcalloc(1, sizeof(*f));
+    QCURSOR c;
+
+    f->d = d;
+    f->domain = xstrdup(domain);
+    queue_cursor_init(&c);
+    if (qview_walk(d->view, &c, 1, ADMIN_VIEW_PAGE, admin_flush_page, admin_flush_done, f) == NULL) {
+	buf_puts(out, "the queue cannot be read now");
+	free(f->domain);
+	free(f);
+	return -1;
+    }
+    f->token = control_defer(d->control);
+    return 0;
+}
+
 int     admin_handle(void *ctx, int admin, int argc, char **argv, BUF *out)
 {
     RELAYQD *d = ctx;
@@ -332,16 +377,9 @@ int     admin_handle(void *ctx, int admin, int argc, char **argv, BUF *out)
 	return -1;
     }
     if (strcmp(cmd, "flush") == 0) {
-	if (argc > 1) {
-	    IDLIST  l = {NULL, 0, argv[1]};
-
-	    queue_walk(d->queue, 1, collect, &l);
-	    sched_flush(d->sched, l.seq, l.n);
-	    buf_printf(out, "Flushing %d message%s for %s\n", l.n, l.n == 1 ? "" : "s", argv[1]);
-	    free(l.seq);
-	} else {
-	    sched_flush(d->sched, NULL, -1);
-	}
+	if (argc > 1)
+	    return admin_flush_domain(d, argv[1], out);
+	sched_flush(d->sched, NULL, -1);
 	return 0;
     }
     if (argc < 2) {

@@ -1083,11 +1083,40 @@ static void edit_requeued(void *ctx, const QMSG *copy)
     sched_add(ctx, copy);			/* not new mail: not counted as received */
 }
 
+typedef struct EDIT_LATER {
+    void    (*fn) (void *arg);
+    void   *arg;
+} EDIT_LATER;
+
+static void edit_later_cb(evutil_socket_t fd, short what, void *ctx)
+{
+    EDIT_LATER l = *(EDIT_LATER *) ctx;
+
+    free(ctx);
+    l.fn(l.arg);
+}
+
+/* A long edit (hold ALL) goes on at the next turn of the loop. */
+static void edit_later(void *ctx, void (*fn) (void *arg), void *arg)
+{
+    SCHED  *s = ctx;
+    EDIT_LATER *l = xmalloc(sizeof(*l));
+    struct timeval zero = {0, 0};
+
+    l->fn = fn;
+    l->arg = arg;
+    if (event_base_once(s->base, -1, EV_TIMEOUT, edit_later_cb, l, &zero) < 0) {
+	free(l);
+	fn(arg);
+    }
+}
+
 void    sched_edit_hooks(SCHED *s, CONTROL_EDIT_HOOKS *h)
 {
     h->busy = edit_busy;
     h->changed = edit_changed;
     h->requeued = edit_requeued;
+    h->later = edit_later;
     h->ctx = s;
 }
 

@@ -481,6 +481,88 @@ out:
     free(dir);
 }
 
+/*
+ * Edits of ALL in slices (500 messages, 64 for requeue): every message is
+ * changed once, logged once, with one summary; a requeue of ALL does not
+ * requeue its own copies (ALL is what was there when it started).
+ */
+static int count_lines(const char *text, const char *needle)
+{
+    int     n = 0;
+
+    for (const char *p = text; (p = strstr(p, needle)) != 0; p += strlen(needle))
+	n++;
+    return n;
+}
+
+static void test_admin_slices(void)
+{
+    char   *dir = mktmp(), err[256], qid[16];
+    char   *logpath, *log, *ids[1] = {"ALL"};
+    QUEUE  *q;
+    QBATCH *b;
+    BUF     out = BUF_INIT;
+    int     i, n = 1203;
+
+    T_CHECK(dir != 0);
+    if (dir == 0)
+	return;
+    logpath = xasprintf("%s/maillog", dir);
+    T_EQ_INT(log_open(logpath, "relayq", "mta.example", err, sizeof(err)), 0);
+    q = queue_open(dir, QUEUE_OPEN_ADMIN, err, sizeof(err));
+    T_CHECK(q != 0);
+    if (q == 0)
+	goto out;
+    b = queue_batch(q);
+    for (i = 0; i < n; i++) {
+	QMSG   *m;
+
+	snprintf(qid, sizeof(qid), "46312%06X", 0x200000 + i);
+	m = fx_msg(qid, i == 7 ? QSTATE_HOLD : QSTATE_DEFERRED, 300, 1795813927 + i, "s@sender.test",
+		   "r@dest.test", REASON_CONN);
+	queue_batch_insert(b, m);
+	qmsg_free(m);
+    }
+    T_EQ_INT(queue_batch_commit(b, NULL, 0), 0);
+
+    T_EQ_INT(control_admin_offline(q, "hold", ids, 1, 1795820000, &out), n - 1);
+    T_EQ_STR(out.data, "Placed on hold: 1202 messages\n");
+    log = slurp(logpath);
+    T_EQ_INT(count_lines(log, ": placed on hold\n"), n - 1);
+    T_EQ_INT(count_lines(log, "]: Placed on hold: 1202 messages\n"), 1);
+    T_EQ_INT(count_lines(log, "]: Placed on hold: "), 1);
+    free(log);
+
+    buf_reset(&out);
+    T_EQ_INT(control_admin_offline(q, "release", ids, 1, 1795820000, &out), n);
+    T_EQ_STR(out.data, "Released from hold: 1203 messages\n");
+
+    /* 1203 copies, not more: the copies (new seqs) are not in ALL. */
+    buf_reset(&out);
+    T_EQ_INT(control_admin_offline(q, "requeue", ids, 1, 1795820000, &out), n);
+    T_EQ_STR(out.data, "Requeued: 1203 messages\n");
+    log = slurp(logpath);
+    T_EQ_INT(count_lines(log, ": requeued as "), n);
+    free(log);
+    buf_reset(&out);
+    showq_text(q, 0, 0, &out);
+    T_CHECK(strstr(out.data, "-- 352 Kbytes in 1203 Requests.\n") != 0);
+    T_EQ_INT(count_lines(out.data, "r@dest.test\n"), n);
+
+    buf_reset(&out);
+    T_EQ_INT(control_admin_offline(q, "delete", ids, 1, 1795820000, &out), n);
+    buf_reset(&out);
+    showq_text(q, 0, 0, &out);
+    T_EQ_STR(out.data, "Mail queue is empty\n");
+    queue_close(q);
+out:
+    log_close();
+    buf_free(&out);
+    free(logpath);
+    rm_rf(dir);
+    free(dir);
+}
+
 /* ---- maildrop ---- */
 
 typedef struct TAKEN {
@@ -979,6 +1061,7 @@ int     main(void)
     T_RUN(test_showq_json_t1_prefix);
     T_RUN(test_qshape_buckets);
     T_RUN(test_real_queue_and_admin);
+    T_RUN(test_admin_slices);
     T_RUN(test_maildrop_round_trip);
     T_RUN(test_maildrop_corrupt);
     T_RUN(test_control_socket_round_trip);
