@@ -887,6 +887,7 @@ static void act_free(ACT *a)
 }
 
 #define ACT_BATCH 64
+#define ACT_TURN 256				/* actions per turn of the loop, at most */
 
 static void sched_arm(SCHED *s, int64_t now)
 {
@@ -910,10 +911,20 @@ static void sched_run(SCHED *s)
     QMGR_ACTION acts[ACT_BATCH];
     ACT     copy[ACT_BATCH];
     int64_t now = (int64_t) time(NULL);
-    int     n;
+    int     n, rounds = 0;
 
     s->kick_scheduled = 0;
     do {
+	/*
+	 * At most ACT_TURN actions per turn of the loop: after a flush of a
+	 * large queue qmgr has thousands of activations ready (each loads its
+	 * message), and SMTP sessions must not wait for all of them.  The rest
+	 * runs at the next turn.
+	 */
+	if (rounds++ == ACT_TURN / ACT_BATCH) {
+	    sched_kick(s);
+	    break;
+	}
 	n = qmgr_run(s->qmgr, now, acts, ACT_BATCH);
 	for (int i = 0; i < n; i++)
 	    act_copy(&copy[i], &acts[i]);
