@@ -118,8 +118,8 @@ static void addrs_parse(ADDRS *a, const char *v)
 static char *qualify(const CONFIG *cf, const char *addr)
 {
     if (*addr == 0 || strchr(addr, '@'))
-	return xstrdup(addr);
-    return xasprintf("%s@%s", addr, config_str(cf, "myorigin"));
+	return (xstrdup(addr));
+    return (xasprintf("%s@%s", addr, config_str(cf, "myorigin")));
 }
 
 /* Strip <> around -f's argument; "<>" is the null sender. */
@@ -128,8 +128,8 @@ static char *bare_addr(const char *s)
     size_t  len = strlen(s);
 
     if (len >= 2 && s[0] == '<' && s[len - 1] == '>')
-	return xstrndup(s + 1, len - 2);
-    return xstrdup(s);
+	return (xstrndup(s + 1, len - 2));
+    return (xstrdup(s));
 }
 
 /*
@@ -156,11 +156,11 @@ static int read_message(BUF *msg, int dot_ends, long long limit)
 	buf_puts(msg, "\r\n");
 	if (limit > 0 && (long long) msg->len > limit) {
 	    free(line);
-	    return -1;
+	    return (-1);
 	}
     }
     free(line);
-    return 0;
+    return (0);
 }
 
 /*
@@ -278,11 +278,11 @@ int     cli_sendmail(CLI *cli, int argc, char **argv)
 	} else if (strcmp(o, "-bp") == 0) {
 	    char   *av[] = {"mailq", 0};
 
-	    return cli_mailq(cli, 1, av);
+	    return (cli_mailq(cli, 1, av));
 	} else if (strncmp(o, "-q", 2) == 0) {
 	    char   *av[] = {"flush", 0};
 
-	    return cli_flush(cli, 1, av);
+	    return (cli_flush(cli, 1, av));
 	} else if (strcmp(o, "-bs") == 0) {
 	    cli_fatal(EX_SOFTWARE_, "-bs (SMTP on standard input) is not implemented; "
 		      "connect to the daemon's SMTP port instead");
@@ -373,5 +373,5 @@ int     cli_sendmail(CLI *cli, int argc, char **argv)
     free(rcpts.v);
     free(sender);
     buf_free(&msg);
-    return ret;
+    return (ret);
 }

@@ -52,18 +52,18 @@ static int maildrop_mkdir(const char *path, mode_t mode, char *err, size_t errle
 
     if (mkdir(path, mode) < 0 && errno != EEXIST) {
 	snprintf(err, errlen, "create %s: %s", path, strerror(errno));
-	return -1;
+	return (-1);
     }
     if (lstat(path, &st) < 0 || !S_ISDIR(st.st_mode)) {
 	snprintf(err, errlen, "%s: not a directory", path);
-	return -1;
+	return (-1);
     }
     /* mkdir() honours the umask; the mode is part of the security design. */
     if ((st.st_mode & 07777) != mode && chmod(path, mode) < 0) {
 	snprintf(err, errlen, "chmod %s: %s", path, strerror(errno));
-	return -1;
+	return (-1);
     }
-    return 0;
+    return (0);
 }
 
 int     maildrop_init(const char *queue_dir, char *err, size_t errlen)
@@ -76,7 +76,7 @@ int     maildrop_init(const char *queue_dir, char *err, size_t errlen)
 	&& maildrop_mkdir(co, 0700, err, errlen) == 0 ? 0 : -1;
     free(md);
     free(co);
-    return ret;
+    return (ret);
 }
 
 int     maildrop_prepare(const char *queue_dir, uid_t owner, char *err, size_t errlen)
@@ -87,17 +87,17 @@ int     maildrop_prepare(const char *queue_dir, uid_t owner, char *err, size_t e
     if ((fd = open(queue_dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) < 0) {
 	snprintf(err, errlen, "queue directory %s: %s", queue_dir,
 		 errno == ELOOP ? "is a symbolic link" : strerror(errno));
-	return -1;
+	return (-1);
     }
     ret = safe_subdir(fd, queue_dir, "maildrop", owner, (gid_t) -1, 01733, err, errlen);
     close(fd);
-    return ret;
+    return (ret);
 }
 
 /* A header value must stay on its line. */
 static int maildrop_clean(const char *s)
 {
-    return s && strpbrk(s, "\r\n") == 0 && strlen(s) < MAILDROP_LINE_MAX - 16;
+    return (s && strpbrk(s, "\r\n") == 0 && strlen(s) < MAILDROP_LINE_MAX - 16);
 }
 
 static int maildrop_write_all(int fd, const char *p, size_t len)
@@ -108,12 +108,12 @@ static int maildrop_write_all(int fd, const char *p, size_t len)
 	if (n < 0) {
 	    if (errno == EINTR)
 		continue;
-	    return -1;
+	    return (-1);
 	}
 	p += n;
 	len -= (size_t) n;
     }
-    return 0;
+    return (0);
 }
 
 /*
@@ -131,18 +131,18 @@ static int maildrop_dir_open(const char *dir, char *err, size_t errlen)
     if ((dfd = open(dir, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) < 0) {
 	if (errno == ENOTDIR || errno == ELOOP) {
 	    snprintf(err, errlen, "%s is a symbolic link or not a directory: refusing to use it", dir);
-	    return MAILDROP_TEMP;
+	    return (MAILDROP_TEMP);
 	}
 	snprintf(err, errlen, "create file in %s: %s", dir, strerror(errno));
-	return MAILDROP_CREATE;
+	return (MAILDROP_CREATE);
     }
     if (fstat(dfd, &st) < 0 || (st.st_mode & 07777) != 01733) {
 	snprintf(err, errlen, "%s has mode %04o, expected 1733: refusing to use it", dir,
 		 (unsigned) (st.st_mode & 07777));
 	close(dfd);
-	return MAILDROP_TEMP;
+	return (MAILDROP_TEMP);
     }
-    return dfd;
+    return (dfd);
 }
 
 int     maildrop_write(const char *queue_dir, const MAILDROP_MSG *m, char *err, size_t errlen)
@@ -247,7 +247,7 @@ out:
 	close(dfd);
     buf_free(&hdr);
     free(dir);
-    return ret;
+    return (ret);
 }
 
 /* ---- reading ---- */
@@ -264,12 +264,12 @@ static char *maildrop_line(char **pp, char *end)
     char   *p = *pp, *nl;
 
     if (p >= end || (nl = memchr(p, '\n', (size_t) (end - p))) == 0)
-	return 0;
+	return (0);
     if (nl - p > MAILDROP_LINE_MAX || memchr(p, '\r', (size_t) (nl - p)) || memchr(p, 0, (size_t) (nl - p)))
-	return 0;
+	return (0);
     *nl = 0;
     *pp = nl + 1;
-    return p;
+    return (p);
 }
 
 static int maildrop_number(const char *s, unsigned long long *val)
@@ -277,10 +277,10 @@ static int maildrop_number(const char *s, unsigned long long *val)
     char   *end;
 
     if (*s < '0' || *s > '9')
-	return -1;
+	return (-1);
     errno = 0;
     *val = strtoull(s, &end, 10);
-    return (*end || errno) ? -1 : 0;
+    return ((*end || errno) ? -1 : 0);
 }
 
 /* Parse data (len bytes, writable); 0 or -1 with a reason. */
@@ -294,22 +294,22 @@ static int maildrop_parse(char *data, size_t len, MAILDROP_PARSE *mp, const char
 		  ? line + sizeof(kw) : 0)
     if ((line = maildrop_line(&p, end)) == 0 || strcmp(line, MAILDROP_MAGIC) != 0) {
 	*why = "not a relayq maildrop file, or an unknown version";
-	return -1;
+	return (-1);
     }
     if ((line = NEXT("time")) == 0 || maildrop_number(line, &n) < 0
 	|| (line = NEXT("uid")) == 0 || maildrop_number(line, &n) < 0) {
 	*why = "bad time or uid line";
-	return -1;
+	return (-1);
     }
     mp->msg.uid = (uid_t) n;
     if ((mp->msg.user = NEXT("user")) == 0 || (mp->msg.sender = NEXT("sender")) == 0) {
 	*why = "bad user or sender line";
-	return -1;
+	return (-1);
     }
     for (;;) {
 	if ((line = maildrop_line(&p, end)) == 0) {
 	    *why = "truncated header";
-	    return -1;
+	    return (-1);
 	}
 	if (strncmp(line, "rcpt ", 5) == 0 && line[5]) {
 	    if (mp->nrcpt == mp->cap) {
@@ -322,15 +322,15 @@ static int maildrop_parse(char *data, size_t len, MAILDROP_PARSE *mp, const char
 	if (strncmp(line, "content ", 8) == 0 && maildrop_number(line + 8, &clen) == 0)
 	    break;
 	*why = "bad recipient or content line";
-	return -1;
+	return (-1);
     }
     if (mp->nrcpt == 0) {
 	*why = "no recipients";
-	return -1;
+	return (-1);
     }
     if (clen > (unsigned long long) (end - p)) {
 	*why = "content shorter than announced";
-	return -1;
+	return (-1);
     }
     mp->msg.content = p;
     mp->msg.len = (size_t) clen;
@@ -338,27 +338,27 @@ static int maildrop_parse(char *data, size_t len, MAILDROP_PARSE *mp, const char
     if ((line = maildrop_line(&p, end)) == 0 || strncmp(line, "end ", 4) != 0
 	|| (sp = strchr(line + 4, ' ')) == 0) {
 	*why = "missing end line";
-	return -1;
+	return (-1);
     }
     *sp = 0;
     if (maildrop_number(line + 4, &ercpt) < 0 || maildrop_number(sp + 1, &n) < 0
 	|| ercpt != (unsigned long long) mp->nrcpt || n != clen) {
 	*why = "end line does not match the recipients or the content length";
-	return -1;
+	return (-1);
     }
     if (p != end) {
 	*why = "data after the end line";
-	return -1;
+	return (-1);
     }
 #undef NEXT
     mp->msg.rcpts = mp->rcpts;
     mp->msg.nrcpt = mp->nrcpt;
-    return 0;
+    return (0);
 }
 
 static int maildrop_name_cmp(const void *a, const void *b)
 {
-    return strcmp(*(char *const *) a, *(char *const *) b);
+    return (strcmp(*(char *const *) a, *(char *const *) b));
 }
 
 /* Read a whole regular file (no symlinks) into memory. */
@@ -372,18 +372,18 @@ static char *maildrop_slurp(int dfd, const char *name, size_t max_size, size_t *
 
     if ((fd = openat(dfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK)) < 0) {
 	*why = strerror(errno);
-	return 0;
+	return (0);
     }
     /* One link only: a hard link to another user's file would make pickup take it for theirs. */
     if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_nlink != 1) {
 	*why = "not a regular file with one link";
 	close(fd);
-	return 0;
+	return (0);
     }
     if (st.st_size > MAILDROP_FILE_MAX || (max_size > 0 && (size_t) st.st_size > max_size)) {
 	*why = "message file too big";
 	close(fd);
-	return 0;
+	return (0);
     }
     data = xmalloc((size_t) st.st_size + 1);
     while (got < (size_t) st.st_size) {
@@ -399,7 +399,7 @@ static char *maildrop_slurp(int dfd, const char *name, size_t max_size, size_t *
     data[got] = 0;
     *len = got;
     *owner = st.st_uid;
-    return data;
+    return (data);
 }
 
 static void maildrop_corrupt(const char *queue_dir, const char *name, const char *why)
@@ -435,12 +435,12 @@ int     maildrop_scan(const char *queue_dir, size_t max_size,
     if (maildrop_init(queue_dir, err, sizeof(err)) < 0) {
 	log_warn("pickup", "%s", err);
 	free(dir);
-	return -1;
+	return (-1);
     }
     if ((dp = opendir(dir)) == 0) {
 	log_warn("pickup", "open %s: %s", dir, strerror(errno));
 	free(dir);
-	return -1;
+	return (-1);
     }
     dfd = dirfd(dp);
     while ((de = readdir(dp)) != 0) {
@@ -503,10 +503,10 @@ int     maildrop_scan(const char *queue_dir, size_t max_size,
     free(names);
     closedir(dp);
     free(dir);
-    return taken;
+    return (taken);
 }
 
 int     maildrop_remove(const char *path)
 {
-    return unlink(path) < 0 && errno != ENOENT ? -1 : 0;
+    return (unlink(path) < 0 && errno != ENOENT ? -1 : 0);
 }

@@ -60,12 +60,12 @@ static int mkdir_parents(const char *path, char *err, size_t errlen)
 	} else if (errno != EEXIST) {
 	    snprintf(err, errlen, "cannot create directory %s: %s", p, strerror(errno));
 	    free(p);
-	    return -1;
+	    return (-1);
 	}
 	*s = '/';
     }
     free(p);
-    return 0;
+    return (0);
 }
 
 /* ---- privileges ---- */
@@ -94,17 +94,17 @@ static int queue_dir_prepare(RELAYQD *d, char *err, size_t errlen)
 	if ((pw = getpwnam(owner)) == NULL) {
 	    snprintf(err, errlen, "mail_owner user \"%s\" does not exist; create it with: "
 		     "useradd --system --no-create-home --shell /usr/sbin/nologin %s", owner, owner);
-	    return -1;
+	    return (-1);
 	}
 	if (pw->pw_uid == 0) {
 	    snprintf(err, errlen, "mail_owner must not be root");
-	    return -1;
+	    return (-1);
 	}
 	uid = pw->pw_uid;
 	gid = pw->pw_gid;
     }
     if ((fd = safe_dir_open(qdir, 0700, uid, err, errlen)) < 0)
-	return -1;
+	return (-1);
     /* Traversable by local users for the public socket and the maildrop (as /var/spool/postfix). */
     if ((geteuid() == 0 && fchown(fd, uid, gid) < 0) || fchmod(fd, 0755) < 0) {
 	snprintf(err, errlen, "chown/chmod %s: %s", qdir, strerror(errno));
@@ -140,7 +140,7 @@ static int queue_dir_prepare(RELAYQD *d, char *err, size_t errlen)
     ret = 0;
 out:
     close(fd);
-    return ret;
+    return (ret);
 }
 
 /* Started as root: become mail_owner for good.  Started as anyone else: stay. */
@@ -151,27 +151,27 @@ static int drop_privileges(RELAYQD *d, char *err, size_t errlen)
     struct passwd *pw;
 
     if (geteuid() != 0)
-	return 0;
+	return (0);
     if ((pw = getpwnam(owner)) == NULL || pw->pw_uid == 0) {
 	snprintf(err, errlen, "mail_owner user \"%s\" is unusable", owner);
-	return -1;
+	return (-1);
     }
     if (log_fd() > 2 && fchown(log_fd(), pw->pw_uid, pw->pw_gid) < 0)
 	log_warn("master", "chown of the log file: %s", strerror(errno));
     if (setgroups(0, NULL) < 0 || setgid(pw->pw_gid) < 0 || setuid(pw->pw_uid) < 0) {
 	snprintf(err, errlen, "cannot become user %s: %s", owner, strerror(errno));
-	return -1;
+	return (-1);
     }
     if (setuid(0) == 0) {
 	snprintf(err, errlen, "still root after dropping privileges");
-	return -1;
+	return (-1);
     }
     if (access(qdir, R_OK | W_OK | X_OK) < 0) {
 	snprintf(err, errlen, "queue_directory %s is not usable by mail_owner %s: %s "
 		 "(every directory above it must be searchable by that user)", qdir, owner, strerror(errno));
-	return -1;
+	return (-1);
     }
-    return 0;
+    return (0);
 }
 
 /* ---- descriptors ---- */
@@ -592,5 +592,5 @@ int     main(int argc, char **argv)
     log_close();
     config_free(d.cf);
     free(d.overrides);
-    return 0;
+    return (0);
 }

@@ -361,13 +361,13 @@ static int pickup_take(void *ctx, const char *path, const MAILDROP_MSG *md, cons
 
     if (md->nrcpt <= 0) {
 	*why = "no recipients";
-	return -1;
+	return (-1);
     }
     /* Anyone can write a maildrop file: its addresses pass smtpd's rules, or the file goes aside. */
     for (int i = 0; i < md->nrcpt; i++) {
 	if (!smtpd_addr_valid(md->rcpts[i])) {
 	    *why = "bad recipient address syntax";
-	    return -1;
+	    return (-1);
 	}
     }
     m = xcalloc(1, sizeof(*m));
@@ -384,7 +384,7 @@ static int pickup_take(void *ctx, const char *path, const MAILDROP_MSG *md, cons
     if (*m->sender && !smtpd_addr_valid(m->sender)) {
 	qmsg_free(m);
 	*why = "bad sender address syntax";
-	return -1;
+	return (-1);
     }
     m->rcpts = xcalloc((size_t) md->nrcpt, sizeof(QRCPT));
     m->nrcpt = md->nrcpt;
@@ -400,7 +400,7 @@ static int pickup_take(void *ctx, const char *path, const MAILDROP_MSG *md, cons
 	free(single_rcpt);
 	qmsg_free(m);
 	pickup_pause_until = time(NULL) + PICKUP_RW_RETRY;
-	return 1;
+	return (1);
     }
 
     memset(&ci, 0, sizeof(ci));
@@ -430,7 +430,7 @@ static int pickup_take(void *ctx, const char *path, const MAILDROP_MSG *md, cons
 	cleanup_info_free(&ci);
 	*why = "cleanup refused the message";
 	log_warn("pickup", "%s: %s", path, err);
-	return -1;
+	return (-1);
     }
     log_msg("pickup", "%s: uid=%u from=<%s>", m->qid, (unsigned) md->uid, m->sender);
     if (ci.lookup_error || ci.rw_errs || (ci.reason && ci.defer)) {
@@ -440,14 +440,14 @@ static int pickup_take(void *ctx, const char *path, const MAILDROP_MSG *md, cons
 	free(msgid);
 	pickup_pause_until = time(NULL) + (ci.rw_errs ? PICKUP_RW_RETRY : 60);
 	cleanup_info_free(&ci);
-	return 1;
+	return (1);
     }
     if (ci.discard) {
 	qmsg_free(m);
 	buf_free(&content);
 	free(msgid);
 	cleanup_info_free(&ci);
-	return 0;				/* gone, as Postfix's DISCARD */
+	return (0);				/* gone, as Postfix's DISCARD */
     }
     if (ci.hold)
 	m->state = QSTATE_HOLD;
@@ -476,7 +476,7 @@ static int pickup_take(void *ctx, const char *path, const MAILDROP_MSG *md, cons
 	p->ms = milter_sess_create(d->base, pickup_milters(d), pickup_macro, p);
 	pickup_inflight++;
 	pickup_milter_step(p);
-	return 1;
+	return (1);
     }
     if (hops_over || rej) {
 	/*
@@ -514,7 +514,7 @@ static int pickup_take(void *ctx, const char *path, const MAILDROP_MSG *md, cons
 	    qmsg_free(m);
 	    free(p->path);
 	    free(p);
-	    return 0;
+	    return (0);
 	}
 	queue_assign_id(d->queue, nt);
 	log_msg("qmgr", "%s: removed", m->qid);
@@ -524,7 +524,7 @@ static int pickup_take(void *ctx, const char *path, const MAILDROP_MSG *md, cons
     }
     pickup_inflight++;
     pickup_queue(p);
-    return 1;					/* kept until durable: pickup_done removes it */
+    return (1);					/* kept until durable: pickup_done removes it */
 }
 
 /* Into the queue, with a notice to the sender for recipients refused on the way (filters). */
@@ -588,7 +588,7 @@ static int pickup_space_wait(RELAYQD *d)
     int     why;
 
     if (queue_space(d->queue, &sp) < 0)
-	return 0;
+	return (0);
     why = queue_space_refuse(&sp, config_size(d->cf, "queue_minfree"),
 			     config_size(d->cf, "message_size_limit"));
     if (why != QUEUE_SPACE_OK && !waiting)
@@ -599,7 +599,7 @@ static int pickup_space_wait(RELAYQD *d)
 	log_msg("pickup", "free space in mail queue: %llu bytes; taking maildrop files again",
 		(unsigned long long) sp.free_bytes);
     waiting = why != QUEUE_SPACE_OK;
-    return waiting;
+    return (waiting);
 }
 
 void    pickup_scan(RELAYQD *d)
