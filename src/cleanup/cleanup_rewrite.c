@@ -507,6 +507,21 @@ static void find_bcc(CLEANUP_RW *rw, QMSG *m, TABLE_LIST *l, const char *addr, i
     }
 }
 
+/* "rfc822;ADDR" with ADDR in xtext (RFC 3461 4.2), as an ORCPT is kept and sent. */
+static char *orcpt_of(const char *addr)
+{
+    BUF     b = BUF_INIT;
+
+    buf_puts(&b, "rfc822;");
+    for (const unsigned char *cp = (const unsigned char *) addr; *cp; cp++) {
+	if (*cp < '!' || *cp > '~' || *cp == '+' || *cp == '=')
+	    buf_printf(&b, "+%02X", *cp);
+	else
+	    buf_putc(&b, (char) *cp);
+    }
+    return (buf_steal(&b));
+}
+
 int     cleanup_rw_envelope(CLEANUP_RW *rw, QMSG *m)
 {
     int     errs = 0, n;
@@ -528,7 +543,7 @@ int     cleanup_rw_envelope(CLEANUP_RW *rw, QMSG *m)
 	if (strcmp(s, r->addr) != 0) {
 	    /* The original recipient, for orig_to= and the DSN, as the client gave it. */
 	    if (r->orcpt == NULL)
-		r->orcpt = xasprintf("rfc822;%s", r->addr);
+		r->orcpt = orcpt_of(r->addr);
 	    free(r->addr);
 	    r->addr = s;
 	} else {

@@ -413,3 +413,25 @@ def test_remote_clients_headers_as_postfix(env):
                                      tables, REMOTE_CASES, tag='2')
     assert_same(pf_got, rq_got)
     assert ('To', ' a@new.example, bareuser@remote.example') in pf_got['r1-remote'][2]
+
+
+def test_rewritten_recipient_keeps_its_original(env):
+    """orig_to= shows the address the client gave, and a DSN server gets it
+    as ORCPT (xtext: "+" is "+2B", so "+ab" is not read as an escape); an
+    ORCPT the client gave is kept as it was."""
+    sink = env.pysink()                      # offers DSN
+    tables = write_tables(env, 'rq', {'canonical_maps': ('hash', CANON_HASH)})
+    d = env.relayqd(relayhost='[127.0.0.1]:%d' % sink.port, recipient_delimiter='+', **tables)
+    send(d.port, 'x@other.test', ['user+ab@ext.test'], message('orcpt1', 'From: x@other.test'))
+    with smtplib.SMTP('127.0.0.1', d.port, local_hostname='client.test', timeout=60) as s:
+        s.ehlo('client.test')
+        s.mail('x@other.test')
+        code, _ = s.rcpt('a@old.example', ['ORCPT=rfc822;given+2Bx@orig.test'])
+        assert code == 250
+        code, _ = s.data(message('orcpt2', 'From: x@other.test').encode())
+        assert code == 250
+    got = {m['rcpts'][0]: m for m in sink.wait_messages(2)}
+    assert got['renamed+ab@ext.test']['rcpt_args'] == ['ORCPT=rfc822;user+2Bab@ext.test'], got
+    assert got['a@new.example']['rcpt_args'] == ['ORCPT=rfc822;given+2Bx@orig.test'], got
+    d.wait_log(r'to=<renamed\+ab@ext\.test>, orig_to=<user\+ab@ext\.test>, .*status=sent')
+    d.wait_log(r'to=<a@new\.example>, orig_to=<given\+x@orig\.test>, .*status=sent')
