@@ -238,9 +238,13 @@ static int secure_dane(SMTP_DELIV *d)
 {
     const SMTP_ADDR *a = &d->addrs[d->cur];
     TLS_DANE_DNS in;
-    char   *name;
+    char   *name, domain[256];
+    int     port, mx;
 
     memset(&in, 0, sizeof(in));
+    if (smtp_nexthop_parse(a->dest, domain, sizeof(domain), &port, &mx) < 0)
+	domain[0] = 0;
+    in.nexthop = domain;
     in.dnssec = d->p->dnssec;
     in.insecure_mx_policy = d->p->insecure_mx_policy;
     in.mx = a->mx_secure;

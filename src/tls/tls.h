@@ -150,6 +150,7 @@ typedef struct TLS_DANE_DNS {
     int     mx;				/* -1: no MX lookup; 0: MX RRset insecure; 1: secure */
     int     addr_secure;		/* the server's address RRset was secure */
     const char *host;			/* the server's name: the TLSA base domain */
+    const char *nexthop;		/* with an MX lookup: the domain, also a match name */
     int     port;
     int     tlsa_status;		/* TLS_TLSA_* */
     int     tlsa_secure;		/* the TLSA answer had the AD bit */

@@ -475,7 +475,11 @@ int     tls_policy_dane(const TLS_CLIENT_PARAMS *pp, const char *dest, const TLS
 	} else {
 	    /* An insecure MX (smtp_tls_dane_insecure_mx_policy = dane): required, but only "Trusted". */
 	    pol->dane_half = dns->mx == 0;
-	    /* With DANE, the names to match are not configurable: the base domain. */
+	    /*
+	     * With DANE, the names to match are not configurable: the base
+	     * domain, and the next-hop domain when it was found through MX
+	     * (for DANE-TA(2); DANE-EE(3) checks no name).
+	     */
 	    pol->dane_base = xstrdup(dns->host);
 	    for (int i = 0; i < pol->nmatch; i++)
 		free(pol->match[i]);
@@ -483,6 +487,8 @@ int     tls_policy_dane(const TLS_CLIENT_PARAMS *pp, const char *dest, const TLS
 	    pol->match = NULL;
 	    pol->nmatch = 0;
 	    split_append(&pol->match, &pol->nmatch, dns->host, " ");
+	    if (dns->mx >= 0 && dns->nexthop && *dns->nexthop && str_casecmp(dns->nexthop, dns->host) != 0)
+		split_append(&pol->match, &pol->nmatch, dns->nexthop, " ");
 	}
     }
     pol->dane_pending = 0;

@@ -51,7 +51,8 @@ def make_pki(env):
     run(['openssl', 'req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2',
          '-subj', '/CN=relayq dane test CA', '-keyout', p('ca.key'), '-out', p('ca.pem'),
          '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign'])
-    names = ['%s.dane.test' % h for h in HOSTS] + ['mx.plain.test']
+    # not mx7.dane.test: DANE-TA(2) with that MX host matches on the domain, tadom.dane.test
+    names = ['%s.dane.test' % h for h in HOSTS] + ['mx.plain.test', 'tadom.dane.test']
     run(['openssl', 'req', '-newkey', 'rsa:2048', '-nodes', '-subj', '/CN=mx1.dane.test',
          '-keyout', p('srv.key'), '-out', p('srv.csr')])
     with open(p('ext'), 'w') as f:
@@ -188,8 +189,9 @@ def setup(env):
     t = '_%d._tcp' % port
     recs = ''.join('%s MX 10 %s\n' % (dom, mx) for dom, mx in (
         ('good', 'mx1'), ('bad', 'mx2'), ('ta', 'mx3'), ('none', 'mx4'), ('none2', 'mx4'),
-        ('bogus', 'mx5'), ('pkix', 'mx6')))
-    recs += ''.join('%s A 127.0.0.1\n' % h for h in HOSTS)
+        ('bogus', 'mx5'), ('pkix', 'mx6'), ('tadom', 'mx7')))
+    recs += ''.join('%s A 127.0.0.1\n' % h for h in HOSTS + ('mx7',))
+    recs += '%s.mx7 TLSA 2 0 1 %s\n' % (t, ta)
     recs += ('%s.mx1 TLSA 3 1 1 %s\n%s.mx2 TLSA 3 1 1 %s\n%s.mx3 TLSA 2 0 1 %s\n'
              '%s.mx5 TLSA 3 1 1 %s\n%s.mx6 TLSA 1 1 1 %s\n' % (t, ee, t, wrong, t, ta, t, wrong, t, ee))
     signed, ds = signed_zone(zd, 'dane.test', recs)
@@ -226,6 +228,7 @@ def test_dane(env):
     tmap += ', bracket.test=smtp:[mx1.dane.test]:%d' % port
     tmap += ', half.plain.test=smtp:half.plain.test:%d, halfbad.plain.test=smtp:halfbad.plain.test:%d' % (
         port, port)
+    tmap += ', tadom.dane.test=smtp:tadom.dane.test:%d, tahost.test=smtp:[mx7.dane.test]:%d' % (port, port)
     pol = os.path.join(env.dir, 'tls_policy')
     with open(pol, 'w') as f:
         f.write('only.plain.test:%d dane-only\nnone2.dane.test:%d dane-only\n' % (port, port))
@@ -306,6 +309,17 @@ def test_dane(env):
     d.wait_log(r'%s: to=<b@halfbad\.plain\.test>, %s, .*dsn=4\.7\.5, status=deferred '
                r'\(Server certificate not verified\)' % (q, relay('mx2.dane.test')), timeout=60)
     assert delivered(out) == 7
+
+    # DANE-TA(2), a certificate that names the domain but not its MX host:
+    # verified through MX (the next-hop domain is a match name, as in Postfix);
+    # the same host as [mx7.dane.test] has no such domain: name mismatch, deferred
+    q = env.send(d.port, 'a@sender.test', ['b@tadom.dane.test'], MSG)
+    d.wait_log(r'Verified TLS connection established to mx7\.dane\.test\[127\.0\.0\.1\]:%d' % port, timeout=60)
+    d.wait_log(r'%s: to=<b@tadom\.dane\.test>, %s, .*status=sent' % (q, relay('mx7.dane.test')), timeout=60)
+    q = env.send(d.port, 'a@sender.test', ['b@tahost.test'], MSG)
+    d.wait_log(r'%s: to=<b@tahost\.test>, %s, .*dsn=4\.7\.5, status=deferred '
+               r'\(Server certificate not verified\)' % (q, relay('mx7.dane.test')), timeout=60)
+    assert delivered(out) == 8
     log = d.log()
     assert 'Verified TLS connection established to mx6' not in log
     assert 'Verified TLS connection established to mx.plain.test' not in log

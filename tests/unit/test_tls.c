@@ -318,8 +318,16 @@ static void test_policy_dane(void)
     T_EQ_INT(p.tlsa[1].usage, 2);
     T_EQ_INT(p.tlsa[1].len, 70);
     T_EQ_STR(p.dane_base, "mx.example.org");
-    T_EQ_INT(p.nmatch, 1);
+    T_EQ_INT(p.nmatch, 1);			/* no MX lookup: the host only */
     T_EQ_STR(p.match[0], "mx.example.org");
+    tls_policy_free(&p);
+    in.mx = 1;
+    in.nexthop = "example.org";
+    T_EQ_INT(dane_case("dane", &in, &p), 0);
+    T_EQ_INT(p.nmatch, 2);			/* through MX: the domain too (DANE-TA) */
+    T_EQ_STR(p.match[0], "mx.example.org");
+    T_EQ_STR(p.match[1], "example.org");
+    in.mx = -1;
     T_EQ_STR(p.protocols, ">=TLSv1.2");	/* mandatory TLS settings */
     T_EQ_STR(p.exclude, "aNULL");
     tls_tlsa_text(&p.tlsa[1], text, sizeof(text));
