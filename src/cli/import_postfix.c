@@ -709,9 +709,14 @@ int     cli_import_postfix(CLI *cli, int argc, char **argv)
     if ((dfd = imp_destdir(dest, !dry, &created, err, sizeof(err))) == -1)
 	goto fail;
     outs = imp_outputs(&im);
-    for (int i = 0; dfd >= 0 && outs[i]; i++)
-	if (imp_target(dfd, dest, outs[i], force, err, sizeof(err)) < 0)
-	    goto fail;
+    for (int i = 0; dfd >= 0 && outs[i]; i++) {
+	if (imp_target(dfd, dest, outs[i], force, err, sizeof(err)) < 0) {
+	    if (!dry || force)
+		goto fail;
+	    /* A dry run says what the real one will need. */
+	    pfimport_note(im.pf, "note: %s (the import itself will stop there)", err);
+	}
+    }
     if (dry || dfd < 0) {
 	char    tmpl[] = "/tmp/relayq-import.XXXXXX";
 

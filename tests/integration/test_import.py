@@ -387,7 +387,10 @@ def test_import_hostile_input(env):
     refused(env, src, ww, 'has mode 0777: a configuration directory must not be writable by other users')
     assert os.listdir(ww) == []
 
-    # --dry-run writes nothing
+    # --dry-run writes nothing, and says what the real import would stop at
+    r = run_import(env, src, dest, '--dry-run')
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert 'note: %s/relayq.cf exists: use --force to replace it' % dest in r.stdout, r.stdout
     dry = os.path.join(env.dir, 'dry')
     r = run_import(env, src, dry, '--dry-run')
     assert r.returncode == 0 and '==> %s/relayq.cf <==' % dry in r.stdout, r.stdout + r.stderr
