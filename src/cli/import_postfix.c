@@ -64,6 +64,8 @@ typedef struct IMP {
     int     dry_run;
 } IMP;
 
+static char *imp_read_st(const char *, int, struct stat *, size_t, size_t *, int, char *, size_t);
+
 static void imp_usage(void)
 {
     fprintf(stderr, "usage: relayq import-postfix [SRCDIR (default /etc/postfix)] [--to DESTDIR] "
@@ -75,13 +77,20 @@ static void imp_usage(void)
 static char *imp_read(const char *path, size_t max, size_t *len, int missing_ok,
 		              char *err, size_t errlen)
 {
+    return (imp_read_st(path, 0, NULL, max, len, missing_ok, err, errlen));
+}
+
+/* The same, with extra open flags, and the opened file's status in *stp. */
+static char *imp_read_st(const char *path, int flags, struct stat *stp, size_t max, size_t *len,
+			         int missing_ok, char *err, size_t errlen)
+{
     struct stat st;
     int     fd;
     char   *buf;
     size_t  got = 0;
 
     *err = 0;
-    if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY)) < 0) {
+    if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY | flags)) < 0) {
 	if (!(missing_ok && errno == ENOENT))
 	    snprintf(err, errlen, "open %s: %s", path, strerror(errno));
 	return (NULL);
@@ -120,6 +129,8 @@ static char *imp_read(const char *path, size_t max, size_t *len, int missing_ok,
     close(fd);
     buf[got] = 0;
     *len = got;
+    if (stp)
+	*stp = st;
     return (buf);
 }
 
@@ -241,6 +252,13 @@ static char *imp_spec(void *ctx, const char *where, const char *param, const cha
 	free(type);
 	return (NULL);
     }
+    if (st.st_nlink != 1) {
+	/* A hard link may be a file from anywhere on the file system. */
+	pfimport_note(im->pf, "note: %s: %s: %s has %lu hard links: referenced in place, not copied",
+		      where, param, spec, (unsigned long) st.st_nlink);
+	free(type);
+	return (xstrdup(spec));
+    }
     for (k = 0; k < im->nt; k++)
 	if (strcmp(im->t[k].src, real) == 0)
 	    break;
@@ -279,8 +297,20 @@ static int imp_copy(int sfd, const char *stage, const IMP_TABLE *t, char *err, s
     size_t  len = 0, off = 0;
     int     fd;
 
-    if ((data = imp_read(t->src, IMP_MAX_TABLE, &len, 0, err, errlen)) == NULL)
+    struct stat st;
+
+    /*
+     * The file vetted in imp_spec(), not one swapped in since: no link in
+     * the last component, and the same inode (a directory on the way that
+     * became a link leads to another one).
+     */
+    if ((data = imp_read_st(t->src, O_NOFOLLOW, &st, IMP_MAX_TABLE, &len, 0, err, errlen)) == NULL)
 	return (-1);
+    if (st.st_dev != t->st.st_dev || st.st_ino != t->st.st_ino || st.st_nlink != 1) {
+	snprintf(err, errlen, "%s changed while being imported: refusing to copy it", t->src);
+	free(data);
+	return (-1);
+    }
     if ((fd = openat(sfd, t->name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600)) < 0) {
 	snprintf(err, errlen, "create %s/%s: %s", stage, t->name, strerror(errno));
 	free(data);
@@ -647,7 +677,7 @@ int     cli_import_postfix(CLI *cli, int argc, char **argv)
 {
     const char *src = "/etc/postfix", *dest = NULL;
     int     force = 0, dry = 0, nsrc = 0, dfd = -1, sfd = -1, ret = 1, created = 0, moved = 0;
-    char    err[2048], real[PATH_MAX], dreal[PATH_MAX];
+    char    err[2048], real[PATH_MAX], dreal[PATH_MAX], fdpath[PATH_MAX + 32];
     char   *text = NULL, *path = NULL, *sname = NULL, *stage = NULL;
     char  **outs = NULL;
     size_t  len = 0;
@@ -736,6 +766,9 @@ int     cli_import_postfix(CLI *cli, int argc, char **argv)
 	stage = xasprintf("%s/%s", dest, sname);
     }
 
+    snprintf(fdpath, sizeof(fdpath), "/proc/self/fd/%d", sfd);
+    if (access(fdpath, F_OK) < 0)
+	snprintf(fdpath, sizeof(fdpath), "%s", stage);
     /* Tables (not for a dry run), then relayq.cf and master.cf, checked in the staging directory. */
     for (int i = 0; !dry && i < im.nt; i++) {
 	IMP_TABLE *t = &im.t[i];
@@ -751,7 +784,8 @@ int     cli_import_postfix(CLI *cli, int argc, char **argv)
 
 	    if (!(t->build & (1 << b)))
 		continue;
-	    spec = xasprintf("%s:%s/%s", b == 0 && t->btype ? t->btype : types[b], stage, t->name);
+	    /* Through the descriptor: a rename of the staging directory cannot redirect the build. */
+	    spec = xasprintf("%s:%s/%s", b == 0 && t->btype ? t->btype : types[b], fdpath, t->name);
 	    ext = xasprintf("%s.%s", t->name, exts[b]);
 	    old = umask(077);			/* a secret table is never readable, even briefly */
 	    r = table_build(spec, NULL, TABLE_BUILD_FOLD, imp_build_warn, err, sizeof(err));

@@ -351,6 +351,9 @@ def test_import_hostile_input(env):
                                   'smtp_sasl_password_maps = hash:$config_directory/sasl_passwd\n'
                                   'smtpd_client_restrictions = check_client_access ldap:/etc/x.cf\n')
     os.symlink(os.path.join(secret_dir, 'secret'), os.path.join(src, 'sasl_passwd'))
+    os.link(os.path.join(secret_dir, 'secret'), os.path.join(src, 'hardlinked'))
+    with open(os.path.join(src, 'main.cf'), 'a') as f:
+        f.write('relay_domains = texthash:$config_directory/hardlinked\n')
     r = run_import(env, src, dest)
     assert r.returncode == 0, r.stdout + r.stderr
     n = notes(r)
@@ -359,6 +362,8 @@ def test_import_hostile_input(env):
     assert any('smtp_sasl_password_maps: hash:%s/sasl_passwd is outside %s: referenced in place' % (src, src) in l
                for l in n), n
     assert any('smtpd_client_restrictions: ldap:/etc/x.cf uses a ldap: table, which relayq does not support' in l
+               for l in n), n
+    assert any('relay_domains: texthash:%s/hardlinked has 2 hard links: referenced in place, not copied' % src in l
                for l in n), n
     assert sorted(os.listdir(dest)) == ['relayq.cf'], os.listdir(dest)
 
