@@ -318,6 +318,40 @@ void    explain_print_json(FILE *fp, const QMGR_PARAMS *p, const QMGR_SIM_INPUT 
  * A square-root time scale: the first retries (minutes apart) stay apart,
  * and a day or a week of regular retries still fits.
  */
+/* The document's head: XML declaration, the svg element, its style sheet, a white page. */
+static void svg_open(FILE *fp, const char *style)
+{
+    fprintf(fp, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+    fprintf(fp, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" "
+	    "viewBox=\"0 0 %d %d\" font-family=\"sans-serif\" font-size=\"12\">\n",
+	    SVG_W, SVG_H, SVG_W, SVG_H);
+    fprintf(fp, "<style>%s</style>\n", style);
+    fprintf(fp, "<rect x=\"0\" y=\"0\" width=\"%d\" height=\"%d\" fill=\"#fff\"/>\n", SVG_W, SVG_H);
+}
+
+static double svg_x(int64_t rel, int64_t span);
+
+/*
+ * Labelled ticks on an axis at height y for the times in labels (up to
+ * span), none closer than 48 px to the one before (the first to last).
+ */
+static void svg_time_labels(FILE *fp, const int64_t *labels, size_t n, int64_t span, int y,
+			            double last)
+{
+    char    buf[64];
+    double  x;
+
+    for (size_t k = 0; k < n && labels[k] <= span; k++) {
+	x = svg_x(labels[k], span);
+	if (x - last < 48.0)
+	    continue;
+	last = x;
+	fprintf(fp, "<line class=\"axis\" x1=\"%.1f\" y1=\"%d\" x2=\"%.1f\" y2=\"%d\"/>"
+		"<text class=\"label\" x=\"%.1f\" y=\"%d\" text-anchor=\"middle\">%s</text>\n",
+		x, y, x, y + 10, x, y + 22, explain_duration(labels[k], buf, sizeof(buf)));
+    }
+}
+
 static double svg_x(int64_t rel, int64_t span)
 {
     if (rel <= 0 || span <= 0)
@@ -357,7 +391,6 @@ void    explain_write_svg_pair(FILE *fp, const QMGR_PARAMS *p, const QMGR_PARAMS
 {
     int64_t span = 60;
     char    b1[64], b2[64];
-    double  x, last;
     static const int64_t labels[] = {60, 300, 900, 1800, 3600, 2 * 3600, 4 * 3600, 8 * 3600,
 	12 * 3600, 86400, 2 * 86400, 3 * 86400, 5 * 86400, 7 * 86400, 14 * 86400, 28 * 86400};
 
@@ -366,14 +399,9 @@ void    explain_write_svg_pair(FILE *fp, const QMGR_PARAMS *p, const QMGR_PARAMS
     if (b->nattempts > 0 && b->attempts[b->nattempts - 1].end - in->arrival > span)
 	span = b->attempts[b->nattempts - 1].end - in->arrival;
     span += span / 50 + 1;
-    fprintf(fp, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
-    fprintf(fp, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" "
-	    "viewBox=\"0 0 %d %d\" font-family=\"sans-serif\" font-size=\"12\">\n",
-	    SVG_W, SVG_H, SVG_W, SVG_H);
-    fprintf(fp, "<style>.now{fill:#c0392b;stroke:#000}.whatif{fill:#2e86c1;stroke:#000}"
-	    ".now-exp{stroke:#c0392b;stroke-width:3}.whatif-exp{stroke:#2e86c1;stroke-width:3}"
-	    ".axis{stroke:#000}.label{fill:#000}</style>\n");
-    fprintf(fp, "<rect x=\"0\" y=\"0\" width=\"%d\" height=\"%d\" fill=\"#fff\"/>\n", SVG_W, SVG_H);
+    svg_open(fp, ".now{fill:#c0392b;stroke:#000}.whatif{fill:#2e86c1;stroke:#000}"
+	     ".now-exp{stroke:#c0392b;stroke-width:3}.whatif-exp{stroke:#2e86c1;stroke-width:3}"
+	     ".axis{stroke:#000}.label{fill:#000}");
     fprintf(fp, "<text x=\"%d\" y=\"24\" font-size=\"15\">Retry timelines: now (lifetime %s, "
 	    "backoff %llds..%llds, runs every %llds) and what-if (lifetime %s, backoff %llds..%llds, "
 	    "runs every %llds)</text>\n", SVG_X0,
@@ -387,17 +415,7 @@ void    explain_write_svg_pair(FILE *fp, const QMGR_PARAMS *p, const QMGR_PARAMS
 	    SVG_X0);
     fprintf(fp, "<line class=\"axis\" x1=\"%d\" y1=\"%d\" x2=\"%d\" y2=\"%d\"/>\n",
 	    SVG_X0, SVG_AXIS + 40, SVG_X1, SVG_AXIS + 40);
-    last = SVG_X0 - 100;
-    for (size_t k = 0; k < ARRAY_LEN(labels) && labels[k] <= span; k++) {
-	x = svg_x(labels[k], span);
-	if (x - last < 48.0)
-	    continue;
-	last = x;
-	fprintf(fp, "<line class=\"axis\" x1=\"%.1f\" y1=\"%d\" x2=\"%.1f\" y2=\"%d\"/>"
-		"<text class=\"label\" x=\"%.1f\" y=\"%d\" text-anchor=\"middle\">%s</text>\n",
-		x, SVG_AXIS + 40, x, SVG_AXIS + 50, x, SVG_AXIS + 62,
-		explain_duration(labels[k], b1, sizeof(b1)));
-    }
+    svg_time_labels(fp, labels, ARRAY_LEN(labels), span, SVG_AXIS + 40, SVG_X0 - 100);
     svg_row(fp, in, a, span, 130, "now", "now");
     svg_row(fp, in, b, span, 210, "whatif", "what-if");
     fprintf(fp, "</svg>\n");
@@ -414,7 +432,6 @@ void    explain_write_svg(FILE *fp, const QMGR_PARAMS *p, const QMGR_SIM_INPUT *
     int64_t start = in->now > in->arrival ? in->now : in->arrival;
     double  last = -100.0, x;
     char    b1[64], b2[64];
-    size_t  k;
     int     i;
 
     if (tl->nattempts > 0)
@@ -423,15 +440,10 @@ void    explain_write_svg(FILE *fp, const QMGR_PARAMS *p, const QMGR_SIM_INPUT *
 	span = lifetime;
     span += span / 50 + 1;
 
-    fprintf(fp, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
-    fprintf(fp, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" "
-	    "viewBox=\"0 0 %d %d\" font-family=\"sans-serif\" font-size=\"12\">\n",
-	    SVG_W, SVG_H, SVG_W, SVG_H);
-    fprintf(fp, "<style>.run{stroke:#999;stroke-width:1}.attempt{fill:#c0392b;stroke:#000}"
-	    ".backoff{fill:#f5b041;opacity:0.8}.wait{fill:#85c1e9;opacity:0.9}"
-	    ".expiry{stroke:#000;stroke-width:3}.lifetime{stroke:#555;stroke-dasharray:4 3}"
-	    ".warning{fill:#8e44ad}.axis{stroke:#000}.label{fill:#000}</style>\n");
-    fprintf(fp, "<rect x=\"0\" y=\"0\" width=\"%d\" height=\"%d\" fill=\"#fff\"/>\n", SVG_W, SVG_H);
+    svg_open(fp, ".run{stroke:#999;stroke-width:1}.attempt{fill:#c0392b;stroke:#000}"
+	     ".backoff{fill:#f5b041;opacity:0.8}.wait{fill:#85c1e9;opacity:0.9}"
+	     ".expiry{stroke:#000;stroke-width:3}.lifetime{stroke:#555;stroke-dasharray:4 3}"
+	     ".warning{fill:#8e44ad}.axis{stroke:#000}.label{fill:#000}");
     fprintf(fp, "<text x=\"%d\" y=\"24\" font-size=\"15\">Retry timeline: queue_run_delay %llds, "
 	    "backoff %llds..%llds, lifetime %s, attempts take %llds%s</text>\n", SVG_X0,
 	    (long long) R, (long long) p->minimal_backoff_time, (long long) p->maximal_backoff_time,
@@ -456,17 +468,7 @@ void    explain_write_svg(FILE *fp, const QMGR_PARAMS *p, const QMGR_SIM_INPUT *
     fprintf(fp, "</g>\n");
     fprintf(fp, "<text class=\"label\" x=\"%d\" y=\"%d\" text-anchor=\"middle\">0</text>\n",
 	    SVG_X0, SVG_AXIS + 22);
-    last = SVG_X0;
-    for (k = 0; k < ARRAY_LEN(labels) && labels[k] <= span; k++) {
-	x = svg_x(labels[k], span);
-	if (x - last < 48.0)
-	    continue;
-	last = x;
-	fprintf(fp, "<line class=\"axis\" x1=\"%.1f\" y1=\"%d\" x2=\"%.1f\" y2=\"%d\"/>"
-		"<text class=\"label\" x=\"%.1f\" y=\"%d\" text-anchor=\"middle\">%s</text>\n",
-		x, SVG_AXIS, x, SVG_AXIS + 10, x, SVG_AXIS + 22,
-		explain_duration(labels[k], b1, sizeof(b1)));
-    }
+    svg_time_labels(fp, labels, ARRAY_LEN(labels), span, SVG_AXIS, SVG_X0);
 
     /* Backoff windows (end of attempt -> eligible) and the wait for a run. */
     for (i = 0; i < tl->nattempts; i++) {
