@@ -377,3 +377,30 @@ def test_top_request_errors(env):
     assert r.startswith(b'ok\nrelayq-top 1\n') and r.endswith(b'\nend\n'), r
     r = ask(b'top\n')
     assert r.startswith(b'ok\nrelayq-top 1\n'), r
+
+
+def test_top_hostile_destination(env):
+    """A client's recipient domain becomes a destination name: a C1 control
+    (U+009B, CSI on many terminals) in it, sent with SMTPUTF8, reaches the
+    daemon's destinations but never the terminal; UTF-8 letters stay."""
+    d = env.relayqd(relayhost='', queue_run_delay='300s', minimal_backoff_time='300s')
+    for rcpt in ('a@x\u009b6n.test', 'b@ex\u00e4mple.test'):
+        with smtplib.SMTP('127.0.0.1', d.port, local_hostname='client.test', timeout=30) as s:
+            s.ehlo('client.test')
+            assert s.mail('s@sender.test', ['SMTPUTF8'])[0] == 250
+            assert s.rcpt(rcpt)[0] == 250
+            assert s.data(b'Subject: x\r\n\r\nhi\r\n')[0] == 250
+    t = wait_top(env, d, lambda t: len(t['destinations']) == 2, 'two destinations')
+    assert sorted(x['destination'] for x in t['destinations']) == ['smtp:ex\u00e4mple.test', 'smtp:x\u009b6n.test'], t
+    r = env.cli(d, 'top', '--once')
+    assert 'smtp:x??6n.test' in r.stdout and 'smtp:ex\u00e4mple.test' in r.stdout, r.stdout
+    assert '\u009b' not in r.stdout and '\x1b' not in r.stdout
+    tt = Tty(d, cols=120, rows=40)
+    try:
+        tt.read_until(lambda o: b'smtp:x??6n.test' in o)
+        assert b'\xc2\x9b' not in tt.out and b'\x9b' not in tt.out.replace('ä'.encode(), b'')
+        tt.key(b'q')
+        assert tt.wait_exit() == 0
+        tt.assert_restored()
+    finally:
+        tt.close()
