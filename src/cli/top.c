@@ -95,7 +95,7 @@ static int top_tty_enter(void)
     int     sigs[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGWINCH};
 
     if (tcgetattr(STDIN_FILENO, &top_saved) < 0)
-	return -1;
+	return (-1);
     memset(&sa, 0, sizeof(sa));
     sa.sa_handler = top_on_signal;
     sigemptyset(&sa.sa_mask);
@@ -109,11 +109,11 @@ static int top_tty_enter(void)
     /* ^Z would leave the shell with a terminal in this mode. */
     raw.c_cc[VSUSP] = _POSIX_VDISABLE;
     if (tcsetattr(STDIN_FILENO, TCSAFLUSH, &raw) < 0)
-	return -1;
+	return (-1);
     top_tty_on = 1;
     atexit(top_restore);
     top_write(enter, sizeof(enter) - 1);
-    return 0;
+    return (0);
 }
 
 static void top_winsize(int *cols, int *rows)
@@ -153,13 +153,13 @@ static int top_fetch(const char *qdir, int ndest, BUF *out, int *key, char *err,
     if (strlen(path) >= sizeof(sun.sun_path)) {
 	snprintf(err, errlen, "socket path too long: %s", path);
 	free(path);
-	return -1;
+	return (-1);
     }
     strcpy(sun.sun_path, path);
     if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0) {
 	snprintf(err, errlen, "socket: %s", strerror(errno));
 	free(path);
-	return -1;
+	return (-1);
     }
     if (connect(fd, (struct sockaddr *) &sun, sizeof(sun)) < 0) {
 	int     e = errno;
@@ -171,7 +171,7 @@ static int top_fetch(const char *qdir, int ndest, BUF *out, int *key, char *err,
 	    snprintf(err, errlen, "connect %s: %s", path, strerror(e));
 	free(path);
 	close(fd);
-	return -1;
+	return (-1);
     }
     free(path);
     top_fetch_down = 0;
@@ -180,7 +180,7 @@ static int top_fetch(const char *qdir, int ndest, BUF *out, int *key, char *err,
     if (write(fd, req, (size_t) len) != len) {
 	snprintf(err, errlen, "write request: %s", strerror(errno));
 	close(fd);
-	return -1;
+	return (-1);
     }
     (void) shutdown(fd, SHUT_WR);
     (void) fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
@@ -246,7 +246,7 @@ static int top_fetch(const char *qdir, int ndest, BUF *out, int *key, char *err,
     }
     close(fd);
     buf_free(&reply);
-    return ret;
+    return (ret);
 }
 
 static int top_get(const char *qdir, int ndest, TOP_SNAP *s, int *key, char *err, size_t errlen)
@@ -257,7 +257,7 @@ static int top_get(const char *qdir, int ndest, TOP_SNAP *s, int *key, char *err
     if (ret == 0)
 	ret = top_parse(out.data ? out.data : "", out.len, s, err, errlen);
     buf_free(&out);
-    return ret;
+    return (ret);
 }
 
 /* ---- the live view ---- */
@@ -290,7 +290,7 @@ static int top_live(const char *qdir, int delay_ms, int ndest_opt)
     memset(&snap, 0, sizeof(snap));
     if (top_tty_enter() < 0) {
 	cli_warn("cannot set up the terminal: %s", strerror(errno));
-	return 1;
+	return (1);
     }
     while (!top_quit_sig) {
 	TOP_SNAP next;
@@ -357,7 +357,7 @@ static int top_live(const char *qdir, int delay_ms, int ndest_opt)
 	signal(top_quit_sig, SIG_DFL);
 	raise(top_quit_sig);
     }
-    return 0;
+    return (0);
 }
 
 /* ---- the command ---- */
@@ -391,7 +391,7 @@ int     cli_top(CLI *cli, int argc, char **argv)
 	cli_fatal(1, "%s", cli->load_err);
     qdir = config_str(cli->cf, "queue_directory");
     if (!once && !json && isatty(STDOUT_FILENO) && isatty(STDIN_FILENO))
-	return top_live(qdir, delay_ms, ndest);
+	return (top_live(qdir, delay_ms, ndest));
 
     TOP_SNAP s;
     BUF     out = BUF_INIT;
@@ -425,5 +425,5 @@ int     cli_top(CLI *cli, int argc, char **argv)
     fflush(stdout);
     buf_free(&out);
     top_snap_free(&s);
-    return ferror(stdout) ? 1 : 0;
+    return (ferror(stdout) ? 1 : 0);
 }

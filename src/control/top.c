@@ -58,11 +58,11 @@ static int top_walk(void *ctx, const QMSG *m)
 	st = 3;
 	break;
     default:					/* corrupt: not in any view */
-	return 0;
+	return (0);
     }
     w->s->state[st]++;
     w->s->age[st][qmgr_age_bucket(w->now - m->arrival_us / 1000000)]++;
-    return 0;
+    return (0);
 }
 
 int     top_from_queue(QUEUE *q, const char *host, int64_t now, TOP_SNAP *s)
@@ -75,9 +75,9 @@ int     top_from_queue(QUEUE *q, const char *host, int64_t now, TOP_SNAP *s)
     s->offline = 1;
     if (queue_walk(q, 0, top_walk, &w) < 0) {
 	top_snap_free(s);
-	return -1;
+	return (-1);
     }
-    return 0;
+    return (0);
 }
 
 /* ---- the reply ---- */
@@ -103,12 +103,12 @@ static void top_enc(BUF *out, const char *s)
 static int top_hex(int c)
 {
     if (c >= '0' && c <= '9')
-	return c - '0';
+	return (c - '0');
     if (c >= 'A' && c <= 'F')
-	return c - 'A' + 10;
+	return (c - 'A' + 10);
     if (c >= 'a' && c <= 'f')
-	return c - 'a' + 10;
-    return -1;
+	return (c - 'a' + 10);
+    return (-1);
 }
 
 /* The reverse of top_enc; NULL if malformed (or an encoded NUL). */
@@ -118,7 +118,7 @@ static char *top_dec(const char *w)
     char   *out, *o;
 
     if (strcmp(w, "-") == 0)
-	return xstrdup("");
+	return (xstrdup(""));
     out = o = xmalloc(n + 1);
     while (*w) {
 	if (*w == '%') {
@@ -126,7 +126,7 @@ static char *top_dec(const char *w)
 
 	    if (h < 0 || l < 0 || (h == 0 && l == 0)) {
 		free(out);
-		return NULL;
+		return (NULL);
 	    }
 	    *o++ = (char) (h * 16 + l);
 	    w += 3;
@@ -135,7 +135,7 @@ static char *top_dec(const char *w)
 	}
     }
     *o = 0;
-    return out;
+    return (out);
 }
 
 void    top_format(const TOP_SNAP *s, BUF *out)
@@ -171,7 +171,7 @@ static int top_num(const char *w, long long lo, long long hi, long long *v)
     char   *end;
 
     if (w == NULL || *w == 0)
-	return -1;
+	return (-1);
     errno = 0;
     *v = strtoll(w, &end, 10);
     return (errno || *end || *v < lo || *v > hi) ? -1 : 0;
@@ -182,7 +182,7 @@ static int top_unum(const char *w, uint64_t *v)
     char   *end;
 
     if (w == NULL || *w < '0' || *w > '9')
-	return -1;
+	return (-1);
     errno = 0;
     *v = strtoull(w, &end, 10);
     return (errno || *end) ? -1 : 0;
@@ -193,7 +193,7 @@ static int top_rate(const char *w, double *v)
     char   *end;
 
     if (w == NULL || *w == 0)
-	return -1;
+	return (-1);
     *v = strtod(w, &end);
     return (*end || !(*v >= 0 && *v < 1e12)) ? -1 : 0;
 }
@@ -202,8 +202,8 @@ static int top_index(const char *w, const char *const *names, int n)
 {
     for (int i = 0; w && i < n; i++)
 	if (strcmp(w, names[i]) == 0)
-	    return i;
-    return -1;
+	    return (i);
+    return (-1);
 }
 
 #define TOP_WORDS 16
@@ -221,93 +221,93 @@ static int top_parse_line(char *line, TOP_SNAP *s, int *end)
 	w[i] = NULL;
     if (strcmp(w[0], "end") == 0) {
 	*end = 1;
-	return n == 1 ? 0 : -1;
+	return (n == 1 ? 0 : -1);
     }
     if (strcmp(w[0], "host") == 0) {
 	if (n != 2 || s->host)
-	    return -1;
+	    return (-1);
 	return (s->host = top_dec(w[1])) ? 0 : -1;
     }
     if (strcmp(w[0], "time") == 0) {
 	if (n != 3 || top_num(w[1], 0, INT64_MAX, &v) < 0)
-	    return -1;
+	    return (-1);
 	s->now = v;
 	if (top_num(w[2], 0, INT64_MAX, &v) < 0)
-	    return -1;
+	    return (-1);
 	s->started = v;
-	return 0;
+	return (0);
     }
     if (strcmp(w[0], "counter") == 0) {
 	int     c = top_index(w[1], top_counter_names, TOP_COUNTERS);
 
 	if (n != 6 || c < 0 || top_unum(w[2], &s->total[c]) < 0)
-	    return -1;
+	    return (-1);
 	for (i = 0; i < TOP_WINDOWS; i++)
 	    if (top_rate(w[3 + i], &s->rate[c][i]) < 0)
-		return -1;
-	return 0;
+		return (-1);
+	return (0);
     }
     if (strcmp(w[0], "state") == 0) {
 	int     st = top_index(w[1], top_state_names, TOP_STATES);
 
 	if (n != 3 || st < 0 || top_num(w[2], 0, UINT32_MAX, &v) < 0)
-	    return -1;
+	    return (-1);
 	s->state[st] = (uint32_t) v;
-	return 0;
+	return (0);
     }
     if (strcmp(w[0], "age") == 0) {
 	int     st = top_index(w[1], top_state_names, TOP_STATES);
 
 	if (n != 2 + QMGR_AGE_BUCKETS || st < 0)
-	    return -1;
+	    return (-1);
 	for (i = 0; i < QMGR_AGE_BUCKETS; i++) {
 	    if (top_num(w[2 + i], 0, UINT32_MAX, &v) < 0)
-		return -1;
+		return (-1);
 	    s->age[st][i] = (uint32_t) v;
 	}
-	return 0;
+	return (0);
     }
     if (strcmp(w[0], "dead") == 0) {
 	if (n != 2 || top_num(w[1], 0, INT32_MAX, &v) < 0)
-	    return -1;
+	    return (-1);
 	s->ndead = (int) v;
-	return 0;
+	return (0);
     }
     if (strcmp(w[0], "dests") == 0) {
 	if (n != 3 || top_num(w[1], 0, UINT32_MAX, &v) < 0)
-	    return -1;
+	    return (-1);
 	s->ndests = (uint32_t) v;
 	if (top_num(w[2], 0, UINT32_MAX, &v) < 0)
-	    return -1;
+	    return (-1);
 	s->deferred_known = (uint32_t) v;
-	return 0;
+	return (0);
     }
     if (strcmp(w[0], "runs") == 0) {
 	if (n != 4 || top_num(w[1], 0, INT64_MAX, &v) < 0)
-	    return -1;
+	    return (-1);
 	s->next_run = v;
 	if (top_num(w[2], 0, INT64_MAX, &v) < 0)
-	    return -1;
+	    return (-1);
 	s->next_due = v;
 	if (top_num(w[3], 0, INT64_MAX, &v) < 0)
-	    return -1;
+	    return (-1);
 	s->queue_run_delay = v;
-	return 0;
+	return (0);
     }
     if (strcmp(w[0], "dest") == 0) {
 	TOP_DEST d;
 
 	if (n != 7 || s->ndest >= TOP_DESTS_MAX)
-	    return -1;
+	    return (-1);
 	memset(&d, 0, sizeof(d));
 	if (top_num(w[1], 0, UINT32_MAX, &v) < 0)
-	    return -1;
+	    return (-1);
 	d.deferred = (uint32_t) v;
 	if (top_num(w[2], 0, 1, &v) < 0)
-	    return -1;
+	    return (-1);
 	d.dead = (int) v;
 	if (top_num(w[3], 0, INT64_MAX, &v) < 0)
-	    return -1;
+	    return (-1);
 	d.dead_until = v;
 	d.dsn = top_dec(w[4]);
 	d.dest = top_dec(w[5]);
@@ -316,13 +316,13 @@ static int top_parse_line(char *line, TOP_SNAP *s, int *end)
 	    free(d.dsn);
 	    free(d.dest);
 	    free(d.reason);
-	    return -1;
+	    return (-1);
 	}
 	s->dests = xrealloc(s->dests, sizeof(TOP_DEST) * (size_t) (s->ndest + 1));
 	s->dests[s->ndest++] = d;
-	return 0;
+	return (0);
     }
-    return 0;					/* a later version's line */
+    return (0);					/* a later version's line */
 }
 
 int     top_parse(const char *text, size_t len, TOP_SNAP *s, char *err, size_t errlen)
@@ -337,7 +337,7 @@ int     top_parse(const char *text, size_t len, TOP_SNAP *s, char *err, size_t e
     if (memchr(copy, 0, len) != NULL) {
 	snprintf(err, errlen, "malformed top reply: NUL byte");
 	free(copy);
-	return -1;
+	return (-1);
     }
     while (!end && (line = strsep(&p, "\n")) != NULL) {
 	if (*line == 0 && p == NULL)
@@ -373,7 +373,7 @@ int     top_parse(const char *text, size_t len, TOP_SNAP *s, char *err, size_t e
     free(copy);
     if (ret < 0)
 	top_snap_free(s);
-    return ret;
+    return (ret);
 }
 
 /* ---- the screen ---- */
@@ -387,7 +387,7 @@ typedef struct TOP_SCREEN {
 
 static int top_room(const TOP_SCREEN *sc)
 {
-    return sc->height <= 0 || sc->lines < sc->height - sc->reserve;
+    return (sc->height <= 0 || sc->lines < sc->height - sc->reserve);
 }
 
 /* One line, made printable, cut at width characters (UTF-8 sequences count as one). */
@@ -470,8 +470,8 @@ int     top_dest_rows(int height)
     int     n = height - 19;
 
     if (height <= 0)
-	return 20;
-    return n < 1 ? 1 : n > TOP_DESTS_MAX ? TOP_DESTS_MAX : n;
+	return (20);
+    return (n < 1 ? 1 : n > TOP_DESTS_MAX ? TOP_DESTS_MAX : n);
 }
 
 void    top_render(const TOP_SNAP *s, int width, int height, const char *status, BUF *out)

@@ -56,7 +56,7 @@ TOPSTAT *top_create(RELAYQD *d)
     t->timer = event_new(d->base, -1, EV_PERSIST, top_tick, t);
     event_add(t->timer, &one);
     top_sample(t);
-    return t;
+    return (t);
 }
 
 void    top_free(TOPSTAT *t)
@@ -106,7 +106,7 @@ int     top_answer(RELAYQD *d, int argc, char **argv, BUF *out)
     }
     if (argc > 2 || max < 0) {
 	buf_printf(out, "usage: top [N], N from 1 to %d", TOP_DESTS_MAX);
-	return -1;
+	return (-1);
     }
     memset(&s, 0, sizeof(s));
     s.host = xstrdup(config_str(d->cf, "myhostname"));
@@ -144,5 +144,5 @@ int     top_answer(RELAYQD *d, int argc, char **argv, BUF *out)
     s.ndest = n;
     top_format(&s, out);
     top_snap_free(&s);
-    return 0;
+    return (0);
 }
