@@ -201,9 +201,15 @@ static void put_header_text(CTX *c, const char *text)
 	buf_putc(&h, *cp);
     }
     if (h.len + 2 > c->limit) {
+	const char *colon = h.data ? memchr(h.data, ':', h.len) : 0;
+	size_t  keep = c->limit > 2 ? c->limit - 2 : 0;
+
+	/* Never through the name: the cut text stays a header. */
+	if (colon && (size_t) (colon - h.data) + 1 > keep)
+	    keep = (size_t) (colon - h.data) + 1;
 	log_warn("cleanup", "%s: a header written by a header check is longer than "
 		 "header_size_limit (%zu bytes): the excess is discarded", c->ci->qid, c->limit);
-	h.len = c->limit > 2 ? c->limit - 2 : 0;
+	h.len = keep < h.len ? keep : h.len;
     }
     buf_append(c->out, h.data ? h.data : "", h.len);
     buf_puts(c->out, "\r\n");

@@ -35,6 +35,13 @@ typedef enum CLEANUP_ACT {
     CLEANUP_ACT_PASS, CLEANUP_ACT_FILTER, CLEANUP_ACT_DUNNO,
 } CLEANUP_ACT;
 
+/*
+ * An after-queue content filter relayq can deliver to (content_filter, a
+ * FILTER action): "smtp:" and a next hop ("[127.0.0.1]:10025").  1 yes;
+ * 0 no, with a reason in err.
+ */
+int     cleanup_filter_valid(const char *filter, char *err, size_t errlen);
+
 /* "REJECT  text" -> CLEANUP_ACT_REJECT, *text "text" (a case-insensitive word). */
 CLEANUP_ACT cleanup_act_parse(const char *value, const char **text);
 

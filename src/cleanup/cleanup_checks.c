@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <ctype.h>
 #include <stdarg.h>
+#include <stdio.h>
 
 #include "util/util.h"
 #include "log/log.h"
@@ -36,6 +37,27 @@ struct CLEANUP_CHECKS {
 static const char *const chk_names[4] = {
     "header_checks", "mime_header_checks", "nested_header_checks", "body_checks",
 };
+
+/* A FILTER result in a pattern table: relayq has only smtp: for it. */
+typedef struct FILTER_CHECK {
+    const char *param;
+    char   *err;
+    size_t  errlen;
+} FILTER_CHECK;
+
+static int filter_check_cb(void *ctx, const char *where, int lineno, const char *result)
+{
+    FILTER_CHECK *fc = ctx;
+    const char *text;
+    char    why[160];
+
+    if (cleanup_act_parse(result, &text) != CLEANUP_ACT_FILTER || *text == 0
+	|| strchr(text, '$') != 0 || cleanup_filter_valid(text, why, sizeof(why)))
+	return (0);
+    snprintf(fc->err, fc->errlen, "%s: %s, line %d: FILTER %s: %s", fc->param, where, lineno,
+	     text, why);
+    return (-1);
+}
 
 CLEANUP_CHECKS *cleanup_checks_open(const CONFIG *cf, const char *prefix,
 				            char *err, size_t errlen)
@@ -56,6 +78,14 @@ CLEANUP_CHECKS *cleanup_checks_open(const CONFIG *cf, const char *prefix,
 	if ((c->t[i] = table_list_open(name, v, 0, err, errlen)) == NULL) {
 	    cleanup_checks_close(c);
 	    return (NULL);
+	}
+	if (!c->smtp) {
+	    FILTER_CHECK fc = {name, err, errlen};
+
+	    if (table_list_results(c->t[i], filter_check_cb, &fc) != 0) {
+		cleanup_checks_close(c);
+		return (NULL);
+	    }
 	}
 	any = 1;
     }
@@ -84,6 +114,23 @@ int     cleanup_checks_need_body(const CLEANUP_CHECKS *c)
 int     cleanup_checks_has(const CLEANUP_CHECKS *c, int which)
 {
     return (c && c->t[which] != 0);
+}
+
+int     cleanup_filter_valid(const char *filter, char *err, size_t errlen)
+{
+    const char *nh;
+
+    if (str_ncasecmp(filter, "smtp:", 5) != 0) {
+	snprintf(err, errlen, "relayq delivers to an after-queue content filter only over SMTP: "
+		 "use smtp:[host]:port");
+	return (0);
+    }
+    nh = filter + 5;
+    if (*nh == 0 || strspn(nh, " \t") == strlen(nh) || strpbrk(nh, " \t,")) {
+	snprintf(err, errlen, "need smtp:[host]:port");
+	return (0);
+    }
+    return (1);
 }
 
 CLEANUP_ACT cleanup_act_parse(const char *value, const char **text)

@@ -217,12 +217,14 @@ static void set_state(MIME *m, int state, int ctype, int stype)
 static void header_flush(MIME *m)
 {
     BUF     text = BUF_INIT;
-    const char *p = m->raw.data, *end = m->raw.data + m->raw.len;
+    const char *p, *end;
     size_t  nl;
     int     cls;
 
     if (m->raw.len == 0)
 	return;
+    p = m->raw.data;
+    end = m->raw.data + m->raw.len;
     /* Postfix's text: the name, ":" and the rest; lines joined by "\n". */
     nl = cleanup_mime_header_name(p, m->raw.len);
     buf_append(&text, p, nl);
@@ -255,10 +257,19 @@ static void header_flush(MIME *m)
 
 static void header_add(MIME *m, const char *line, size_t llen, int has_eol)
 {
+    size_t  limit = m->raw_limit;
+
     if (m->raw_cut)
 	return;
-    if (m->raw.len + llen > m->raw_limit) {
-	buf_append(&m->raw, line, m->raw_limit > m->raw.len ? m->raw_limit - m->raw.len : 0);
+    if (m->raw.len == 0) {
+	/* A cut never goes through the name: the text stays a header. */
+	const char *colon = memchr(line, ':', llen);
+
+	if (colon && (size_t) (colon - line) + 1 > limit)
+	    limit = (size_t) (colon - line) + 1;
+    }
+    if (m->raw.len + llen > limit) {
+	buf_append(&m->raw, line, limit > m->raw.len ? limit - m->raw.len : 0);
 	if (m->raw.len == 0 || m->raw.data[m->raw.len - 1] != '\n')
 	    buf_puts(&m->raw, "\r\n");
 	m->raw_cut = 1;

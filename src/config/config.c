@@ -778,7 +778,6 @@ static int cfg_myorigin_file(CONFIG *cf, BUF *why)
 static const struct {
     const char *name, *word;
 } postfix_words[] = {
-    {"content_filter", "relayq has no after-queue content filter; a milter (smtpd_milters) can do the job"},
     {"alias_maps", "unused: relayq delivers nothing locally"},
     {"alias_database", "unused: relayq delivers nothing locally"},
     {"local_recipient_maps", "unused: relayq delivers nothing locally"},

@@ -352,6 +352,11 @@ const PARAM param_table[] = {
        "body_checks look at this many bytes of each body part (0: all)"),
     PI("mime_nesting_limit", "100", 1, 0,
        "most multipart levels open at once that the checks follow"),
+    P("content_filter", PT_STR, "",
+      "after-queue content filter for every message received: smtp:[host]:port (relayq delivers to it "
+      "over SMTP; it sends the mail back to a listener with -o content_filter=)"),
+    P("receive_override_options", PT_LIST, "",
+      "no_header_body_checks, no_milters: turn these off for mail a listener receives (a content filter's return)"),
     P("smtp_header_checks", PT_STR, "",
       "tables the SMTP client applies to headers on the way out (WARN, INFO, REPLACE, PREPEND, STRIP, IGNORE, DUNNO)"),
     P("smtp_mime_header_checks", PT_STR, "",

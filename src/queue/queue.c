@@ -37,7 +37,7 @@
 #include "log/log.h"
 #include "queue/queue.h"
 
-#define QUEUE_SCHEMA_VERSION	1	/* PRAGMA user_version we write */
+#define QUEUE_SCHEMA_VERSION	2	/* PRAGMA user_version we write */
 #define QUEUE_GROUP_MAX		256	/* batches per transaction, at most */
 #define QUEUE_BUSY_MS		10000	/* busy_timeout for every connection */
 #define QUEUE_BLOB_CHUNK	65536	/* streaming unit for checksums */
@@ -65,7 +65,7 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_ROLLBACK_TO] = "ROLLBACK TO batch",
     [S_INS_MSG] = "INSERT INTO msg(seq, qid, state, flags, arrival_us, create_time,"
     " next_eligible, attempts, sender, envid, ret, client_name, client_addr,"
-    " helo, message_id, size, nrcpt) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+    " helo, message_id, size, nrcpt, filter) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
     [S_INS_RCPT] = "INSERT INTO rcpt(seq, idx, addr, orcpt, notify, state, reason,"
     " dsn, remote_mta, diag) VALUES(?,?,?,?,?,?,?,?,?,?)",
     [S_INS_CONTENT] = "INSERT INTO content(seq, size, checksum, data) VALUES(?,?,?,?)",
@@ -88,13 +88,13 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_DEL_ATT] = "DELETE FROM attempt WHERE seq=?",
     [S_LOAD_MSG] = "SELECT seq, qid, state, flags, arrival_us, create_time,"
     " next_eligible, attempts, sender, envid, ret, client_name, client_addr,"
-    " helo, message_id, size, nrcpt FROM msg WHERE seq=?",
+    " helo, message_id, size, nrcpt, filter FROM msg WHERE seq=?",
     [S_LOAD_RCPTS] = "SELECT addr, orcpt, notify, state, reason, dsn, remote_mta,"
     " diag FROM rcpt WHERE seq=? ORDER BY idx",
     [S_LOAD_CONTENT] = "SELECT size, checksum, data FROM content WHERE seq=?",
     [S_WALK_STATE] = "SELECT seq, qid, state, flags, arrival_us, create_time,"
     " next_eligible, attempts, sender, envid, ret, client_name, client_addr,"
-    " helo, message_id, size, nrcpt FROM msg WHERE state=? ORDER BY seq",
+    " helo, message_id, size, nrcpt, filter FROM msg WHERE state=? ORDER BY seq",
     [S_HISTORY] = "SELECT start_us, end_us, host, addr, port, dsn, text"
     " FROM attempt WHERE seq=? ORDER BY n",
     [S_BEGIN_READ] = "BEGIN",
@@ -399,6 +399,8 @@ static const char *const queue_migrations[QUEUE_SCHEMA_VERSION] = {
     " PRIMARY KEY(seq, n)) WITHOUT ROWID;"
     "INSERT INTO meta(key, value) VALUES('created', CAST(strftime('%s','now') AS INTEGER));"
     "INSERT INTO meta(key, value) VALUES('seq_hwm', 0);",
+    /* 1 -> 2: the after-queue content filter (content_filter, FILTER) */
+    "ALTER TABLE msg ADD COLUMN filter TEXT;",
 };
 
 static int queue_migrate(sqlite3 *db, int64_t from, char *err, size_t errlen)
@@ -993,6 +995,7 @@ void    qmsg_free(QMSG *msg)
     free(msg->client_addr);
     free(msg->helo);
     free(msg->message_id);
+    free(msg->filter);
     free(msg->content);
     for (i = 0; i < msg->nrcpt; i++)
 	qrcpt_free_fields(&msg->rcpts[i]);
@@ -1012,6 +1015,7 @@ static QMSG *qmsg_copy(const QMSG *src, int with_content)
     m->client_addr = xstrdup(src->client_addr);
     m->helo = xstrdup(src->helo);
     m->message_id = xstrdup(src->message_id);
+    m->filter = xstrdup(src->filter);
     m->content = 0;
     if (with_content && src->content) {
 	m->content = xmalloc(src->size + 1);
@@ -1178,6 +1182,7 @@ static int apply_insert(QDB *d, const QMSG *m, uint64_t sum)
     bind_str(st, 15, m->message_id);
     sqlite3_bind_int64(st, 16, (sqlite3_int64) m->size);
     sqlite3_bind_int(st, 17, m->nrcpt);
+    bind_str(st, 18, m->filter);
     if (step_done(st) < 0)
 	return (-1);
     for (i = 0; i < m->nrcpt; i++) {
@@ -1894,6 +1899,7 @@ static QMSG *row_to_msg(sqlite3_stmt *st)
     m->helo = col_str(st, 13);
     m->message_id = col_str(st, 14);
     m->size = (size_t) sqlite3_column_int64(st, 15);
+    m->filter = col_str(st, 17);
     return (m);
 }
 

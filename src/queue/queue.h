@@ -83,6 +83,7 @@ typedef struct QMSG {
     char   *client_addr;		/* "127.0.0.1" */
     char   *helo;
     char   *message_id;		/* as logged by cleanup, or NULL */
+    char   *filter;			/* after-queue content filter "smtp:[host]:port", or NULL */
     size_t  size;			/* content size in bytes */
     char   *content;			/* full message (CRLF lines, not dot-stuffed), or NULL when not loaded */
     QRCPT  *rcpts;

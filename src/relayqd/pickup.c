@@ -452,6 +452,23 @@ static int pickup_take(void *ctx, const char *path, const MAILDROP_MSG *md, cons
     if (ci.hold)
 	m->state = QSTATE_HOLD;
     cleanup_envelope_edits(&ci, m);
+    {
+	/* The after-queue content filter: a FILTER action, else content_filter. */
+	const char *flt = ci.filter ? ci.filter : config_str(d->cf, "content_filter");
+	char    ferr[256];
+
+	if (*flt && !cleanup_filter_valid(flt, ferr, sizeof(ferr))) {
+	    log_warn("cleanup", "%s: FILTER %s: %s; the maildrop file is kept", m->qid, flt, ferr);
+	    qmsg_free(m);
+	    buf_free(&content);
+	    free(msgid);
+	    cleanup_info_free(&ci);
+	    pickup_pause_until = time(NULL) + 60;
+	    return 1;
+	}
+	if (*flt)
+	    m->filter = xstrdup(flt);
+    }
     log_msg("cleanup", "%s: message-id=%s", m->qid, msgid && *msgid ? msgid : "<>");
     m->message_id = msgid;
     m->size = content.len;

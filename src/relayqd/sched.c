@@ -422,7 +422,10 @@ static void do_activate(SCHED *s, QMGR_ID id, int64_t now)
 	if (m->rcpts[i].state != QRCPT_PENDING)
 	    continue;
 	idx[n] = i;
-	if (smtp_route_from(s->cf, m->sender, m->rcpts[i].addr, &r, err, sizeof(err)) < 0) {
+	if (m->filter && *m->filter) {
+	    /* content_filter / FILTER: every recipient goes to the filter. */
+	    keys[n] = xasprintf("smtp:%s", m->filter + 5);
+	} else if (smtp_route_from(s->cf, m->sender, m->rcpts[i].addr, &r, err, sizeof(err)) < 0) {
 	    log_warn("qmgr", "%s: %s", m->qid, err);
 	    keys[n] = xasprintf("defer:%s", err);
 	} else {

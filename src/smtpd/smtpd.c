@@ -93,7 +93,8 @@ typedef struct SMTPD_PARAMS {
     SSL_CTX *ssl;
     MILTERS *milters;			/* smtpd_milters; NULL: none */
     char   *milter_error;		/* smtpd_milters does not parse */
-    CLEANUP_CHECKS *checks;		/* header_checks ... body_checks */
+    CLEANUP_CHECKS *checks;		/* header_checks ... body_checks; NULL: none */
+    char   *content_filter;		/* "" or smtp:[host]:port */
     long long body_check_limit;
     CLEANUP_RW *rw;			/* address rewriting (canonical, masquerade, BCC) */
     int     rw_broken;			/* its tables or classes do not load: mail gets 451 */
@@ -275,9 +276,23 @@ static int tls_level(const char *v)
  */
 static void params_unref(SMTPD_PARAMS *p);
 
+/* Is word in receive_override_options? */
+static int smtpd_override(const CONFIG *cf, const char *word)
+{
+    char  **l = config_list(cf, "receive_override_options", 0);
+    int     found = 0;
+
+    for (char **cp = l; *cp; cp++)
+	if (str_casecmp(*cp, word) == 0)
+	    found = 1;
+    str_list_free(l);
+    return (found);
+}
+
 static SMTPD_PARAMS *params_load(const CONFIG *cf, char *err, size_t errlen)
 {
     SMTPD_PARAMS *p = xcalloc(1, sizeof(*p));
+    char    merr2[256];
     const char *cert, *key, *path, *bad;
 
     p->refs = 1;
@@ -341,8 +356,11 @@ static SMTPD_PARAMS *params_load(const CONFIG *cf, char *err, size_t errlen)
     {
 	char    merr[512];
 
-	p->milters = milters_create(cf, "smtpd_milters", config_str(cf, "smtpd_milters"),
-				    merr, sizeof(merr));
+	/* receive_override_options = no_milters: a content filter's return. */
+	p->milters = smtpd_override(cf, "no_milters") ? NULL
+	    : milters_create(cf, "smtpd_milters", config_str(cf, "smtpd_milters"), merr, sizeof(merr));
+	if (p->milters == 0 && smtpd_override(cf, "no_milters"))
+	    merr[0] = 0;
 	if (p->milters == 0 && merr[0]) {
 	    /* As Postfix's milter8_conf_error(): mail is deferred until it is fixed. */
 	    log_warn("smtpd", "%s; mail is refused with 451 until this is fixed", merr);
@@ -352,6 +370,7 @@ static SMTPD_PARAMS *params_load(const CONFIG *cf, char *err, size_t errlen)
 	p->milter_v = xstrdup(config_str(cf, "milter_macro_v"));
     }
     p->body_check_limit = config_size(cf, "body_checks_size_limit");
+    p->content_filter = xstrdup(config_str(cf, "content_filter"));
     p->syslog_name = xstrdup(config_str(cf, "syslog_name"));
     p->wrapper = config_bool(cf, "smtpd_tls_wrappermode");
     p->proxy = strcmp(config_str(cf, "smtpd_upstream_proxy_protocol"), "haproxy") == 0;
@@ -378,8 +397,11 @@ static SMTPD_PARAMS *params_load(const CONFIG *cf, char *err, size_t errlen)
     p->rate_unit = config_time(cf, "anvil_rate_time_unit");
     p->login_maps = config_list(cf, "smtpd_sender_login_maps", 0);
     *err = 0;
-    if ((p->checks = cleanup_checks_open(cf, "", err, errlen)) == 0 && *err)
+    if (!smtpd_override(cf, "no_header_body_checks")
+	&& (p->checks = cleanup_checks_open(cf, "", err, errlen)) == 0 && *err)
 	 /* err is set */ ;
+    else if (*p->content_filter && !cleanup_filter_valid(p->content_filter, merr2, sizeof(merr2)))
+	snprintf(err, errlen, "content_filter = %s: %s", p->content_filter, merr2);
     else if (p->sasl_enable && strcmp(config_str(cf, "smtpd_sasl_type"), "dovecot") != 0)
 	snprintf(err, errlen, "smtpd_sasl_type = %s: relayq supports only smtpd_sasl_type = dovecot "
 		 "(SMTP AUTH through Dovecot's auth socket); set it with smtpd_sasl_path, or "
@@ -439,6 +461,7 @@ static void params_unref(SMTPD_PARAMS *p)
     free(p->milter_error);
     cleanup_checks_close(p->checks);
     cleanup_rw_free(p->rw);
+    free(p->content_filter);
     free(p->milter_daemon_name);
     free(p->milter_v);
     free(p->syslog_name);
@@ -1692,6 +1715,23 @@ static void data_done(SESSION *ss)
 	count(ss, SMTPD_C_DATA, 0);
 	txn_reset(ss);
 	return;
+    }
+    /* The after-queue content filter: a FILTER action, else content_filter. */
+    if (ci.filter || *p->content_filter) {
+	const char *flt = ci.filter ? ci.filter : p->content_filter;
+	char    ferr[256];
+
+	if (!cleanup_filter_valid(flt, ferr, sizeof(ferr))) {
+	    log_warn("cleanup", "%s: FILTER %s: %s; message deferred", msg->qid, flt, ferr);
+	    reply(ss, "451 4.3.5 Server configuration error");
+	    buf_free(&out);
+	    free(msgid);
+	    cleanup_info_free(&ci);
+	    count(ss, SMTPD_C_DATA, 0);
+	    txn_reset(ss);
+	    return;
+	}
+	msg->filter = xstrdup(flt);
     }
     log_msg("cleanup", "%s: message-id=%s", msg->qid, *msgid ? msgid : "<>");
     msg->message_id = msgid;

@@ -421,6 +421,18 @@ struct TABLE_LIST {
     BUF     result;
 };
 
+/* table_list_results(): the rule's line, with the table's name. */
+static int table_results_cb(void *ctx, int lineno, const char *result)
+{
+    struct {
+	int     (*cb) (void *, const char *, int, const char *);
+	void   *ctx;
+	const char *where;
+    }      *w = ctx;
+
+    return (w->cb(w->ctx, w->where, lineno, result));
+}
+
 TABLE_LIST *table_list_open(const char *param, const char *value, int flags,
 			            char *err, size_t errlen)
 {
@@ -454,6 +466,27 @@ TABLE_LIST *table_list_close(TABLE_LIST *l)
     buf_free(&l->result);
     free(l);
     return (NULL);
+}
+
+int     table_list_results(TABLE_LIST *l,
+			           int (*cb) (void *ctx, const char *where, int lineno, const char *result),
+			           void *ctx)
+{
+    int     rc = 0;
+
+    for (int i = 0; l && rc == 0 && i < l->n; i++) {
+	TABLE  *t = l->tables[i];
+	struct {
+	    int     (*cb) (void *, const char *, int, const char *);
+	    void   *ctx;
+	    const char *where;
+	}       w = {cb, ctx, t->name[0] == '{' ? t->spec : t->name};
+
+	if (t->ops->results == 0 || t->priv == 0)
+	    continue;
+	rc = t->ops->results(t, t->priv, table_results_cb, &w);
+    }
+    return (rc);
 }
 
 int     table_list_count(const TABLE_LIST *l)

@@ -93,6 +93,16 @@ TABLE_LIST *table_list_open(const char *param, const char *value, int flags,
 			            char *err, size_t errlen);
 TABLE_LIST *table_list_close(TABLE_LIST *l);	/* returns NULL */
 int     table_list_count(const TABLE_LIST *l);
+
+/*
+ * Every result the list's regexp and pcre tables can return, as written
+ * ($n groups as ${n}), with the table's name and the rule's line, for a
+ * check at open time (a FILTER to a transport relayq does not have).
+ * Other types are skipped.  Stops at and returns cb's first non-zero.
+ */
+int     table_list_results(TABLE_LIST *l,
+			           int (*cb) (void *ctx, const char *where, int lineno, const char *result),
+			           void *ctx);
 int     table_list_has_async(const TABLE_LIST *l);	/* a socketmap, at any depth */
 const char *table_list_param(const TABLE_LIST *l);
 

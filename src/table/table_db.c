@@ -272,11 +272,11 @@ static int bdb_dump(TABLE *t, void *priv, int (*cb) (void *, const char *, const
 }
 
 const TABLE_OPS table_ops_hash = {
-    "hash", bdb_load, bdb_lookup, bdb_free, TABLE_OPS_FILE | TABLE_OPS_INDEXED, bdb_dump,
+    "hash", bdb_load, bdb_lookup, bdb_free, TABLE_OPS_FILE | TABLE_OPS_INDEXED, bdb_dump, NULL,
 };
 
 const TABLE_OPS table_ops_btree = {
-    "btree", bdb_load, bdb_lookup, bdb_free, TABLE_OPS_FILE | TABLE_OPS_INDEXED, bdb_dump,
+    "btree", bdb_load, bdb_lookup, bdb_free, TABLE_OPS_FILE | TABLE_OPS_INDEXED, bdb_dump, NULL,
 };
 
 /* ---- LMDB ------------------------------------------------------------- */
@@ -441,7 +441,7 @@ static int ldb_dump(TABLE *t, void *priv, int (*cb) (void *, const char *, const
 }
 
 const TABLE_OPS table_ops_lmdb = {
-    "lmdb", ldb_load, ldb_lookup, ldb_free, TABLE_OPS_FILE | TABLE_OPS_INDEXED, ldb_dump,
+    "lmdb", ldb_load, ldb_lookup, ldb_free, TABLE_OPS_FILE | TABLE_OPS_INDEXED, ldb_dump, NULL,
 };
 
 /* ---- cdb -------------------------------------------------------------- */
@@ -562,7 +562,7 @@ static int cdb_dump(TABLE *t, void *priv, int (*cb) (void *, const char *, const
 }
 
 const TABLE_OPS table_ops_cdb = {
-    "cdb", cdb_load, cdb_lookup, cdb_table_free, TABLE_OPS_FILE | TABLE_OPS_INDEXED, cdb_dump,
+    "cdb", cdb_load, cdb_lookup, cdb_table_free, TABLE_OPS_FILE | TABLE_OPS_INDEXED, cdb_dump, NULL,
 };
 
 /* ---- building (postmap) ------------------------------------------------ */

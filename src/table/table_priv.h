@@ -27,6 +27,8 @@ typedef struct TABLE_OPS {
     /* Optional: every entry, as postmap -s (NULL: not supported). */
     int     (*dump) (TABLE *t, void *priv, int (*cb) (void *, const char *, const char *),
 		             void *ctx, char *err, size_t errlen);
+    /* Optional: every result a pattern table can return, with its line. */
+    int     (*results) (TABLE *t, void *priv, int (*cb) (void *, int, const char *), void *ctx);
 } TABLE_OPS;
 
 #define TABLE_OPS_PATTERN	(1<<0)	/* regexp, pcre */

@@ -551,10 +551,35 @@ static int rx_lookup(TABLE *t, void *priv, const char *key, const char **val,
     return (TABLE_NOTFOUND);
 }
 
+/* Every rule's result as written ($n for a group), with its line number. */
+static int rx_results(TABLE *t, void *priv, int (*cb) (void *, int, const char *), void *ctx)
+{
+    RX     *x = priv;
+    int     rc = 0;
+
+    for (int i = 0; x && rc == 0 && i < x->n; i++) {
+	RULE   *r = &x->rule[i];
+	BUF     b = BUF_INIT;
+
+	if (r->op != OP_MATCH)
+	    continue;
+	for (int k = 0; k < r->nseg; k++) {
+	    if (r->seg[k].text)
+		buf_puts(&b, r->seg[k].text);
+	    else
+		buf_printf(&b, "${%d}", r->seg[k].group);
+	}
+	buf_puts(&b, "");
+	rc = cb(ctx, r->lineno, b.data);
+	buf_free(&b);
+    }
+    return (rc);
+}
+
 const TABLE_OPS table_ops_regexp = {
-    "regexp", rx_load, rx_lookup, rx_free, TABLE_OPS_PATTERN | TABLE_OPS_FILE, NULL,
+    "regexp", rx_load, rx_lookup, rx_free, TABLE_OPS_PATTERN | TABLE_OPS_FILE, NULL, rx_results,
 };
 
 const TABLE_OPS table_ops_pcre = {
-    "pcre", rx_load, rx_lookup, rx_free, TABLE_OPS_PATTERN | TABLE_OPS_FILE, NULL,
+    "pcre", rx_load, rx_lookup, rx_free, TABLE_OPS_PATTERN | TABLE_OPS_FILE, NULL, rx_results,
 };

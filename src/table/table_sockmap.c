@@ -675,5 +675,5 @@ static void sm_free(void *priv)
 }
 
 const TABLE_OPS table_ops_socketmap = {
-    "socketmap", sm_load, sm_lookup, sm_free, TABLE_OPS_ASYNC, NULL,
+    "socketmap", sm_load, sm_lookup, sm_free, TABLE_OPS_ASYNC, NULL, NULL,
 };

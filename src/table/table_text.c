@@ -241,7 +241,7 @@ static int ht_lookup(TABLE *t, void *priv, const char *key, const char **val,
 }
 
 const TABLE_OPS table_ops_texthash = {
-    "texthash", thash_load, ht_lookup, table_ht_free, TABLE_OPS_FILE, NULL,
+    "texthash", thash_load, ht_lookup, table_ht_free, TABLE_OPS_FILE, NULL, NULL,
 };
 
 /* ---- inline ----------------------------------------------------------- */
@@ -387,7 +387,7 @@ static void *inline_load(TABLE *t, char *err, size_t errlen)
 }
 
 const TABLE_OPS table_ops_inline = {
-    "inline", inline_load, ht_lookup, table_ht_free, 0, NULL,
+    "inline", inline_load, ht_lookup, table_ht_free, 0, NULL, NULL,
 };
 
 /* ---- static ----------------------------------------------------------- */
@@ -412,7 +412,7 @@ static int static_lookup(TABLE *t, void *priv, const char *key, const char **val
 }
 
 const TABLE_OPS table_ops_static = {
-    "static", static_load, static_lookup, free, 0, NULL,
+    "static", static_load, static_lookup, free, 0, NULL, NULL,
 };
 
 /* ---- unionmap and pipemap ------------------------------------------- */
@@ -525,11 +525,11 @@ static int pipe_lookup(TABLE *t, void *priv, const char *key, const char **val,
 }
 
 const TABLE_OPS table_ops_unionmap = {
-    "unionmap", combo_load, union_lookup, combo_free, 0, NULL,
+    "unionmap", combo_load, union_lookup, combo_free, 0, NULL, NULL,
 };
 
 const TABLE_OPS table_ops_pipemap = {
-    "pipemap", combo_load, pipe_lookup, combo_free, 0, NULL,
+    "pipemap", combo_load, pipe_lookup, combo_free, 0, NULL, NULL,
 };
 
 int     table_split_braced(TABLE *t, int (*cb) (void *, const char *, size_t), void *ctx,

@@ -328,3 +328,78 @@ def test_smtp_checks_table_error_defers(env):
     d.wait_log(r'warning: [0-9A-F]+: smtp header checks lookup error')
     d.wait_log(r'to=<a@dest.test>.*dsn=4\.3\.0, status=deferred \(smtp header or body checks lookup error\)')
     assert sink.messages == []
+
+
+def filter_relayq(env, **params):
+    """relayq with two master.cf listeners: `a` for mail in (content_filter
+    applies) and `b` for mail back from the filter (-o content_filter=,
+    no header/body checks, as Postfix's usual set-up); a small Python
+    after-queue filter that adds a header and sends the mail back to `b`."""
+    sink = env.pysink()
+    a, b = free_port(), free_port()
+
+    def refilter(envl):
+        data = b'X-Filtered: by the test filter\r\n' + envl['data']
+        with smtplib.SMTP('127.0.0.1', b, local_hostname='filter.test', timeout=30) as s:
+            s.sendmail(envl['from'], envl['rcpts'], data)
+        return '250 2.0.0 Ok: filtered'
+    flt = env.pysink(replies={'dot': refilter})
+    params = {k: (v % flt.port if isinstance(v, str) and '%d' in v else v) for k, v in params.items()}
+    d = env.relayqd(start=False, relayhost='[127.0.0.1]:%d' % sink.port, relay_domains='dest.test',
+                    smtpd_listen='127.0.0.1:%d' % a, **params)
+    with open(os.path.join(d.confdir, 'master.cf'), 'w') as f:
+        f.write('127.0.0.1:%d inet n - n - - smtpd\n' % a)
+        f.write('127.0.0.1:%d inet n - n - - smtpd\n'
+                '  -o content_filter=\n'
+                '  -o receive_override_options=no_header_body_checks\n' % b)
+    d.start()
+    return d, sink, flt, a
+
+
+def test_content_filter_round_trip(env):
+    d, sink, flt, a = filter_relayq(env, content_filter='smtp:[127.0.0.1]:%d',
+                                    header_checks='regexp:{ {/^Subject: reject-me/ REJECT no} }')
+    env.send(a, 's@src.test', ['a@dest.test', 'b@dest.test'], msg('through the filter'))
+    got = sink.wait_messages(1, timeout=30)
+    assert got[0]['rcpts'] == ['a@dest.test', 'b@dest.test'], got
+    assert b'X-Filtered: by the test filter\r\n' in got[0]['data'], got[0]['data']
+    assert len(flt.messages) == 1
+    d.wait_log(r'to=<a@dest.test>, relay=127\.0\.0\.1\[127\.0\.0\.1\]:%d, .*status=sent \(250 2\.0\.0 Ok: filtered\)'
+               % flt.port)
+    # The return listener does not check: the filter's copy is not rejected again.
+    try:
+        env.send(a, 's@src.test', ['a@dest.test'], msg('reject-me'))
+        raise AssertionError('accepted')
+    except AssertionError as e:
+        assert 'DATA: 550' in str(e), e
+    time.sleep(1)
+    assert len(sink.messages) == 1 and len(flt.messages) == 1
+
+
+def test_filter_action(env):
+    """FILTER smtp:[host]:port in header_checks sends that message (only)
+    through the filter, as Postfix's FILTER with content_filter unset."""
+    d, sink, flt, a = filter_relayq(env, header_checks='regexp:{ {/^Subject: scan-me/ FILTER smtp:[127.0.0.1]:%d} }')
+    env.send(a, 's@src.test', ['a@dest.test'], msg('plain'))
+    env.send(a, 's@src.test', ['a@dest.test'], msg('scan-me'))
+    got = sink.wait_messages(2, timeout=30)
+    filtered = [m for m in got if b'X-Filtered:' in m['data']]
+    assert len(filtered) == 1 and b'Subject: scan-me' in filtered[0]['data'], got
+    d.wait_log(r': filter: header Subject: scan-me from localhost\[127\.0\.0\.1\]; from=<s@src\.test> '
+               r'to=<a@dest\.test> proto=ESMTP helo=<client\.test>: smtp:\[127\.0\.0\.1\]:%d' % flt.port)
+
+
+def test_filter_unknown_transport(env):
+    """FILTER to a transport relayq does not have: a configuration error
+    naming the table and line; content_filter likewise."""
+    path = write(env, 'hc', '/^Subject: a/ WARN\n/^Subject: scan/ FILTER scan:[127.0.0.1]:10025\n')
+    d = env.relayqd(start=False, relay_domains='dest.test', header_checks='regexp:' + path)
+    d.start(wait=False)
+    assert d.proc.wait(20) != 0
+    out = d.stderr_text() + d.log()
+    assert re.search(r'header_checks: %s, line 2: FILTER scan:\[127\.0\.0\.1\]:10025: relayq delivers to '
+                     r'an after-queue content filter only over SMTP' % re.escape(path), out), out
+    d2 = env.relayqd(start=False, relay_domains='dest.test', content_filter='amavis:[127.0.0.1]:10024')
+    d2.start(wait=False)
+    assert d2.proc.wait(20) != 0
+    assert 'content_filter = amavis:[127.0.0.1]:10024: relayq delivers' in d2.stderr_text() + d2.log()

@@ -248,8 +248,36 @@ static void test_body_passthrough(void)
     config_free(cf);
 }
 
+static void test_filter_valid(void)
+{
+    char    err[256];
+
+    T_EQ_INT(cleanup_filter_valid("smtp:[127.0.0.1]:10025", err, sizeof(err)), 1);
+    T_EQ_INT(cleanup_filter_valid("SMTP:filter.example", err, sizeof(err)), 1);
+    T_EQ_INT(cleanup_filter_valid("amavis:[127.0.0.1]:10024", err, sizeof(err)), 0);
+    T_CHECK(strstr(err, "only over SMTP") != NULL);
+    T_EQ_INT(cleanup_filter_valid("smtp:", err, sizeof(err)), 0);
+    T_EQ_INT(cleanup_filter_valid("smtp:a b", err, sizeof(err)), 0);
+}
+
+/* A FILTER to another transport in a pattern table: refused at open, naming the line. */
+static void test_filter_checked_at_open(void)
+{
+    CONFIG *cf = cf_with("regexp:{ {/^a/ WARN}, {/^b/ FILTER smtp:[127.0.0.1]:25}, {/^(c)/ FILTER $$1}, {/^d/ FILTER scan:x} }", "");
+    char    err[512];
+    CLEANUP_CHECKS *c = cleanup_checks_open(cf, "", err, sizeof(err));
+
+    T_CHECK(c == NULL);
+    T_CHECK(strstr(err, "header_checks: ") == err);
+    /* An inline table is all on line 1 (tests/integration/test_checks.py: a file). */
+    T_CHECK(strstr(err, ", line 1: FILTER scan:x: relayq delivers") != NULL);
+    config_free(cf);
+}
+
 int     main(void)
 {
+    T_RUN(test_filter_valid);
+    T_RUN(test_filter_checked_at_open);
     T_RUN(test_mime_structure);
     T_RUN(test_mime_edges);
     T_RUN(test_mime_nesting);
