@@ -14,11 +14,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "control/qview.h"
 #include "util/util.h"
 #include "log/log.h"
+
+#define QVIEW_NICE	10		/* the thread's nice value */
 
 #define W_LOOP		0		/* the loop has it */
 #define W_TODO		1
@@ -93,6 +96,12 @@ static void *qview_main(void *arg)
     QVIEW_WALK *w;
     uint64_t one = 1;
 
+    /*
+     * A view is background work: when the CPU is short, relaying comes
+     * first (Linux: a thread has its own nice value).  The loop's share of
+     * a view (the join and the formatting) is not affected.
+     */
+    (void) setpriority(PRIO_PROCESS, (id_t) gettid(), QVIEW_NICE);
     pthread_mutex_lock(&v->lock);
     while (!v->stopping) {
 	if ((w = v->todo) == 0) {
