@@ -54,7 +54,7 @@ int     control_op(const char *name)
  */
 #define ADMIN_SLICE		500
 #define ADMIN_SLICE_REQUEUE	64
-#define ADMIN_SCAN_MAX		(4 * ADMIN_SLICE)	/* messages looked at per turn when none changes */
+#define ADMIN_SCAN_MAX		(2 * ADMIN_SLICE)	/* messages looked at per turn when none changes */
 
 typedef struct ADMIN_SEL {
     uint64_t *seqs;
@@ -199,6 +199,8 @@ static EDIT *edit_prepare(QUEUE *q, const char *op, char *const *ids, int n, int
 	e->cur.max_seq = queue_last_seq(q);
 	if (opnum == CONTROL_OP_RELEASE)
 	    e->cur.only_state = QSTATE_HOLD;
+	else if (opnum == CONTROL_OP_HOLD)
+	    e->cur.skip_state = QSTATE_HOLD;	/* nothing there to change; 1M just held need no second look */
     } else {
 	for (i = 0; i < n; i++) {
 	    QMSG   *m;

@@ -184,6 +184,10 @@ struct QMGR {
     size_t  pend_head, pend_n, pend_cap;
     void  **garbage;
     size_t  garbage_n, garbage_cap;
+
+    /* qmgr_oldest_create_time(): the minimum, while oldest_valid. */
+    int64_t oldest_ct;
+    int     oldest_valid;
 };
 
 /* ----------------------------------------------------------------- params */
@@ -446,6 +450,9 @@ static void qmgr_slot_free(QMGR *q, uint32_t i)
 {
     uint32_t *pp = q->buckets + (qmgr_id_hash(q->msgs[i].id) & (q->nbuckets - 1));
 
+    /* The oldest message leaves: the next qmgr_oldest_create_time() looks again. */
+    if (q->oldest_valid && q->msgs[i].create_time == q->oldest_ct)
+	q->oldest_valid = 0;
     qmgr_set_state(q, i, M_FREE);
     qmgr_mdest_forget(q, q->msgs[i].id);
     while (*pp != i)
@@ -1395,6 +1402,8 @@ void    qmgr_add(QMGR *q, QMGR_ID id, const QMGR_MSGINFO *info, int64_t now)
     i = qmgr_slot_alloc(q, id);
     m = q->msgs + i;
     m->create_time = info->create_time;
+    if (q->oldest_valid && (q->oldest_ct == 0 || m->create_time < q->oldest_ct))
+	q->oldest_ct = m->create_time;
     m->arrival_time = info->arrival_time;
     m->next_eligible = info->next_eligible;
     m->flags = (info->null_sender ? F_NULL_SENDER : 0) | (info->warned ? F_WARNED : 0)
@@ -1898,15 +1907,24 @@ int     qmgr_dead_count(const QMGR *q)
     return (q->ndead);
 }
 
-int64_t qmgr_oldest_create_time(const QMGR *q)
+int64_t qmgr_oldest_create_time(QMGR *q)
 {
     int64_t oldest = 0;
     uint32_t i;
 
-    /* A scan of the slot array: called per metrics scrape, not per message. */
+    /*
+     * Kept up to date as messages come (qmgr_add) and looked for again
+     * only after the oldest one has left (qmgr_slot_free): a scrape of
+     * /metrics during an outage, when the queue is large and its oldest
+     * message stays, does not scan a million slots on the loop.
+     */
+    if (q->oldest_valid)
+	return (q->oldest_ct);
     for (i = 0; i < q->msg_used; i++)
 	if (q->msgs[i].state != M_FREE && (oldest == 0 || q->msgs[i].create_time < oldest))
 	    oldest = q->msgs[i].create_time;
+    q->oldest_ct = oldest;
+    q->oldest_valid = 1;
     return (oldest);
 }
 

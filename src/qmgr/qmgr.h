@@ -204,8 +204,12 @@ typedef struct QMGR_MSGSTATE {
 void    qmgr_msg_state(const QMGR *q, QMGR_ID id, QMGR_MSGSTATE *st);
 int     qmgr_dest_dead(const QMGR *q, const char *dest, int64_t *until);
 int     qmgr_dead_count(const QMGR *q);
-/* The oldest create_time of the messages it knows (any state), or 0 if none. */
-int64_t qmgr_oldest_create_time(const QMGR *q);
+/*
+ * The oldest create_time of the messages it knows (any state), or 0 if
+ * none.  Kept as messages come; a scan of the slots only after the oldest
+ * one left.
+ */
+int64_t qmgr_oldest_create_time(QMGR *q);
 /* Every destination it knows now (with work queued or dead), in no order. */
 typedef void (*QMGR_DEST_FN) (void *ctx, const char *dest, int dead);
 void    qmgr_dest_walk(const QMGR *q, QMGR_DEST_FN fn, void *ctx);

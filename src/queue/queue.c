@@ -2304,6 +2304,7 @@ void    queue_cursor_init(QCURSOR *c)
 {
     memset(c, 0, sizeof(*c));
     c->only_state = -1;
+    c->skip_state = -1;
 }
 
 int     queue_cursor_done(const QCURSOR *c)
@@ -2331,7 +2332,7 @@ static int page_read(QDB *d, QCURSOR *c, int with_rcpts, QMSG **msgs, int max, c
     while (!queue_cursor_done(c) && n < max && nrcpt < QUEUE_PAGE_RCPTS) {
 	int     state = page_order[c->state_idx];
 
-	if (c->only_state >= 0 && state != c->only_state) {
+	if ((c->only_state >= 0 && state != c->only_state) || state == c->skip_state) {
 	    c->state_idx++;
 	    c->after_seq = 0;
 	    continue;

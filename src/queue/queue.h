@@ -168,7 +168,7 @@ int     queue_load_qid(QUEUE *q, const char *qid, int with_content, QMSG **out,
  * as with a walk of Postfix's queue directories.
  *
  *   QCURSOR c;  QMSG *page[256];  int n;
- *   queue_cursor_init(&c);			(optionally c.only_state, c.max_seq)
+ *   queue_cursor_init(&c);	(optionally c.only_state, c.skip_state, c.max_seq)
  *   while ((n = queue_page(q, &c, 1, page, 256, why, sizeof(why))) > 0)
  *       ... use page[0..n-1], then qmsg_free() each ...
  *   n < 0: a read error (the text in why)
@@ -186,6 +186,7 @@ typedef struct QCURSOR {
     uint64_t after_seq;			/* last seq returned in that state */
     uint64_t max_seq;			/* 0, or only messages with seq <= max_seq */
     int     only_state;			/* -1, or only this QSTATE_* */
+    int     skip_state;			/* -1, or not this QSTATE_* */
 } QCURSOR;
 void    queue_cursor_init(QCURSOR *c);
 int     queue_cursor_done(const QCURSOR *c);

@@ -681,6 +681,15 @@ static void test_metrics_queries(void)
 	T_EQ_INT(qmgr_oldest_create_time(d.q), oldest - 100);
 	qmgr_remove(d.q, 20);
 	T_EQ_INT(qmgr_oldest_create_time(d.q), oldest);
+	/* Kept between calls: a newer one, or one that is not the oldest leaving, changes nothing. */
+	add_msg(&d, 21, QMGR_MSG_HOLD, oldest + 100, oldest + 100, 0, 0);
+	T_EQ_INT(qmgr_oldest_create_time(d.q), oldest);
+	add_msg(&d, 22, QMGR_MSG_HOLD, oldest - 50, oldest - 50, 0, 0);
+	T_EQ_INT(qmgr_oldest_create_time(d.q), oldest - 50);
+	qmgr_remove(d.q, 21);
+	T_EQ_INT(qmgr_oldest_create_time(d.q), oldest - 50);
+	qmgr_remove(d.q, 22);
+	T_EQ_INT(qmgr_oldest_create_time(d.q), oldest);
     }
     qmgr_dest_walk(d.q, dest_walk_cb, &seen);
     T_EQ_INT(seen, 0);				/* no work queued yet: no destination */
@@ -692,6 +701,11 @@ static void test_metrics_queries(void)
     qmgr_free(d.q);
 
     d.q = qmgr_create(&p, 1000);
+    T_EQ_INT(qmgr_oldest_create_time(d.q), 0);
+    d.t = 1000;
+    add_msg(&d, 30, QMGR_MSG_HOLD, 900, 900, 0, 0);	/* the first into an empty one */
+    T_EQ_INT(qmgr_oldest_create_time(d.q), 900);
+    qmgr_remove(d.q, 30);
     T_EQ_INT(qmgr_oldest_create_time(d.q), 0);
     qmgr_free(d.q);
 }

@@ -480,6 +480,17 @@ static void test_pages(void)
     qmsg_free(page[1]);
     T_EQ_INT(queue_page(q, &c, 0, page, 3, 0, 0), 0);
 
+    /* Every state but deferred. */
+    queue_cursor_init(&c);
+    c.skip_state = QSTATE_DEFERRED;
+    got = 0;
+    while ((n = queue_page(q, &c, 0, page, 3, 0, 0)) > 0)
+	for (k = 0; k < n; k++, got++) {
+	    T_CHECK(page[k]->state != QSTATE_DEFERRED);
+	    qmsg_free(page[k]);
+	}
+    T_EQ_INT(got, (int) ARRAY_LEN(states) - 2);
+
     /* max_seq: what was there, not what came after. */
     T_EQ_INT((long long) queue_last_seq(q), (long long) m[ARRAY_LEN(states) - 1]->seq);
     queue_cursor_init(&c);
