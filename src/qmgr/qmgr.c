@@ -1488,10 +1488,15 @@ int     qmgr_is_active(const QMGR *q, QMGR_ID id)
 }
 
 /* postqueue -f: forget dead destinations, scan everything ignoring times. */
-void    qmgr_flush(QMGR *q, int64_t now)
+void    qmgr_flush_start(QMGR *q)
 {
     qmgr_forget_dead(q);
-    while (q->heap_n > 0) {
+}
+
+/* The max deferred messages due first become ready now; returns how many are left. */
+uint32_t qmgr_flush_some(QMGR *q, int64_t now, uint32_t max)
+{
+    for (uint32_t k = 0; k < max && q->heap_n > 0; k++) {
 	uint32_t i = q->heap[0];
 
 	qmgr_heap_delete(q, i);
@@ -1499,6 +1504,13 @@ void    qmgr_flush(QMGR *q, int64_t now)
 	q->msgs[i].next_eligible = now;
 	qmgr_fifo_push(q, &q->fdef, i);
     }
+    return (q->heap_n);
+}
+
+void    qmgr_flush(QMGR *q, int64_t now)
+{
+    qmgr_flush_start(q);
+    (void) qmgr_flush_some(q, now, UINT32_MAX);
 }
 
 /* postqueue -s / -i: time set to now, moved to incoming. */

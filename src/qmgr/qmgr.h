@@ -149,6 +149,14 @@ int     qmgr_is_active(const QMGR *q, QMGR_ID id);
 
 /* flush: forget dead destinations; every deferred message (or just ids) is due now. */
 void    qmgr_flush(QMGR *q, int64_t now);
+/*
+ * The same in steps (a daemon with a million deferred messages): start
+ * forgets the dead destinations, each step makes at most max of the
+ * deferred messages ready (those due first first) and returns how many
+ * are still deferred.
+ */
+void    qmgr_flush_start(QMGR *q);
+uint32_t qmgr_flush_some(QMGR *q, int64_t now, uint32_t max);
 void    qmgr_flush_ids(QMGR *q, const QMGR_ID *ids, int n, int64_t now);
 
 /*

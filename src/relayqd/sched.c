@@ -47,6 +47,8 @@ struct SCHED {
     struct event *qmgr_timer;
     struct event *kick_ev;
     int     kick_scheduled;
+    struct event *flush_ev;		/* flush (all) in steps */
+    long    flush_left;
     ACTIVE **active;				/* hash by id */
     size_t  active_size;
     int     nactive;
@@ -263,15 +265,48 @@ void    sched_stop(SCHED *s)
     s->stopping = 1;
 }
 
+/*
+ * flush (all) in steps of SCHED_FLUSH_STEP messages per turn of the loop:
+ * taking a million messages out of qmgr's heap at once held the loop for
+ * half a second.  At most as many as were deferred at the request, so
+ * mail deferred again meanwhile is not taken round and round.  Deliveries
+ * start with the first step.
+ */
+#define SCHED_FLUSH_STEP 10000
+
+static void flush_step_cb(evutil_socket_t fd, short what, void *ctx)
+{
+    SCHED  *s = ctx;
+    uint32_t step = s->flush_left < SCHED_FLUSH_STEP ? (uint32_t) s->flush_left : SCHED_FLUSH_STEP;
+    uint32_t left = qmgr_flush_some(s->qmgr, (int64_t) time(NULL), step);
+
+    s->flush_left -= step;
+    if (left > 0 && s->flush_left > 0) {
+	struct timeval zero = {0, 0};
+
+	event_add(s->flush_ev, &zero);
+    } else {
+	s->flush_left = 0;
+    }
+    sched_kick(s);
+}
+
 void    sched_flush(SCHED *s, const uint64_t *ids, int n)
 {
     int64_t now = (int64_t) time(NULL);
+    QMGR_COUNTS c;
 
-    if (n >= 0)
+    if (n >= 0) {
 	qmgr_flush_ids(s->qmgr, (const QMGR_ID *) ids, n, now);
-    else
-	qmgr_flush(s->qmgr, now);
-    sched_kick(s);
+	sched_kick(s);
+	return;
+    }
+    qmgr_flush_start(s->qmgr);
+    qmgr_counts(s->qmgr, &c);
+    s->flush_left = c.deferred;
+    if (s->flush_ev == NULL)
+	s->flush_ev = event_new(s->base, -1, 0, flush_step_cb, s);
+    flush_step_cb(-1, 0, s);
 }
 
 const QMGR_PARAMS *sched_params(const SCHED *s)
@@ -989,6 +1024,8 @@ void    sched_free(SCHED *s)
 	return;
     event_free(s->kick_ev);
     event_free(s->qmgr_timer);
+    if (s->flush_ev)
+	event_free(s->flush_ev);
     for (size_t i = 0; i < s->active_size; i++)
 	while (s->active[i])
 	    active_free(s, s->active[i]);

@@ -657,6 +657,37 @@ static void test_dead_destination_concurrent(void)
     qmgr_free(d.q);
 }
 
+/* flush in steps: the ones due first go first, the counts add up, a step past the end is harmless. */
+static void test_flush_steps(void)
+{
+    QMGR_PARAMS p;
+    DRV     d;
+    QMGR_COUNTS c;
+    QMGR_MSGSTATE st;
+
+    p = params(10, 30, 60, 600);
+    drv_init(&d, &p, 1000);
+    for (int i = 0; i < 5; i++)
+	add_msg(&d, 100 + i, QMGR_MSG_DEFERRED, 900, 900, 5000 - 100 * i, 0);
+    qmgr_counts(d.q, &c);
+    T_EQ_INT(c.deferred, 5);
+    qmgr_flush_start(d.q);
+    T_EQ_INT(qmgr_flush_some(d.q, 1000, 2), 3);
+    /* 104 and 103 were due first (4600, 4700): ready now; 100 (5000) still waits. */
+    qmgr_msg_state(d.q, 104, &st);
+    T_EQ_INT(st.next_eligible, 1000);
+    qmgr_msg_state(d.q, 103, &st);
+    T_EQ_INT(st.next_eligible, 1000);
+    qmgr_msg_state(d.q, 100, &st);
+    T_EQ_INT(st.next_eligible, 5000);
+    T_EQ_INT(qmgr_flush_some(d.q, 1000, 2), 1);
+    T_EQ_INT(qmgr_flush_some(d.q, 1000, 2), 0);
+    T_EQ_INT(qmgr_flush_some(d.q, 1000, 2), 0);
+    qmgr_msg_state(d.q, 100, &st);
+    T_EQ_INT(st.next_eligible, 1000);
+    qmgr_free(d.q);
+}
+
 /* What the metrics page reads: the oldest create_time, and each destination's dead flag. */
 static void dest_walk_cb(void *ctx, const char *dest, int dead)
 {
@@ -1221,5 +1252,6 @@ int     main(void)
     T_RUN(test_top_ages);
     T_RUN(test_million_deferred);
     T_RUN(test_metrics_queries);
+    T_RUN(test_flush_steps);
     return (t_done());
 }
