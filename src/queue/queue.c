@@ -100,7 +100,7 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_BEGIN_READ] = "BEGIN",
     [S_PAGE] = "SELECT seq, qid, state, flags, arrival_us, create_time,"
     " next_eligible, attempts, sender, envid, ret, client_name, client_addr,"
-    " helo, message_id, size, nrcpt FROM msg WHERE state=? AND seq>? AND seq<=?"
+    " helo, message_id, size, nrcpt, filter FROM msg WHERE state=? AND seq>? AND seq<=?"
     " ORDER BY seq LIMIT ?",
 };
 
