@@ -900,9 +900,20 @@ void sess_readcb(struct bufferevent *bev, void *arg)
 		&& isdigit((unsigned char) d->reply.data[1])
 		&& isdigit((unsigned char) d->reply.data[2]))
 	    ? atoi(d->reply.data) : 0;
+	/*
+	 * Censor the reply as Postfix's smtp_chat does: the text goes to
+	 * the log, the queue, bounces and mailq, and no next hop may put an
+	 * escape sequence in front of the administrator.
+	 */
 	line = buf_steal(&d->reply);
+	{
+	    char   *safe = str_printable(line ? line : "");
+
+	    free(line);
+	    line = safe;
+	}
 	d->reply_lines = 0;
-	sess_reply(d, code, line ? line : "");
+	sess_reply(d, code, line);
 	free(line);
 	if (d->finished)
 	    return;

@@ -317,8 +317,9 @@ def test_top_tty(env):
 
 
 def test_top_hostile_reply(env):
-    """A next hop that answers with terminal escape sequences: the reason is
-    kept as the daemon got it (JSON escapes it), but the screen never
+    """A next hop that answers with terminal escape sequences: the daemon
+    censors the reply as Postfix's smtp client does (control characters
+    become '?', in the log and the stored reason), and the screen never
     carries a control character."""
     evil = '421 4.3.2 \x1b]0;owned\x07\x1b[2J\x1b[31mgo away\x9b6n'
     sink = env.pysink(replies={'greeting': evil})
@@ -331,8 +332,10 @@ def test_top_hostile_reply(env):
     t = wait_top(env, d, lambda t: t['dead_destinations'] == 1 and t['destinations']
                  and t['destinations'][0]['dead'], 'a dead destination')
     reason = t['destinations'][0]['reason']
-    # The daemon keeps the reply as the next hop sent it: the screen is where it must be made safe.
-    assert reason.endswith('refused to talk to me: ' + evil), repr(reason)
+    censored = '421 4.3.2 ?]0;owned??[2J?[31mgo away??6n'   # U+009B: two bytes, two '?'
+    assert reason.endswith('refused to talk to me: ' + censored), repr(reason)
+    log = d.log()
+    assert censored in log and '\x1b' not in log and '\x07' not in log, log[-2000:]
     r = env.cli(d, 'top', '--once')
     assert r.returncode == 0, r.stderr
     assert 'go away' in r.stdout, r.stdout
