@@ -442,6 +442,8 @@ static void test_pages(void)
     for (i = 0; i < ARRAY_LEN(states); i++) {
 	m[i] = make_msg(q, 2);
 	m[i]->state = states[i];
+	if (i == 4)
+	    m[i]->filter = xstrdup("smtp:[127.0.0.1]:10025");
 	T_EQ_INT(insert_sync(q, m[i]), 0);
     }
     r = queue_reader_open(q, err, sizeof(err));
@@ -453,8 +455,12 @@ static void test_pages(void)
 	    while ((n = use_reader ? queue_reader_page(r, &c, 1, page, size, 0, 0) : queue_page(q, &c, 1, page, size, 0, 0)) > 0) {
 		T_CHECK(n <= size);
 		for (k = 0; k < n; k++) {
-		    if (got < (int) ARRAY_LEN(expect))
+		    if (got < (int) ARRAY_LEN(expect)) {
 			T_EQ_STR(page[k]->qid, m[expect[got]]->qid);
+			/* every column, the content filter (schema 2) too */
+			T_EQ_STR(page[k]->filter ? page[k]->filter : "-",
+				 m[expect[got]]->filter ? m[expect[got]]->filter : "-");
+		    }
 		    T_EQ_INT(page[k]->nrcpt, 2);
 		    T_CHECK(page[k]->content == 0);
 		    got++;
