@@ -162,9 +162,9 @@ static int cfg_expand_name(const CONFIG *cf, const char *name, size_t len,
     return (ret);
 }
 
-/* cfg_match - index of the bracket that closes the one at s[open], or -1 */
+/* config_match - index of the bracket that closes the one at s[open], or -1 */
 
-static long cfg_match(const char *s, size_t len, size_t open)
+long    config_match(const char *s, size_t len, size_t open)
 {
     char    o = s[open];
     char    c = (o == '{') ? '}' : ')';
@@ -177,6 +177,55 @@ static long cfg_match(const char *s, size_t len, size_t open)
 	    return ((long) i);
     }
     return (-1);
+}
+
+/*
+ * config_cond - split the conditional part of ${name?...} or ${name:...};
+ * s[n] is the '?' or ':'.  "?{a}:{b}", "?{a}", "?a", ":{b}", ":b".
+ */
+int     config_cond(const char *s, size_t len, size_t n, CONFIG_COND *c)
+{
+    size_t  p = n + 1;
+
+    c->then_text = c->else_text = 0;
+    c->then_len = c->else_len = 0;
+    while (p < len && isspace((unsigned char) s[p]))
+	p++;
+    if (p < len && s[p] == '{') {
+	long    e = config_match(s, len, p);
+
+	if (e < 0)
+	    return (CONFIG_COND_UNBALANCED);
+	c->then_text = s + p + 1;
+	c->then_len = (size_t) e - p - 1;
+	p = (size_t) e + 1;
+	while (p < len && isspace((unsigned char) s[p]))
+	    p++;
+	if (p < len && s[n] == '?' && s[p] == ':') {
+	    p++;
+	    while (p < len && isspace((unsigned char) s[p]))
+		p++;
+	    if (p >= len || s[p] != '{' || (e = config_match(s, len, p)) < 0)
+		return (CONFIG_COND_UNBALANCED);
+	    c->else_text = s + p + 1;
+	    c->else_len = (size_t) e - p - 1;
+	    p = (size_t) e + 1;
+	    while (p < len && isspace((unsigned char) s[p]))
+		p++;
+	}
+	if (p != len)
+	    return (CONFIG_COND_TRAILING);
+    } else {
+	c->then_text = s + n + 1;
+	c->then_len = len - n - 1;
+    }
+    if (s[n] == ':') {			/* ${name:x} is ${name?{}:{x}} */
+	c->else_text = c->then_text;
+	c->else_len = c->then_len;
+	c->then_text = 0;
+	c->then_len = 0;
+    }
+    return (CONFIG_COND_OK);
 }
 
 /*
@@ -207,48 +256,20 @@ static int cfg_expand_braced(const CONFIG *cf, const char *s, size_t len,
     }
 
     /* The text: plain up to the end, or {text} with an optional :{else}. */
-    char    op = s[n];
-    size_t  p = n + 1;
+    CONFIG_COND c;
 
-    while (p < len && isspace((unsigned char) s[p]))
-	p++;
-    if (p < len && s[p] == '{') {
-	long    e = cfg_match(s, len, p);
-
-	if (e < 0)
-	    goto unbalanced;
-	a = s + p + 1;
-	alen = (size_t) e - p - 1;
-	p = (size_t) e + 1;
-	while (p < len && isspace((unsigned char) s[p]))
-	    p++;
-	if (p < len && op == '?' && s[p] == ':') {
-	    p++;
-	    while (p < len && isspace((unsigned char) s[p]))
-		p++;
-	    if (p >= len || s[p] != '{' || (e = cfg_match(s, len, p)) < 0)
-		goto unbalanced;
-	    b = s + p + 1;
-	    blen = (size_t) e - p - 1;
-	    p = (size_t) e + 1;
-	    while (p < len && isspace((unsigned char) s[p]))
-		p++;
-	}
-	if (p != len) {
-	    buf_reset(why);
-	    buf_printf(why, "unexpected text after {...} in \"${%.*s}\"", (int) len, s);
-	    return (-1);
-	}
-    } else {
-	a = s + n + 1;
-	alen = len - n - 1;
+    switch (config_cond(s, len, n, &c)) {
+    case CONFIG_COND_UNBALANCED:
+	goto unbalanced;
+    case CONFIG_COND_TRAILING:
+	buf_reset(why);
+	buf_printf(why, "unexpected text after {...} in \"${%.*s}\"", (int) len, s);
+	return (-1);
     }
-    if (op == ':') {			/* ${name:x} is ${name?{}:{x}} */
-	b = a;
-	blen = alen;
-	a = 0;
-	alen = 0;
-    }
+    a = c.then_text;
+    alen = c.then_len;
+    b = c.else_text;
+    blen = c.else_len;
 
     /* Whether the parameter is empty is decided on its expanded value. */
     BUF     val = BUF_INIT;
@@ -299,7 +320,7 @@ static int cfg_expand(const CONFIG *cf, const char *s, size_t len,
 	    buf_putc(out, '$');
 	    i++;
 	} else if (s[i] == '{' || s[i] == '(') {
-	    long    e = cfg_match(s, len, i);
+	    long    e = config_match(s, len, i);
 
 	    if (e < 0) {
 		buf_reset(why);

@@ -94,4 +94,26 @@ int     config_show(const CONFIG *cf, FILE *fp, int flags, char *const *names, i
 /* relayq.cf(5) in roff, generated from the parameter table. */
 void    config_write_man(FILE *fp);
 
+/*
+ * The $name syntax, shared by the configuration reader and import-postfix:
+ * config_match() gives the index of the bracket closing the one at
+ * s[open] ('{' or '('), or -1; config_cond() splits the conditional part of
+ * ${name?...}/${name:...} (s[n] is the '?' or ':') into the text used when
+ * the parameter is set and the text used when it is empty (either may be
+ * NULL), as Postfix's mac_expand reads "?{a}:{b}", "?{a}", "?a", ":{b}", ":b".
+ */
+typedef struct CONFIG_COND {
+    const char *then_text;
+    size_t  then_len;
+    const char *else_text;
+    size_t  else_len;
+} CONFIG_COND;
+
+#define CONFIG_COND_OK		0
+#define CONFIG_COND_UNBALANCED	(-1)	/* a { without its } */
+#define CONFIG_COND_TRAILING	(-2)	/* text after the last {...} */
+
+long    config_match(const char *s, size_t len, size_t open);
+int     config_cond(const char *s, size_t len, size_t n, CONFIG_COND *c);
+
 #endif

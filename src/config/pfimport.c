@@ -464,28 +464,14 @@ static int pfi_resolve(PFIMPORT *p, const char *name, size_t len, BUF *out,
     return (ret);
 }
 
-static long pfi_match(const char *s, size_t len, size_t open)
-{
-    char    o = s[open], c = (o == '{') ? '}' : ')';
-    int     depth = 0;
-
-    for (size_t i = open; i < len; i++) {
-	if (s[i] == o)
-	    depth++;
-	else if (s[i] == c && --depth == 0)
-	    return ((long) i);
-    }
-    return (-1);
-}
-
 /* The inside of ${...} or $(...) (b is '{' or '('). */
 static int pfi_braced(PFIMPORT *p, const char *s, size_t len, char b, BUF *out,
 		              PFI_STACK *st, BUF *why)
 {
-    size_t  n = 0, q;
-    const char *a = NULL, *e = NULL;
-    size_t  alen = 0, elen = 0;
-    char    op;
+    size_t  n = 0;
+    const char *a, *e;
+    size_t  alen, elen;
+    CONFIG_COND c;
 
     while (n < len && (isalnum((unsigned char) s[n]) || s[n] == '_'))
 	n++;
@@ -514,38 +500,19 @@ static int pfi_braced(PFIMPORT *p, const char *s, size_t len, char b, BUF *out,
 	return (pfi_resolve(p, s, n, out, st, why));
 
     /* A Postfix-only name in a conditional: decided here, on its value. */
-    op = s[n];
-    q = n + 1;
-    while (q < len && isspace((unsigned char) s[q]))
-	q++;
-    if (q < len && s[q] == '{') {
-	long    end = pfi_match(s, len, q);
-
-	if (end < 0)
-	    goto unbalanced;
-	a = s + q + 1;
-	alen = (size_t) end - q - 1;
-	q = (size_t) end + 1;
-	while (q < len && isspace((unsigned char) s[q]))
-	    q++;
-	if (q < len && op == '?' && s[q] == ':') {
-	    q++;
-	    while (q < len && isspace((unsigned char) s[q]))
-		q++;
-	    if (q >= len || s[q] != '{' || (end = pfi_match(s, len, q)) < 0)
-		goto unbalanced;
-	    e = s + q + 1;
-	    elen = (size_t) end - q - 1;
-	}
-    } else {
-	a = s + n + 1;
-	alen = len - n - 1;
+    switch (config_cond(s, len, n, &c)) {
+    case CONFIG_COND_UNBALANCED:
+	goto unbalanced;
+    case CONFIG_COND_TRAILING:
+	buf_reset(why);
+	buf_printf(why, "unexpected text after {...} in \"$%c%.*s%c\"", b, (int) len, s,
+		   b == '{' ? '}' : ')');
+	return (-1);
     }
-    if (op == ':') {
-	e = a;
-	elen = alen;
-	a = NULL;
-    }
+    a = c.then_text;
+    alen = c.then_len;
+    e = c.else_text;
+    elen = c.else_len;
     {
 	BUF     val = BUF_INIT;
 	int     ret = pfi_resolve(p, s, n, &val, st, why), empty = (val.len == 0);
@@ -596,7 +563,7 @@ static int pfi_rewrite(PFIMPORT *p, const char *s, size_t len, BUF *out,
 	    buf_puts(out, "$$");
 	    i++;
 	} else if (s[i] == '{' || s[i] == '(') {
-	    long    e = pfi_match(s, len, i);
+	    long    e = config_match(s, len, i);
 
 	    if (e < 0) {
 		buf_reset(why);

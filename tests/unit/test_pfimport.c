@@ -106,6 +106,13 @@ static void test_references(void)
     T_CHECK(strstr(cf, "\nsite_restrictions = permit_mynetworks, $more\n") != NULL);
     T_CHECK(strstr(cf, "\nmore = reject\n") != NULL);
     pfimport_free(p);
+
+    /* The conditional syntax is the configuration reader's own (config_cond). */
+    p = convert("smtpd_banner = ${readme_directory?{x} junk}\n", NULL, err, sizeof(err));
+    T_CHECK(p == NULL);
+    T_CHECK(strstr(err, "unexpected text after {...}") != NULL);
+    p = convert("smtpd_banner = ${readme_directory?{x}:{y}\n", NULL, err, sizeof(err));
+    T_CHECK(p == NULL);
 }
 
 static void test_loops_and_hostile(void)
