@@ -15,6 +15,7 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/resource.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "control/qview.h"
@@ -22,6 +23,7 @@
 #include "log/log.h"
 
 #define QVIEW_NICE	10		/* the thread's nice value */
+#define QVIEW_PACE_MAX_US 2000000	/* longest pause between two pages */
 
 #define W_LOOP		0		/* the loop has it */
 #define W_TODO		1
@@ -38,6 +40,9 @@ struct QVIEW_WALK {
     int     page_max;
     QMSG  **msgs;			/* page_max slots */
     int     n;				/* the page read: messages, 0 = end, -1 = error */
+    int64_t read_ns;			/* the thread's CPU time for it */
+    int64_t not_before;			/* pacing: the next page not before (mono us) */
+    struct event *pace;			/* pacing: the timer until then */
     char    why[256];			/* the read error */
     QVIEW_PAGE_FN page;
     QVIEW_DONE_FN done;
@@ -63,6 +68,11 @@ struct QVIEW {
     QVIEW_WALK *all;			/* loop only */
     unsigned long nwalks, npages;
     int     live;
+    int     share;			/* pacing: percent of a CPU while busy */
+    QVIEW_BUSY_FN busy;
+    void   *busy_ctx;
+    unsigned long npaced;		/* pages followed by a pause */
+    int64_t paced_us;			/* the pauses' total */
 };
 
 static void qview_push(QVIEW_WALK **head, QVIEW_WALK **tail, QVIEW_WALK *w)
@@ -95,6 +105,7 @@ static void *qview_main(void *arg)
     QVIEW  *v = arg;
     QVIEW_WALK *w;
     uint64_t one = 1;
+    struct timespec t0, t1;
 
     /*
      * A view is background work: when the CPU is short, relaying comes
@@ -113,8 +124,11 @@ static void *qview_main(void *arg)
 	w->where = W_READING;
 	pthread_mutex_unlock(&v->lock);
 
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t0);
 	w->n = queue_reader_page(v->r, &w->cur, w->with_rcpts, w->msgs, w->page_max,
 				 w->why, sizeof(w->why));
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t1);
+	w->read_ns = (int64_t) (t1.tv_sec - t0.tv_sec) * 1000000000 + (t1.tv_nsec - t0.tv_nsec);
 
 	pthread_mutex_lock(&v->lock);
 	w->where = W_READY;
@@ -146,6 +160,8 @@ static void qview_walk_free(QVIEW_WALK *w)
     if (w->next)
 	w->next->prev = w->prev;
     v->live--;
+    if (w->pace)
+	event_free(w->pace);
     free(w->msgs);
     free(w);
 }
@@ -161,12 +177,64 @@ static void qview_enqueue(QVIEW_WALK *w)
     pthread_mutex_unlock(&v->lock);
 }
 
+static void qview_paced(evutil_socket_t fd, short what, void *arg)
+{
+    QVIEW_WALK *w = arg;
+
+    (void) fd;
+    (void) what;
+    if (!w->v->stopped)
+	qview_enqueue(w);
+}
+
+/* The next page now, or once the walk's pause is over. */
+static void qview_next(QVIEW_WALK *w)
+{
+    int64_t wait = w->not_before - time_mono_us();
+
+    if (wait <= 0) {
+	qview_enqueue(w);
+	return;
+    }
+    if (w->pace == 0)
+	w->pace = evtimer_new(w->v->base, qview_paced, w);
+    struct timeval tv = {.tv_sec = wait / 1000000,.tv_usec = wait % 1000000};
+
+    evtimer_add(w->pace, &tv);
+}
+
+/*
+ * Pacing: while the relay is busy, a walk's pages (the thread's reading,
+ * the owner's formatting) may take v->share percent of a CPU; after a page
+ * that cost c, the next waits c * (100 - share) / share.  An idle relay
+ * gets its views at full speed.
+ */
+static void qview_pace(QVIEW_WALK *w, int64_t loop_us, int64_t now)
+{
+    QVIEW  *v = w->v;
+    int64_t cost, pause;
+
+    w->not_before = 0;
+    if (v->share >= 100 || v->busy == 0 || !v->busy(v->busy_ctx))
+	return;
+    cost = w->read_ns / 1000 + loop_us;
+    pause = cost * (100 - v->share) / v->share;
+    if (pause > QVIEW_PACE_MAX_US)
+	pause = QVIEW_PACE_MAX_US;
+    if (pause <= 0)
+	return;
+    w->not_before = now + pause;
+    v->npaced++;
+    v->paced_us += pause;
+}
+
 static void qview_notify(evutil_socket_t fd, short what, void *arg)
 {
     QVIEW  *v = arg;
     QVIEW_WALK *w, *next;
     uint64_t cnt;
     int     more;
+    int64_t t0, t1;
 
     (void) fd;
     (void) what;
@@ -195,13 +263,18 @@ static void qview_notify(evutil_socket_t fd, short what, void *arg)
 	}
 	v->npages++;
 	w->in_cb = 1;
+	t0 = time_mono_us();
 	more = w->page(w->ctx, w->msgs, w->n);
-	w->in_cb = 0;
 	qview_free_page(w);
-	if (w->cancelled)
+	t1 = time_mono_us();
+	w->in_cb = 0;
+	if (w->cancelled) {
 	    qview_walk_free(w);
-	else if (more == 0)
-	    qview_enqueue(w);
+	    continue;
+	}
+	qview_pace(w, t1 - t0, t1);
+	if (more == 0)
+	    qview_next(w);
 	/* else paused until qview_walk_resume() */
     }
 }
@@ -213,6 +286,7 @@ QVIEW  *qview_create(struct event_base *base, QUEUE *q, char *err, size_t errlen
     v->base = base;
     v->q = q;
     v->notify_fd = -1;
+    v->share = 100;
     pthread_mutex_init(&v->lock, 0);
     pthread_cond_init(&v->cond, 0);
     if ((v->r = queue_reader_open(q, err, errlen)) == 0)
@@ -309,7 +383,9 @@ void    qview_walk_resume(QVIEW_WALK *w)
     /* Only a paused walk (with the loop, not in a callback) goes back to the thread. */
     if (w == 0 || w->cancelled || w->in_cb || w->where != W_LOOP || w->v->stopped)
 	return;
-    qview_enqueue(w);
+    if (w->pace && evtimer_pending(w->pace, 0))
+	return;					/* already on its way */
+    qview_next(w);
 }
 
 void    qview_walk_cancel(QVIEW_WALK *w)
@@ -340,4 +416,17 @@ void    qview_counts(const QVIEW *v, unsigned long *walks, unsigned long *pages,
     *walks = v->nwalks;
     *pages = v->npages;
     *live = v->live;
+}
+
+void    qview_set_pacing(QVIEW *v, int share, QVIEW_BUSY_FN busy, void *ctx)
+{
+    v->share = share < 1 ? 1 : share > 100 ? 100 : share;
+    v->busy = busy;
+    v->busy_ctx = ctx;
+}
+
+void    qview_pacing(const QVIEW *v, unsigned long *paced, double *seconds)
+{
+    *paced = v->npaced;
+    *seconds = (double) v->paced_us / 1e6;
 }

@@ -44,6 +44,7 @@ typedef struct QVIEW_WALK QVIEW_WALK;
 
 typedef int (*QVIEW_PAGE_FN) (void *ctx, QMSG *const *msgs, int n);
 typedef void (*QVIEW_DONE_FN) (void *ctx, int ok, const char *why);
+typedef int (*QVIEW_BUSY_FN) (void *ctx);
 
 #define QVIEW_PAGE_MAX	1024		/* largest page a walk may ask for */
 
@@ -58,5 +59,14 @@ void    qview_walk_cancel(QVIEW_WALK *w);
 
 /* Walks started and pages read since the start (tests, metrics). */
 void    qview_counts(const QVIEW *v, unsigned long *walks, unsigned long *pages, int *live);
+
+/*
+ * Pacing: while busy(ctx) says the relay is working, each walk takes at
+ * most share percent of a CPU (its pages' reading and use, measured), by
+ * pausing between pages; 100 (the default) never pauses.  The pages that
+ * were followed by a pause and the pauses' total, since the start.
+ */
+void    qview_set_pacing(QVIEW *v, int share, QVIEW_BUSY_FN busy, void *ctx);
+void    qview_pacing(const QVIEW *v, unsigned long *paced, double *seconds);
 
 #endif

@@ -351,6 +351,14 @@ static void tables_close(TABLE_LIST **v, int n)
 /* Parameters that take effect only at restart. */
 static const char *restart_params[] = {"smtpd_listen", "queue_directory", "mail_owner", "metrics_listen"};
 
+/* Queue views are paced while this is true (qview_set_pacing). */
+static int relay_busy(void *ctx)
+{
+    RELAYQD *d = ctx;
+
+    return (!sched_idle(d->sched) || smtpd_sessions(d->smtpd) > 0);
+}
+
 static void on_hup(evutil_socket_t sig, short what, void *ctx)
 {
     RELAYQD *d = ctx;
@@ -389,6 +397,8 @@ static void on_hup(evutil_socket_t sig, short what, void *ctx)
     smtpd_reconfigure(d->smtpd, ncf);
     smtp_reconfigure(d->smtp, ncf);
     sched_reconfigure(d->sched, ncf);
+    control_set_stream_timeout(d->control, (int) config_time(ncf, "ipc_timeout"));
+    qview_set_pacing(d->view, (int) config_int(ncf, "relayq_queue_view_cpu_share"), relay_busy, d);
     /* Modules keep pointers into the configuration until reconfigured: free the old one only now. */
     config_free(d->cf);
     d->cf = ncf;
@@ -538,6 +548,7 @@ int     main(int argc, char **argv)
 	msg_fatal("queue recovery failed in %s: %s", qdir, err);
     d.sched = sched_create(d.base, d.cf, d.queue, d.smtp);
     d.top = top_create(&d);
+    qview_set_pacing(d.view, (int) config_int(d.cf, "relayq_queue_view_cpu_share"), relay_busy, &d);
 
     d.queue_ev = event_new(d.base, queue_notify_fd(d.queue), EV_READ | EV_PERSIST, on_queue_notify, &d);
     event_add(d.queue_ev, NULL);

@@ -67,6 +67,25 @@ void    stats_metrics(void *ctx, BUF *out)
 		   "Messages whose delivery outcome is not yet recorded; their delivery waits until it is.");
     metrics_sample(out, "relayq_queue_updates_suspended", "", sched_suspended(d->sched));
 
+    unsigned long walks, pages, paced;
+    double  paced_s;
+    int     live;
+
+    qview_counts(d->view, &walks, &pages, &live);
+    qview_pacing(d->view, &paced, &paced_s);
+    metrics_family(out, "relayq_queue_views_total", "counter",
+		   "Queue views (mailq, qshape, explain --what-if, flush DOMAIN, ALL edits) started.");
+    metrics_sample(out, "relayq_queue_views_total", "", (double) walks);
+    metrics_family(out, "relayq_queue_views", "gauge", "Queue views in progress.");
+    metrics_sample(out, "relayq_queue_views", "", live);
+    metrics_family(out, "relayq_queue_view_pages_total", "counter",
+		   "Pages of up to 256 messages read by the queue views' thread.");
+    metrics_sample(out, "relayq_queue_view_pages_total", "", (double) pages);
+    metrics_family(out, "relayq_queue_view_paced_seconds_total", "counter",
+		   "Time queue views waited between pages so that relaying came first"
+		   " (relayq_queue_view_cpu_share), in seconds.");
+    metrics_sample(out, "relayq_queue_view_paced_seconds_total", "", paced_s);
+
     metrics_family(out, "relayq_log_write_errors_total", "counter",
 		   "Log lines that could not be written (maillog_file's file system full, ...).");
     metrics_sample(out, "relayq_log_write_errors_total", "", (double) log_write_errors());

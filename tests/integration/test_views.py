@@ -16,10 +16,12 @@ bench/view-bench does with 100,000 and more):
 """
 import json
 import os
+import re
 import socket
 import subprocess
 import threading
 import time
+import urllib.request
 
 import harness
 
@@ -251,3 +253,56 @@ def test_flush_domain_counts_and_delivers(env):
     assert r.returncode == 0 and r.stdout == 'Flushing 3000 messages for SINK.example\n', (r.stdout, r.stderr)
     d.wait_log(r'status=sent', count=3000, timeout=120)
     assert env.cli(d, 'mailq', check=True).stdout == 'Mail queue is empty\n'
+
+
+def metric(mport, name):
+    text = urllib.request.urlopen('http://127.0.0.1:%d/metrics' % mport, timeout=30).read().decode()
+    m = re.search(r'^%s (\S+)$' % re.escape(name), text, re.M)
+    assert m, 'no %s in:\n%s' % (name, text)
+    return float(m.group(1))
+
+
+def test_views_give_way_while_the_relay_is_busy(env):
+    """relayq_queue_view_cpu_share: a view pauses between its pages while
+    SMTP sessions or deliveries are in progress, runs at full speed when
+    nothing else is, and 100 turns the pauses off.  The answer is the same
+    complete listing either way."""
+    n = 3000
+    mport = harness.free_port()
+    d = filled(env, n, relayq_queue_view_cpu_share='2', metrics_listen='127.0.0.1:%d' % mport)
+
+    # Nothing else going on: no pause.
+    r = env.cli(d, 'mailq', '-j', timeout=300)
+    assert r.returncode == 0 and len(r.stdout.splitlines()) == n, r.stderr
+    assert metric(mport, 'relayq_queue_view_pages_total') >= n / 256
+    assert metric(mport, 'relayq_queue_view_paced_seconds_total') == 0
+
+    # An SMTP client is connected: the view gives way, and still lists everything.
+    busy = socket.create_connection(('127.0.0.1', d.port), timeout=30)
+    try:
+        assert busy.recv(512).startswith(b'220')
+        r = env.cli(d, 'mailq', '-j', timeout=300)
+        assert r.returncode == 0, r.stderr
+        assert len(set(json.loads(l)['queue_id'] for l in r.stdout.splitlines())) == n
+        paced = metric(mport, 'relayq_queue_view_paced_seconds_total')
+        assert paced > 0, paced
+
+        # The session is still served promptly while the view pauses.
+        busy.sendall(b'EHLO busy.test\r\n')
+        assert busy.recv(4096).startswith(b'250')
+
+        # 100: no pauses, busy or not.
+        d.write_config(relayq_queue_view_cpu_share='100')
+        d.hup()
+        d.wait_log(r'reload -- version')
+        r = env.cli(d, 'qshape', timeout=300)
+        assert r.returncode == 0 and ' TOTAL %d ' % n in ' '.join(r.stdout.split()) + ' '
+        assert metric(mport, 'relayq_queue_view_paced_seconds_total') == paced
+    finally:
+        busy.close()
+
+    # Out of range: refused at start with the parameter named.
+    d.stop()
+    d.write_config(relayq_queue_view_cpu_share='0')
+    r = env.cli(d, 'config', '--check', timeout=60)
+    assert r.returncode != 0 and 'relayq_queue_view_cpu_share' in (r.stdout + r.stderr), r
