@@ -9,7 +9,10 @@
  * even when c-ares answers at once (bad name, cache).
  *
  * Status mapping: NXDOMAIN and "no data" are DNS_NOTFOUND (permanent);
- * SERVFAIL, REFUSED, timeouts and the rest are DNS_TEMPFAIL.
+ * SERVFAIL, REFUSED, timeouts and the rest are DNS_TEMPFAIL.  An MX RRset
+ * with a root exchange anywhere in it is DNS_NULLMX (RFC 7505; Postfix's
+ * dns_get_answer() also turns one such record into a null MX for the whole
+ * RRset), and no record of it is handed out: the root is no host to look up.
  *
  * DNSSEC (DNS_FLAG_DNSSEC, and every TLSA lookup): c-ares 1.18 can neither
  * set the AD/DO bits nor parse TLSA, so the query is built by dns_wire.c,
@@ -65,6 +68,8 @@ struct DNS_REQ {
     void   *ctx;
     char   *name;			/* the name asked (DNSSEC queries) */
     int     secure;			/* TLSA: the answer had AD */
+    int     nullmx;			/* MX: a record with the root as exchange */
+    int     nbad;			/* MX: records skipped as malformed */
     DNS_MX *mx;
     DNS_ADDR *addr;
     DNS_TLSA *tlsa;
@@ -265,8 +270,13 @@ static void dns_deliver_cb(evutil_socket_t fd, short what, void *arg)
     /* Unlinked first: the callback may even dns_free() the resolver. */
     dns_req_unlink(r);
     dns_timer_update(r->dns);
-    if (r->n > 0) {
+    if (r->kind == DNS_KIND_MX && r->nullmx) {
+	status = DNS_NULLMX;
+	r->n = 0;
+    } else if (r->n > 0) {
 	status = DNS_OK;
+    } else if (r->kind == DNS_KIND_MX && r->nbad > 0) {
+	status = DNS_TEMPFAIL;			/* Postfix: DNS_RETRY */
     } else if (r->status[0] == DNS_TEMPFAIL || (r->kind == DNS_KIND_ADDR && r->status[1] == DNS_TEMPFAIL)) {
 	status = DNS_TEMPFAIL;
     } else {
@@ -324,6 +334,11 @@ static void dns_mx_answer(void *arg, int status, int timeouts, unsigned char *ab
 	    r->status[0] = dns_map_status(rc == ARES_ENODATA ? rc : ARES_EBADRESP);
 	} else {
 	    for (m = mx; m; m = m->next) {
+		/* c-ares expands the root to "". */
+		if (m->host[0] == 0 || strcmp(m->host, ".") == 0) {
+		    r->nullmx = 1;
+		    continue;
+		}
 		if (r->n == r->cap) {
 		    r->cap = r->cap ? 2 * r->cap : 4;
 		    r->mx = xrealloc(r->mx, r->cap * sizeof(*r->mx));
@@ -334,10 +349,10 @@ static void dns_mx_answer(void *arg, int status, int timeouts, unsigned char *ab
 		r->n++;
 	    }
 	    ares_free_data(mx);
-	    if (r->n == 0)
-		r->status[0] = DNS_NOTFOUND;
-	    else
+	    if (r->n > 0)
 		qsort(r->mx, r->n, sizeof(*r->mx), mx_compare);
+	    else if (!r->nullmx)
+		r->status[0] = DNS_NOTFOUND;
 	}
     }
     dns_req_finish_one(r);
@@ -404,8 +419,14 @@ static void dns_raw_answer(void *arg, int status, int timeouts, unsigned char *a
 		    DNS_MX mx;
 
 		    memset(&mx, 0, sizeof(mx));
-		    if (dns_wire_mx(m, mlen, rr, &mx.pref, mx.host, sizeof(mx.host)) < 0)
+		    if (dns_wire_mx(m, mlen, rr, &mx.pref, mx.host, sizeof(mx.host)) < 0) {
+			r->nbad++;
 			continue;
+		    }
+		    if (strcmp(mx.host, ".") == 0) {
+			r->nullmx = 1;
+			continue;
+		    }
 		    mx.secure = ans->ad;
 		    if (r->n == r->cap) {
 			r->cap = r->cap ? 2 * r->cap : 4;
@@ -455,10 +476,10 @@ static void dns_raw_answer(void *arg, int status, int timeouts, unsigned char *a
 	    }
 	}
 	if (q->type == DNS_T_MX) {
-	    if (r->n == 0)
-		r->status[q->slot] = DNS_NOTFOUND;
-	    else
+	    if (r->n > 0)
 		qsort(r->mx, r->n, sizeof(*r->mx), mx_compare);
+	    else if (!r->nullmx && r->nbad == 0)
+		r->status[q->slot] = DNS_NOTFOUND;
 	}
     }
     free(ans);

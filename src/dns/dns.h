@@ -16,6 +16,7 @@ typedef struct DNS DNS;
 #define DNS_OK       0
 #define DNS_NOTFOUND 1			/* NXDOMAIN / no data: permanent */
 #define DNS_TEMPFAIL 2			/* try again */
+#define DNS_NULLMX   3			/* MX only: a null MX, RFC 7505 (permanent) */
 
 /* Lookup flags. */
 #define DNS_FLAG_DNSSEC 1		/* ask with AD/DO, report the AD bit */
@@ -43,7 +44,14 @@ typedef struct DNS_TLSA {
 DNS    *dns_create(struct event_base *base, const char *servers, char *err, size_t errlen);
 void    dns_free(DNS *d);
 
-/* cb runs from the event loop; status DNS_*; arrays valid during cb only. */
+/*
+ * cb runs from the event loop; status DNS_*; arrays valid during cb only.
+ * dns_mx: an MX RRset with a record whose exchange is the root (".") is a
+ * null MX, whatever its preference and the other records (as Postfix):
+ * DNS_NULLMX, no records.  A malformed MX answer is DNS_TEMPFAIL; with
+ * DNS_FLAG_DNSSEC (our own parser) a malformed record is skipped, and
+ * DNS_TEMPFAIL comes only when no good record is left (Postfix: DNS_RETRY).
+ */
 void    dns_mx(DNS *d, const char *domain,
 	               void (*cb) (void *ctx, int status, const DNS_MX *mx, int n), void *ctx);
 void    dns_addr(DNS *d, const char *host,

@@ -80,7 +80,12 @@ int     dns_wire_parse(const unsigned char *msg, size_t len, const char *qname, 
 int     dns_wire_name(const unsigned char *msg, size_t len, size_t off, char *out,
 		              size_t outlen, size_t *next);
 
-/* Decoders of one record's rdata; 0 or -1 when malformed. */
+/*
+ * Decoders of one record's rdata; 0 or -1 when malformed (rdata shorter
+ * than its fields, a name that runs past the rdata or ends before it).
+ * dns_wire_mx: a null MX (RFC 7505) has the exchange "."; it is returned
+ * as such, whatever the preference, for the caller to act on.
+ */
 int     dns_wire_mx(const unsigned char *msg, size_t len, const DNS_WIRE_RR *rr, int *pref,
 		            char *host, size_t hostlen);
 int     dns_wire_tlsa(const unsigned char *msg, const DNS_WIRE_RR *rr, uint8_t *usage,

@@ -3,7 +3,9 @@
  * (never the system resolver): MX records sorted by preference, A and
  * AAAA, address literals, NXDOMAIN and "no data" as DNS_NOTFOUND, a
  * resolver that does not answer as DNS_TEMPFAIL, callbacks never run
- * inside the call, and a malformed dns_servers value.
+ * inside the call, a malformed dns_servers value, and RFC 7505 null MX
+ * (alone, beside a real MX, with a non-zero preference) as DNS_NULLMX and
+ * malformed MX rdata as DNS_TEMPFAIL, through c-ares and our own parser.
  */
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -264,6 +266,64 @@ static void test_dnssec_path(void)
     dns_free(d);
 }
 
+/* The status, records and first host of an MX lookup of name. */
+static ANS mx_lookup(DNS *d, const char *name, int flags)
+{
+    ANS     a;
+
+    memset(&a, 0, sizeof(a));
+    dns_mx_ex(d, name, flags, mx_cb, &a);
+    wait_for(&a, 10);
+    T_EQ_INT(a.called, 1);
+    return (a);
+}
+
+static void test_null_mx(void)
+{
+    DNS    *d = mkdns(dns_port);
+
+    T_CHECK(d != NULL);
+    if (d == NULL)
+	return;
+    for (int flags = 0; flags <= DNS_FLAG_DNSSEC; flags += DNS_FLAG_DNSSEC) {
+	ANS     a;
+
+	a = mx_lookup(d, "null.test", flags);
+	T_EQ_INT(a.status, DNS_NULLMX);
+	T_EQ_INT(a.n, 0);
+	/* one null MX among real ones makes the whole RRset a null MX (Postfix) */
+	a = mx_lookup(d, "mixed.test", flags);
+	T_EQ_INT(a.status, DNS_NULLMX);
+	T_EQ_INT(a.n, 0);
+	a = mx_lookup(d, "pref5.test", flags);
+	T_EQ_INT(a.status, DNS_NULLMX);
+	/* rdata of one octet; a name that does not end inside its rdata */
+	a = mx_lookup(d, "short.test", flags);
+	T_EQ_INT(a.status, DNS_TEMPFAIL);
+	T_EQ_INT(a.n, 0);
+	a = mx_lookup(d, "runaway.test", flags);
+	T_EQ_INT(a.status, DNS_TEMPFAIL);
+	/*
+	 * A good MX beside a malformed one: c-ares rejects the whole
+	 * answer; our parser skips the bad record, as Postfix does.
+	 */
+	a = mx_lookup(d, "halfbad.test", flags);
+	if (flags) {
+	    T_EQ_INT(a.status, DNS_OK);
+	    T_EQ_INT(a.n, 1);
+	    T_EQ_STR(a.mx[0].host, "mx1.dest.test");
+	} else {
+	    T_EQ_INT(a.status, DNS_TEMPFAIL);
+	}
+	/* a normal domain is unchanged */
+	a = mx_lookup(d, "dest.test", flags);
+	T_EQ_INT(a.status, DNS_OK);
+	T_EQ_INT(a.n, 2);
+	T_EQ_STR(a.mx[0].host, "mx1.dest.test");
+    }
+    dns_free(d);
+}
+
 static void test_bad_servers(void)
 {
     char    err[256] = "";
@@ -321,7 +381,13 @@ int     main(void)
 	      "--user=root", "--local=/test/", "--mx-host=dest.test,mx2.dest.test,20",
 	      "--mx-host=dest.test,mx1.dest.test,10", "--host-record=mx1.dest.test,127.0.0.2",
 	      "--host-record=mx2.dest.test,127.0.0.3", "--host-record=v6.test,::1",
-	      "--dns-rr=_25._tcp.mx1.dest.test,52,030101deadbeef", (char *) 0);
+	      "--dns-rr=_25._tcp.mx1.dest.test,52,030101deadbeef",
+	      "--dns-rr=null.test,15,000000", "--host-record=null.test,127.0.0.4",
+	      "--dns-rr=mixed.test,15,000a026d7804646573740474657374" "00",
+	      "--dns-rr=mixed.test,15,000000", "--dns-rr=pref5.test,15,000500",
+	      "--dns-rr=short.test,15,00", "--dns-rr=runaway.test,15,0000026d78",
+	      "--dns-rr=halfbad.test,15,00", "--mx-host=halfbad.test,mx1.dest.test,10",
+	      (char *) 0);
 	_exit(127);
     }
     usleep(300000);
@@ -329,6 +395,7 @@ int     main(void)
     T_RUN(test_addr);
     T_RUN(test_tempfail);
     T_RUN(test_dnssec_path);
+    T_RUN(test_null_mx);
     T_RUN(test_bad_servers);
     kill(pid, SIGTERM);
     waitpid(pid, NULL, 0);

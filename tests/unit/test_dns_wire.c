@@ -362,6 +362,96 @@ static void test_rcodes_and_mx(void)
     T_EQ_INT(dns_wire_mx(m.b, m.n, &a.rr[0], &pref, host, sizeof(host)), -1);
 }
 
+/* One MX record owned by the question's name (a pointer to it) with raw rdata. */
+static void mx_raw(MSG *m, const void *rdata, size_t rdlen)
+{
+    ptr(m, 12);
+    rr_fixed(m, DNS_T_MX, (unsigned) rdlen);
+    put(m, rdata, rdlen);
+}
+
+/*
+ * RFC 7505 null MX: the exchange is the root, which the decoder reports
+ * as "." (dns.c turns it into DNS_NULLMX), whatever the preference, even
+ * through a compression pointer; and the hostile shapes of MX rdata.
+ */
+static void test_null_mx(void)
+{
+    MSG     m;
+    DNS_WIRE_ANSWER a;
+    char    host[DNS_WIRE_NAME_MAX];
+    int     pref;
+    size_t  good;
+
+    /* 0 . */
+    head(&m, 0, 1, "null.example", DNS_T_MX);
+    mx_raw(&m, "\0\0\0", 3);
+    T_EQ_INT(dns_wire_parse(m.b, m.n, "null.example", DNS_T_MX, &a), 0);
+    T_EQ_INT(a.nrr, 1);
+    pref = -1;
+    T_EQ_INT(dns_wire_mx(m.b, m.n, &a.rr[0], &pref, host, sizeof(host)), 0);
+    T_EQ_INT(pref, 0);
+    T_EQ_STR(host, ".");
+
+    /* 5 . : a root exchange with a non-zero preference is still the root */
+    head(&m, 0, 1, "null.example", DNS_T_MX);
+    mx_raw(&m, "\0\5\0", 3);
+    T_EQ_INT(dns_wire_parse(m.b, m.n, "null.example", DNS_T_MX, &a), 0);
+    T_EQ_INT(dns_wire_mx(m.b, m.n, &a.rr[0], &pref, host, sizeof(host)), 0);
+    T_EQ_INT(pref, 5);
+    T_EQ_STR(host, ".");
+
+    /* 65535 . as a pointer to the root label ending the question (offset 12 + 13) */
+    head(&m, 0, 1, "null.example", DNS_T_MX);
+    mx_raw(&m, "\377\377\300\031", 4);
+    T_EQ_INT(m.b[12 + 13], 0);
+    T_EQ_INT(dns_wire_parse(m.b, m.n, "null.example", DNS_T_MX, &a), 0);
+    T_EQ_INT(dns_wire_mx(m.b, m.n, &a.rr[0], &pref, host, sizeof(host)), 0);
+    T_EQ_INT(pref, 65535);
+    T_EQ_STR(host, ".");
+
+    /* a null MX beside a real one: both decoded, in order */
+    head(&m, 0, 2, "mixed.example", DNS_T_MX);
+    mx_raw(&m, "\0\12\2mx\7example\0", 14);
+    mx_raw(&m, "\0\0\0", 3);
+    T_EQ_INT(dns_wire_parse(m.b, m.n, "mixed.example", DNS_T_MX, &a), 0);
+    T_EQ_INT(a.nrr, 2);
+    T_EQ_INT(dns_wire_mx(m.b, m.n, &a.rr[0], &pref, host, sizeof(host)), 0);
+    T_EQ_STR(host, "mx.example");
+    T_EQ_INT(pref, 10);
+    T_EQ_INT(dns_wire_mx(m.b, m.n, &a.rr[1], &pref, host, sizeof(host)), 0);
+    T_EQ_STR(host, ".");
+
+    /* truncated rdata: no exchange at all, half a preference, nothing */
+    for (size_t len = 0; len < 3; len++) {
+	head(&m, 0, 1, "null.example", DNS_T_MX);
+	mx_raw(&m, "\0\0", len);
+	T_EQ_INT(dns_wire_parse(m.b, m.n, "null.example", DNS_T_MX, &a), 0);
+	T_EQ_INT(a.nrr, 1);
+	T_EQ_INT(dns_wire_mx(m.b, m.n, &a.rr[0], &pref, host, sizeof(host)), -1);
+    }
+
+    /* the root, then a stray byte inside the rdata */
+    head(&m, 0, 1, "null.example", DNS_T_MX);
+    mx_raw(&m, "\0\0\0\377", 4);
+    T_EQ_INT(dns_wire_parse(m.b, m.n, "null.example", DNS_T_MX, &a), 0);
+    T_EQ_INT(dns_wire_mx(m.b, m.n, &a.rr[0], &pref, host, sizeof(host)), -1);
+
+    /* an exchange whose labels run past the rdata (its root lies beyond) */
+    head(&m, 0, 1, "null.example", DNS_T_MX);
+    mx_raw(&m, "\0\0\2mx", 5);
+    put8(&m, 0);
+    T_EQ_INT(dns_wire_parse(m.b, m.n, "null.example", DNS_T_MX, &a), 0);
+    T_EQ_INT(dns_wire_mx(m.b, m.n, &a.rr[0], &pref, host, sizeof(host)), -1);
+
+    /* the message cut anywhere inside a null MX record: malformed */
+    head(&m, 0, 1, "null.example", DNS_T_MX);
+    good = m.n;
+    mx_raw(&m, "\0\0\0", 3);
+    for (size_t cut = good; cut < m.n; cut++)
+	T_EQ_INT(dns_wire_parse(m.b, cut, "null.example", DNS_T_MX, &a), -1);
+}
+
 int     main(void)
 {
     T_RUN(test_query);
@@ -369,5 +459,6 @@ int     main(void)
     T_RUN(test_cname_chain);
     T_RUN(test_names);
     T_RUN(test_rcodes_and_mx);
+    T_RUN(test_null_mx);
     return t_done();
 }
