@@ -190,6 +190,16 @@ static void deliv_mx_cb(void *ctx, int status, const DNS_MX *mx, int n)
 	d->dns_busy = 1;
 	d->mx_secure = -1;
 	dns_addr_ex(d->s->dns, host, d->p->dnssec ? DNS_FLAG_DNSSEC : 0, deliv_host_addr_cb, d);
+    } else if (status == DNS_NULLMX) {
+	/*
+	 * RFC 7505: the domain accepts no mail.  Postfix's smtp_domain_addr()
+	 * words and codes it so, and looks up no address.
+	 */
+	char   *text = xasprintf("Domain %s does not accept mail (nullMX)", host);
+
+	deliv_set_last(d, "5.1.0", text, "none", NULL, NULL);
+	free(text);
+	deliv_batch_done(d);
     } else {
 	deliv_dns_fail(d, host, "MX", status);
 	deliv_batch_done(d);
