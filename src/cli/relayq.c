@@ -9,6 +9,7 @@
  * commands, takes the queue lock and edits it; flush needs the daemon.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <grp.h>
 #include <libgen.h>
 #include <pwd.h>
@@ -125,6 +126,22 @@ QUEUE  *cli_queue_open(CLI *cli, int mode, char *err, size_t errlen)
 	    cli_fatal(1, "cannot become mail_owner %s: %s", owner, strerror(errno));
     }
     return queue_open(cli_qdir(cli), mode, err, errlen);
+}
+
+/*
+ * Whether this user may write the queue (its directory and database), to
+ * tell "permission denied" from other reasons queue_open() gave, by asking
+ * the kernel rather than reading the message.
+ */
+static int cli_may_write_queue(CLI *cli)
+{
+    const char *qdir = cli_qdir(cli);
+    char   *db = xasprintf("%s/queue.db", qdir);
+    int     ok = faccessat(AT_FDCWD, qdir, W_OK | X_OK, AT_EACCESS) == 0
+    && (faccessat(AT_FDCWD, db, R_OK | W_OK, AT_EACCESS) == 0 || errno == ENOENT);
+
+    free(db);
+    return (ok);
 }
 
 static void cli_denied(CLI *cli, const char *err)
@@ -429,7 +446,7 @@ int     cli_admin(CLI *cli, int argc, char **argv)
     if (ret == CONTROL_DOWN) {
 	/* No daemon: edit the queue under its lock, as postsuper does. */
 	if ((q = cli_queue_open(cli, QUEUE_OPEN_ADMIN, err, sizeof(err))) == 0) {
-	    if (errno == EACCES || strstr(err, "ermission"))
+	    if (!cli_may_write_queue(cli))
 		cli_fatal(1, "permission denied: %s (run as root or mail_owner)", err);
 	    cli_fatal(1, "%s", err);
 	}
