@@ -24,6 +24,8 @@
 
 #define QVIEW_NICE	10		/* the thread's nice value */
 #define QVIEW_PACE_MAX_US 2000000	/* longest pause between two pages */
+#define QVIEW_WINDOW_US	250000		/* the relay's CPU use: measured over this */
+#define QVIEW_BUSY_PCT	20		/* busy: the rest of the daemon uses this much of a CPU */
 
 #define W_LOOP		0		/* the loop has it */
 #define W_TODO		1
@@ -73,6 +75,11 @@ struct QVIEW {
     void   *busy_ctx;
     unsigned long npaced;		/* pages followed by a pause */
     int64_t paced_us;			/* the pauses' total */
+    int64_t own_us;			/* the views' CPU: reading and page(), all pages */
+    int64_t win_start;			/* the current window: when, */
+    int64_t win_proc;			/* the process's CPU time then, */
+    int64_t win_own;			/* and own_us then */
+    int     others_busy;		/* the last window's verdict */
 };
 
 static void qview_push(QVIEW_WALK **head, QVIEW_WALK **tail, QVIEW_WALK *w)
@@ -203,6 +210,41 @@ static void qview_next(QVIEW_WALK *w)
     evtimer_add(w->pace, &tv);
 }
 
+static int64_t qview_cpu_us(clockid_t clock)
+{
+    struct timespec ts;
+
+    if (clock_gettime(clock, &ts) < 0)
+	return (0);
+    return ((int64_t) ts.tv_sec * 1000000 + ts.tv_nsec / 1000);
+}
+
+/*
+ * Is the relay busy?  The owner's busy() says whether anything is going
+ * on at all (SMTP sessions, deliveries); then the daemon's CPU time, less
+ * the views' own, over the last window must reach QVIEW_BUSY_PCT of a CPU,
+ * so that idle connections or a trickle of mail do not slow the views.
+ * A window older than two is stale (no view ran): a new one starts, and
+ * until it is complete the views run at full speed.
+ */
+static int qview_relay_busy(QVIEW *v, int64_t now)
+{
+    int64_t span = now - v->win_start, proc, others;
+
+    if (v->busy == 0 || !v->busy(v->busy_ctx))
+	return (0);
+    if (span >= QVIEW_WINDOW_US) {
+	proc = qview_cpu_us(CLOCK_PROCESS_CPUTIME_ID);
+	others = (proc - v->win_proc) - (v->own_us - v->win_own);
+	v->others_busy = span <= 2 * QVIEW_WINDOW_US
+	    && others * 100 >= span * QVIEW_BUSY_PCT;
+	v->win_start = now;
+	v->win_proc = proc;
+	v->win_own = v->own_us;
+    }
+    return (v->others_busy);
+}
+
 /*
  * Pacing: while the relay is busy, a walk's pages (the thread's reading,
  * the owner's formatting) may take v->share percent of a CPU; after a page
@@ -215,9 +257,10 @@ static void qview_pace(QVIEW_WALK *w, int64_t loop_us, int64_t now)
     int64_t cost, pause;
 
     w->not_before = 0;
-    if (v->share >= 100 || v->busy == 0 || !v->busy(v->busy_ctx))
-	return;
     cost = w->read_ns / 1000 + loop_us;
+    v->own_us += cost;
+    if (v->share >= 100 || !qview_relay_busy(v, now))
+	return;
     pause = cost * (100 - v->share) / v->share;
     if (pause > QVIEW_PACE_MAX_US)
 	pause = QVIEW_PACE_MAX_US;
@@ -263,16 +306,16 @@ static void qview_notify(evutil_socket_t fd, short what, void *arg)
 	}
 	v->npages++;
 	w->in_cb = 1;
-	t0 = time_mono_us();
+	t0 = qview_cpu_us(CLOCK_THREAD_CPUTIME_ID);
 	more = w->page(w->ctx, w->msgs, w->n);
 	qview_free_page(w);
-	t1 = time_mono_us();
+	t1 = qview_cpu_us(CLOCK_THREAD_CPUTIME_ID);
 	w->in_cb = 0;
 	if (w->cancelled) {
 	    qview_walk_free(w);
 	    continue;
 	}
-	qview_pace(w, t1 - t0, t1);
+	qview_pace(w, t1 - t0, time_mono_us());
 	if (more == 0)
 	    qview_next(w);
 	/* else paused until qview_walk_resume() */
