@@ -366,6 +366,7 @@ static void dns_addr_push(DNS_REQ *r, int family, const void *bin)
     }
     r->addr[r->n].family = family;
     r->addr[r->n].secure = 0;
+    r->addr[r->n].cname[0] = 0;
     inet_ntop(family, bin, r->addr[r->n].addr, sizeof(r->addr[r->n].addr));
     r->n++;
 }
@@ -441,6 +442,9 @@ static void dns_raw_answer(void *arg, int status, int timeouts, unsigned char *a
 		    continue;
 		dns_addr_push(r, q->type == DNS_T_A ? AF_INET : AF_INET6, m + rr->off);
 		r->addr[r->n - 1].secure = ans->ad;
+		if (ans->ncname > 0)
+		    snprintf(r->addr[r->n - 1].cname, sizeof(r->addr[r->n - 1].cname), "%s",
+			     ans->rname);
 		break;
 	    case DNS_T_TLSA:{
 		    DNS_TLSA *t;

@@ -31,6 +31,8 @@ typedef struct DNS_ADDR {
     int     family;			/* AF_INET / AF_INET6 */
     char    addr[64];			/* text form */
     int     secure;			/* DNS_FLAG_DNSSEC: its RRset was authenticated */
+    char    cname[256];			/* DNS_FLAG_DNSSEC: the name after the answer's
+					 * CNAMEs, when there were any; else "" */
 } DNS_ADDR;
 
 /* One TLSA record (RFC 6698); data is NULL when the rdata is under 3 octets. */

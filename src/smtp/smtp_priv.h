@@ -134,6 +134,7 @@ typedef struct SMTP_ADDR {
     int     port;
     char    dest[256];			/* the next hop as written, for TLS policy and SASL */
     int     secure;			/* DNSSEC: the address RRset was authenticated */
+    char    cname[256];			/* DNSSEC: host after its CNAMEs, or "" */
     int     mx_secure;			/* -1: no MX lookup; 0/1: the MX RRset insecure/secure */
 } SMTP_ADDR;
 
@@ -257,6 +258,7 @@ struct SMTP_DELIV {
     int     pol_starting;		/* inside secure_policy_fetch() */
     /* DANE: the TLSA lookup for the server in use, on the loop first */
     char   *dane_name;			/* _PORT._tcp.HOST asked */
+    char   *dane_skip;			/* _PORT._tcp.CNAME that had no secure TLSA */
     int     dane_ready;			/* its answer is below */
     int     dane_st;			/* TLS_TLSA_* */
     int     dane_secure;

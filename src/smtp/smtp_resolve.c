@@ -41,6 +41,8 @@ static void addr_push(SMTP_DELIV *d, const char *host, const DNS_ADDR *a, int po
     d->addrs[d->naddr].family = a->family;
     d->addrs[d->naddr].port = port;
     d->addrs[d->naddr].secure = a->secure;
+    snprintf(d->addrs[d->naddr].cname, sizeof(d->addrs[d->naddr].cname), "%s",
+	     str_casecmp(a->cname, host) == 0 ? "" : a->cname);
     d->addrs[d->naddr].mx_secure = d->mx_secure;
     snprintf(d->addrs[d->naddr].dest, sizeof(d->addrs[d->naddr].dest), "%s",
 	     d->resolve && d->iresolve > 0 ? d->resolve[d->iresolve - 1] : host);
@@ -247,6 +249,7 @@ void deliv_resolve_next(SMTP_DELIV *d)
 
 	a.family = strchr(host, ':') ? AF_INET6 : AF_INET;
 	a.secure = 0;
+	a.cname[0] = 0;
 	snprintf(a.addr, sizeof(a.addr), "%.63s", host);
 	addr_push(d, host, &a, port);
 	deliv_batch_done(d);

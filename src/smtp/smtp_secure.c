@@ -233,12 +233,20 @@ static void dane_answer(void *ctx, int status, int secure, const DNS_TLSA *t, in
  * the server, and its TLSA records, looked up on the loop (the answer is
  * kept for this server's _PORT._tcp.HOST while the delivery lasts).
  * 0 done (the policy is final), 1 looking up.
+ *
+ * RFC 7672 section 2.2.2, as Postfix's tls_dane_resolve(): when the
+ * server's name led through CNAMEs to a secure address, the TLSA records
+ * are first looked up at the end of that chain, and the base domain is
+ * that name; only when there are no (secure) records there, at the
+ * server's own name.  A failed lookup at the CNAME's target stays a
+ * failure.
  */
 static int secure_dane(SMTP_DELIV *d)
 {
     const SMTP_ADDR *a = &d->addrs[d->cur];
     TLS_DANE_DNS in;
     char   *name, domain[256];
+    const char *base = a->host;
     int     port, mx;
 
     memset(&in, 0, sizeof(in));
@@ -253,7 +261,25 @@ static int secure_dane(SMTP_DELIV *d)
     in.port = a->port;
     in.tlsa_status = TLS_TLSA_UNKNOWN;
     name = xasprintf("_%d._tcp.%s", a->port, a->host);
+    if (a->secure && a->cname[0]) {
+	char   *target = xasprintf("_%d._tcp.%s", a->port, a->cname);
+
+	if (d->dane_skip && str_casecmp(d->dane_skip, target) == 0) {
+	    free(target);			/* nothing there: the host's own name */
+	} else {
+	    free(name);
+	    name = target;
+	    base = a->cname;
+	}
+    }
+    in.tlsa_base = base;
     if (d->dane_name && d->dane_ready && str_casecmp(d->dane_name, name) == 0) {
+	if (base != a->host && (d->dane_st == TLS_TLSA_NOTFOUND
+				|| (d->dane_st == TLS_TLSA_FOUND && !d->dane_secure))) {
+	    free(d->dane_skip);
+	    d->dane_skip = name;
+	    return (secure_dane(d));
+	}
 	in.tlsa_status = d->dane_st;
 	in.tlsa_secure = d->dane_secure;
 	in.tlsa_why = d->dane_why;
@@ -292,6 +318,8 @@ void    secure_policy_forget(SMTP_DELIV *d)
     d->pol_val = NULL;
     d->pol_ready = 0;
     dane_forget(d);
+    free(d->dane_skip);
+    d->dane_skip = NULL;
 }
 
 static void policy_next(SMTP_DELIV *d);

@@ -149,7 +149,9 @@ typedef struct TLS_DANE_DNS {
     int     insecure_mx_policy;		/* smtp_tls_dane_insecure_mx_policy: may, encrypt, dane */
     int     mx;				/* -1: no MX lookup; 0: MX RRset insecure; 1: secure */
     int     addr_secure;		/* the server's address RRset was secure */
-    const char *host;			/* the server's name: the TLSA base domain */
+    const char *host;			/* the server's name */
+    const char *tlsa_base;		/* the TLSA base domain: host or, found through
+					 * secure CNAMEs, their target; NULL: host */
     const char *nexthop;		/* with an MX lookup: the domain, also a match name */
     int     port;
     int     tlsa_status;		/* TLS_TLSA_* */

@@ -419,11 +419,12 @@ int     tls_policy_dane(const TLS_CLIENT_PARAMS *pp, const char *dest, const TLS
 			        TLS_POLICY *pol)
 {
     char    qname[300], port[16];
+    const char *base = dns->tlsa_base ? dns->tlsa_base : dns->host;
 
     if (!pol->dane_pending)
 	return (0);
     snprintf(port, sizeof(port), "%d", dns->port);
-    snprintf(qname, sizeof(qname), "_%d._tcp.%s", dns->port, dns->host);
+    snprintf(qname, sizeof(qname), "_%d._tcp.%s", dns->port, base);
     if (!dns->dnssec) {
 	dane_incompat(pol, NONDANE_CONFIG, "%s: %s configured with dnssec lookups disabled",
 		      dest, tls_level_name(pol->level));
@@ -480,14 +481,14 @@ int     tls_policy_dane(const TLS_CLIENT_PARAMS *pp, const char *dest, const TLS
 	     * domain, and the next-hop domain when it was found through MX
 	     * (for DANE-TA(2); DANE-EE(3) checks no name).
 	     */
-	    pol->dane_base = xstrdup(dns->host);
+	    pol->dane_base = xstrdup(base);
 	    for (int i = 0; i < pol->nmatch; i++)
 		free(pol->match[i]);
 	    free(pol->match);
 	    pol->match = NULL;
 	    pol->nmatch = 0;
-	    split_append(&pol->match, &pol->nmatch, dns->host, " ");
-	    if (dns->mx >= 0 && dns->nexthop && *dns->nexthop && str_casecmp(dns->nexthop, dns->host) != 0)
+	    split_append(&pol->match, &pol->nmatch, base, " ");
+	    if (dns->mx >= 0 && dns->nexthop && *dns->nexthop && str_casecmp(dns->nexthop, base) != 0)
 		split_append(&pol->match, &pol->nmatch, dns->nexthop, " ");
 	}
     }

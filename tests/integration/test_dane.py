@@ -194,6 +194,14 @@ def setup(env):
     recs += '%s.mx7 TLSA 2 0 1 %s\n' % (t, ta)
     recs += ('%s.mx1 TLSA 3 1 1 %s\n%s.mx2 TLSA 3 1 1 %s\n%s.mx3 TLSA 2 0 1 %s\n'
              '%s.mx5 TLSA 3 1 1 %s\n%s.mx6 TLSA 1 1 1 %s\n' % (t, ee, t, wrong, t, ta, t, wrong, t, ee))
+    # MX hosts that are CNAMEs (test_dane_cname): TLSA records at the target
+    # and/or at the alias; cn4 leads to mx3 and its DANE-TA(2) record
+    recs += ''.join('%s MX 10 %s\n' % (dom, mx) for dom, mx in (
+        ('cname', 'cn1'), ('cname2', 'cn2'), ('cnta', 'cn4'), ('cnbad', 'cn5')))
+    recs += 'cn1 CNAME tgt1\ncn2 CNAME tgt2\ncn4 CNAME mx3\ncn5 CNAME tgt5\n'
+    recs += ''.join('%s A 127.0.0.1\n' % h for h in ('tgt1', 'tgt2', 'tgt5'))
+    recs += ('%s.tgt1 TLSA 3 1 1 %s\n%s.cn1 TLSA 3 1 1 %s\n%s.cn2 TLSA 3 1 1 %s\n'
+             '%s.tgt5 TLSA 3 1 1 %s\n%s.cn5 TLSA 3 1 1 %s\n' % (t, ee, t, wrong, t, ee, t, wrong, t, ee))
     signed, ds = signed_zone(zd, 'dane.test', recs)
     # mx5: a record altered after signing (its RRSIG no longer matches): bogus,
     # even though the altered record matches the peer's key
@@ -325,6 +333,46 @@ def test_dane(env):
     assert 'Verified TLS connection established to mx.plain.test' not in log
     assert 'Verified TLS connection established to mx4' not in log
     assert len(re.findall(r'Verified TLS connection established to mx1\.dane\.test', log)) == 2, log
+
+
+def test_dane_cname(env):
+    """An MX host that is a CNAME (RFC 7672 section 2.2.2, Postfix's
+    tls_dane_resolve()): with a secure chain the TLSA records are looked up
+    at the target first, which is then the base domain (DANE-TA(2) matches
+    the certificate against it); at the alias only when the target has none;
+    never at the alias after a target whose records do not match."""
+    port, out, ub, pki = setup(env)
+    doms = ('cname', 'cname2', 'cnta', 'cnbad')
+    tmap = ', '.join('%s.dane.test=smtp:%s.dane.test:%d' % (x, x, port) for x in doms)
+    d = env.relayqd(relayhost='', dns_servers='127.0.0.1:%d' % ub, transport_maps='inline:{ %s }' % tmap,
+                    smtp_dns_support_level='dnssec', smtp_tls_security_level='dane',
+                    smtp_tls_loglevel='1', smtp_connection_cache_on_demand='no',
+                    queue_run_delay='300s', minimal_backoff_time='300s')
+
+    # target: the peer's key; alias: another key.  The target's record wins.
+    q = env.send(d.port, 'a@sender.test', ['b@cname.dane.test'], MSG)
+    d.wait_log(r'Verified TLS connection established to cn1\.dane\.test\[127\.0\.0\.1\]:%d' % port, timeout=60)
+    d.wait_log(r'%s: to=<b@cname\.dane\.test>, relay=cn1\.dane\.test\[127\.0\.0\.1\]:%d, .*status=sent'
+               % (q, port), timeout=60)
+    assert delivered(out) == 1
+
+    # no TLSA records at the target: the alias's
+    q = env.send(d.port, 'a@sender.test', ['b@cname2.dane.test'], MSG)
+    d.wait_log(r'Verified TLS connection established to cn2\.dane\.test\[127\.0\.0\.1\]:%d' % port, timeout=60)
+    d.wait_log(r'%s: to=<b@cname2\.dane\.test>, .*status=sent' % q, timeout=60)
+    assert delivered(out) == 2
+
+    # DANE-TA(2) at the target mx3: the certificate names mx3, not cn4 nor cnta
+    q = env.send(d.port, 'a@sender.test', ['b@cnta.dane.test'], MSG)
+    d.wait_log(r'Verified TLS connection established to cn4\.dane\.test\[127\.0\.0\.1\]:%d' % port, timeout=60)
+    d.wait_log(r'%s: to=<b@cnta\.dane\.test>, .*status=sent' % q, timeout=60)
+    assert delivered(out) == 3
+
+    # target: another key; alias: the peer's.  No fall back: not verified, deferred
+    q = env.send(d.port, 'a@sender.test', ['b@cnbad.dane.test'], MSG)
+    d.wait_log(r'%s: to=<b@cnbad\.dane\.test>, .*dsn=4\.7\.5, status=deferred '
+               r'\(Server certificate not verified\)' % q, timeout=60)
+    assert delivered(out) == 3
 
 
 def test_dane_without_dnssec_lookups(env):

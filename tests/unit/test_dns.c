@@ -259,6 +259,15 @@ static void test_dnssec_path(void)
     T_EQ_INT(a.status, DNS_OK);
     T_EQ_INT(a.n, 1);
     T_EQ_STR(a.addr[0].addr, "::1");
+    T_EQ_STR(a.addr[0].cname, "");
+    /* an alias: the CNAME's target is reported (DANE looks there first) */
+    memset(&a, 0, sizeof(a));
+    dns_addr_ex(d, "alias.test", DNS_FLAG_DNSSEC, addr_cb, &a);
+    wait_for(&a, 10);
+    T_EQ_INT(a.status, DNS_OK);
+    T_EQ_INT(a.n, 1);
+    T_EQ_STR(a.addr[0].addr, "127.0.0.2");
+    T_EQ_STR(a.addr[0].cname, "mx1.dest.test");
     memset(&a, 0, sizeof(a));
     dns_addr_ex(d, "nonexistent.test", DNS_FLAG_DNSSEC, addr_cb, &a);
     wait_for(&a, 10);
@@ -386,7 +395,7 @@ int     main(void)
 	      "--dns-rr=mixed.test,15,000a026d7804646573740474657374" "00",
 	      "--dns-rr=mixed.test,15,000000", "--dns-rr=pref5.test,15,000500",
 	      "--dns-rr=short.test,15,00", "--dns-rr=runaway.test,15,0000026d78",
-	      "--dns-rr=halfbad.test,15,00", "--mx-host=halfbad.test,mx1.dest.test,10",
+	      "--dns-rr=halfbad.test,15,00", "--cname=alias.test,mx1.dest.test", "--mx-host=halfbad.test,mx1.dest.test,10",
 	      (char *) 0);
 	_exit(127);
     }

@@ -337,6 +337,18 @@ static void test_policy_dane(void)
     T_CHECK(strncmp(text, "3 1 1 010203000000", 18) == 0);
     tls_policy_free(&p);
 
+    /* records found at a CNAME's target: it is the base domain and the match name */
+    in.mx = 1;
+    in.tlsa_base = "target.example.net";
+    T_EQ_INT(dane_case("dane", &in, &p), 0);
+    T_EQ_STR(p.dane_base, "target.example.net");
+    T_EQ_INT(p.nmatch, 2);
+    T_EQ_STR(p.match[0], "target.example.net");
+    T_EQ_STR(p.match[1], "example.org");
+    tls_policy_free(&p);
+    in.mx = -1;
+    in.tlsa_base = NULL;
+
     /* only PKIX usages (and a truncated record): unusable; dane -> encrypt */
     in.tlsa = recs + 1;
     in.tlsa_rdlen = rdlen + 1;
