@@ -189,10 +189,17 @@ int     showq_text_msgs(const QMSG *const *msgs, int n, SHOWQ_SCHED_FN sched, vo
 /* JSON string with quotes; UTF-8 passes through, controls as \uXXXX. */
 void    showq_json_string(BUF *out, const char *s)
 {
-    const unsigned char *p;
+    const unsigned char *p, *run;
 
     buf_putc(out, '"');
     for (p = (const unsigned char *) s; *p; p++) {
+	/* Most of a string needs no escape: copy it a run at a time. */
+	for (run = p; *p >= 0x20 && *p != 0x7f && *p != '"' && *p != '\\'; p++)
+	     /* void */ ;
+	if (p > run)
+	    buf_append(out, run, (size_t) (p - run));
+	if (*p == 0)
+	    break;
 	switch (*p) {
 	case '"':
 	    buf_puts(out, "\\\"");
@@ -286,9 +293,12 @@ static int showq_json_walk(void *ctx, const QMSG *msg)
     showq_json_string(out, showq_queue_name(msg, &sc));
     buf_puts(out, ", \"queue_id\": ");
     showq_json_string(out, msg->qid);
-    buf_printf(out, ", \"arrival_time\": %lld, \"message_size\": %lld, \"forced_expire\": %s, \"sender\": ",
-	       (long long) (msg->arrival_us / 1000000), (long long) msg->size,
-	       (msg->flags & QFLAG_FORCE_EXPIRE) ? "true" : "false");
+    buf_puts(out, ", \"arrival_time\": ");
+    buf_put_int(out, (long long) (msg->arrival_us / 1000000));
+    buf_puts(out, ", \"message_size\": ");
+    buf_put_int(out, (long long) msg->size);
+    buf_puts(out, (msg->flags & QFLAG_FORCE_EXPIRE) ? ", \"forced_expire\": true, \"sender\": "
+	     : ", \"forced_expire\": false, \"sender\": ");
     showq_json_string(out, msg->sender && *msg->sender ? msg->sender : "MAILER-DAEMON");
     buf_puts(out, ", \"recipients\": [");
     for (i = 0; i < msg->nrcpt; i++) {
@@ -311,19 +321,24 @@ static int showq_json_walk(void *ctx, const QMSG *msg)
 	if (sc.rcpt_policy && sc.rcpt_policy[i]) {
 	    int64_t e = msg->create_time + showq_rcpt_lifetime(sj->params, &sc, msg, i);
 
-	    buf_printf(out, ", \"expire_time\": %lld", (long long) e);
+	    buf_puts(out, ", \"expire_time\": ");
+	    buf_put_int(out, (long long) e);
 	}
 	buf_putc(out, '}');
     }
-    buf_printf(out, "], \"attempts\": %d, \"next_eligible_time\": %lld, \"next_attempt_time\": ",
-	       msg->attempts, (long long) msg->next_eligible);
+    buf_puts(out, "], \"attempts\": ");
+    buf_put_int(out, msg->attempts);
+    buf_puts(out, ", \"next_eligible_time\": ");
+    buf_put_int(out, (long long) msg->next_eligible);
+    buf_puts(out, ", \"next_attempt_time\": ");
     if (sc.next_attempt > 0)
-	buf_printf(out, "%lld", (long long) sc.next_attempt);
+	buf_put_int(out, (long long) sc.next_attempt);
     else
 	buf_puts(out, "null");
-    buf_printf(out, ", \"expire_time\": %lld, \"destination_dead\": %s}\n",
-	       (long long) (msg->create_time + showq_msg_lifetime(sj->params, &sc, msg)),
-	       sc.destination_dead < 0 ? "null" : sc.destination_dead ? "true" : "false");
+    buf_puts(out, ", \"expire_time\": ");
+    buf_put_int(out, (long long) (msg->create_time + showq_msg_lifetime(sj->params, &sc, msg)));
+    buf_puts(out, sc.destination_dead < 0 ? ", \"destination_dead\": null}\n"
+	     : sc.destination_dead ? ", \"destination_dead\": true}\n" : ", \"destination_dead\": false}\n");
     return 0;
 }
 

@@ -125,6 +125,20 @@ void    buf_putc(BUF *b, int c)
     buf_append(b, &ch, 1);
 }
 
+void    buf_put_int(BUF *b, long long v)
+{
+    char    tmp[24], *p = tmp + sizeof(tmp);
+    unsigned long long u = v < 0 ? 0ULL - (unsigned long long) v : (unsigned long long) v;
+
+    do {
+	*--p = (char) ('0' + u % 10);
+	u /= 10;
+    } while (u);
+    if (v < 0)
+	*--p = '-';
+    buf_append(b, p, (size_t) (tmp + sizeof(tmp) - p));
+}
+
 void    buf_vprintf(BUF *b, const char *fmt, va_list ap)
 {
     va_list ap2;

@@ -40,6 +40,7 @@ void    buf_reserve(BUF *b, size_t extra);
 void    buf_append(BUF *b, const void *data, size_t len);
 void    buf_puts(BUF *b, const char *s);
 void    buf_putc(BUF *b, int c);
+void    buf_put_int(BUF *b, long long v);	/* decimal, as %lld */
 void    buf_printf(BUF *b, const char *fmt, ...) UTIL_PRINTF(2, 3);
 void    buf_vprintf(BUF *b, const char *fmt, va_list ap) UTIL_PRINTF(2, 0);
 char   *buf_steal(BUF *b);			/* returns data, leaves b empty */

@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -163,6 +164,40 @@ static void fx_free(QMSG **v, int n)
 }
 
 /* ---- mailq text ---- */
+
+/* buf_put_int: what %lld prints, at the edges too (mailq -j writes its numbers with it). */
+static void test_buf_put_int(void)
+{
+    long long v[] = {0, 1, -1, 9, 10, 1795814227, -1795814227, LLONG_MAX, LLONG_MIN};
+    char    want[32];
+
+    for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
+	BUF     b = BUF_INIT;
+
+	buf_puts(&b, "x=");
+	buf_put_int(&b, v[i]);
+	snprintf(want, sizeof(want), "x=%lld", v[i]);
+	T_CHECK(strcmp(b.data, want) == 0);
+	T_CHECK(b.len == strlen(want));
+	buf_free(&b);
+    }
+}
+
+/* JSON strings: runs copied whole, every escape at a run's edge or alone. */
+static void test_json_string_runs(void)
+{
+    BUF     b = BUF_INIT;
+
+    showq_json_string(&b, "");
+    T_CHECK(strcmp(b.data, "\"\"") == 0);
+    buf_reset(&b);
+    showq_json_string(&b, "\"a\\b\x7f\x01\"\"plain\t");
+    T_CHECK(strcmp(b.data, "\"\\\"a\\\\b\\u007f\\u0001\\\"\\\"plain\\t\"") == 0);
+    buf_reset(&b);
+    showq_json_string(&b, "caf\xc3\xa9 <user@example.com>");
+    T_CHECK(strcmp(b.data, "\"caf\xc3\xa9 <user@example.com>\"") == 0);
+    buf_free(&b);
+}
 
 static void test_showq_t1_capture(void)
 {
@@ -1051,6 +1086,8 @@ static void test_printable(void)
 int     main(void)
 {
     T_RUN(test_printable);
+    T_RUN(test_buf_put_int);
+    T_RUN(test_json_string_runs);
     setenv("TZ", "UTC", 1);
     tzset();
     T_RUN(test_showq_t1_capture);
