@@ -554,7 +554,7 @@ static int cli_explain_id(CLI *cli, const EXPLAIN_OPTS *o)
  */
 static int cli_explain_whatif(CLI *cli, const EXPLAIN_OPTS *o)
 {
-    BUF     req = BUF_INIT, reply = BUF_INIT;
+    BUF     req = BUF_INIT;
     char    err[512];
     QMGR_PARAMS p;
     int     ret;
@@ -564,15 +564,16 @@ static int cli_explain_whatif(CLI *cli, const EXPLAIN_OPTS *o)
 			      err, sizeof(err)) < 0)
 	cli_fatal(1, "%s", err);
     explain_opts_request(o, &req);
-    ret = control_call(cli_qdir(cli), 0, req.data, &reply, err, sizeof(err));
+    /* Printed as it comes: the daemon streams --all a page at a time. */
+    ret = control_call_stream(cli_qdir(cli), 0, req.data, cli_stdout, NULL, err, sizeof(err));
     buf_free(&req);
     if (ret == CONTROL_DOWN)
 	cli_fatal(1, "the mail system is not running: --what-if needs relayqd's queue-run phase "
 		  "and state (start it, or use \"explain --set ... --compare\" for a configuration)");
+    if (fflush(stdout) != 0)
+	cli_fatal(1, "write: %s", strerror(errno));
     if (ret != CONTROL_OK)
 	cli_fatal(1, "%s", err);
-    cli_print(stdout, &reply);
-    buf_free(&reply);
     return 0;
 }
 

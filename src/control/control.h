@@ -188,6 +188,12 @@ typedef struct CONTROL_EDIT_HOOKS {
     void    (*requeued) (void *ctx, const QMSG *copy);
     /* run fn(arg) on a later turn of the loop (a long edit lets the rest run); NULL: at once */
     void    (*later) (void *ctx, void (*fn) (void *arg), void *arg);
+    /*
+     * non-zero once the daemon is stopping: the edit ends before its next
+     * slice (the slices committed stay; the reply says the rest was not
+     * changed), so that nothing of it is left when the daemon exits
+     */
+    int     (*stopping) (void *ctx);
     void   *ctx;
 } CONTROL_EDIT_HOOKS;
 

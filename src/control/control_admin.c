@@ -79,6 +79,7 @@ typedef struct EDIT {
     ADMIN_SEL sel;			/* IDs: the rest is sel.seqs[next..] */
     int     next;
     int     failed;			/* a commit failed: no more slices */
+    int     stopped;			/* the daemon is stopping: no more slices */
     CONTROL_EDIT_DONE done;
     void   *done_ctx;
 } EDIT;
@@ -324,17 +325,19 @@ static void edit_slice_done(EDIT *e, int ok, const char *why)
 static int edit_finish(EDIT *e, BUF *out)
 {
     const ADMIN_OP *ao = e->ao;
-    int     ok = !e->failed, ret = ok ? e->total : -1;
+    int     ok = !e->failed && !e->stopped, ret = ok ? e->total : -1;
 
     if (e->total > 0)
 	log_msg("postsuper", "%s: %d message%s", ao->summary, e->total, e->total == 1 ? "" : "s");
-    if (!ok && e->total == 0) {
+    if (e->failed && e->total == 0) {
 	buf_reset(&e->out);
 	buf_puts(&e->out, "queue update failed; nothing was changed");
     } else {
 	buf_printf(&e->out, "%s: %d message%s\n", ao->summary, e->total, e->total == 1 ? "" : "s");
-	if (!ok)
+	if (e->failed)
 	    buf_puts(&e->out, "queue update failed; the rest was not changed");
+	else if (e->stopped)
+	    buf_puts(&e->out, "the mail system is stopping; the rest was not changed");
     }
     if (out)
 	buf_append(out, e->out.data, e->out.len);
@@ -400,6 +403,11 @@ static void edit_next(void *ctx)
     int     looked, scanned = 0;
 
     for (;;) {
+	if (e->h.stopping && e->h.stopping(e->h.ctx)) {
+	    e->stopped = 1;
+	    edit_finish(e, NULL);
+	    return;
+	}
 	looked = edit_slice(e);
 	if (e->n > 0) {
 	    queue_batch_submit(e->b, edit_committed, e);

@@ -4,9 +4,9 @@
  * A walk is always in exactly one place: with the loop (being given a page,
  * or paused), on the thread's todo list, being read by the thread, or on
  * the ready list waiting for the loop.  The two lists are under v->lock;
- * everything else about a walk belongs to the loop, except its cursor and
- * page, which belong to whoever holds the walk (the thread only while it
- * is reading).  The thread tells the loop through an eventfd.
+ * everything else about a walk belongs to the loop, except its cursor,
+ * page and own object, which belong to whoever holds the walk (the thread
+ * only while it is reading, or working on a page for qview_walk_work).  The thread tells the loop through an eventfd.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -37,18 +37,24 @@ struct QVIEW_WALK {
     int     where;			/* W_*, under v->lock */
     int     cancelled;			/* the owner is gone: free when it comes back */
     int     in_cb;			/* page() or done() is running */
+    int     working;			/* the page is kept for work() (qview_walk_work) */
     QCURSOR cur;
     int     with_rcpts;
     int     page_max;
     QMSG  **msgs;			/* page_max slots */
     int     n;				/* the page read: messages, 0 = end, -1 = error */
-    int64_t read_ns;			/* the thread's CPU time for it */
+    int64_t read_ns;			/* the thread's CPU time for it (reading, or work()) */
+    int64_t carry_us;			/* the page's reading and page(), before work() */
     int64_t not_before;			/* pacing: the next page not before (mono us) */
     struct event *pace;			/* pacing: the timer until then */
     char    why[256];			/* the read error */
     QVIEW_PAGE_FN page;
     QVIEW_DONE_FN done;
     void   *ctx;
+    QVIEW_WORK_FN work;			/* on the thread, when page() says QVIEW_WORK */
+    QVIEW_PAGE_FN after;		/* on the loop, after work() */
+    void   *obj;			/* the walk's own object: work()'s, freed with the walk */
+    void    (*obj_free) (void *obj);
     QVIEW_WALK *qnext;			/* todo or ready list */
     QVIEW_WALK *prev, *next;		/* every walk (loop only) */
 };
@@ -68,7 +74,7 @@ struct QVIEW {
     QVIEW_WALK *todo, *todo_tail;	/* under lock */
     QVIEW_WALK *ready, *ready_tail;	/* under lock */
     QVIEW_WALK *all;			/* loop only */
-    unsigned long nwalks, npages;
+    unsigned long nwalks, npages, nworked;
     int     live;
     int     share;			/* pacing: percent of a CPU while busy */
     QVIEW_BUSY_FN busy;
@@ -132,8 +138,11 @@ static void *qview_main(void *arg)
 	pthread_mutex_unlock(&v->lock);
 
 	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t0);
-	w->n = queue_reader_page(v->r, &w->cur, w->with_rcpts, w->msgs, w->page_max,
-				 w->why, sizeof(w->why));
+	if (w->working)
+	    w->work(w->obj, w->msgs, w->n);
+	else
+	    w->n = queue_reader_page(v->r, &w->cur, w->with_rcpts, w->msgs, w->page_max,
+				     w->why, sizeof(w->why));
 	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t1);
 	w->read_ns = (int64_t) (t1.tv_sec - t0.tv_sec) * 1000000000 + (t1.tv_nsec - t0.tv_nsec);
 
@@ -169,6 +178,8 @@ static void qview_walk_free(QVIEW_WALK *w)
     v->live--;
     if (w->pace)
 	event_free(w->pace);
+    if (w->obj_free)
+	w->obj_free(w->obj);
     free(w->msgs);
     free(w);
 }
@@ -257,7 +268,8 @@ static void qview_pace(QVIEW_WALK *w, int64_t loop_us, int64_t now)
     int64_t cost, pause;
 
     w->not_before = 0;
-    cost = w->read_ns / 1000 + loop_us;
+    cost = w->read_ns / 1000 + loop_us + w->carry_us;
+    w->carry_us = 0;
     v->own_us += cost;
     if (v->share >= 100 || !qview_relay_busy(v, now))
 	return;
@@ -298,16 +310,33 @@ static void qview_notify(evutil_socket_t fd, short what, void *arg)
 	    qview_walk_free(w);
 	    continue;
 	}
-	if (w->n <= 0) {
+	if (w->working) {
+	    /* work() is done with the page: the loop's last look at it. */
+	    w->working = 0;
+	    v->nworked++;
+	    w->in_cb = 1;
+	    t0 = qview_cpu_us(CLOCK_THREAD_CPUTIME_ID);
+	    more = w->after(w->ctx, w->msgs, w->n);
+	} else if (w->n <= 0) {
 	    w->in_cb = 1;
 	    w->done(w->ctx, w->n == 0, w->n == 0 ? "" : w->why);
 	    qview_walk_free(w);
 	    continue;
+	} else {
+	    v->npages++;
+	    w->in_cb = 1;
+	    t0 = qview_cpu_us(CLOCK_THREAD_CPUTIME_ID);
+	    more = w->page(w->ctx, w->msgs, w->n);
+	    if (more == QVIEW_WORK && w->work && !w->cancelled) {
+		/* The page goes back to the thread; pacing counts it once work() is done. */
+		t1 = qview_cpu_us(CLOCK_THREAD_CPUTIME_ID);
+		w->in_cb = 0;
+		w->working = 1;
+		w->carry_us = w->read_ns / 1000 + (t1 - t0);
+		qview_enqueue(w);
+		continue;
+	    }
 	}
-	v->npages++;
-	w->in_cb = 1;
-	t0 = qview_cpu_us(CLOCK_THREAD_CPUTIME_ID);
-	more = w->page(w->ctx, w->msgs, w->n);
 	qview_free_page(w);
 	t1 = qview_cpu_us(CLOCK_THREAD_CPUTIME_ID);
 	w->in_cb = 0;
@@ -421,6 +450,18 @@ QVIEW_WALK *qview_walk(QVIEW *v, const QCURSOR *start, int with_rcpts, int page_
     return w;
 }
 
+void    qview_walk_work(QVIEW_WALK *w, QVIEW_WORK_FN work, QVIEW_PAGE_FN after)
+{
+    w->work = work;
+    w->after = after;
+}
+
+void    qview_walk_own(QVIEW_WALK *w, void *obj, void (*obj_free) (void *obj))
+{
+    w->obj = obj;
+    w->obj_free = obj_free;
+}
+
 void    qview_walk_resume(QVIEW_WALK *w)
 {
     /* Only a paused walk (with the loop, not in a callback) goes back to the thread. */
@@ -459,6 +500,11 @@ void    qview_counts(const QVIEW *v, unsigned long *walks, unsigned long *pages,
     *walks = v->nwalks;
     *pages = v->npages;
     *live = v->live;
+}
+
+unsigned long qview_worked(const QVIEW *v)
+{
+    return (v->nworked);
 }
 
 void    qview_set_pacing(QVIEW *v, int share, QVIEW_BUSY_FN busy, void *ctx)

@@ -28,6 +28,23 @@
  *   ...  qview_walk_cancel(w);            any time before done (also from
  *                                         page): no callback after it
  *
+ * Work on the thread (a view that costs more than formatting, such as
+ * explain --what-if's simulations): after qview_walk(), and before the
+ * loop runs again,
+ *
+ *   qview_walk_own(w, obj, obj_free);    obj is the walk's: freed with
+ *                                         it however it ends (after done,
+ *                                         on cancel, at qview_free)
+ *   qview_walk_work(w, work, after);
+ *
+ * then page() may return QVIEW_WORK: the page goes back to the thread,
+ * which calls work(obj, msgs, n) (touching only obj and the page), and
+ * then after(ctx, msgs, n) runs on the loop and returns as page() does.
+ * page() joins in what only the loop knows and keeps it in obj; after()
+ * writes what work() made.  Between page() and after() the walk is the
+ * thread's: obj is not the loop's to touch, and a cancel frees it when
+ * the thread is done with it.  Pacing counts work() as the page's reading.
+ *
  * The daemon creates one QVIEW after opening the queue; at exit it calls
  * qview_stop() before queue_close() (the thread ends, pending walks get no
  * more callbacks) and qview_free() once nothing will cancel a walk any
@@ -45,6 +62,9 @@ typedef struct QVIEW_WALK QVIEW_WALK;
 typedef int (*QVIEW_PAGE_FN) (void *ctx, QMSG *const *msgs, int n);
 typedef void (*QVIEW_DONE_FN) (void *ctx, int ok, const char *why);
 typedef int (*QVIEW_BUSY_FN) (void *ctx);
+typedef void (*QVIEW_WORK_FN) (void *obj, QMSG *const *msgs, int n);
+
+#define QVIEW_WORK	2		/* page(): work() on this page first (qview_walk_work) */
 
 #define QVIEW_PAGE_MAX	1024		/* largest page a walk may ask for */
 
@@ -54,11 +74,15 @@ void    qview_free(QVIEW *v);
 
 QVIEW_WALK *qview_walk(QVIEW *v, const QCURSOR *start, int with_rcpts, int page_max,
 		               QVIEW_PAGE_FN page, QVIEW_DONE_FN done, void *ctx);
+void    qview_walk_own(QVIEW_WALK *w, void *obj, void (*obj_free) (void *obj));
+void    qview_walk_work(QVIEW_WALK *w, QVIEW_WORK_FN work, QVIEW_PAGE_FN after);
 void    qview_walk_resume(QVIEW_WALK *w);
 void    qview_walk_cancel(QVIEW_WALK *w);
 
 /* Walks started and pages read since the start (tests, metrics). */
 void    qview_counts(const QVIEW *v, unsigned long *walks, unsigned long *pages, int *live);
+/* Pages that went through work() on the thread. */
+unsigned long qview_worked(const QVIEW *v);
 
 /*
  * Pacing: while busy(ctx) says the relay is working, each walk takes at

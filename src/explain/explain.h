@@ -179,11 +179,42 @@ void    explain_predict_change(const QMGR_PARAMS *p_now, const QMGR_PARAMS *p_ne
  * `explain --what-if`: every queued message (o->all) or those named, one
  * line each (or a JSON array) and a summary.  sched/ctx/anchor as for
  * explain_queued(); they must come from the running daemon.  Returns 0, or
- * -1 with a reason in err.
+ * -1 with a reason in err.  This runs on the caller's thread; the daemon
+ * answers --all with the pieces below instead, a page at a time.
  */
 int     explain_whatif(QUEUE *q, const QMGR_PARAMS *p_now, const QMGR_PARAMS *p_new,
 		               const EXPLAIN_OPTS *o, SHOWQ_SCHED_FN sched, void *ctx,
 		               int64_t anchor, int64_t now, FILE *out, char *err, size_t errlen);
+
+/*
+ * The same in pieces, for a walk of the queue that is not one loop:
+ *
+ *   w = explain_whatif_begin(p_now, p_new, o, anchor, now, out);   the header
+ *   per page of messages (queue_page order):
+ *       explain_whatif_join(w, msgs, n, sched, ctx);   what only the daemon
+ *                    knows (being delivered, retry policy values), copied;
+ *                    on the daemon's loop
+ *       explain_whatif_page(w, msgs, n, buf);   the predictions (the costly
+ *                    part: three simulations a message) and their lines,
+ *                    appended to buf; on any one thread at a time
+ *   explain_whatif_end(w, out);   the summary (or the JSON array's end)
+ *   explain_whatif_free(w);
+ *
+ * w keeps copies of the parameters and options it needs (not o itself),
+ * the counts for the summary and one page's join: its memory does not
+ * grow with the queue.  explain_whatif_msg() is one message with its
+ * daemon state given.
+ */
+typedef struct EXPLAIN_WHATIF EXPLAIN_WHATIF;
+EXPLAIN_WHATIF *explain_whatif_begin(const QMGR_PARAMS *p_now, const QMGR_PARAMS *p_new,
+				             const EXPLAIN_OPTS *o, int64_t anchor, int64_t now, FILE *out);
+void    explain_whatif_join(EXPLAIN_WHATIF *w, QMSG *const *msgs, int n,
+			            SHOWQ_SCHED_FN sched, void *ctx);
+void    explain_whatif_page(EXPLAIN_WHATIF *w, QMSG *const *msgs, int n, BUF *out);
+void    explain_whatif_msg(EXPLAIN_WHATIF *w, const QMSG *m, int active,
+			           const char *const *rcpt_policy, FILE *out);
+void    explain_whatif_end(EXPLAIN_WHATIF *w, FILE *out);
+void    explain_whatif_free(EXPLAIN_WHATIF *w);
 
 /* ---- a queued message ---- */
 

@@ -15,6 +15,7 @@
 #include <time.h>
 
 #include "explain/explain.h"
+#include "log/log.h"
 
 static void fmt_time(int64_t t, char *buf, size_t len)
 {
@@ -232,18 +233,25 @@ void    explain_predict_change(const QMGR_PARAMS *p_now, const QMGR_PARAMS *p_ne
 
 /* ---- the queue ---- */
 
-typedef struct WHATIF_CTX {
-    const QMGR_PARAMS *p_now, *p_new;
-    const EXPLAIN_OPTS *o;
-    SHOWQ_SCHED_FN sched;
-    void   *sched_ctx;
+/* A page's daemon state, joined in on the loop (explain_whatif_join). */
+typedef struct WHATIF_JOIN {
+    int     active;
+    char  **policy;			/* nrcpt values (NULL where none), or NULL */
+    int     npolicy;
+} WHATIF_JOIN;
+
+struct EXPLAIN_WHATIF {
+    QMGR_PARAMS p_now, p_new;		/* copies: a reload meanwhile changes nothing */
+    int     json;
+    int64_t attempt_duration, until;
     int64_t anchor, now, at;
-    FILE   *out;
     int     count;
     int     earlier, later, same, active, held;
     int     expire_now, expire_new;		/* before --until */
     long    hour_now, hour_new;
-} WHATIF_CTX;
+    WHATIF_JOIN *join;			/* the page joined, until explain_whatif_page() */
+    int     njoin;
+};
 
 static void json_pair(FILE *fp, const char *name, int known_a, int64_t a, int known_b, int64_t b)
 {
@@ -271,24 +279,17 @@ static const char *change(int64_t a, int64_t b, char *buf, size_t len)
     return (buf);
 }
 
-static int whatif_one(void *ctx, const QMSG *m)
+void    explain_whatif_msg(EXPLAIN_WHATIF *w, const QMSG *m, int active,
+			           const char *const *rcpt_policy, FILE *out)
 {
-    WHATIF_CTX *w = ctx;
     EXPLAIN_PREDICTION a, b;
-    SHOWQ_SCHED sc;
-    int     active = 0;
 
-    memset(&sc, 0, sizeof(sc));
-    if (w->sched) {
-	w->sched(w->sched_ctx, m, &sc);
-	active = sc.active;
-    }
     memset(&a, 0, sizeof(a));
     memset(&b, 0, sizeof(b));
     if (!active) {
-	explain_predict(w->p_now, m, sc.rcpt_policy, w->anchor, w->now, w->o->attempt_duration, &a);
-	explain_predict_change(w->p_now, w->p_new, m, sc.rcpt_policy, w->anchor, w->now, w->at,
-			       w->o->attempt_duration, &b);
+	explain_predict(&w->p_now, m, rcpt_policy, w->anchor, w->now, w->attempt_duration, &a);
+	explain_predict_change(&w->p_now, &w->p_new, m, rcpt_policy, w->anchor, w->now, w->at,
+			       w->attempt_duration, &b);
     }
     w->active += active;
     w->held += m->state == QSTATE_HOLD;
@@ -299,48 +300,48 @@ static int whatif_one(void *ctx, const QMSG *m)
 	    w->later++;
 	else
 	    w->same++;
-	if (w->o->until) {
-	    w->expire_now += a.expire_time > 0 && a.expire_time < w->o->until;
-	    w->expire_new += b.expire_time > 0 && b.expire_time < w->o->until;
+	if (w->until) {
+	    w->expire_now += a.expire_time > 0 && a.expire_time < w->until;
+	    w->expire_new += b.expire_time > 0 && b.expire_time < w->until;
 	}
 	w->hour_now += a.attempts_hour;
 	w->hour_new += b.attempts_hour;
     }
-    if (w->o->json) {
-	fprintf(w->out, "%s{\"queue_id\": ", w->count ? ",\n " : "");
-	explain_json_string(w->out, m->qid);
-	fprintf(w->out, ", \"state\": \"%s\"", active ? "active" : queue_state_name(m->state));
-	json_pair(w->out, "next_attempt_time", a.known, a.next_attempt, b.known, b.next_attempt);
-	json_pair(w->out, "expire_time", a.known, a.expire_time, b.known, b.expire_time);
-	json_pair(w->out, "warn_time", a.known, a.warn_time, b.known, b.warn_time);
+    if (w->json) {
+	fprintf(out, "%s{\"queue_id\": ", w->count ? ",\n " : "");
+	explain_json_string(out, m->qid);
+	fprintf(out, ", \"state\": \"%s\"", active ? "active" : queue_state_name(m->state));
+	json_pair(out, "next_attempt_time", a.known, a.next_attempt, b.known, b.next_attempt);
+	json_pair(out, "expire_time", a.known, a.expire_time, b.known, b.expire_time);
+	json_pair(out, "warn_time", a.known, a.warn_time, b.known, b.warn_time);
 	if (a.rcpt_expire || b.rcpt_expire) {
 	    /* Recipients under their own retry policies: each one's expiry. */
 	    int     first = 1;
 
-	    fputs(", \"recipients\": [", w->out);
+	    fputs(", \"recipients\": [", out);
 	    for (int i = 0; i < m->nrcpt; i++) {
 		int64_t ea = a.rcpt_expire && i < a.nrcpt ? a.rcpt_expire[i] : 0;
 		int64_t eb = b.rcpt_expire && i < b.nrcpt ? b.rcpt_expire[i] : 0;
 
 		if (m->rcpts[i].state != QRCPT_PENDING)
 		    continue;
-		fputs(first ? "{\"address\": " : ", {\"address\": ", w->out);
+		fputs(first ? "{\"address\": " : ", {\"address\": ", out);
 		first = 0;
-		explain_json_string(w->out, m->rcpts[i].addr);
-		json_pair(w->out, "expire_time", ea > 0, ea, eb > 0, eb);
-		fputc('}', w->out);
+		explain_json_string(out, m->rcpts[i].addr);
+		json_pair(out, "expire_time", ea > 0, ea, eb > 0, eb);
+		fputc('}', out);
 	    }
-	    fputc(']', w->out);
+	    fputc(']', out);
 	}
-	fputc('}', w->out);
+	fputc('}', out);
     } else {
 	char    t1[32], t2[32], t3[32], t4[32], c1[40], c2[40];
 
 	if (w->count == 0)
-	    fprintf(w->out, "%-12s %-19s    %-19s %-8s  %-19s    %-19s %s\n", "QUEUE ID",
+	    fprintf(out, "%-12s %-19s    %-19s %-8s  %-19s    %-19s %s\n", "QUEUE ID",
 		    "NEXT ATTEMPT NOW", "WHAT-IF", "", "EXPIRES NOW", "WHAT-IF", "");
 	if (!a.known) {
-	    fprintf(w->out, "%-12s %s\n", m->qid, active ? "being delivered right now" :
+	    fprintf(out, "%-12s %s\n", m->qid, active ? "being delivered right now" :
 		    m->state == QSTATE_HOLD ? "on hold: not tried until released" :
 		    "no prediction");
 	} else {
@@ -348,7 +349,7 @@ static int whatif_one(void *ctx, const QMSG *m)
 	    fmt_time(b.next_attempt, t2, sizeof(t2));
 	    fmt_time(a.expire_time, t3, sizeof(t3));
 	    fmt_time(b.expire_time, t4, sizeof(t4));
-	    fprintf(w->out, "%-12s %-19s -> %-19s %-8s  %-19s -> %-19s %s\n", m->qid, t1, t2,
+	    fprintf(out, "%-12s %-19s -> %-19s %-8s  %-19s -> %-19s %s\n", m->qid, t1, t2,
 		    change(a.next_attempt, b.next_attempt, c1, sizeof(c1)), t3, t4,
 		    change(a.expire_time, b.expire_time, c2, sizeof(c2)));
 	}
@@ -356,7 +357,6 @@ static int whatif_one(void *ctx, const QMSG *m)
     w->count++;
     explain_prediction_free(&a);
     explain_prediction_free(&b);
-    return (0);
 }
 
 static void print_params(FILE *fp, const QMGR_PARAMS *a, const QMGR_PARAMS *b)
@@ -372,25 +372,22 @@ static void print_params(FILE *fp, const QMGR_PARAMS *a, const QMGR_PARAMS *b)
 #undef SHOW
 }
 
-int     explain_whatif(QUEUE *q, const QMGR_PARAMS *p_now, const QMGR_PARAMS *p_new,
-		               const EXPLAIN_OPTS *o, SHOWQ_SCHED_FN sched, void *ctx,
-		               int64_t anchor, int64_t now, FILE *out, char *err, size_t errlen)
+EXPLAIN_WHATIF *explain_whatif_begin(const QMGR_PARAMS *p_now, const QMGR_PARAMS *p_new,
+				             const EXPLAIN_OPTS *o, int64_t anchor, int64_t now, FILE *out)
 {
-    WHATIF_CTX w;
+    EXPLAIN_WHATIF *w = xcalloc(1, sizeof(*w));
     char    t1[32];
 
-    memset(&w, 0, sizeof(w));
-    w.p_now = p_now;
-    w.p_new = p_new;
-    w.o = o;
-    w.sched = sched;
-    w.sched_ctx = ctx;
-    w.anchor = anchor;
-    w.now = now;
-    w.at = o->at > now ? o->at : now;
-    w.out = out;
-    if (!o->json) {
-	fmt_time(w.at, t1, sizeof(t1));
+    w->p_now = *p_now;
+    w->p_new = *p_new;
+    w->json = o->json;
+    w->attempt_duration = o->attempt_duration;
+    w->until = o->until;
+    w->anchor = anchor;
+    w->now = now;
+    w->at = o->at > now ? o->at : now;
+    if (!w->json) {
+	fmt_time(w->at, t1, sizeof(t1));
 	fprintf(out, "What if at %s (a reload: queue runs re-anchored, dead destinations forgotten):\n", t1);
 	print_params(out, p_now, p_new);
 	if (memcmp(p_now, p_new, sizeof(*p_now)) == 0)
@@ -399,16 +396,129 @@ int     explain_whatif(QUEUE *q, const QMGR_PARAMS *p_now, const QMGR_PARAMS *p_
     } else {
 	fputc('[', out);
     }
+    return (w);
+}
+
+static void whatif_join_free(EXPLAIN_WHATIF *w)
+{
+    for (int i = 0; i < w->njoin; i++) {
+	for (int k = 0; k < w->join[i].npolicy; k++)
+	    free(w->join[i].policy[k]);
+	free(w->join[i].policy);
+    }
+    free(w->join);
+    w->join = NULL;
+    w->njoin = 0;
+}
+
+void    explain_whatif_join(EXPLAIN_WHATIF *w, QMSG *const *msgs, int n,
+			            SHOWQ_SCHED_FN sched, void *ctx)
+{
+    whatif_join_free(w);
+    w->join = xcalloc((size_t) (n > 0 ? n : 1), sizeof(*w->join));
+    w->njoin = n;
+    for (int i = 0; i < n && sched; i++) {
+	SHOWQ_SCHED sc;
+
+	memset(&sc, 0, sizeof(sc));
+	sched(ctx, msgs[i], &sc);
+	w->join[i].active = sc.active;
+	if (sc.rcpt_policy && msgs[i]->nrcpt > 0) {
+	    w->join[i].npolicy = msgs[i]->nrcpt;
+	    w->join[i].policy = xcalloc((size_t) msgs[i]->nrcpt, sizeof(char *));
+	    for (int k = 0; k < msgs[i]->nrcpt; k++)
+		if (sc.rcpt_policy[k])
+		    w->join[i].policy[k] = xstrdup(sc.rcpt_policy[k]);
+	}
+    }
+}
+
+void    explain_whatif_page(EXPLAIN_WHATIF *w, QMSG *const *msgs, int n, BUF *out)
+{
+    char   *data = NULL;
+    size_t  len = 0;
+    FILE   *fp = open_memstream(&data, &len);
+
+    if (fp == NULL)
+	msg_fatal("open_memstream: out of memory");
+    for (int i = 0; i < n; i++) {
+	const WHATIF_JOIN *j = i < w->njoin ? &w->join[i] : NULL;
+
+	explain_whatif_msg(w, msgs[i], j ? j->active : 0,
+			   j ? (const char *const *) j->policy : NULL, fp);
+    }
+    if (fclose(fp) != 0)
+	msg_fatal("open_memstream: out of memory");
+    buf_append(out, data, len);
+    free(data);
+    whatif_join_free(w);
+}
+
+void    explain_whatif_end(EXPLAIN_WHATIF *w, FILE *out)
+{
+    char    t1[32];
+
+    if (w->json) {
+	fputs("]\n", out);
+	return;
+    }
+    if (w->count == 0)
+	fprintf(out, "Mail queue is empty\n");
+    fprintf(out, "\n%d message(s): %d tried earlier, %d later, %d at the same time",
+	    w->count, w->earlier, w->later, w->same);
+    if (w->active)
+	fprintf(out, ", %d being delivered", w->active);
+    if (w->held)
+	fprintf(out, ", %d on hold", w->held);
+    fprintf(out, ".\n");
+    if (w->until) {
+	fmt_time(w->until, t1, sizeof(t1));
+	fprintf(out, "Expire before %s: %d now, %d with the change.\n", t1, w->expire_now, w->expire_new);
+    }
+    fprintf(out, "Attempts in the next hour (if every attempt fails): %ld now, %ld with the change.\n",
+	    w->hour_now, w->hour_new);
+}
+
+void    explain_whatif_free(EXPLAIN_WHATIF *w)
+{
+    if (w == NULL)
+	return;
+    whatif_join_free(w);
+    free(w);
+}
+
+int     explain_whatif(QUEUE *q, const QMGR_PARAMS *p_now, const QMGR_PARAMS *p_new,
+		               const EXPLAIN_OPTS *o, SHOWQ_SCHED_FN sched, void *ctx,
+		               int64_t anchor, int64_t now, FILE *out, char *err, size_t errlen)
+{
+    EXPLAIN_WHATIF *w = explain_whatif_begin(p_now, p_new, o, anchor, now, out);
+    QCURSOR c;
+    QMSG   *page[256];
+    QMSG   *one[1];
+    char    why[256];
+    int     n;
+    BUF     lines = BUF_INIT;
+
     if (o->all) {
-	if (queue_walk(q, 0, whatif_one, &w) < 0) {
-	    snprintf(err, errlen, "cannot read the queue");
+	/* The same pages, order and join as the daemon's walk (admin.c), on this thread. */
+	queue_cursor_init(&c);
+	while ((n = queue_page(q, &c, 1, page, 256, why, sizeof(why))) > 0) {
+	    explain_whatif_join(w, page, n, sched, ctx);
+	    explain_whatif_page(w, page, n, &lines);
+	    fwrite(lines.data, 1, lines.len, out);
+	    buf_reset(&lines);
+	    for (int i = 0; i < n; i++)
+		qmsg_free(page[i]);
+	}
+	buf_free(&lines);
+	if (n < 0) {
+	    explain_whatif_free(w);
+	    snprintf(err, errlen, "cannot read the queue: %s", why);
 	    return (-1);
 	}
     } else {
 	for (int i = 0; i < o->nids; i++) {
-	    QMSG   *m;
-	    char    why[256];
-	    int     status = queue_load_qid(q, o->ids[i], 0, &m, why, sizeof(why));
+	    int     status = queue_load_qid(q, o->ids[i], 0, &one[0], why, sizeof(why));
 
 	    if (status != QUEUE_OK) {
 		if (o->json)
@@ -417,31 +527,20 @@ int     explain_whatif(QUEUE *q, const QMGR_PARAMS *p_now, const QMGR_PARAMS *p_
 		    snprintf(err, errlen, "%s: no such message in the queue", o->ids[i]);
 		else
 		    snprintf(err, errlen, "%s: cannot read the queue: %s", o->ids[i], why);
+		explain_whatif_free(w);
+		buf_free(&lines);
 		return (-1);
 	    }
-	    whatif_one(&w, m);
-	    qmsg_free(m);
+	    explain_whatif_join(w, one, 1, sched, ctx);
+	    explain_whatif_page(w, one, 1, &lines);
+	    fwrite(lines.data, 1, lines.len, out);
+	    buf_reset(&lines);
+	    qmsg_free(one[0]);
 	}
+	buf_free(&lines);
     }
-    if (o->json) {
-	fputs("]\n", out);
-	return (0);
-    }
-    if (w.count == 0)
-	fprintf(out, "Mail queue is empty\n");
-    fprintf(out, "\n%d message(s): %d tried earlier, %d later, %d at the same time",
-	    w.count, w.earlier, w.later, w.same);
-    if (w.active)
-	fprintf(out, ", %d being delivered", w.active);
-    if (w.held)
-	fprintf(out, ", %d on hold", w.held);
-    fprintf(out, ".\n");
-    if (o->until) {
-	fmt_time(o->until, t1, sizeof(t1));
-	fprintf(out, "Expire before %s: %d now, %d with the change.\n", t1, w.expire_now, w.expire_new);
-    }
-    fprintf(out, "Attempts in the next hour (if every attempt fails): %ld now, %ld with the change.\n",
-	    w.hour_now, w.hour_new);
+    explain_whatif_end(w, out);
+    explain_whatif_free(w);
     return (0);
 }
 

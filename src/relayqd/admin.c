@@ -47,6 +47,8 @@ static void admin_answer(void *ctx, int ok, BUF *reply)
 {
     ADMIN_REQ *r = ctx;
 
+    if (r->view == NULL)
+	r->d->admin_busy--;
     control_finish(r->d->control, r->token, ok, reply);
     for (int i = 0; i < r->argc; i++)
 	free(r->argv[i]);
@@ -84,6 +86,8 @@ static int admin_when_settled(RELAYQD *d, int argc, char **argv, ADMIN_VIEW view
     for (int i = 0; i < argc; i++)
 	r->argv[i] = xstrdup(argv[i]);
     r->view = view;
+    if (view == NULL)
+	d->admin_busy++;			/* an edit: the daemon's exit waits for it (admin_idle) */
     r->token = control_defer(d->control);
     sched_after_commits(d->sched, admin_settled, r);
     return 0;
@@ -99,11 +103,33 @@ static int admin_when_settled(RELAYQD *d, int argc, char **argv, ADMIN_VIEW view
  * CONTROL_STREAM_HIGH bytes of output whatever the queue's size.
  */
 #define ADMIN_VIEW_PAGE	256		/* messages per page */
+#define ADMIN_WHATIF_PAGE 64		/* explain --what-if: ~100 us to 0.5 ms of the thread a message */
+
+/*
+ * explain --what-if --all: the walk's own object (qview_walk_own), the
+ * only thing the view thread touches besides the page: the predictions
+ * and the page's lines are made there (explain_whatif_page), since three
+ * simulations a message would hold the loop for 25 to 130 ms a page.
+ */
+typedef struct ADMIN_WHATIF {
+    EXPLAIN_WHATIF *wi;
+    BUF     lines;			/* the page's, made by the thread */
+} ADMIN_WHATIF;
+
+static void admin_whatif_free(void *obj)
+{
+    ADMIN_WHATIF *aw = obj;
+
+    explain_whatif_free(aw->wi);
+    buf_free(&aw->lines);
+    free(aw);
+}
 
 typedef struct ADMIN_STREAM {
     RELAYQD *d;
     CONTROL_STREAM *cs;			/* NULL once the client is gone */
-    SHOWQ_STREAM *ss;
+    SHOWQ_STREAM *ss;			/* mailq, qshape; or */
+    ADMIN_WHATIF *aw;			/* explain --what-if: the walk's once started */
     QVIEW_WALK *w;			/* the walk, once started */
     int     with_rcpts;
     BUF     out;
@@ -112,6 +138,8 @@ typedef struct ADMIN_STREAM {
 static void admin_stream_free(ADMIN_STREAM *as)
 {
     showq_stream_free(as->ss);
+    if (as->aw && as->w == NULL)
+	admin_whatif_free(as->aw);		/* never handed to a walk */
     buf_free(&as->out);
     free(as);
 }
@@ -130,18 +158,64 @@ static int admin_stream_page(void *ctx, QMSG *const *msgs, int n)
     return full;
 }
 
+/* explain --what-if, on the loop: join in the daemon's state; the thread does the rest. */
+static int admin_whatif_page(void *ctx, QMSG *const *msgs, int n)
+{
+    ADMIN_STREAM *as = ctx;
+
+    explain_whatif_join(as->aw->wi, msgs, n, sched_state, as->d->sched);
+    return (QVIEW_WORK);
+}
+
+/* On the view thread. */
+static void admin_whatif_work(void *obj, QMSG *const *msgs, int n)
+{
+    ADMIN_WHATIF *aw = obj;
+
+    explain_whatif_page(aw->wi, msgs, n, &aw->lines);
+}
+
+/* Back on the loop: the page's lines to the client. */
+static int admin_whatif_after(void *ctx, QMSG *const *msgs, int n)
+{
+    ADMIN_STREAM *as = ctx;
+    int     full;
+
+    if (as->aw->lines.len == 0)
+	return (0);
+    full = control_stream_write(as->cs, as->aw->lines.data, as->aw->lines.len);
+    buf_reset(&as->aw->lines);
+    return (full);
+}
+
 static void admin_stream_done(void *ctx, int ok, const char *why)
 {
     ADMIN_STREAM *as = ctx;
 
     if (ok) {
-	showq_stream_end(as->ss, &as->out);
+	if (as->aw) {
+	    char   *data = NULL;
+	    size_t  len = 0;
+	    FILE   *fp = open_memstream(&data, &len);
+
+	    if (fp == NULL)
+		msg_fatal("open_memstream: out of memory");
+	    /* The header, when no page came (an empty queue). */
+	    buf_append(&as->out, as->aw->lines.data, as->aw->lines.len);
+	    explain_whatif_end(as->aw->wi, fp);
+	    fclose(fp);
+	    buf_append(&as->out, data, len);
+	    free(data);
+	} else {
+	    showq_stream_end(as->ss, &as->out);
+	}
 	control_stream_write(as->cs, as->out.data, as->out.len);
     } else {
 	log_warn("showq", "queue view failed: %s", why);
     }
     control_stream_end(as->cs, ok, "error reading the queue");
-    as->w = NULL;				/* qview frees it after this returns */
+    as->w = NULL;				/* qview frees it (and aw) after this returns */
+    as->aw = NULL;
     admin_stream_free(as);
 }
 
@@ -177,20 +251,30 @@ static void admin_stream_start(void *ctx)
 	return;
     }
     queue_cursor_init(&c);
-    as->w = qview_walk(as->d->view, &c, as->with_rcpts, ADMIN_VIEW_PAGE, admin_stream_page,
-		       admin_stream_done, as);
+    if (as->aw) {
+	as->w = qview_walk(as->d->view, &c, 1, ADMIN_WHATIF_PAGE, admin_whatif_page,
+			   admin_stream_done, as);
+	if (as->w) {
+	    qview_walk_own(as->w, as->aw, admin_whatif_free);
+	    qview_walk_work(as->w, admin_whatif_work, admin_whatif_after);
+	}
+    } else {
+	as->w = qview_walk(as->d->view, &c, as->with_rcpts, ADMIN_VIEW_PAGE, admin_stream_page,
+			   admin_stream_done, as);
+    }
     if (as->w == NULL) {
 	control_stream_end(as->cs, 0, "the queue cannot be read now");
 	admin_stream_free(as);
     }
 }
 
-static int admin_stream(RELAYQD *d, SHOWQ_STREAM *ss, int with_rcpts, BUF *out)
+static int admin_stream(RELAYQD *d, SHOWQ_STREAM *ss, ADMIN_WHATIF *aw, int with_rcpts, BUF *out)
 {
     ADMIN_STREAM *as = xcalloc(1, sizeof(*as));
 
     as->d = d;
     as->ss = ss;
+    as->aw = aw;
     as->with_rcpts = with_rcpts;
     buf_init(&as->out);
     if ((as->cs = control_stream(d->control, admin_stream_more, admin_stream_gone, as, out)) == NULL) {
@@ -204,8 +288,8 @@ static int admin_stream(RELAYQD *d, SHOWQ_STREAM *ss, int with_rcpts, BUF *out)
 static int admin_mailq(RELAYQD *d, int argc, char **argv, BUF *out)
 {
     if (argc > 1 && strcmp(argv[1], "json") == 0)
-	return admin_stream(d, showq_stream_json(sched_state, d->sched, sched_params(d->sched)), 1, out);
-    return admin_stream(d, showq_stream_text(sched_state, d->sched), 1, out);
+	return admin_stream(d, showq_stream_json(sched_state, d->sched, sched_params(d->sched)), NULL, 1, out);
+    return admin_stream(d, showq_stream_text(sched_state, d->sched), NULL, 1, out);
 }
 
 static int admin_qshape(RELAYQD *d, int argc, char **argv, BUF *out)
@@ -219,7 +303,8 @@ static int admin_qshape(RELAYQD *d, int argc, char **argv, BUF *out)
 	else
 	    name = argv[i];
     }
-    return admin_stream(d, showq_stream_qshape(name, by_sender, (int64_t) time(NULL), 10), !by_sender, out);
+    return admin_stream(d, showq_stream_qshape(name, by_sender, (int64_t) time(NULL), 10), NULL,
+			!by_sender, out);
 }
 
 /*
@@ -236,7 +321,41 @@ static int admin_explain_whatif(RELAYQD *d, const EXPLAIN_OPTS *o, FILE *fp, cha
 			  sched_anchor(d->sched), (int64_t) time(NULL), fp, err, errlen);
 }
 
-/* explain ID [options] (or --what-if): from the daemon's state. */
+/*
+ * explain --what-if --all: streamed from the view thread, as mailq is (the
+ * header now, a page's lines as the thread has made them, the summary at
+ * the end), so that neither the walk nor the simulations hold the loop
+ * and the answer is never kept whole.  Before the walk starts, the pass
+ * batches submitted before the request commit (admin_stream_start).
+ */
+static int admin_explain_all(RELAYQD *d, const EXPLAIN_OPTS *o, BUF *out)
+{
+    QMGR_PARAMS changed;
+    ADMIN_WHATIF *aw;
+    char    err[512];
+    char   *data = NULL;
+    size_t  len = 0;
+    FILE   *fp;
+
+    if (explain_whatif_params(d->confdir, d->overrides, d->noverrides, o, &changed, err, sizeof(err)) < 0) {
+	buf_puts(out, err);
+	return -1;
+    }
+    if ((fp = open_memstream(&data, &len)) == NULL) {
+	buf_puts(out, "out of memory");
+	return -1;
+    }
+    aw = xcalloc(1, sizeof(*aw));
+    buf_init(&aw->lines);
+    aw->wi = explain_whatif_begin(sched_params(d->sched), &changed, o, sched_anchor(d->sched),
+				  (int64_t) time(NULL), fp);
+    fclose(fp);
+    buf_append(&aw->lines, data, len);		/* the header goes out with the first page */
+    free(data);
+    return admin_stream(d, NULL, aw, 1, out);
+}
+
+/* explain ID [options] (or --what-if with queue IDs): from the daemon's state. */
 static int admin_explain(RELAYQD *d, int argc, char **argv, BUF *out)
 {
     EXPLAIN_OPTS o;
@@ -277,13 +396,38 @@ static int admin_explain(RELAYQD *d, int argc, char **argv, BUF *out)
  * flush DOMAIN: the messages with a pending recipient in DOMAIN, found by
  * a walk on the view thread; each page's are flushed as it comes (the
  * scheduler starts on them at once), the answer counts them at the end.
+ * The walk owns the request (qview_walk_own): whichever way it ends, even
+ * with the daemon stopping in the middle, it is freed with the walk.
  */
 typedef struct ADMIN_FLUSH {
     RELAYQD *d;
     uint64_t token;			/* control_defer() */
     char   *domain;
     int     n;
+    QVIEW_WALK *w;
 } ADMIN_FLUSH;
+
+static void admin_flush_free(void *obj)
+{
+    ADMIN_FLUSH *f = obj;
+
+    f->d->admin_busy--;
+    free(f->domain);
+    free(f);
+}
+
+static void admin_flush_answer(ADMIN_FLUSH *f, int ok, const char *why)
+{
+    BUF     out = BUF_INIT;
+
+    if (ok) {
+	buf_printf(&out, "Flushing %d message%s for %s\n", f->n, f->n == 1 ? "" : "s", f->domain);
+    } else {
+	buf_printf(&out, "flush %s: %s (%d message%s flushed)", f->domain, why, f->n, f->n == 1 ? "" : "s");
+    }
+    control_finish(f->d->control, f->token, ok, &out);
+    buf_free(&out);
+}
 
 static int admin_flush_page(void *ctx, QMSG *const *msgs, int n)
 {
@@ -291,6 +435,12 @@ static int admin_flush_page(void *ctx, QMSG *const *msgs, int n)
     uint64_t seqs[ADMIN_VIEW_PAGE];
     int     k = 0;
 
+    if (f->d->stopping) {
+	/* The rest is not looked at: the daemon exits once this walk is gone. */
+	admin_flush_answer(f, 0, "the mail system is stopping");
+	qview_walk_cancel(f->w);
+	return 0;
+    }
     for (int i = 0; i < n && k < ADMIN_VIEW_PAGE; i++) {
 	const QMSG *m = msgs[i];
 
@@ -314,19 +464,11 @@ static int admin_flush_page(void *ctx, QMSG *const *msgs, int n)
 static void admin_flush_done(void *ctx, int ok, const char *why)
 {
     ADMIN_FLUSH *f = ctx;
-    BUF     out = BUF_INIT;
 
-    if (ok) {
-	buf_printf(&out, "Flushing %d message%s for %s\n", f->n, f->n == 1 ? "" : "s", f->domain);
-    } else {
+    if (!ok)
 	log_warn("showq", "queue view failed: %s", why);
-	buf_printf(&out, "flush %s: the queue could not be read (%d message%s flushed)",
-		   f->domain, f->n, f->n == 1 ? "" : "s");
-    }
-    control_finish(f->d->control, f->token, ok, &out);
-    buf_free(&out);
-    free(f->domain);
-    free(f);
+    admin_flush_answer(f, ok, "the queue could not be read");
+    /* qview frees f with the walk */
 }
 
 static int admin_flush_domain(RELAYQD *d, const char *domain, BUF *out)
@@ -337,14 +479,21 @@ static int admin_flush_domain(RELAYQD *d, const char *domain, BUF *out)
     f->d = d;
     f->domain = xstrdup(domain);
     queue_cursor_init(&c);
-    if (qview_walk(d->view, &c, 1, ADMIN_VIEW_PAGE, admin_flush_page, admin_flush_done, f) == NULL) {
+    if ((f->w = qview_walk(d->view, &c, 1, ADMIN_VIEW_PAGE, admin_flush_page, admin_flush_done, f)) == NULL) {
 	buf_puts(out, "the queue cannot be read now");
 	free(f->domain);
 	free(f);
 	return -1;
     }
+    d->admin_busy++;
+    qview_walk_own(f->w, f, admin_flush_free);
     f->token = control_defer(d->control);
     return 0;
+}
+
+int     admin_idle(const RELAYQD *d)
+{
+    return (d->admin_busy == 0);
 }
 
 int     admin_handle(void *ctx, int admin, int argc, char **argv, BUF *out)
@@ -356,8 +505,14 @@ int     admin_handle(void *ctx, int admin, int argc, char **argv, BUF *out)
 	return admin_mailq(d, argc, argv, out);
     if (strcmp(cmd, "qshape") == 0)
 	return admin_qshape(d, argc, argv, out);
-    if (strcmp(cmd, "explain") == 0)
+    if (strcmp(cmd, "explain") == 0) {
+	EXPLAIN_OPTS o;
+	char    err[512];
+
+	if (explain_opts_parse(argc - 1, argv + 1, &o, err, sizeof(err)) == 0 && o.what_if && o.all)
+	    return admin_explain_all(d, &o, out);
 	return admin_when_settled(d, argc, argv, admin_explain);
+    }
     if (strcmp(cmd, "top") == 0)
 	return top_answer(d, argc, argv, out);	/* counters only: answered at once (top.c) */
     if (strcmp(cmd, "ping") == 0) {

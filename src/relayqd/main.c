@@ -213,7 +213,7 @@ static void exit_check(evutil_socket_t fd, short what, void *ctx)
     static int ticks;
 
     ticks++;
-    if ((sched_idle(d->sched) && smtpd_sessions(d->smtpd) == 0) || ticks > 200)
+    if ((sched_idle(d->sched) && smtpd_sessions(d->smtpd) == 0 && admin_idle(d)) || ticks > 200)
 	event_base_loopbreak(d->base);
 }
 
@@ -581,6 +581,7 @@ int     main(int argc, char **argv)
     event_base_dispatch(d.base);
 
     /* Stopped: let the writer finish what was submitted, then close. */
+    sched_run_later(d.sched);
     sched_record_suspended(d.sched);
     qview_stop(d.view);
     queue_close(d.queue);

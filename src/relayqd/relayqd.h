@@ -46,10 +46,13 @@ typedef struct RELAYQD {
     struct event *sig_term, *sig_int, *sig_hup;
     struct event *exit_timer;
     int     stopping;
+    int     admin_busy;			/* edits and flushes in progress (admin.c) */
 } RELAYQD;
 
 /* admin.c: the control sockets' handler (a CONTROL_HANDLER, ctx = RELAYQD) */
 int     admin_handle(void *ctx, int admin, int argc, char **argv, BUF *out);
+/* No edit or flush DOMAIN in progress: the daemon may exit (a stopping daemon lets them end first). */
+int     admin_idle(const RELAYQD *d);
 
 /* pickup.c */
 void    pickup_scan(RELAYQD *d);

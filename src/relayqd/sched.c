@@ -56,6 +56,7 @@ struct SCHED {
     int     pending_commits;		/* pass batches submitted, not yet answered */
     uint64_t commits_submitted, commits_done;
     WAITER *waiters, **waiters_tail;
+    struct EDIT_LATER *laters;		/* edits' next turns (edit_later) */
     PASS   *suspended;			/* passes waiting to be recorded (full disk) */
     int     nsuspended;
     const char *test_pass_fault;	/* RELAYQ_TEST_FAULT, see sched_start() */
@@ -1134,32 +1135,77 @@ static void edit_requeued(void *ctx, const QMSG *copy)
     sched_add(ctx, copy);			/* not new mail: not counted as received */
 }
 
+/*
+ * A long edit (hold ALL) goes on at the next turn of the loop.  The
+ * pending turns are kept (s->laters), so that at exit sched_run_later()
+ * can still run them: the edit sees the daemon stopping and ends, its
+ * client answered and its memory freed, instead of being dropped with
+ * the loop's events.
+ */
 typedef struct EDIT_LATER {
+    SCHED  *s;
+    struct event *ev;
     void    (*fn) (void *arg);
     void   *arg;
+    struct EDIT_LATER *prev, *next;
 } EDIT_LATER;
+
+static void edit_later_run(EDIT_LATER *l)
+{
+    SCHED  *s = l->s;
+    void    (*fn) (void *arg) = l->fn;
+    void   *arg = l->arg;
+
+    if (l->prev)
+	l->prev->next = l->next;
+    else
+	s->laters = l->next;
+    if (l->next)
+	l->next->prev = l->prev;
+    event_free(l->ev);
+    free(l);
+    fn(arg);
+}
 
 static void edit_later_cb(evutil_socket_t fd, short what, void *ctx)
 {
-    EDIT_LATER l = *(EDIT_LATER *) ctx;
-
-    free(ctx);
-    l.fn(l.arg);
+    edit_later_run(ctx);
 }
 
-/* A long edit (hold ALL) goes on at the next turn of the loop. */
 static void edit_later(void *ctx, void (*fn) (void *arg), void *arg)
 {
     SCHED  *s = ctx;
-    EDIT_LATER *l = xmalloc(sizeof(*l));
+    EDIT_LATER *l = xcalloc(1, sizeof(*l));
     struct timeval zero = {0, 0};
 
+    l->s = s;
     l->fn = fn;
     l->arg = arg;
-    if (event_base_once(s->base, -1, EV_TIMEOUT, edit_later_cb, l, &zero) < 0) {
+    l->ev = event_new(s->base, -1, 0, edit_later_cb, l);
+    if (l->ev == NULL || event_add(l->ev, &zero) < 0) {
+	if (l->ev)
+	    event_free(l->ev);
 	free(l);
 	fn(arg);
+	return;
     }
+    if ((l->next = s->laters) != NULL)
+	s->laters->prev = l;
+    s->laters = l;
+}
+
+void    sched_run_later(SCHED *s)
+{
+    s->stopping = 1;
+    while (s->laters)
+	edit_later_run(s->laters);
+}
+
+static int edit_stopping(void *ctx)
+{
+    SCHED  *s = ctx;
+
+    return (s->stopping);
 }
 
 void    sched_edit_hooks(SCHED *s, CONTROL_EDIT_HOOKS *h)
@@ -1168,6 +1214,7 @@ void    sched_edit_hooks(SCHED *s, CONTROL_EDIT_HOOKS *h)
     h->changed = edit_changed;
     h->requeued = edit_requeued;
     h->later = edit_later;
+    h->stopping = edit_stopping;
     h->ctx = s;
 }
 

@@ -26,6 +26,7 @@ void    sched_stop(SCHED *s);			/* SIGTERM: activate nothing new */
 int     sched_idle(const SCHED *s);		/* nothing in flight, nothing to commit */
 int     sched_suspended(const SCHED *s);	/* passes whose update waits to be recorded (full disk) */
 void    sched_record_suspended(SCHED *s);	/* at exit, before queue_close */
+void    sched_run_later(SCHED *s);		/* at exit, before queue_close: edits still waiting for a turn end */
 void    sched_free(SCHED *s);			/* at exit */
 
 void    sched_kick(SCHED *s);			/* run qmgr soon */

@@ -81,6 +81,10 @@ void    stats_metrics(void *ctx, BUF *out)
     metrics_family(out, "relayq_queue_view_pages_total", "counter",
 		   "Pages of up to 256 messages read by the queue views' thread.");
     metrics_sample(out, "relayq_queue_view_pages_total", "", (double) pages);
+    metrics_family(out, "relayq_queue_view_work_pages_total", "counter",
+		   "Pages worked on by the queue views' thread after the loop joined its state in"
+		   " (explain --what-if --all's predictions).");
+    metrics_sample(out, "relayq_queue_view_work_pages_total", "", (double) qview_worked(d->view));
     metrics_family(out, "relayq_queue_view_paced_seconds_total", "counter",
 		   "Time queue views waited between pages so that relaying came first"
 		   " (relayq_queue_view_cpu_share), in seconds.");
@@ -89,6 +93,7 @@ void    stats_metrics(void *ctx, BUF *out)
     metrics_family(out, "relayq_log_write_errors_total", "counter",
 		   "Log lines that could not be written (maillog_file's file system full, ...).");
     metrics_sample(out, "relayq_log_write_errors_total", "", (double) log_write_errors());
+
 
     queue_stats(d->queue, &qs);
     metrics_family(out, "relayq_queue_commits_total", "counter", "Queue store transactions committed.");

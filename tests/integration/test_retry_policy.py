@@ -84,6 +84,9 @@ def test_one_message_two_policies(env):
     r = env.cli(d, 'explain', '--what-if', qid, '--json', check=True)
     p = json.loads(r.stdout)[0]
     per = {x['address']: x['expire_time']['now'] for x in p['recipients']}
+    # --all (the daemon's paged walk) predicts it with the same policies
+    r = env.cli(d, 'explain', '--what-if', '--all', '--json', check=True)
+    assert json.loads(r.stdout) == [p], (r.stdout, p)
     # the fast recipient expires alone; the message goes on for the slow one
     d.wait_log(r'%s: to=<x@fast\.example>, status=expired, returned to sender' % qid, timeout=60)
     log = d.log().splitlines()

@@ -1083,6 +1083,239 @@ static void test_printable(void)
     }
 }
 
+/*
+ * qview work phase: page() joins on the loop and returns QVIEW_WORK, the
+ * page goes back to the thread (work() sees what page() joined, on
+ * another thread), after() gets the same page on the loop; the walk's own
+ * object is freed exactly once with the walk, whether it ends, is
+ * cancelled while the thread works on a page, or is left when the view
+ * stops.
+ */
+typedef struct QW_OBJ {
+    uint64_t joined[16];		/* page(): the seqs, on the loop */
+    int     njoined;
+    uint64_t sum;			/* work(): on the thread */
+    int     mismatch, on_loop, worked;
+    pthread_t loop;
+    struct QW_TOT *tot;
+} QW_OBJ;
+
+typedef struct QW_TOT {			/* of the objects freed */
+    int     freed, on_loop, mismatch, worked;
+} QW_TOT;
+
+typedef struct QW_T {
+    struct event_base *base;
+    QVIEW_WALK *w;
+    QW_OBJ *obj;
+    int     pages, afters, done, ok, cancel_at;
+} QW_T;
+
+static void qw_obj_free(void *o)
+{
+    QW_OBJ *obj = o;
+
+    obj->tot->freed++;
+    obj->tot->on_loop += obj->on_loop;
+    obj->tot->mismatch += obj->mismatch;
+    obj->tot->worked += obj->worked;
+    free(obj);
+}
+
+static int qw_page(void *ctx, QMSG *const *msgs, int n)
+{
+    QW_T   *t = ctx;
+
+    t->pages++;
+    t->obj->njoined = n;
+    for (int i = 0; i < n; i++)
+	t->obj->joined[i] = msgs[i]->seq;
+    return (QVIEW_WORK);
+}
+
+static void qw_work(void *o, QMSG *const *msgs, int n)
+{
+    QW_OBJ *obj = o;
+
+    if (pthread_equal(pthread_self(), obj->loop))
+	obj->on_loop++;
+    if (n != obj->njoined)
+	obj->mismatch++;
+    for (int i = 0; i < n; i++) {
+	if (i < obj->njoined && msgs[i]->seq != obj->joined[i])
+	    obj->mismatch++;
+	obj->sum += msgs[i]->seq;
+    }
+    obj->worked++;
+    if (obj->worked == 1)
+	usleep(100000);				/* a slow page: a cancel comes meanwhile */
+}
+
+static int qw_after(void *ctx, QMSG *const *msgs, int n)
+{
+    QW_T   *t = ctx;
+
+    t->afters++;
+    if (t->cancel_at && t->afters == t->cancel_at)
+	qview_walk_cancel(t->w);
+    return (0);
+}
+
+static void qw_done(void *ctx, int ok, const char *why)
+{
+    QW_T   *t = ctx;
+
+    t->done++;
+    t->ok = ok;
+    event_base_loopbreak(t->base);
+}
+
+static void qw_stop(evutil_socket_t fd, short what, void *ctx)
+{
+    event_base_loopbreak(ctx);
+}
+
+static void test_qview_work(void)
+{
+    char   *dir = mktmp(), err[256], qid[16];
+    struct event_base *base = event_base_new();
+    struct timeval limit = {10, 0};
+    QUEUE  *q;
+    QVIEW  *v;
+    QCURSOR c;
+    QW_T    t;
+    QBATCH *b;
+    int     i;
+    QW_TOT  tot;
+    unsigned long walks, pages;
+    int     live;
+
+    T_CHECK(dir != 0);
+    if (dir == 0)
+	return;
+    q = queue_open(dir, QUEUE_OPEN_ADMIN, err, sizeof(err));
+    T_CHECK(q != 0);
+    if (q == 0)
+	goto out;
+    b = queue_batch(q);
+    for (i = 0; i < 50; i++) {
+	QMSG   *m;
+
+	snprintf(qid, sizeof(qid), "46312%06X", 0x102006 + i);
+	m = fx_msg(qid, QSTATE_DEFERRED, 300, 1795813927 + i, "sender@sender.test", "rcpt@dest.test", REASON_CONN);
+	queue_batch_insert(b, m);
+	qmsg_free(m);
+    }
+    T_EQ_INT(queue_batch_commit(b, NULL, 0), 0);
+    memset(&tot, 0, sizeof(tot));
+    v = qview_create(base, q, err, sizeof(err));
+    T_CHECK(v != 0);
+    if (v == 0)
+	goto close;
+
+    /* The whole walk: 50 messages in pages of 16, each worked on by the thread. */
+    memset(&t, 0, sizeof(t));
+    t.base = base;
+    t.obj = xcalloc(1, sizeof(*t.obj));
+    t.obj->loop = pthread_self();
+    t.obj->tot = &tot;
+    queue_cursor_init(&c);
+    t.w = qview_walk(v, &c, 1, 16, qw_page, qw_done, &t);
+    qview_walk_own(t.w, t.obj, qw_obj_free);
+    qview_walk_work(t.w, qw_work, qw_after);
+    event_base_loopexit(base, &limit);
+    event_base_dispatch(base);
+    T_EQ_INT(t.done, 1);
+    T_EQ_INT(t.ok, 1);
+    T_EQ_INT(t.pages, 4);
+    T_EQ_INT(t.afters, 4);
+    T_EQ_INT(tot.freed, 1);				/* after done */
+    T_EQ_INT(tot.worked, 4);
+    T_EQ_INT(tot.on_loop, 0);			/* work() ran on the thread */
+    T_EQ_INT(tot.mismatch, 0);			/* with the page page() joined */
+    T_EQ_INT((long) qview_worked(v), 4);
+    qview_counts(v, &walks, &pages, &live);
+    T_EQ_INT(live, 0);
+
+    /* Cancelled from its second after(): no more callbacks. */
+    memset(&t, 0, sizeof(t));
+    t.base = base;
+    t.obj = xcalloc(1, sizeof(*t.obj));
+    t.obj->loop = pthread_self();
+    t.obj->tot = &tot;
+    t.cancel_at = 2;				/* cancelled from its second after() */
+    queue_cursor_init(&c);
+    t.w = qview_walk(v, &c, 1, 16, qw_page, qw_done, &t);
+    qview_walk_own(t.w, t.obj, qw_obj_free);
+    qview_walk_work(t.w, qw_work, qw_after);
+    {
+	struct timeval soon = {0, 500000};
+
+	event_base_loopexit(base, &soon);
+	event_base_dispatch(base);
+    }
+    T_EQ_INT(t.afters, 2);
+    T_EQ_INT(t.done, 0);
+    T_EQ_INT(tot.freed, 2);
+
+    /* Cancelled while the thread works on its first page (100 ms): freed once, when it is back. */
+    memset(&t, 0, sizeof(t));
+    t.base = base;
+    t.obj = xcalloc(1, sizeof(*t.obj));
+    t.obj->loop = pthread_self();
+    t.obj->tot = &tot;
+    queue_cursor_init(&c);
+    t.w = qview_walk(v, &c, 1, 16, qw_page, qw_done, &t);
+    qview_walk_own(t.w, t.obj, qw_obj_free);
+    qview_walk_work(t.w, qw_work, qw_after);
+    {
+	struct timeval ms30 = {0, 30000}, soon = {0, 400000};
+	struct event *stop = evtimer_new(base, qw_stop, base);
+
+	evtimer_add(stop, &ms30);
+	event_base_dispatch(base);		/* until 30 ms: page() done, work() sleeping */
+	event_free(stop);
+	T_EQ_INT(t.pages, 1);
+	qview_walk_cancel(t.w);
+	T_EQ_INT(tot.freed, 2);			/* not yet: the thread has it */
+	event_base_loopexit(base, &soon);
+	event_base_dispatch(base);
+    }
+    T_EQ_INT(t.afters, 0);
+    T_EQ_INT(tot.freed, 3);
+
+    /* Left in the middle when the view stops: freed by qview_free. */
+    memset(&t, 0, sizeof(t));
+    t.base = base;
+    t.obj = xcalloc(1, sizeof(*t.obj));
+    t.obj->loop = pthread_self();
+    t.obj->tot = &tot;
+    queue_cursor_init(&c);
+    t.w = qview_walk(v, &c, 1, 16, qw_page, qw_done, &t);
+    qview_walk_own(t.w, t.obj, qw_obj_free);
+    qview_walk_work(t.w, qw_work, qw_after);
+    {
+	struct timeval ms30 = {0, 30000};
+	struct event *stop = evtimer_new(base, qw_stop, base);
+
+	evtimer_add(stop, &ms30);
+	event_base_dispatch(base);
+	event_free(stop);
+    }
+    qview_stop(v);
+    T_EQ_INT(tot.freed, 3);
+    qview_free(v);
+    T_EQ_INT(tot.freed, 4);
+    T_EQ_INT(tot.on_loop, 0);
+    T_EQ_INT(tot.mismatch, 0);
+close:
+    queue_close(q);
+out:
+    event_base_free(base);
+    rm_rf(dir);
+    free(dir);
+}
+
 int     main(void)
 {
     T_RUN(test_printable);
@@ -1103,5 +1336,6 @@ int     main(void)
     T_RUN(test_maildrop_corrupt);
     T_RUN(test_control_socket_round_trip);
     T_RUN(test_qview);
+    T_RUN(test_qview_work);
     return t_done();
 }
