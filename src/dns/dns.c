@@ -56,6 +56,7 @@ struct DNS {
 #define DNS_KIND_MX   1
 #define DNS_KIND_ADDR 2
 #define DNS_KIND_TLSA 3
+#define DNS_KIND_CNAME 4
 
 struct DNS_REQ {
     DNS    *dns;
@@ -65,9 +66,10 @@ struct DNS_REQ {
     void    (*mx_cb) (void *, int, const DNS_MX *, int);
     void    (*addr_cb) (void *, int, const DNS_ADDR *, int);
     void    (*tlsa_cb) (void *, int, int, const DNS_TLSA *, int);
+    void    (*cname_cb) (void *, int, int);
     void   *ctx;
     char   *name;			/* the name asked (DNSSEC queries) */
-    int     secure;			/* TLSA: the answer had AD */
+    int     secure;			/* TLSA, CNAME: the answer had AD */
     int     nullmx;			/* MX: a record with the root as exchange */
     int     nbad;			/* MX: records skipped as malformed */
     DNS_MX *mx;
@@ -286,6 +288,8 @@ static void dns_deliver_cb(evutil_socket_t fd, short what, void *arg)
 	r->mx_cb(r->ctx, status, r->mx, r->n);
     else if (r->kind == DNS_KIND_TLSA)
 	r->tlsa_cb(r->ctx, status, r->secure, r->tlsa, r->n);
+    else if (r->kind == DNS_KIND_CNAME)
+	r->cname_cb(r->ctx, status, r->secure);
     else
 	r->addr_cb(r->ctx, status, r->addr, r->n);
     dns_req_free(r);
@@ -446,6 +450,10 @@ static void dns_raw_answer(void *arg, int status, int timeouts, unsigned char *a
 		    snprintf(r->addr[r->n - 1].cname, sizeof(r->addr[r->n - 1].cname), "%s",
 			     ans->rname);
 		break;
+	    case DNS_T_CNAME:
+		r->n++;				/* only whether there is one */
+		r->secure = ans->ad;
+		break;
 	    case DNS_T_TLSA:{
 		    DNS_TLSA *t;
 
@@ -598,6 +606,18 @@ void    dns_tlsa(DNS *d, const char *name,
     r->pending = 1;
     r->name = xstrdup(name);
     dns_raw_send(r, DNS_T_TLSA, 0, 1);
+    dns_timer_update(d);
+}
+
+void    dns_cname(DNS *d, const char *name,
+		          void (*cb) (void *ctx, int status, int secure), void *ctx)
+{
+    DNS_REQ *r = dns_req_new(d, DNS_KIND_CNAME, ctx);
+
+    r->cname_cb = cb;
+    r->pending = 1;
+    r->name = xstrdup(name);
+    dns_raw_send(r, DNS_T_CNAME, 0, 1);
     dns_timer_update(d);
 }
 

@@ -78,4 +78,12 @@ void    dns_tlsa(DNS *d, const char *name,
 	                 void (*cb) (void *ctx, int status, int secure, const DNS_TLSA *t, int n),
 		         void *ctx);
 
+/*
+ * The CNAME record of name, always asked with DNSSEC (Postfix's
+ * qname_secure(): is a host's own CNAME signed?).  DNS_OK when name owns
+ * one, secure: the answer had the AD bit; DNS_NOTFOUND when it owns none.
+ */
+void    dns_cname(DNS *d, const char *name,
+		          void (*cb) (void *ctx, int status, int secure), void *ctx);
+
 #endif

@@ -259,6 +259,9 @@ struct SMTP_DELIV {
     /* DANE: the TLSA lookup for the server in use, on the loop first */
     char   *dane_name;			/* _PORT._tcp.HOST asked */
     char   *dane_skip;			/* _PORT._tcp.CNAME that had no secure TLSA */
+    char   *dane_cn_host;		/* a server whose own CNAME record was asked */
+    int     dane_cn_st;			/* TLS_CNAME_* of it */
+    char    dane_cn_why[300];
     int     dane_ready;			/* its answer is below */
     int     dane_st;			/* TLS_TLSA_* */
     int     dane_secure;

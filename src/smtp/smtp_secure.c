@@ -228,6 +228,26 @@ static void dane_answer(void *ctx, int status, int secure, const DNS_TLSA *t, in
     sess_connect(d);
 }
 
+/* The server's own CNAME record was looked up: try the connection again. */
+static void dane_cname_answer(void *ctx, int status, int secure)
+{
+    SMTP_DELIV *d = ctx;
+
+    d->dns_busy = 0;
+    if (status == DNS_OK) {
+	d->dane_cn_st = secure ? TLS_CNAME_SECURE : TLS_CNAME_INSECURE;
+    } else {
+	d->dane_cn_st = TLS_CNAME_ERROR;
+	if (status == DNS_NOTFOUND)
+	    snprintf(d->dane_cn_why, sizeof(d->dane_cn_why), "no longer a CNAME");
+	else
+	    snprintf(d->dane_cn_why, sizeof(d->dane_cn_why), "Host or domain name not found. "
+		     "Name service error for name=%s type=CNAME: Host not found, try again",
+		     d->dane_cn_host);
+    }
+    sess_connect(d);
+}
+
 /*
  * dane/dane-only: Postfix's dane_init() over what resolution said about
  * the server, and its TLSA records, looked up on the loop (the answer is
@@ -239,7 +259,8 @@ static void dane_answer(void *ctx, int status, int secure, const DNS_TLSA *t, in
  * are first looked up at the end of that chain, and the base domain is
  * that name; only when there are no (secure) records there, at the
  * server's own name.  A failed lookup at the CNAME's target stays a
- * failure.
+ * failure.  When the chain led to an insecure address, the server's own
+ * name counts only when its CNAME record is signed (qname_secure()).
  */
 static int secure_dane(SMTP_DELIV *d)
 {
@@ -273,6 +294,13 @@ static int secure_dane(SMTP_DELIV *d)
 	}
     }
     in.tlsa_base = base;
+    if (!a->secure && a->cname[0]) {
+	in.cname_status = TLS_CNAME_UNKNOWN;
+	if (d->dane_cn_host && str_casecmp(d->dane_cn_host, a->host) == 0) {
+	    in.cname_status = d->dane_cn_st;
+	    in.cname_why = d->dane_cn_why;
+	}
+    }
     if (d->dane_name && d->dane_ready && str_casecmp(d->dane_name, name) == 0) {
 	if (base != a->host && (d->dane_st == TLS_TLSA_NOTFOUND
 				|| (d->dane_st == TLS_TLSA_FOUND && !d->dane_secure))) {
@@ -287,9 +315,24 @@ static int secure_dane(SMTP_DELIV *d)
 	in.tlsa_rdlen = d->dane_rdlen;
 	in.ntlsa = d->dane_n;
     }
-    if (tls_policy_dane(&d->p->tlsp, a->dest, &in, &d->tls_pol) == 0) {
+    switch (tls_policy_dane(&d->p->tlsp, a->dest, &in, &d->tls_pol)) {
+    case 0:
 	free(name);
 	return (0);
+    case 2:
+	/* Is the host's own CNAME record signed? */
+	free(name);
+	free(d->dane_cn_host);
+	d->dane_cn_host = xstrdup(a->host);
+	if (d->s->dns == NULL) {
+	    d->dane_cn_st = TLS_CNAME_ERROR;
+	    snprintf(d->dane_cn_why, sizeof(d->dane_cn_why), "no DNS resolver");
+	    return (secure_dane(d));
+	}
+	d->dane_cn_st = TLS_CNAME_UNKNOWN;
+	d->dns_busy = 1;
+	dns_cname(d->s->dns, a->host, dane_cname_answer, d);
+	return (1);
     }
     dane_forget(d);
     d->dane_name = name;
@@ -320,6 +363,8 @@ void    secure_policy_forget(SMTP_DELIV *d)
     dane_forget(d);
     free(d->dane_skip);
     d->dane_skip = NULL;
+    free(d->dane_cn_host);
+    d->dane_cn_host = NULL;
 }
 
 static void policy_next(SMTP_DELIV *d);

@@ -133,7 +133,10 @@ void    tls_policy_free(TLS_POLICY *p);
  * for one server: what the DNS said about its MX RRset and its address,
  * and the TLSA lookup at _PORT._tcp.HOST.  The caller asks twice: first
  * with tlsa_status TLS_TLSA_UNKNOWN; when the answer is 1, it looks the
- * TLSA records up (DNSSEC) and asks again with the result.  Returns 0
+ * TLSA records up (DNSSEC) and asks again with the result.  A host whose
+ * CNAMEs led to an insecure address (cname_status TLS_CNAME_UNKNOWN): the
+ * answer 2 asks for its own CNAME record's security (Postfix's
+ * qname_secure()); when signed, its TLSA records count.  Returns 0
  * when the policy is final: dane/dane-only with usable records, or the
  * level Postfix falls back to (may, encrypt), or TLS_LEV_INVALID with
  * why/dsn ("TLSA lookup error for HOST:PORT", "no TLSA records found",
@@ -144,6 +147,12 @@ void    tls_policy_free(TLS_POLICY *p);
 #define TLS_TLSA_NOTFOUND	1
 #define TLS_TLSA_ERROR		2
 
+#define TLS_CNAME_NONE		0	/* not a CNAME, or its address is secure */
+#define TLS_CNAME_UNKNOWN	1	/* not looked up yet */
+#define TLS_CNAME_SECURE	2	/* the host's CNAME record is signed */
+#define TLS_CNAME_INSECURE	3
+#define TLS_CNAME_ERROR		4
+
 typedef struct TLS_DANE_DNS {
     int     dnssec;			/* smtp_dns_support_level = dnssec */
     int     insecure_mx_policy;		/* smtp_tls_dane_insecure_mx_policy: may, encrypt, dane */
@@ -152,6 +161,9 @@ typedef struct TLS_DANE_DNS {
     const char *host;			/* the server's name */
     const char *tlsa_base;		/* the TLSA base domain: host or, found through
 					 * secure CNAMEs, their target; NULL: host */
+    int     cname_status;		/* TLS_CNAME_*: the host is a CNAME to an
+					 * insecure address */
+    const char *cname_why;		/* TLS_CNAME_ERROR: why */
     const char *nexthop;		/* with an MX lookup: the domain, also a match name */
     int     port;
     int     tlsa_status;		/* TLS_TLSA_* */

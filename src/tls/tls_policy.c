@@ -432,8 +432,21 @@ int     tls_policy_dane(const TLS_CLIENT_PARAMS *pp, const char *dest, const TLS
 				    || dns->insecure_mx_policy <= TLS_LEV_MAY)) {
 	/* An insecure MX RRset: its hosts' TLSA records prove nothing. */
 	dane_incompat(pol, NONDANE_DEST, "non DNSSEC destination", "", "");
-    } else if (!dns->addr_secure) {
-	/* Hosts in unsigned zones: no TLSA lookup (Postfix, no forced lookups). */
+    } else if (!dns->addr_secure && dns->cname_status == TLS_CNAME_UNKNOWN) {
+	return (2);
+    } else if (!dns->addr_secure && dns->cname_status == TLS_CNAME_ERROR) {
+	char    why[sizeof(pol->why)];
+
+	/* Postfix's qname_secure() failed: tls_dane_resolve() fails. */
+	log_warn("smtp", "DNSSEC status lookup error for %s: %s", dns->host,
+		 dns->cname_why ? dns->cname_why : "");
+	snprintf(why, sizeof(why), "TLSA lookup error for %s:%d", dns->host, dns->port);
+	mark_invalid(pol, "4.7.5", why);
+    } else if (!dns->addr_secure && dns->cname_status != TLS_CNAME_SECURE) {
+	/*
+	 * Hosts in unsigned zones: no TLSA lookup (Postfix, no forced
+	 * lookups), unless a signed CNAME of the host's led there.
+	 */
 	dane_incompat(pol, NONDANE_DEST, "no TLSA records found", "", "");
     } else if (dns->tlsa_status == TLS_TLSA_UNKNOWN) {
 	return (1);

@@ -197,8 +197,12 @@ def setup(env):
     # MX hosts that are CNAMEs (test_dane_cname): TLSA records at the target
     # and/or at the alias; cn4 leads to mx3 and its DANE-TA(2) record
     recs += ''.join('%s MX 10 %s\n' % (dom, mx) for dom, mx in (
-        ('cname', 'cn1'), ('cname2', 'cn2'), ('cnta', 'cn4'), ('cnbad', 'cn5')))
+        ('cname', 'cn1'), ('cname2', 'cn2'), ('cnta', 'cn4'), ('cnbad', 'cn5'),
+        ('cnout', 'cn6'), ('cnoutbad', 'cn7')))
     recs += 'cn1 CNAME tgt1\ncn2 CNAME tgt2\ncn4 CNAME mx3\ncn5 CNAME tgt5\n'
+    # signed CNAMEs to the unsigned zone's host, TLSA records at the aliases
+    recs += 'cn6 CNAME mx.plain.test.\ncn7 CNAME mx.plain.test.\n'
+    recs += '%s.cn6 TLSA 3 1 1 %s\n%s.cn7 TLSA 3 1 1 %s\n' % (t, ee, t, wrong)
     recs += ''.join('%s A 127.0.0.1\n' % h for h in ('tgt1', 'tgt2', 'tgt5'))
     recs += ('%s.tgt1 TLSA 3 1 1 %s\n%s.cn1 TLSA 3 1 1 %s\n%s.cn2 TLSA 3 1 1 %s\n'
              '%s.tgt5 TLSA 3 1 1 %s\n%s.cn5 TLSA 3 1 1 %s\n' % (t, ee, t, wrong, t, ee, t, wrong, t, ee))
@@ -342,7 +346,7 @@ def test_dane_cname(env):
     the certificate against it); at the alias only when the target has none;
     never at the alias after a target whose records do not match."""
     port, out, ub, pki = setup(env)
-    doms = ('cname', 'cname2', 'cnta', 'cnbad')
+    doms = ('cname', 'cname2', 'cnta', 'cnbad', 'cnout', 'cnoutbad')
     tmap = ', '.join('%s.dane.test=smtp:%s.dane.test:%d' % (x, x, port) for x in doms)
     d = env.relayqd(relayhost='', dns_servers='127.0.0.1:%d' % ub, transport_maps='inline:{ %s }' % tmap,
                     smtp_dns_support_level='dnssec', smtp_tls_security_level='dane',
@@ -373,6 +377,18 @@ def test_dane_cname(env):
     d.wait_log(r'%s: to=<b@cnbad\.dane\.test>, .*dsn=4\.7\.5, status=deferred '
                r'\(Server certificate not verified\)' % q, timeout=60)
     assert delivered(out) == 3
+
+    # a signed CNAME to a host in the unsigned zone: the address is not
+    # secure, but the alias's own CNAME record is, so its TLSA records count
+    # (Postfix's qname_secure()): a match verifies, a mismatch defers
+    q = env.send(d.port, 'a@sender.test', ['b@cnout.dane.test'], MSG)
+    d.wait_log(r'Verified TLS connection established to cn6\.dane\.test\[127\.0\.0\.1\]:%d' % port, timeout=60)
+    d.wait_log(r'%s: to=<b@cnout\.dane\.test>, .*status=sent' % q, timeout=60)
+    assert delivered(out) == 4
+    q = env.send(d.port, 'a@sender.test', ['b@cnoutbad.dane.test'], MSG)
+    d.wait_log(r'%s: to=<b@cnoutbad\.dane\.test>, .*dsn=4\.7\.5, status=deferred '
+               r'\(Server certificate not verified\)' % q, timeout=60)
+    assert delivered(out) == 4
 
 
 def test_dane_without_dnssec_lookups(env):

@@ -208,6 +208,27 @@ static void tlsa_wait(TANS *a, int secs)
 	event_base_loop(base, EVLOOP_ONCE | EVLOOP_NONBLOCK), usleep(1000);
 }
 
+typedef struct CANS {
+    int     called, status, secure;
+} CANS;
+
+static void cname_cb(void *ctx, int status, int secure)
+{
+    CANS   *c = ctx;
+
+    c->called++;
+    c->status = status;
+    c->secure = secure;
+}
+
+static void cname_wait(CANS *c, int secs)
+{
+    int64_t deadline = time_mono_us() + secs * 1000000LL;
+
+    while (!c->called && time_mono_us() < deadline)
+	event_base_loop(base, EVLOOP_ONCE | EVLOOP_NONBLOCK), usleep(1000);
+}
+
 /*
  * The DNSSEC path: our own queries and parser over ares_send().  dnsmasq
  * does not validate, so nothing is secure; the records come through.
@@ -268,6 +289,26 @@ static void test_dnssec_path(void)
     T_EQ_INT(a.n, 1);
     T_EQ_STR(a.addr[0].addr, "127.0.0.2");
     T_EQ_STR(a.addr[0].cname, "mx1.dest.test");
+    {
+	CANS    c;
+
+	/* the alias's own CNAME record; a name that owns none; NXDOMAIN */
+	memset(&c, 0, sizeof(c));
+	dns_cname(d, "alias.test", cname_cb, &c);
+	T_EQ_INT(c.called, 0);
+	cname_wait(&c, 10);
+	T_EQ_INT(c.called, 1);
+	T_EQ_INT(c.status, DNS_OK);
+	T_EQ_INT(c.secure, 0);			/* dnsmasq does not validate */
+	memset(&c, 0, sizeof(c));
+	dns_cname(d, "mx1.dest.test", cname_cb, &c);
+	cname_wait(&c, 10);
+	T_EQ_INT(c.status, DNS_NOTFOUND);
+	memset(&c, 0, sizeof(c));
+	dns_cname(d, "nonexistent.test", cname_cb, &c);
+	cname_wait(&c, 10);
+	T_EQ_INT(c.status, DNS_NOTFOUND);
+    }
     memset(&a, 0, sizeof(a));
     dns_addr_ex(d, "nonexistent.test", DNS_FLAG_DNSSEC, addr_cb, &a);
     wait_for(&a, 10);

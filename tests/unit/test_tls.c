@@ -430,6 +430,35 @@ static void test_policy_dane(void)
     T_EQ_STR(p.why, "no TLSA records found");
     tls_policy_free(&p);
 
+    /*
+     * The insecure address was reached through the host's CNAME: first
+     * ask whether that CNAME is signed (2); signed: its TLSA records (1);
+     * unsigned: none; that lookup failing: deferred, as a TLSA error.
+     */
+    in.cname_status = TLS_CNAME_UNKNOWN;
+    T_EQ_INT(dane_case("dane-only", &in, &p), 2);
+    tls_policy_free(&p);
+    in.mx = 0;					/* an insecure MX ends it first */
+    T_EQ_INT(dane_case("dane-only", &in, &p), 0);
+    T_EQ_STR(p.why, "non DNSSEC destination");
+    tls_policy_free(&p);
+    in.mx = 1;
+    in.cname_status = TLS_CNAME_SECURE;
+    T_EQ_INT(dane_case("dane-only", &in, &p), 1);
+    tls_policy_free(&p);
+    in.cname_status = TLS_CNAME_INSECURE;
+    T_EQ_INT(dane_case("dane-only", &in, &p), 0);
+    T_EQ_STR(p.why, "no TLSA records found");
+    tls_policy_free(&p);
+    in.cname_status = TLS_CNAME_ERROR;
+    in.cname_why = "no longer a CNAME";
+    T_EQ_INT(dane_case("dane", &in, &p), 0);
+    T_EQ_INT(p.level, TLS_LEV_INVALID);
+    T_EQ_STR(p.dsn, "4.7.5");
+    T_EQ_STR(p.why, "TLSA lookup error for mx.example.org:25");
+    tls_policy_free(&p);
+    in.cname_status = TLS_CNAME_NONE;
+
     /* DNSSEC lookups off: the administrator's problem */
     in.addr_secure = 1;
     in.dnssec = 0;
