@@ -165,7 +165,7 @@ def test_failed_defer_commit_is_retried(env):
     qid = env.send(d.port, 'a@sender.test', ['b@dest.test'], MSG)
     d.wait_log(qid + r': queue update failed \(.*\); delivery of this message is suspended')
     d.wait_log(qid + r': queue update recorded after 1 failed attempt; delivery resumes', timeout=20)
-    assert db_rows(d, 'SELECT state, attempts FROM msg') == [(2, 1)]
+    assert db_rows(d, "SELECT state, attempts FROM msg") == [(2, 1)], d.log()
     assert db_rows(d, 'SELECT count(*) FROM attempt') == [(1,)]
     sink = env.pysink(port=hop)
     d.wait_log(qid + r': removed', timeout=30)
