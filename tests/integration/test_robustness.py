@@ -158,8 +158,11 @@ def test_failed_defer_commit_is_retried(env):
     hop = free_port()
     os.environ['RELAYQ_TEST_FAULT'] = 'fail-pass'
     try:
-        d = env.relayqd(relayhost='[127.0.0.1]:%d' % hop, minimal_backoff_time='2s',
-                        maximal_backoff_time='4s', queue_run_delay='1s')
+        # The backoff is longer than the failed record's retry (1 s) plus a
+        # slow commit: under load a 2 s backoff let the message be tried
+        # again before its first record had even been answered.
+        d = env.relayqd(relayhost='[127.0.0.1]:%d' % hop, minimal_backoff_time='6s',
+                        maximal_backoff_time='8s', queue_run_delay='1s')
     finally:
         del os.environ['RELAYQ_TEST_FAULT']
     qid = env.send(d.port, 'a@sender.test', ['b@dest.test'], MSG)
