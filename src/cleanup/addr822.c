@@ -24,6 +24,13 @@ static int is_op_char(int c)
     return (c != 0 && strchr(op_chars, c) != NULL);
 }
 
+/* A character of an atom that never makes it a quoted string: not WSP, CTL, space or operator. */
+static int is_plain_atom_char(int c)
+{
+    return ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')
+	    || (c != 0 && strchr("#$&'*+-/=?^_`{}~", c) != NULL));
+}
+
 static A822 *tok_new(int type)
 {
     A822   *t = xcalloc(1, sizeof(*t));
@@ -311,6 +318,87 @@ A822   *addr822_parse(const char *value, int token_limit)
 	res->prev = NULL;
     return (res);
 }
+
+/*
+ * The plain lists of addr822_plain_qualified().  With only atoms, ".",
+ * "@", "<", ">" and "," (no quotes, comments, literals, ":" or ";"),
+ * addr822_parse() groups a comma-separated element "local@domain"
+ * (no space inside) into one address of those tokens, and an element
+ * "phrase <local@domain>" into one address of the tokens between the
+ * angle brackets, the phrase words staying outside any address.  Each
+ * character is at most one token, so len <= token_limit reads them all.
+ */
+#define PLAIN_SKIP_WSP(p, e) \
+    while ((p) < (e) && (*(p) == ' ' || *(p) == '\t' || *(p) == '\n' || *(p) == '\r')) (p)++
+
+/* "atom(.atom)*@atom(.atom)*" at *pp; CRs skipped; *pp moves past it. */
+static int plain_addr_spec(const char **pp, const char *e)
+{
+    const char *p = *pp;
+    int     ats = 0, atom = 0;		/* atom: the last token was an atom */
+
+    for (; p < e; p++) {
+	int     c = (unsigned char) *p;
+
+	if (c == '\r')
+	    continue;
+	if (is_plain_atom_char(c)) {
+	    atom = 1;
+	} else if (c == '.' || c == '@') {
+	    if (!atom || (c == '@' && ats++))
+		return (0);
+	    atom = 0;
+	} else {
+	    break;
+	}
+    }
+    *pp = p;
+    return (atom && ats == 1);
+}
+
+int     addr822_plain_qualified(const char *value, size_t len, int token_limit)
+{
+    const char *p = value, *e = value + len;
+
+    if (token_limit > 0 && len > (size_t) token_limit)
+	return (0);
+    for (;;) {
+	PLAIN_SKIP_WSP(p, e);
+	if (p < e && *p == '<') {
+	    p++;
+	} else {
+	    const char *s = p;
+
+	    /* Either the address itself, or the phrase before "<". */
+	    if (plain_addr_spec(&p, e)) {
+		PLAIN_SKIP_WSP(p, e);
+		if (p == e)
+		    return (1);
+		if (*p++ != ',')
+		    return (0);
+		continue;
+	    }
+	    for (p = s; p < e; p++) {
+		int     c = (unsigned char) *p;
+
+		if (c != '.' && c != ' ' && c != '\t' && c != '\n' && c != '\r'
+		    && !is_plain_atom_char(c))
+		    break;
+	    }
+	    if (p == s || p == e || *p++ != '<')
+		return (0);
+	}
+	if (!plain_addr_spec(&p, e) || p == e || *p++ != '>')
+	    return (0);
+	PLAIN_SKIP_WSP(p, e);
+	if (p == e)
+	    return (1);
+	if (*p++ != ',')
+	    return (0);
+    }
+}
+
+#undef PLAIN_SKIP_WSP
 
 A822  **addr822_addrs(A822 *list, int *count)
 {

@@ -58,6 +58,17 @@ void    addr822_addr_set(A822 *addr, const char *text);
  */
 void    addr822_header_text(BUF *out, A822 *list, int *stripped);
 
+/*
+ * A fast answer for the common header: is value (len bytes; CRs are
+ * ignored, as the header's value drops them) a list of plain addresses,
+ * "user@domain" or "phrase <user@domain>" separated by commas, that
+ * addr822_parse() with token_limit would split into exactly those
+ * addresses, each with a domain and none ending in "."?  Then nothing in
+ * it needs qualifying.  Returns 0 when unsure (quotes, comments, groups,
+ * literals, other characters, an empty element, too long): parse it then.
+ */
+int     addr822_plain_qualified(const char *value, size_t len, int token_limit);
+
 /* Postfix's quote_822_local: quote the localpart when it needs it. */
 char   *addr822_quote_local(const char *addr);
 char   *addr822_unquote_local(const char *addr);

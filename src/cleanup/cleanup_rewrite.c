@@ -50,6 +50,7 @@ struct CLEANUP_RW {
     char  **masq_exc;			/* plain names of masquerade_exceptions */
     TABLE_LIST *masq_exc_tl;		/* its type:name elements */
     int     masq_cls;
+    int     hdr_maps;			/* CLS_HDR_* whose addresses a map or masquerading may change */
     TABLE_LIST *send_bcc, *rcpt_bcc;
     char   *always_bcc;
     int     propagate;			/* "canonical" in propagate_unmatched_extensions */
@@ -195,6 +196,15 @@ CLEANUP_RW *cleanup_rw_create(const CONFIG *cf, char *err, size_t errlen)
     rw->remote_domain = xstrdup(config_str(cf, "remote_header_rewrite_domain"));
     rw->header_limit = (size_t) config_size(cf, "header_size_limit");
     rw->drop = config_list(cf, "message_drop_headers", 0);
+    /* As rewrite_one(): which header classes have anything besides qualifying to do. */
+    for (int cls = CLS_HDR_FROM; cls <= CLS_HDR_RCPT; cls <<= 1) {
+	TABLE_LIST *own = cls == CLS_HDR_FROM ? rw->send_canon : rw->rcpt_canon;
+	int     own_cls = cls == CLS_HDR_FROM ? rw->send_cls : rw->rcpt_cls;
+
+	if ((own && (own_cls & cls)) || (rw->canon && (rw->canon_cls & cls))
+	    || (rw->masq && (rw->masq_cls & cls)))
+	    rw->hdr_maps |= cls;
+    }
     return (rw);
 }
 
@@ -627,18 +637,19 @@ static void fold_out(BUF *out, char *text, size_t limit)
     }
 }
 
-int     cleanup_rw_header(CLEANUP_RW *rw, const char *qid, int context, BUF *hdr,
-			          size_t namelen, int *errs)
+/*
+ * The address header hdr (its name namelen bytes) with each address
+ * through one(), which returns whether it changed the address; a changed
+ * header is written back folded, cut at limit (0: no limit).  Returns
+ * whether it changed.
+ */
+static int rewrite_header(BUF *hdr, size_t namelen, size_t limit,
+			          int (*one) (void *ctx, A822 *addr), void *ctx)
 {
-    int     cls, changed = 0, n;
     BUF     val = BUF_INIT, text = BUF_INIT;
     A822   *list, **addrs;
-    const char *domain;
+    int     n, changed = 0;
 
-    if (rw == NULL || context == CLEANUP_RW_NONE || hdr->len <= namelen
-	|| (cls = header_class(hdr->data, namelen)) == 0)
-	return (0);
-    domain = context == CLEANUP_RW_LOCAL ? rw->myorigin : rw->remote_domain;
     /* The value as Postfix holds it: lines joined by "\n", no CR, no final newline. */
     for (size_t i = namelen + 1; i < hdr->len; i++)
 	if (hdr->data[i] != '\r')
@@ -648,30 +659,70 @@ int     cleanup_rw_header(CLEANUP_RW *rw, const char *qid, int context, BUF *hdr
     buf_puts(&val, "");
     list = addr822_parse(val.data, TOKEN_LIMIT);
     addrs = addr822_addrs(list, &n);
-    for (int i = 0; i < n; i++) {
-	char   *a = addr822_addr_text(addrs[i]);
-	char   *q = qualify(a, domain);
-	int     c = strcmp(q, a) != 0;
-
-	free(a);
-	c |= rewrite_one(rw, qid, cls == CLS_HDR_FROM, cls, &q, errs);
-	if (c)
-	    addr822_addr_set(addrs[i], q);
-	changed |= c;
-	free(q);
-    }
+    for (int i = 0; i < n; i++)
+	changed |= one(ctx, addrs[i]);
     if (changed) {
 	buf_append(&text, hdr->data, namelen);
 	buf_puts(&text, ": ");
 	addr822_header_text(&text, list, NULL);
 	buf_reset(hdr);
-	fold_out(hdr, text.data, rw->header_limit);
+	fold_out(hdr, text.data, limit);
     }
     free(addrs);
     addr822_free(list);
     buf_free(&val);
     buf_free(&text);
     return (changed);
+}
+
+typedef struct {
+    CLEANUP_RW *rw;
+    const char *qid;
+    const char *domain;
+    int     cls;
+    int    *errs;
+} RW_HEADER;
+
+/* One address of a header: qualified, then canonical maps and masquerading. */
+static int rw_header_addr(void *ctx, A822 *addr)
+{
+    RW_HEADER *h = ctx;
+    char   *a = addr822_addr_text(addr);
+    char   *q = qualify(a, h->domain);
+    int     c = strcmp(q, a) != 0;
+
+    free(a);
+    c |= rewrite_one(h->rw, h->qid, h->cls == CLS_HDR_FROM, h->cls, &q, h->errs);
+    if (c)
+	addr822_addr_set(addr, q);
+    free(q);
+    return (c);
+}
+
+int     cleanup_rw_header(CLEANUP_RW *rw, const char *qid, int context, BUF *hdr,
+			          size_t namelen, int *errs)
+{
+    RW_HEADER h;
+    int     cls;
+
+    if (rw == NULL || context == CLEANUP_RW_NONE || hdr->len <= namelen
+	|| (cls = header_class(hdr->data, namelen)) == 0)
+	return (0);
+
+    /*
+     * With no map and no masquerading for this class, only qualifying can
+     * change an address: a header whose addresses all have a domain stays
+     * as it is, so the common one is not parsed at all.
+     */
+    if ((rw->hdr_maps & cls) == 0
+	&& addr822_plain_qualified(hdr->data + namelen + 1, hdr->len - namelen - 1, TOKEN_LIMIT))
+	return (0);
+    h.rw = rw;
+    h.qid = qid;
+    h.domain = context == CLEANUP_RW_LOCAL ? rw->myorigin : rw->remote_domain;
+    h.cls = cls;
+    h.errs = errs;
+    return (rewrite_header(hdr, namelen, rw->header_limit, rw_header_addr, &h));
 }
 
 /* ---- smtp_generic_maps: the SMTP client's rewriting on the way out ------ */
@@ -744,47 +795,35 @@ char   *cleanup_generic_addr(CLEANUP_GENERIC *g, const char *qid, const char *ad
     return (in);
 }
 
+typedef struct {
+    CLEANUP_GENERIC *g;
+    const char *qid;
+    int    *errs;
+} GENERIC_HEADER;
+
+/* One address of a header through smtp_generic_maps. */
+static int generic_header_addr(void *ctx, A822 *addr)
+{
+    GENERIC_HEADER *h = ctx;
+    char   *in = addr822_addr_internal(addr);
+    char   *res = cleanup_generic_addr(h->g, h->qid, in, h->errs);
+
+    free(in);
+    if (res == NULL)
+	return (0);
+    in = addr822_quote_local(res);
+    addr822_addr_set(addr, in);
+    free(in);
+    free(res);
+    return (1);
+}
+
 int     cleanup_generic_header(CLEANUP_GENERIC *g, const char *qid, BUF *hdr, size_t namelen,
 			               int *errs)
 {
-    BUF     val = BUF_INIT, text = BUF_INIT;
-    A822   *list, **addrs;
-    int     n, changed = 0;
+    GENERIC_HEADER h = {g, qid, errs};
 
     if (g == NULL || hdr->len <= namelen || header_class(hdr->data, namelen) == 0)
 	return (0);
-    for (size_t i = namelen + 1; i < hdr->len; i++)
-	if (hdr->data[i] != '\r')
-	    buf_putc(&val, hdr->data[i]);
-    while (val.len && val.data[val.len - 1] == '\n')
-	val.len--;
-    buf_puts(&val, "");
-    list = addr822_parse(val.data, TOKEN_LIMIT);
-    addrs = addr822_addrs(list, &n);
-    for (int i = 0; i < n; i++) {
-	char   *in = addr822_addr_internal(addrs[i]);
-	char   *res = cleanup_generic_addr(g, qid, in, errs);
-
-	if (res) {
-	    char   *q = addr822_quote_local(res);
-
-	    addr822_addr_set(addrs[i], q);
-	    free(q);
-	    free(res);
-	    changed = 1;
-	}
-	free(in);
-    }
-    if (changed) {
-	buf_append(&text, hdr->data, namelen);
-	buf_puts(&text, ": ");
-	addr822_header_text(&text, list, NULL);
-	buf_reset(hdr);
-	fold_out(hdr, text.data, 0);
-    }
-    free(addrs);
-    addr822_free(list);
-    buf_free(&val);
-    buf_free(&text);
-    return (changed);
+    return (rewrite_header(hdr, namelen, 0, generic_header_addr, &h));
 }
