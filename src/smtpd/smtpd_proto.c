@@ -550,14 +550,16 @@ int     smtpd_data_feed(SMTPD_DATA *d, const char *buf, size_t len, size_t *cons
 		d->prev_crlf = 0;
 		d->st = D_BOL;
 	    } else {
-		/* The rest of the line up to CR or LF, in one piece. */
-		size_t  j = i + 1;
+		/* The rest of the line up to CR or LF, in one piece (memchr: no byte loop). */
+		const char *end = buf + len, *cr, *lf;
 
-		while (j < len && buf[j] != '\r' && buf[j] != '\n')
-		    j++;
-		data_put(d, buf + i, j - i);
+		if ((cr = memchr(buf + i, '\r', len - i)) != NULL)
+		    end = cr;
+		if ((lf = memchr(buf + i, '\n', (size_t) (end - (buf + i)))) != NULL)
+		    end = lf;
+		data_put(d, buf + i, (size_t) (end - (buf + i)));
 		d->st = D_MID;
-		i = j - 1;
+		i = (size_t) (end - buf) - 1;
 	    }
 	    break;
 	case D_CR:
@@ -789,6 +791,34 @@ int     smtpd_relay_check(char *const *restrictions, int client_in_mynetworks,
     return (0);
 }
 
+/* " name=N", or " name=N/M" when they differ or with slash, as "%d" writes them, without printf. */
+static void put_count(BUF *b, const char *name, int ok, int total, int slash)
+{
+    char    num[2][16];
+    int     v[2] = {ok, total};
+
+    for (int k = 0; k < 2; k++) {
+	char   *p = num[k] + sizeof(num[k]);
+	unsigned long u = v[k] < 0 ? 0UL - (unsigned long) v[k] : (unsigned long) v[k];
+
+	*--p = 0;
+	do
+	    *--p = (char) ('0' + u % 10);
+	while ((u /= 10) != 0);
+	if (v[k] < 0)
+	    *--p = '-';
+	memmove(num[k], p, (size_t) (num[k] + sizeof(num[k]) - p));
+    }
+    buf_putc(b, ' ');
+    buf_puts(b, name);
+    buf_putc(b, '=');
+    buf_puts(b, num[0]);
+    if (ok != total || slash) {
+	buf_putc(b, '/');
+	buf_puts(b, num[1]);
+    }
+}
+
 void    smtpd_counts_format(const SMTPD_COUNTS *c, BUF *b)
 {
     static const char *names[SMTPD_C_COUNT] = {
@@ -802,14 +832,8 @@ void    smtpd_counts_format(const SMTPD_COUNTS *c, BUF *b)
 	    continue;
 	ok += c->ok[i];
 	total += c->total[i];
-	if (c->ok[i] == c->total[i])
-	    buf_printf(b, " %s=%d", names[i], c->ok[i]);
-	else
-	    buf_printf(b, " %s=%d/%d", names[i], c->ok[i], c->total[i]);
+	put_count(b, names[i], c->ok[i], c->total[i], 0);
     }
     /* A session without a single command: Postfix writes "commands=0/0". */
-    if (ok == total && total > 0)
-	buf_printf(b, " commands=%d", ok);
-    else
-	buf_printf(b, " commands=%d/%d", ok, total);
+    put_count(b, "commands", ok, total, total == 0);
 }

@@ -561,6 +561,41 @@ static void test_counts_format(void)
     smtpd_counts_format(&c, &b);
     T_EQ_STR(b.data, " commands=0/0");		/* as Postfix, for a client that said nothing */
     buf_free(&b);
+    {
+	/* Numbers written without printf: the same text as "%d" for every width. */
+	static const int v[] = {0, 1, 9, 10, 99, 100, 4096, 99999, 1000000, 1000000000};
+	BUF     want = BUF_INIT;
+
+	for (size_t i = 0; i < ARRAY_LEN(v); i++) {
+	    memset(&c, 0, sizeof(c));
+	    c.ok[SMTPD_C_RCPT] = v[i];
+	    c.total[SMTPD_C_RCPT] = v[i] + (int) (i % 3);
+	    c.ok[SMTPD_C_QUIT] = c.total[SMTPD_C_QUIT] = v[i] / 2;
+	    smtpd_counts_format(&c, &b);
+	    if (c.total[SMTPD_C_RCPT])
+		buf_printf(&want, c.ok[SMTPD_C_RCPT] == c.total[SMTPD_C_RCPT] ? " rcpt=%d" : " rcpt=%d/%d",
+			   c.ok[SMTPD_C_RCPT], c.total[SMTPD_C_RCPT]);
+	    if (c.total[SMTPD_C_QUIT])
+		buf_printf(&want, " quit=%d", c.ok[SMTPD_C_QUIT]);
+	    {
+		int     ok = c.ok[SMTPD_C_RCPT] + c.ok[SMTPD_C_QUIT];
+		int     total = c.total[SMTPD_C_RCPT] + c.total[SMTPD_C_QUIT];
+
+		if (ok == total && total > 0)
+		    buf_printf(&want, " commands=%d", ok);
+		else
+		    buf_printf(&want, " commands=%d/%d", ok, total);
+	    }
+	    T_EQ_STR(b.data, want.data);
+	    buf_free(&b);
+	    buf_free(&want);
+	}
+	memset(&c, 0, sizeof(c));
+	c.ok[SMTPD_C_MAIL] = c.total[SMTPD_C_MAIL] = 2147483647;
+	smtpd_counts_format(&c, &b);
+	T_EQ_STR(b.data, " mail=2147483647 commands=2147483647");
+	buf_free(&b);
+    }
 }
 
 static void test_bare_mode(void)
