@@ -463,9 +463,25 @@ void    log_warn(const char *service, const char *fmt,...)
  * most two decimals, trailing zeros dropped, rounded half up.  The work is
  * done in whole microseconds so that 0.005 is not lost to binary fractions.
  */
+/* v in decimal at p, as "%lld" writes it; returns the end. */
+static char *put_digits(char *p, long long v)
+{
+    char    tmp[24], *t = tmp + sizeof(tmp);
+    unsigned long long u = v < 0 ? 0ULL - (unsigned long long) v : (unsigned long long) v;
+
+    do
+	*--t = (char) ('0' + u % 10);
+    while ((u /= 10) != 0);
+    if (v < 0)
+	*--t = '-';
+    memcpy(p, t, (size_t) (tmp + sizeof(tmp) - t));
+    return (p + (tmp + sizeof(tmp) - t));
+}
+
 char   *log_format_delay(double seconds, char *out)
 {
     long long us;
+    char   *p = out;
 
     if (!(seconds > 0))				/* also NaN */
 	seconds = 0;
@@ -473,27 +489,35 @@ char   *log_format_delay(double seconds, char *out)
 	seconds = 1e15;
     us = llround(seconds * 1e6);
 
+    /* Without printf: this runs four times for every delivery. */
     if (us < 1000000) {				/* hundredths */
 	long long h = (us + 5000) / 10000;
 
-	if (h >= 100)
-	    strcpy(out, "1");
-	else if (h == 0)
-	    strcpy(out, "0");
-	else if (h % 10 == 0)
-	    snprintf(out, 32, "0.%lld", h / 10);
-	else
-	    snprintf(out, 32, "0.%02lld", h);
+	if (h >= 100 || h == 0) {
+	    *p++ = h ? '1' : '0';
+	} else if (h < 0) {			/* llround() overflowed: what "0.%lld" wrote */
+	    *p++ = '0';
+	    *p++ = '.';
+	    p = put_digits(p, h % 10 == 0 ? h / 10 : h);
+	} else {
+	    *p++ = '0';
+	    *p++ = '.';
+	    *p++ = (char) ('0' + h / 10);
+	    if (h % 10)
+		*p++ = (char) ('0' + h % 10);
+	}
     } else if (us < 10000000) {			/* tenths */
 	long long t = (us + 50000) / 100000;
 
-	if (t % 10 == 0)
-	    snprintf(out, 32, "%lld", t / 10);
-	else
-	    snprintf(out, 32, "%lld.%lld", t / 10, t % 10);
+	p = put_digits(p, t / 10);
+	if (t % 10) {
+	    *p++ = '.';
+	    *p++ = (char) ('0' + t % 10);
+	}
     } else {
-	snprintf(out, 32, "%lld", (us + 500000) / 1000000);
+	p = put_digits(p, (us + 500000) / 1000000);
     }
+    *p = 0;
     return (out);
 }
 

@@ -4,6 +4,7 @@
  * number formatting.
  */
 #include <fcntl.h>
+#include <math.h>
 #include <pthread.h>
 #include <regex.h>
 #include <signal.h>
@@ -554,6 +555,36 @@ static const struct {
     {145, "145"}, {1781, "1781"}, {1781.49, "1781"}, {1765, "1765"},
 };
 
+/* log_format_delay() against the printf formulation it replaced. */
+static void check_delay(double sec)
+{
+    char    out[32], want[32];
+    long long u, h, t;
+
+    if (!(sec > 0))
+	sec = 0;
+    if (sec > 1e15)
+	sec = 1e15;
+    u = llround(sec * 1e6);
+    h = (u + 5000) / 10000;
+    t = (u + 50000) / 100000;
+    if (u < 1000000 && (h >= 100 || h == 0))
+	snprintf(want, sizeof(want), "%d", h != 0);
+    else if (u < 1000000 && h % 10 == 0)
+	snprintf(want, sizeof(want), "0.%lld", h / 10);
+    else if (u < 1000000)
+	snprintf(want, sizeof(want), "0.%02lld", h);
+    else if (u < 10000000 && t % 10 == 0)
+	snprintf(want, sizeof(want), "%lld", t / 10);
+    else if (u < 10000000)
+	snprintf(want, sizeof(want), "%lld.%lld", t / 10, t % 10);
+    else
+	snprintf(want, sizeof(want), "%lld", (u + 500000) / 1000000);
+    log_format_delay(sec, out);
+    if (strcmp(out, want) != 0)
+	T_FAILF("delay %g = \"%s\", expected \"%s\"", sec, out, want);
+}
+
 static void test_format_delay(void)
 {
     char    out[32];
@@ -564,6 +595,13 @@ static void test_format_delay(void)
 	    T_FAILF("delay %g = \"%s\", expected \"%s\"", delay_cases[i].sec, out, delay_cases[i].want);
     }
     T_CHECK(log_format_delay(3.0, out) == out);
+    {
+	/* Written without printf: the same text as the printf formulation, over a sweep. */
+	for (long long us = 0; us < 30000000; us = us * 11 / 10 + 37)
+	    check_delay((double) us / 1e6);
+	check_delay(1e9);
+	check_delay(123456789.4);
+    }
 }
 
 int     main(void)
