@@ -420,13 +420,11 @@ void    qview_free(QVIEW *v)
     free(v);
 }
 
-QVIEW_WALK *qview_walk(QVIEW *v, const QCURSOR *start, int with_rcpts, int page_max,
-		               QVIEW_PAGE_FN page, QVIEW_DONE_FN done, void *ctx)
+static QVIEW_WALK *qview_walk_new(QVIEW *v, const QCURSOR *start, int with_rcpts, int page_max,
+				           QVIEW_PAGE_FN page, QVIEW_DONE_FN done, void *ctx)
 {
     QVIEW_WALK *w;
 
-    if (v == 0 || v->stopped)
-	return 0;
     if (page_max < 1)
 	page_max = 1;
     if (page_max > QVIEW_PAGE_MAX)
@@ -446,6 +444,38 @@ QVIEW_WALK *qview_walk(QVIEW *v, const QCURSOR *start, int with_rcpts, int page_
     v->all = w;
     v->live++;
     v->nwalks++;
+    return w;
+}
+
+QVIEW_WALK *qview_walk(QVIEW *v, const QCURSOR *start, int with_rcpts, int page_max,
+		               QVIEW_PAGE_FN page, QVIEW_DONE_FN done, void *ctx)
+{
+    QVIEW_WALK *w;
+
+    if (v == 0 || v->stopped)
+	return 0;
+    w = qview_walk_new(v, start, with_rcpts, page_max, page, done, ctx);
+    qview_enqueue(w);
+    return w;
+}
+
+QVIEW_WALK *qview_walk_given(QVIEW *v, QMSG **msgs, int n, void *obj, void (*obj_free) (void *obj),
+			             QVIEW_WORK_FN work, QVIEW_PAGE_FN after, QVIEW_DONE_FN done,
+			             void *ctx)
+{
+    QVIEW_WALK *w;
+    QCURSOR c;
+
+    if (v == 0 || v->stopped || n < 0 || n > QVIEW_PAGE_MAX)
+	return 0;
+    queue_cursor_init(&c);
+    c.state_idx = 1 << 20;			/* nothing to read after the page given */
+    w = qview_walk_new(v, &c, 0, n, 0, done, ctx);
+    memcpy(w->msgs, msgs, (size_t) n * sizeof(*msgs));
+    w->n = n;
+    qview_walk_own(w, obj, obj_free);
+    qview_walk_work(w, work, after);
+    w->working = 1;
     qview_enqueue(w);
     return w;
 }

@@ -74,6 +74,15 @@ void    qview_free(QVIEW *v);
 
 QVIEW_WALK *qview_walk(QVIEW *v, const QCURSOR *start, int with_rcpts, int page_max,
 		               QVIEW_PAGE_FN page, QVIEW_DONE_FN done, void *ctx);
+/*
+ * Work on messages the caller already has (n <= QVIEW_PAGE_MAX; the walk
+ * takes them and obj): work(obj, msgs, n) on the thread, after() on the
+ * loop, then done(ctx, 1, "").  NULL (the view is stopped): the caller
+ * keeps both.
+ */
+QVIEW_WALK *qview_walk_given(QVIEW *v, QMSG **msgs, int n, void *obj, void (*obj_free) (void *obj),
+			             QVIEW_WORK_FN work, QVIEW_PAGE_FN after, QVIEW_DONE_FN done,
+			             void *ctx);
 void    qview_walk_own(QVIEW_WALK *w, void *obj, void (*obj_free) (void *obj));
 void    qview_walk_work(QVIEW_WALK *w, QVIEW_WORK_FN work, QVIEW_PAGE_FN after);
 void    qview_walk_resume(QVIEW_WALK *w);

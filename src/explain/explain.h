@@ -180,7 +180,8 @@ void    explain_predict_change(const QMGR_PARAMS *p_now, const QMGR_PARAMS *p_ne
  * line each (or a JSON array) and a summary.  sched/ctx/anchor as for
  * explain_queued(); they must come from the running daemon.  Returns 0, or
  * -1 with a reason in err.  This runs on the caller's thread; the daemon
- * answers --all with the pieces below instead, a page at a time.
+ * answers with the pieces below instead, a page at a time, the
+ * predictions made on its view thread.
  */
 int     explain_whatif(QUEUE *q, const QMGR_PARAMS *p_now, const QMGR_PARAMS *p_new,
 		               const EXPLAIN_OPTS *o, SHOWQ_SCHED_FN sched, void *ctx,

@@ -132,6 +132,8 @@ typedef struct ADMIN_STREAM {
     ADMIN_WHATIF *aw;			/* explain --what-if: the walk's once started */
     QVIEW_WALK *w;			/* the walk, once started */
     int     with_rcpts;
+    char  **ids;			/* explain --what-if ID...: those, not a walk */
+    int     nids;
     BUF     out;
 } ADMIN_STREAM;
 
@@ -140,6 +142,9 @@ static void admin_stream_free(ADMIN_STREAM *as)
     showq_stream_free(as->ss);
     if (as->aw && as->w == NULL)
 	admin_whatif_free(as->aw);		/* never handed to a walk */
+    for (int i = 0; i < as->nids; i++)
+	free(as->ids[i]);
+    free(as->ids);
     buf_free(&as->out);
     free(as);
 }
@@ -240,6 +245,46 @@ static void admin_stream_gone(void *ctx)
     /* else the walk has not started yet: admin_stream_start() frees it */
 }
 
+/*
+ * explain --what-if ID...: the messages named (at most EXPLAIN_MAX_IDS) are
+ * loaded and joined here, their predictions made on the view thread as
+ * --all's pages are.  Returns -1 once the client has been answered with
+ * an error (and as freed).
+ */
+static int admin_whatif_ids(ADMIN_STREAM *as)
+{
+    QMSG   *msgs[EXPLAIN_MAX_IDS] = {0};
+    char    why[256], err[512];
+    int     n;
+
+    for (n = 0; n < as->nids && n < EXPLAIN_MAX_IDS; n++) {
+	int     status = queue_load_qid(as->d->queue, as->ids[n], 0, &msgs[n], why, sizeof(why));
+
+	if (status != QUEUE_OK) {
+	    if (status == QUEUE_GONE)
+		snprintf(err, sizeof(err), "%s: no such message in the queue", as->ids[n]);
+	    else
+		snprintf(err, sizeof(err), "%s: cannot read the queue: %s", as->ids[n], why);
+	    while (n > 0)
+		qmsg_free(msgs[--n]);
+	    control_stream_end(as->cs, 0, err);
+	    admin_stream_free(as);
+	    return -1;
+	}
+    }
+    explain_whatif_join(as->aw->wi, msgs, n, sched_state, as->d->sched);
+    as->w = qview_walk_given(as->d->view, msgs, n, as->aw, admin_whatif_free, admin_whatif_work,
+			     admin_whatif_after, admin_stream_done, as);
+    if (as->w == NULL) {
+	while (n > 0)
+	    qmsg_free(msgs[--n]);
+	control_stream_end(as->cs, 0, "the queue cannot be read now");
+	admin_stream_free(as);
+	return -1;
+    }
+    return 0;
+}
+
 /* Once the pass batches submitted before the request have committed. */
 static void admin_stream_start(void *ctx)
 {
@@ -251,7 +296,10 @@ static void admin_stream_start(void *ctx)
 	return;
     }
     queue_cursor_init(&c);
-    if (as->aw) {
+    if (as->aw && as->ids) {
+	if (admin_whatif_ids(as) < 0)
+	    return;				/* answered */
+    } else if (as->aw) {
 	as->w = qview_walk(as->d->view, &c, 1, ADMIN_WHATIF_PAGE, admin_whatif_page,
 			   admin_stream_done, as);
 	if (as->w) {
@@ -268,13 +316,16 @@ static void admin_stream_start(void *ctx)
     }
 }
 
-static int admin_stream(RELAYQD *d, SHOWQ_STREAM *ss, ADMIN_WHATIF *aw, int with_rcpts, BUF *out)
+static int admin_stream(RELAYQD *d, SHOWQ_STREAM *ss, ADMIN_WHATIF *aw, char **ids, int nids,
+			        int with_rcpts, BUF *out)
 {
     ADMIN_STREAM *as = xcalloc(1, sizeof(*as));
 
     as->d = d;
     as->ss = ss;
     as->aw = aw;
+    as->ids = ids;
+    as->nids = ids ? nids : 0;
     as->with_rcpts = with_rcpts;
     buf_init(&as->out);
     if ((as->cs = control_stream(d->control, admin_stream_more, admin_stream_gone, as, out)) == NULL) {
@@ -288,8 +339,8 @@ static int admin_stream(RELAYQD *d, SHOWQ_STREAM *ss, ADMIN_WHATIF *aw, int with
 static int admin_mailq(RELAYQD *d, int argc, char **argv, BUF *out)
 {
     if (argc > 1 && strcmp(argv[1], "json") == 0)
-	return admin_stream(d, showq_stream_json(sched_state, d->sched, sched_params(d->sched)), NULL, 1, out);
-    return admin_stream(d, showq_stream_text(sched_state, d->sched), NULL, 1, out);
+	return admin_stream(d, showq_stream_json(sched_state, d->sched, sched_params(d->sched)), NULL, NULL, 0, 1, out);
+    return admin_stream(d, showq_stream_text(sched_state, d->sched), NULL, NULL, 0, 1, out);
 }
 
 static int admin_qshape(RELAYQD *d, int argc, char **argv, BUF *out)
@@ -304,7 +355,7 @@ static int admin_qshape(RELAYQD *d, int argc, char **argv, BUF *out)
 	    name = argv[i];
     }
     return admin_stream(d, showq_stream_qshape(name, by_sender, (int64_t) time(NULL), 10), NULL,
-			!by_sender, out);
+			NULL, 0, !by_sender, out);
 }
 
 /*
@@ -322,16 +373,18 @@ static int admin_explain_whatif(RELAYQD *d, const EXPLAIN_OPTS *o, FILE *fp, cha
 }
 
 /*
- * explain --what-if --all: streamed from the view thread, as mailq is (the
- * header now, a page's lines as the thread has made them, the summary at
- * the end), so that neither the walk nor the simulations hold the loop
- * and the answer is never kept whole.  Before the walk starts, the pass
- * batches submitted before the request commit (admin_stream_start).
+ * explain --what-if (--all, or queue IDs): streamed from the view thread,
+ * as mailq is (the header now, a page's lines as the thread has made
+ * them, the summary at the end), so that neither the walk nor the
+ * simulations hold the loop and the answer is never kept whole.  Before
+ * the walk starts, the pass batches submitted before the request commit
+ * (admin_stream_start).
  */
-static int admin_explain_all(RELAYQD *d, const EXPLAIN_OPTS *o, BUF *out)
+static int admin_explain_whatif_stream(RELAYQD *d, const EXPLAIN_OPTS *o, BUF *out)
 {
     QMGR_PARAMS changed;
     ADMIN_WHATIF *aw;
+    char  **ids = NULL;
     char    err[512];
     char   *data = NULL;
     size_t  len = 0;
@@ -352,10 +405,15 @@ static int admin_explain_all(RELAYQD *d, const EXPLAIN_OPTS *o, BUF *out)
     fclose(fp);
     buf_append(&aw->lines, data, len);		/* the header goes out with the first page */
     free(data);
-    return admin_stream(d, NULL, aw, 1, out);
+    if (!o->all) {
+	ids = xcalloc((size_t) (o->nids > 0 ? o->nids : 1), sizeof(char *));
+	for (int i = 0; i < o->nids; i++)
+	    ids[i] = xstrdup(o->ids[i]);
+    }
+    return admin_stream(d, NULL, aw, ids, o->nids, 1, out);
 }
 
-/* explain ID [options] (or --what-if with queue IDs): from the daemon's state. */
+/* explain ID [options]: from the daemon's state. */
 static int admin_explain(RELAYQD *d, int argc, char **argv, BUF *out)
 {
     EXPLAIN_OPTS o;
@@ -509,8 +567,9 @@ int     admin_handle(void *ctx, int admin, int argc, char **argv, BUF *out)
 	EXPLAIN_OPTS o;
 	char    err[512];
 
-	if (explain_opts_parse(argc - 1, argv + 1, &o, err, sizeof(err)) == 0 && o.what_if && o.all)
-	    return admin_explain_all(d, &o, out);
+	if (explain_opts_parse(argc - 1, argv + 1, &o, err, sizeof(err)) == 0 && o.what_if
+	    && (o.all || o.nids > 0))
+	    return admin_explain_whatif_stream(d, &o, out);
 	return admin_when_settled(d, argc, argv, admin_explain);
     }
     if (strcmp(cmd, "top") == 0)

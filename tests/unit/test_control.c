@@ -1133,6 +1133,8 @@ static int qw_page(void *ctx, QMSG *const *msgs, int n)
     return (QVIEW_WORK);
 }
 
+static int qw_in_work;				/* the thread is in a slow work() */
+
 static void qw_work(void *o, QMSG *const *msgs, int n)
 {
     QW_OBJ *obj = o;
@@ -1147,8 +1149,10 @@ static void qw_work(void *o, QMSG *const *msgs, int n)
 	obj->sum += msgs[i]->seq;
     }
     obj->worked++;
-    if (obj->worked == 1)
-	usleep(100000);				/* a slow page: a cancel comes meanwhile */
+    if (obj->worked == 1) {
+	__atomic_store_n(&qw_in_work, 1, __ATOMIC_SEQ_CST);
+	usleep(300000);				/* a slow page: a cancel comes meanwhile */
+    }
 }
 
 static int qw_after(void *ctx, QMSG *const *msgs, int n)
@@ -1170,9 +1174,13 @@ static void qw_done(void *ctx, int ok, const char *why)
     event_base_loopbreak(t->base);
 }
 
-static void qw_stop(evutil_socket_t fd, short what, void *ctx)
+/* Run the loop until *flag (atomic when the thread sets it) is non-zero, 10 s at most. */
+static void qw_run_until(struct event_base *base, int *flag)
 {
-    event_base_loopbreak(ctx);
+    for (int i = 0; i < 10000 && !__atomic_load_n(flag, __ATOMIC_SEQ_CST); i++) {
+	event_base_loop(base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+	usleep(1000);
+    }
 }
 
 static void test_qview_work(void)
@@ -1269,12 +1277,10 @@ static void test_qview_work(void)
     qview_walk_own(t.w, t.obj, qw_obj_free);
     qview_walk_work(t.w, qw_work, qw_after);
     {
-	struct timeval ms30 = {0, 30000}, soon = {0, 400000};
-	struct event *stop = evtimer_new(base, qw_stop, base);
+	struct timeval soon = {0, 600000};
 
-	evtimer_add(stop, &ms30);
-	event_base_dispatch(base);		/* until 30 ms: page() done, work() sleeping */
-	event_free(stop);
+	qw_in_work = 0;
+	qw_run_until(base, &qw_in_work);	/* page() done, work() sleeping */
 	T_EQ_INT(t.pages, 1);
 	qview_walk_cancel(t.w);
 	T_EQ_INT(tot.freed, 2);			/* not yet: the thread has it */
@@ -1283,6 +1289,36 @@ static void test_qview_work(void)
     }
     T_EQ_INT(t.afters, 0);
     T_EQ_INT(tot.freed, 3);
+
+    /* Messages the caller has (qview_walk_given): worked on by the thread, then after(), then done. */
+    {
+	QMSG   *given[3];
+	QCURSOR c3;
+	int     got;
+
+	queue_cursor_init(&c3);
+	got = queue_page(q, &c3, 1, given, 3, err, sizeof(err));
+	T_EQ_INT(got, 3);
+	memset(&t, 0, sizeof(t));
+	t.base = base;
+	t.obj = xcalloc(1, sizeof(*t.obj));
+	t.obj->loop = pthread_self();
+	t.obj->tot = &tot;
+	t.obj->njoined = 3;
+	for (i = 0; i < 3; i++)
+	    t.obj->joined[i] = given[i]->seq;
+	t.w = qview_walk_given(v, given, 3, t.obj, qw_obj_free, qw_work, qw_after, qw_done, &t);
+	T_CHECK(t.w != 0);
+	event_base_loopexit(base, &limit);
+	event_base_dispatch(base);
+	T_EQ_INT(t.pages, 0);			/* no page() for what the caller gave */
+	T_EQ_INT(t.afters, 1);
+	T_EQ_INT(t.done, 1);
+	T_EQ_INT(t.ok, 1);
+	T_EQ_INT(tot.freed, 4);
+	T_EQ_INT(tot.on_loop, 0);
+	T_EQ_INT(tot.mismatch, 0);
+    }
 
     /* Left in the middle when the view stops: freed by qview_free. */
     memset(&t, 0, sizeof(t));
@@ -1294,18 +1330,11 @@ static void test_qview_work(void)
     t.w = qview_walk(v, &c, 1, 16, qw_page, qw_done, &t);
     qview_walk_own(t.w, t.obj, qw_obj_free);
     qview_walk_work(t.w, qw_work, qw_after);
-    {
-	struct timeval ms30 = {0, 30000};
-	struct event *stop = evtimer_new(base, qw_stop, base);
-
-	evtimer_add(stop, &ms30);
-	event_base_dispatch(base);
-	event_free(stop);
-    }
+    qw_run_until(base, &t.pages);		/* page() done: the page is the thread's */
     qview_stop(v);
-    T_EQ_INT(tot.freed, 3);
-    qview_free(v);
     T_EQ_INT(tot.freed, 4);
+    qview_free(v);
+    T_EQ_INT(tot.freed, 5);
     T_EQ_INT(tot.on_loop, 0);
     T_EQ_INT(tot.mismatch, 0);
 close:
