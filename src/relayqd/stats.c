@@ -74,7 +74,7 @@ void    stats_metrics(void *ctx, BUF *out)
     qview_counts(d->view, &walks, &pages, &live);
     qview_pacing(d->view, &paced, &paced_s);
     metrics_family(out, "relayq_queue_views_total", "counter",
-		   "Queue views (mailq, qshape, explain --what-if, flush DOMAIN, ALL edits) started.");
+		   "Queue views (mailq, qshape, explain --what-if, flush DOMAIN) started.");
     metrics_sample(out, "relayq_queue_views_total", "", (double) walks);
     metrics_family(out, "relayq_queue_views", "gauge", "Queue views in progress.");
     metrics_sample(out, "relayq_queue_views", "", live);
