@@ -634,7 +634,7 @@ static int imp_destdir(const char *destdir, int create, int *created, char *err,
 /* A fresh private directory inside dfd; its name in *name. */
 static int imp_stage(int dfd, const char *destdir, char **name, char *err, size_t errlen)
 {
-    unsigned long r = (unsigned long) getpid() ^ (unsigned long) time(NULL) * 2654435761UL;
+    unsigned long r = (unsigned long) getpid() ^ (unsigned long) time_sec() * 2654435761UL;
 
     for (int tries = 0; tries < 100; tries++) {
 	char   *n = xasprintf(IMP_STAGE_PREFIX "%lu.%lx", (unsigned long) getpid(),

@@ -452,7 +452,7 @@ int     cli_admin(CLI *cli, int argc, char **argv)
 	}
 	cli_open_log(cli);
 	buf_reset(&out);
-	i = control_admin_offline(q, op, ids, nids, (int64_t) time(0), &out);
+	i = control_admin_offline(q, op, ids, nids, (int64_t) time_sec(), &out);
 	queue_close(q);
 	cli_report(&out);
 	if (i < 0)
@@ -493,7 +493,7 @@ int     cli_qshape(CLI *cli, int argc, char **argv)
     if (ret)
 	return 0;
     /* Same top-N as the daemon's answer (src/relayqd/admin.c). */
-    ret = qshape_text(q, name, by_sender, (int64_t) time(0), 10, &out);
+    ret = qshape_text(q, name, by_sender, (int64_t) time_sec(), 10, &out);
     queue_close(q);
     if (ret < 0)
 	cli_fatal(1, "error reading the queue");
@@ -539,7 +539,7 @@ static int cli_explain_id(CLI *cli, const EXPLAIN_OPTS *o)
     if (ret)
 	return 0;
     explain_params(cli_cf(cli), &p);
-    ret = explain_queued(q, &p, o, NULL, NULL, 0, (int64_t) time(NULL), stdout, err, sizeof(err));
+    ret = explain_queued(q, &p, o, NULL, NULL, 0, (int64_t) time_sec(), stdout, err, sizeof(err));
     queue_close(q);
     if (ret < 0)
 	cli_fatal(1, "%s", err);

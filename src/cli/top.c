@@ -297,7 +297,7 @@ static int top_live(const char *qdir, int delay_ms, int ndest_opt)
 	BUF     screen = BUF_INIT;
 	int     key = 0, ndest;
 	int64_t start = time_mono_us();
-	time_t  now = time(NULL);
+	time_t  now = time_sec();
 	struct tm tm;
 
 	top_winsize(&cols, &rows);
@@ -406,7 +406,7 @@ int     cli_top(CLI *cli, int argc, char **argv)
 	fprintf(stderr, "relayq: warning: Mail system is down -- accessing queue directly\n");
 	if ((q = cli_queue_open(cli, QUEUE_OPEN_READ, err, sizeof(err))) == NULL)
 	    cli_fatal(1, "cannot read the queue: %s", err);
-	ret = top_from_queue(q, config_str(cli->cf, "myhostname"), (int64_t) time(NULL), &s);
+	ret = top_from_queue(q, config_str(cli->cf, "myhostname"), (int64_t) time_sec(), &s);
 	queue_close(q);
 	if (ret < 0)
 	    cli_fatal(1, "error reading the queue in %s", qdir);

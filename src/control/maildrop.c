@@ -196,7 +196,7 @@ int     maildrop_write(const char *queue_dir, const MAILDROP_MSG *m, char *err, 
 	goto out;
     }
     buf_printf(&hdr, "%s\ntime %lld\nuid %lu\nuser %s\nsender %s\n", MAILDROP_MAGIC,
-	       (long long) time(0), (unsigned long) m->uid, m->user ? m->user : "", m->sender);
+	       (long long) time_sec(), (unsigned long) m->uid, m->user ? m->user : "", m->sender);
     for (i = 0; i < m->nrcpt; i++)
 	buf_printf(&hdr, "rcpt %s\n", m->rcpts[i]);
     buf_printf(&hdr, "content %zu\n", m->len);
@@ -451,7 +451,7 @@ int     maildrop_scan(const char *queue_dir, size_t max_size,
 
 	    /* Left by a sendmail that died while writing. */
 	    if (fstatat(dfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0
-		&& st.st_mtime < time(0) - MAILDROP_TMP_MAX_AGE)
+		&& st.st_mtime < time_sec() - MAILDROP_TMP_MAX_AGE)
 		(void) unlinkat(dfd, de->d_name, 0);
 	    continue;
 	}

@@ -58,7 +58,7 @@ int     explain_schedule_param(const char *name)
  */
 static int explain_when(const char *s, int64_t *out)
 {
-    time_t  now = time(NULL);
+    time_t  now = time_sec();
     struct tm tm;
     char   *end;
     int64_t v;

@@ -256,7 +256,7 @@ static void log_emit(int prio, const char *service, const char *prefix,
 {
     BUF     line = BUF_INIT;
     size_t  text;
-    time_t  now = time(0);
+    time_t  now = time_sec();
     int     saved_errno = errno;
     const char *lname = log_name_over ? log_name_over : log_name_global();
 

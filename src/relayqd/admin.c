@@ -71,7 +71,7 @@ static void admin_settled(void *ctx)
 	return;
     }
     sched_edit_hooks(d->sched, &hooks);
-    control_admin_submit(d->queue, r->argv[0], r->argv + 1, r->argc - 1, (int64_t) time(NULL),
+    control_admin_submit(d->queue, r->argv[0], r->argv + 1, r->argc - 1, (int64_t) time_sec(),
 			 &hooks, admin_answer, r);
     sched_kick(d->sched);
 }
@@ -354,7 +354,7 @@ static int admin_qshape(RELAYQD *d, int argc, char **argv, BUF *out)
 	else
 	    name = argv[i];
     }
-    return admin_stream(d, showq_stream_qshape(name, by_sender, (int64_t) time(NULL), 10), NULL,
+    return admin_stream(d, showq_stream_qshape(name, by_sender, (int64_t) time_sec(), 10), NULL,
 			NULL, 0, !by_sender, out);
 }
 
@@ -369,7 +369,7 @@ static int admin_explain_whatif(RELAYQD *d, const EXPLAIN_OPTS *o, FILE *fp, cha
     if (explain_whatif_params(d->confdir, d->overrides, d->noverrides, o, &changed, err, errlen) < 0)
 	return -1;
     return explain_whatif(d->queue, sched_params(d->sched), &changed, o, sched_state, d->sched,
-			  sched_anchor(d->sched), (int64_t) time(NULL), fp, err, errlen);
+			  sched_anchor(d->sched), (int64_t) time_sec(), fp, err, errlen);
 }
 
 /*
@@ -401,7 +401,7 @@ static int admin_explain_whatif_stream(RELAYQD *d, const EXPLAIN_OPTS *o, BUF *o
     aw = xcalloc(1, sizeof(*aw));
     buf_init(&aw->lines);
     aw->wi = explain_whatif_begin(sched_params(d->sched), &changed, o, sched_anchor(d->sched),
-				  (int64_t) time(NULL), fp);
+				  (int64_t) time_sec(), fp);
     fclose(fp);
     buf_append(&aw->lines, data, len);		/* the header goes out with the first page */
     free(data);
@@ -440,7 +440,7 @@ static int admin_explain(RELAYQD *d, int argc, char **argv, BUF *out)
 	ret = admin_explain_whatif(d, &o, fp, err, sizeof(err));
     else
 	ret = explain_queued(d->queue, sched_params(d->sched), &o, sched_state, d->sched,
-			     sched_anchor(d->sched), (int64_t) time(NULL), fp, err, sizeof(err));
+			     sched_anchor(d->sched), (int64_t) time_sec(), fp, err, sizeof(err));
     fclose(fp);
     if (ret < 0)
 	buf_puts(out, err);

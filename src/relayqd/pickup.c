@@ -196,7 +196,7 @@ static void pickup_milter_tempfail(PICKUP *p, const char *where, const char *rep
 {
     log_warn("pickup", "%s: milter-reject: %s from localhost[127.0.0.1]: %s; the maildrop file "
 	     "is kept and tried again in a minute", p->msg->qid, where, reply);
-    pickup_pause_until = time(NULL) + 60;
+    pickup_pause_until = time_sec() + 60;
     pickup_milter_end(p);
     pickup_inflight--;
     qmsg_free(p->msg);
@@ -399,7 +399,7 @@ static int pickup_take(void *ctx, const char *path, const MAILDROP_MSG *md, cons
 	/* A table lookup failed (logged): the file stays in the maildrop; try again in a while. */
 	free(single_rcpt);
 	qmsg_free(m);
-	pickup_pause_until = time(NULL) + PICKUP_RW_RETRY;
+	pickup_pause_until = time_sec() + PICKUP_RW_RETRY;
 	return (1);
     }
 
@@ -438,7 +438,7 @@ static int pickup_take(void *ctx, const char *path, const MAILDROP_MSG *md, cons
 	qmsg_free(m);
 	buf_free(&content);
 	free(msgid);
-	pickup_pause_until = time(NULL) + (ci.rw_errs ? PICKUP_RW_RETRY : 60);
+	pickup_pause_until = time_sec() + (ci.rw_errs ? PICKUP_RW_RETRY : 60);
 	cleanup_info_free(&ci);
 	return (1);
     }
@@ -463,7 +463,7 @@ static int pickup_take(void *ctx, const char *path, const MAILDROP_MSG *md, cons
 	    buf_free(&content);
 	    free(msgid);
 	    cleanup_info_free(&ci);
-	    pickup_pause_until = time(NULL) + 60;
+	    pickup_pause_until = time_sec() + 60;
 	    return 1;
 	}
 	if (*flt)
@@ -524,7 +524,7 @@ static int pickup_take(void *ctx, const char *path, const MAILDROP_MSG *md, cons
 	}
 	free(rej);
 	rej = NULL;
-	nt = bounce_build(d->cf, m, idx, m->nrcpt, BOUNCE_FAILED, (int64_t) time(NULL));
+	nt = bounce_build(d->cf, m, idx, m->nrcpt, BOUNCE_FAILED, (int64_t) time_sec());
 	free(idx);
 	if (nt == NULL) {			/* the null sender gets no notice */
 	    log_msg("qmgr", "%s: removed", m->qid);
@@ -560,7 +560,7 @@ static void pickup_queue(PICKUP *p)
 	    npending++;
     }
     if (nb > 0) {
-	QMSG   *nt = bounce_build(d->cf, m, idx, nb, BOUNCE_FAILED, (int64_t) time(NULL));
+	QMSG   *nt = bounce_build(d->cf, m, idx, nb, BOUNCE_FAILED, (int64_t) time_sec());
 
 	if (nt != NULL) {
 	    queue_assign_id(d->queue, nt);
@@ -623,7 +623,7 @@ void    pickup_scan(RELAYQD *d)
 {
     if (pickup_inflight > 0 || d->stopping || pickup_space_wait(d))
 	return;
-    if (time(NULL) < pickup_pause_until || pickup_milters_broken(d))
+    if (time_sec() < pickup_pause_until || pickup_milters_broken(d))
 	return;
     (void) pickup_checks(d);
     if (pk_checks_broken)

@@ -195,7 +195,7 @@ static int load_one(void *ctx, const QMSG *m)
     if (m->state == QSTATE_CORRUPT)
 	return (0);
     info_from_msg(m, &info);
-    qmgr_add(s->qmgr, m->seq, &info, (int64_t) time(NULL));
+    qmgr_add(s->qmgr, m->seq, &info, (int64_t) time_sec());
     return (0);
 }
 
@@ -245,7 +245,7 @@ SCHED *sched_create(struct event_base *base, const CONFIG *cf, QUEUE *queue, SMT
     if (p.bounce_queue_lifetime > p.maximal_queue_lifetime)
 	log_warn("qmgr", "bounce_queue_lifetime is larger than maximal_queue_lifetime - using %llds",
 		 (long long) p.maximal_queue_lifetime);
-    s->qmgr = qmgr_create(&p, (int64_t) time(NULL));
+    s->qmgr = qmgr_create(&p, (int64_t) time_sec());
     s->kick_ev = event_new(base, -1, 0, kick_cb, s);
     s->qmgr_timer = evtimer_new(base, timer_cb, s);
     return (s);
@@ -257,7 +257,7 @@ void    sched_reconfigure(SCHED *s, const CONFIG *cf)
 
     explain_params(cf, &p);
     s->cf = cf;
-    qmgr_reload(s->qmgr, &p, (int64_t) time(NULL));
+    qmgr_reload(s->qmgr, &p, (int64_t) time_sec());
     sched_kick(s);
 }
 
@@ -279,7 +279,7 @@ static void flush_step_cb(evutil_socket_t fd, short what, void *ctx)
 {
     SCHED  *s = ctx;
     uint32_t step = s->flush_left < SCHED_FLUSH_STEP ? (uint32_t) s->flush_left : SCHED_FLUSH_STEP;
-    uint32_t left = qmgr_flush_some(s->qmgr, (int64_t) time(NULL), step);
+    uint32_t left = qmgr_flush_some(s->qmgr, (int64_t) time_sec(), step);
 
     s->flush_left -= step;
     if (left > 0 && s->flush_left > 0) {
@@ -294,7 +294,7 @@ static void flush_step_cb(evutil_socket_t fd, short what, void *ctx)
 
 void    sched_flush(SCHED *s, const uint64_t *ids, int n)
 {
-    int64_t now = (int64_t) time(NULL);
+    int64_t now = (int64_t) time_sec();
     QMGR_COUNTS c;
 
     if (n >= 0) {
@@ -335,7 +335,7 @@ static void sched_add(SCHED *s, const QMSG *msg)
     info_from_msg(msg, &info);
     /* A message held on arrival (a milter's quarantine) waits for release. */
     info.state = msg->state == QSTATE_HOLD ? QMGR_MSG_HOLD : QMGR_MSG_INCOMING;
-    qmgr_add(s->qmgr, msg->seq, &info, (int64_t) time(NULL));
+    qmgr_add(s->qmgr, msg->seq, &info, (int64_t) time_sec());
     sched_kick(s);
 }
 
@@ -545,7 +545,7 @@ static void delivery_done(void *ctx, const SMTP_RESULT *res)
     s->inflight--;
     qmgr_delivered_rcpts(s->qmgr, dl->req, deferred, ndeferred,
 			 res->hop_failed ? res->hop_dsn : NULL,
-			 res->hop_failed ? res->hop_reason : NULL, (int64_t) time(NULL));
+			 res->hop_failed ? res->hop_reason : NULL, (int64_t) time_sec());
     free(deferred);
     free(dl->rcpts);
     free(dl->dest);
@@ -568,7 +568,7 @@ static void deliver_config_error(SCHED *s, ACTIVE *a, const ACT *act)
 	log_delivery("error", m->qid, &(LOG_RCPT) {rc->addr, rc->orcpt}, "none", &st, "4.3.0",
 		     "deferred", text);
     }
-    qmgr_delivered(s->qmgr, act->a.req, act->a.nrcpt, NULL, NULL, (int64_t) time(NULL));
+    qmgr_delivered(s->qmgr, act->a.req, act->a.nrcpt, NULL, NULL, (int64_t) time_sec());
 }
 
 static void do_deliver(SCHED *s, const ACT *act)
@@ -577,7 +577,7 @@ static void do_deliver(SCHED *s, const ACT *act)
 
     if (a == NULL) {
 	log_warn("qmgr", "delivery request for unknown message %llu", (unsigned long long) act->a.id);
-	qmgr_delivered(s->qmgr, act->a.req, act->a.nrcpt, NULL, NULL, (int64_t) time(NULL));
+	qmgr_delivered(s->qmgr, act->a.req, act->a.nrcpt, NULL, NULL, (int64_t) time_sec());
 	return;
     }
     if (strncmp(act->dest, "defer:", 6) == 0) {
@@ -788,7 +788,7 @@ static void pass_committed(void *ctx, int ok, const char *why)
 
 	    /* qmgr forgot it while it was suspended: give it back, deferred. */
 	    info_from_msg(p->msg, &info);
-	    qmgr_add(s->qmgr, p->id, &info, (int64_t) time(NULL));
+	    qmgr_add(s->qmgr, p->id, &info, (int64_t) time_sec());
 	}
     } else if (!s->stopping) {
 	pass_suspend(s, p, why);
@@ -949,7 +949,7 @@ static void sched_run(SCHED *s)
 {
     QMGR_ACTION acts[ACT_BATCH];
     ACT     copy[ACT_BATCH];
-    int64_t now = (int64_t) time(NULL);
+    int64_t now = (int64_t) time_sec();
     int     n, rounds = 0;
 
     s->kick_scheduled = 0;
@@ -1272,7 +1272,7 @@ void    sched_metrics(const SCHED *s, BUF *out)
     metrics_lc_write(out, "relayq_destination_deferrals_total", "destination",
 		     "Recipients deferred, by destination (transport:nexthop).", &s->dest_deferred);
 
-    int64_t oldest = qmgr_oldest_create_time(s->qmgr), now = (int64_t) time(NULL);
+    int64_t oldest = qmgr_oldest_create_time(s->qmgr), now = (int64_t) time_sec();
 
     metrics_family(out, "relayq_queue_oldest_message_age_seconds", "gauge",
 		   "Age of the oldest message in the queue (any state), 0 if the queue is empty.");

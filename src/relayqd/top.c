@@ -52,7 +52,7 @@ TOPSTAT *top_create(RELAYQD *d)
     struct timeval one = {1, 0};
 
     t->d = d;
-    t->started = (int64_t) time(NULL);
+    t->started = (int64_t) time_sec();
     t->timer = event_new(d->base, -1, EV_PERSIST, top_tick, t);
     event_add(t->timer, &one);
     top_sample(t);
@@ -110,7 +110,7 @@ int     top_answer(RELAYQD *d, int argc, char **argv, BUF *out)
     }
     memset(&s, 0, sizeof(s));
     s.host = xstrdup(config_str(d->cf, "myhostname"));
-    s.now = (int64_t) time(NULL);
+    s.now = (int64_t) time_sec();
     s.started = t->started;
     sched_counters(d->sched, cur);
     for (int c = 0; c < TOP_COUNTERS; c++)

@@ -251,7 +251,7 @@ static int wait_fd(int fd, short ev, time_t deadline)
     int     rc;
 
     for (;;) {
-	time_t  left = deadline - time(NULL);
+	time_t  left = deadline - time_sec();
 
 	if (left <= 0) {
 	    errno = ETIMEDOUT;
@@ -270,7 +270,7 @@ static int wait_fd(int fd, short ev, time_t deadline)
 
 static int sm_sync_connect(SM *sm)
 {
-    time_t  deadline = time(NULL) + sm_timeout;
+    time_t  deadline = time_sec() + sm_timeout;
     int     fd, soerr = 0;
     socklen_t sl = sizeof(soerr);
 
@@ -288,7 +288,7 @@ static int sm_sync_connect(SM *sm)
 	}
     }
     sm->fd = fd;
-    sm->fd_born = time(NULL);
+    sm->fd_born = time_sec();
     return (0);
 }
 
@@ -296,7 +296,7 @@ static int sm_sync_connect(SM *sm)
 static int sm_sync_xfer(SM *sm, const char *req, BUF *in, const char **p, size_t *plen,
 			        char *err, size_t errlen)
 {
-    time_t  deadline = time(NULL) + sm_timeout;
+    time_t  deadline = time_sec() + sm_timeout;
     size_t  off = 0, len = strlen(req), used;
     ssize_t n;
     char    chunk[4096];
@@ -356,7 +356,7 @@ static int sm_lookup(TABLE *t, void *priv, const char *key, const char **val,
     const char *p;
     size_t  plen;
     int     rc = TABLE_ERROR, tries;
-    time_t  now = time(NULL);
+    time_t  now = time_sec();
 
     /* Keys go out as given: Postfix does not fold socketmap queries either. */
     if ((req = sm_request(sm, key)) == NULL) {
@@ -376,7 +376,7 @@ static int sm_lookup(TABLE *t, void *priv, const char *key, const char **val,
 	if ((x = sm_sync_xfer(sm, req, &in, &p, &plen, err, errlen)) > 0) {
 	    if ((rc = sm_reply(sm, p, plen, &v, err, errlen)) == TABLE_FOUND)
 		table_set_result(t, v.data ? v.data : "", v.len, val);
-	    sm->fd_used = time(NULL);
+	    sm->fd_used = time_sec();
 	    break;
 	}
 	sm_sync_close(sm);
@@ -548,7 +548,7 @@ static void sm_bev_close(SM *sm)
 /* Start the next queued request: connect first when needed. */
 static void sm_send_next(SM *sm)
 {
-    time_t  now = time(NULL);
+    time_t  now = time_sec();
 
     while (sm->head && sm->head->cancelled && !sm->sent) {
 	SM_OP  *op = sm->head;

@@ -236,7 +236,7 @@ static int scache_new_cb(SSL *ssl, SSL_SESSION *sess)
     TLS_SSLX *x = sslx(ssl);
     TLS_CLIENT *tc;
     SCACHE_ENT *e;
-    time_t  now = time(NULL);
+    time_t  now = time_sec();
     long    life;
 
     if (x == NULL || x->cache_key == NULL || !SSL_SESSION_is_resumable(sess))
@@ -650,7 +650,7 @@ SSL    *tls_client_ssl(TLS_CLIENT *tc, const TLS_POLICY *pol, const char *nextho
 	x->cache_key = xasprintf("%s&%s&%d&%s&%s&%s&%s", host, addr, port, sni ? sni : "",
 				 pol->protocols ? pol->protocols : "", clist,
 				 tls_level_name(pol->level));
-	scache_expire(tc, time(NULL));
+	scache_expire(tc, time_sec());
 	for (SCACHE_ENT *e = tc->cache; e; e = e->next) {
 	    SSL_SESSION *copy;
 

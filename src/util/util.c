@@ -250,6 +250,20 @@ void    str_list_free(char **list)
     free(list);
 }
 
+/*
+ * The time in seconds from the same clock as time_now_us(): glibc's
+ * time() reads the kernel's coarse clock, which can still say the last
+ * second for a few milliseconds after gettimeofday() has moved on, so a
+ * message could be deferred "before" it was created.
+ */
+time_t  time_sec(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (ts.tv_sec);
+}
+
 int64_t time_now_us(void)
 {
     struct timespec ts;

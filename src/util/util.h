@@ -10,6 +10,7 @@
 #define UTIL_H_INCLUDED
 
 #include <stddef.h>
+#include <time.h>
 #include <stdint.h>
 #include <stdarg.h>
 
@@ -69,6 +70,7 @@ void    str_list_free(char **list);
 char   *str_printable(const char *s);
 
 /* Clocks. */
+time_t  time_sec(void);				/* CLOCK_REALTIME seconds (not time(): see util.c) */
 int64_t time_now_us(void);			/* CLOCK_REALTIME, microseconds */
 int64_t time_mono_us(void);			/* CLOCK_MONOTONIC, microseconds */
 
