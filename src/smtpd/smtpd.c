@@ -2431,10 +2431,15 @@ static void session_set_client(SESSION *ss, const char *addr)
     ss->family = strchr(ss->addr, ':') ? 6 : 4;
     ss->in_mynet = smtpd_net_match(ss->addr, p->mynetworks);
     ss->bare_mode = smtpd_net_match(ss->addr, p->bare_excl) ? SMTPD_BARE_NO : p->bare_mode;
-    /* Postfix: local clients' headers are rewritten with myorigin, others' only with remote_header_rewrite_domain. */
-    ss->rewrite_allowed = ss->p->always_add || local_rewrite_client(ss, ss->laddr);
+    /*
+     * Postfix: local clients' headers are rewritten with myorigin, others'
+     * only with remote_header_rewrite_domain; missing Message-Id:, Date:
+     * (or their Resent- forms) are added in either rewriting context, or
+     * always with always_add_missing_headers.
+     */
     ss->rw_context = local_rewrite_client(ss, ss->laddr) ? CLEANUP_RW_LOCAL
 	: cleanup_rw_remote_domain(ss->p->rw) ? CLEANUP_RW_REMOTE : CLEANUP_RW_NONE;
+    ss->rewrite_allowed = ss->p->always_add || ss->rw_context != CLEANUP_RW_NONE;
 }
 
 /* The client is known (socket or PROXY header): limits, greeting. */
