@@ -100,7 +100,7 @@ const PARAM param_table[] = {
     /* Scheduling (spec section 1). */
     PT("ipc_timeout", "3600s", 's', 1,
        "how long a queue view (mailq, qshape) waits for a client that does not read its answer"),
-    { "relayq_queue_view_cpu_share", PT_INT, "10", 0, 1, 100, NULL, PO_RELAYQ, NULL,
+    { "relayq_queue_view_cpu_share", PT_INT, "5", 0, 1, 100, NULL, PO_RELAYQ, NULL,
       "while mail is being received or delivered, the percent of one CPU each queue view (mailq, qshape, explain --what-if, flush DOMAIN) may use; 100: no limit" },
     PT("queue_run_delay", "300s", 's', 1,
        "period of the deferred-queue scans"),
