@@ -11,6 +11,7 @@ talks to any address outside 127.0.0.0/8.
     out = env.cli(d, 'mailq')
 """
 import os
+import random
 import re
 import signal
 import smtplib
@@ -69,12 +70,39 @@ def sanitizer_reports(env):
     return out
 
 
+PORT_LOW, PORT_HIGH = 10000, 32000         # below Linux's ephemeral range (32768-60999)
+PORT_DIR = '/tmp/relayq-test-ports'
+
+
 def free_port():
-    s = socket.socket()
-    s.bind(('127.0.0.1', 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+    """A loopback port nothing uses, that no other test of this run (in any
+    process) was given, and that no outgoing connection can take as its
+    source port meanwhile: a random one below the ephemeral range, claimed
+    with an O_EXCL file (stale claims older than an hour are ignored)."""
+    os.makedirs(PORT_DIR, exist_ok=True)
+    for _ in range(1000):
+        port = random.randint(PORT_LOW, PORT_HIGH)
+        claim = os.path.join(PORT_DIR, str(port))
+        try:
+            fd = os.open(claim, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            try:
+                if time.time() - os.stat(claim).st_mtime < 3600:
+                    continue
+                os.utime(claim)
+            except OSError:
+                continue
+        else:
+            os.close(fd)
+        s = socket.socket()
+        try:
+            s.bind(('127.0.0.1', port))
+        except OSError:
+            continue
+        finally:
+            s.close()
+        return port
+    raise AssertionError('no free port in %d-%d' % (PORT_LOW, PORT_HIGH))
 
 
 def wait_port(port, timeout=10, host='127.0.0.1'):
